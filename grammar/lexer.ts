@@ -1,0 +1,117 @@
+/**
+ * The policy language's tokens (Chevrotain lexer). Comments are kept in a token group so the
+ * formatter can put them back; whitespace is skipped.
+ *
+ * @module
+ */
+
+import { createToken, Lexer, type TokenType } from "chevrotain";
+
+/** An identifier: plugin names, parameter names, constants, enum values. */
+export const Identifier: TokenType = createToken({
+  name: "Identifier",
+  pattern: /[A-Za-z_][A-Za-z0-9_]*/,
+  label: "a name",
+});
+
+function keyword(word: string): TokenType {
+  return createToken({
+    name: word[0].toUpperCase() + word.slice(1),
+    pattern: new RegExp(word),
+    longer_alt: Identifier,
+    label: `'${word}'`,
+  });
+}
+
+/** `policy`. */
+export const Policy: TokenType = keyword("policy");
+/** `use`. */
+export const Use: TokenType = keyword("use");
+/** `let`. */
+export const Let: TokenType = keyword("let");
+/** `layers`. */
+export const Layers: TokenType = keyword("layers");
+/** `heads`. */
+export const Heads: TokenType = keyword("heads");
+/** `else`. */
+export const Else: TokenType = keyword("else");
+
+/**
+ * A number with an optional suffix: `4`, `0.5`, `-1`, `4k`, `10%`. Any letters after the digits
+ * are lexed with the number so that `4kb` is one token the checker can reject by name.
+ */
+export const NumberLiteral: TokenType = createToken({
+  name: "NumberLiteral",
+  pattern: /-?\d+(?:\.\d+)?(?:%|[A-Za-z_][A-Za-z0-9_]*)?/,
+  label: "a number",
+});
+
+/** A double-quoted string with `\"`, `\\`, `\n`, `\t` escapes, on one line. */
+export const StringLiteral: TokenType = createToken({
+  name: "StringLiteral",
+  pattern: /"(?:[^"\\\n\r]|\\.)*"/,
+  label: "a string",
+});
+
+/** `->`. */
+export const Arrow: TokenType = createToken({ name: "Arrow", pattern: /->/, label: "'->'" });
+/** `..`. */
+export const DotDot: TokenType = createToken({ name: "DotDot", pattern: /\.\./, label: "'..'" });
+/** `;`. */
+export const Semicolon: TokenType = createToken({ name: "Semicolon", pattern: /;/, label: "';'" });
+/** `,`. */
+export const Comma: TokenType = createToken({ name: "Comma", pattern: /,/, label: "','" });
+/** `=`. */
+export const Equals: TokenType = createToken({ name: "Equals", pattern: /=/, label: "'='" });
+/** `+`. */
+export const Plus: TokenType = createToken({ name: "Plus", pattern: /\+/, label: "'+'" });
+/** `*`. */
+export const Star: TokenType = createToken({ name: "Star", pattern: /\*/, label: "'*'" });
+/** `(`. */
+export const LParen: TokenType = createToken({ name: "LParen", pattern: /\(/, label: "'('" });
+/** `)`. */
+export const RParen: TokenType = createToken({ name: "RParen", pattern: /\)/, label: "')'" });
+
+/** `# ...` to the end of the line; kept in the `comments` group. */
+export const Comment: TokenType = createToken({
+  name: "Comment",
+  pattern: /#[^\n\r]*/,
+  group: "comments",
+});
+
+/** Spaces, tabs and line breaks. */
+export const WhiteSpace: TokenType = createToken({
+  name: "WhiteSpace",
+  pattern: /[ \t\r\n\f\v\u00a0\ufeff]+/,
+  group: Lexer.SKIPPED,
+});
+
+/** All tokens, in matching order (keywords before identifiers, `->` before numbers). */
+export const ALL_TOKENS: TokenType[] = [
+  WhiteSpace,
+  Comment,
+  Arrow,
+  DotDot,
+  NumberLiteral,
+  StringLiteral,
+  Semicolon,
+  Comma,
+  Equals,
+  Plus,
+  Star,
+  LParen,
+  RParen,
+  Policy,
+  Use,
+  Let,
+  Layers,
+  Heads,
+  Else,
+  Identifier,
+];
+
+/** The policy lexer. Reports unexpected characters and keeps going. */
+export const policyLexer: Lexer = new Lexer(ALL_TOKENS, {
+  positionTracking: "full",
+  ensureOptimizations: false,
+});

@@ -1,0 +1,81 @@
+/**
+ * `deno task check P.kvp... [--plan [--yaml]] [--explain] [--json]`: checks policies, prints
+ * their diagnostics, and optionally the compiled plan or a plain-language explanation.
+ *
+ * @module
+ */
+
+import { stringify as toYaml } from "yaml";
+import { compilePolicy } from "../plan/compile.ts";
+import { explainPlan } from "../plan/explain.ts";
+import { renderDiagnostics } from "../policy/diagnostics.ts";
+import { parseFlags } from "./args.ts";
+import { UserError } from "./errors.ts";
+import { readPolicySource } from "./policySource.ts";
+
+/** Usage text of `check`. */
+export const CHECK_USAGE =
+  `usage: deno task check POLICY... [--plan [--yaml]] [--explain] [--allow-plugins]
+  POLICY  a .kvp file, a shipped policy name (snapkv) or inline text ('else -> snap(k=1024)')
+  --plan           print the compiled plan as JSON (--yaml: as YAML)
+  --explain        print what each rule does, with every parameter resolved
+  --allow-plugins  permit policies that 'use' third-party plugin code`;
+
+/** Runs `check`; returns the exit code. */
+export function checkCommand(args: string[]): number {
+  const { values, positionals } = parseFlags("check", args, {
+    plan: { type: "boolean" },
+    yaml: { type: "boolean" },
+    explain: { type: "boolean" },
+    model: { type: "string" },
+    "allow-plugins": { type: "boolean" },
+    help: { type: "boolean", short: "h" },
+  });
+  if (values.help) {
+    console.log(CHECK_USAGE);
+    return 0;
+  }
+  if (positionals.length === 0) throw new UserError(`check: no policy given\n${CHECK_USAGE}`);
+  if (values.model !== undefined) {
+    throw new UserError(
+      "check --explain --model needs the runtime's detectors, which have not landed yet; use --explain without --model",
+    );
+  }
+  let failed = 0;
+  for (const arg of positionals) {
+    const source = readPolicySource(arg);
+    const result = compilePolicy(source.text, source.file);
+    if (result.diagnostics.length) {
+      console.error(renderDiagnostics(source.file, source.text, result.diagnostics));
+    }
+    const plan = result.plan;
+    if (!plan) {
+      const n = result.diagnostics.filter((d) => d.severity === "error").length;
+      console.error(`${source.file}: ${n} error${n === 1 ? "" : "s"}`);
+      failed++;
+      continue;
+    }
+    if (plan.uses.length && !values["allow-plugins"]) {
+      console.error(
+        `${source.file}: the policy imports ${plan.uses.map((u) => `"${u}"`).join(", ")}; ` +
+          "plugin code runs only with --allow-plugins",
+      );
+      failed++;
+      continue;
+    }
+    if (plan.uses.length) {
+      throw new UserError("loading plugins is not implemented yet (issue: third-party plugins)");
+    }
+    if (values.plan) {
+      console.log(values.yaml ? toYaml(plan) : JSON.stringify(plan, null, 2));
+    } else if (values.explain) {
+      console.log(explainPlan(plan));
+    } else {
+      const warnings = result.diagnostics.length;
+      const note = warnings ? `, ${warnings} warning${warnings === 1 ? "" : "s"}` : "";
+      const n = plan.rules.length;
+      console.log(`${source.file}: ok (${n} rule${n === 1 ? "" : "s"}${note})`);
+    }
+  }
+  return failed ? 1 : 0;
+}

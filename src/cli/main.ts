@@ -1,0 +1,53 @@
+/**
+ * The `kvpolicy` command line: `run`, `check`, `fmt`, `eval`, `inspect`, `bench`.
+ * Exit codes: 0 ok, 1 user error (bad policy, flag or model folder), 2 internal error.
+ *
+ * @module
+ */
+
+import { checkCommand } from "./checkCommand.ts";
+import { reportError, UserError } from "./errors.ts";
+import { fmtCommand } from "./fmtCommand.ts";
+
+const USAGE = `usage: deno task <command> [...]
+  run      generate with a policy applied to the KV cache
+  check    check policies (--plan prints the compiled plan, --explain what it does)
+  fmt      format policies canonically
+  eval     compare policies on needle / RULER-style / perplexity tasks
+  inspect  retrieval-head and lazy-layer scores
+  bench    speed and memory, full vs compressed`;
+
+type Command = (args: string[]) => number | Promise<number>;
+
+function notYet(name: string, issue: string): Command {
+  return () => {
+    throw new UserError(`'${name}' is not available yet: it lands with ${issue}`);
+  };
+}
+
+const COMMANDS: Record<string, Command> = {
+  check: checkCommand,
+  fmt: fmtCommand,
+  run: notYet("run", "the WebGPU runtime"),
+  eval: notYet("eval", "the evaluation harness"),
+  inspect: notYet("inspect", "the detectors"),
+  bench: notYet("bench", "the benchmark"),
+};
+
+/** Runs one CLI invocation and returns its exit code (never throws). */
+export async function main(args: string[]): Promise<number> {
+  const [name, ...rest] = args;
+  if (!name || name === "--help" || name === "-h") {
+    console.log(USAGE);
+    return name ? 0 : 1;
+  }
+  const command = COMMANDS[name];
+  try {
+    if (!command) throw new UserError(`unknown command '${name}'\n${USAGE}`);
+    return await command(rest);
+  } catch (e) {
+    return reportError(e);
+  }
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));

@@ -1,0 +1,65 @@
+/**
+ * Scaled dot-product attention of query rows over an explicit set of cached entries — the
+ * primitive of the CPU reference. Restricting attention to an index set is exactly what a
+ * compacted KV cache does, so tests compare GPU caches against this.
+ *
+ * @module
+ */
+
+/** Result of {@link attendToEntries}. */
+export interface AttentionResult {
+  /** `rows × headDim` attention outputs. */
+  output: Float64Array;
+  /** `rows × indices.length` softmax weights, in the order of `indices`. */
+  probabilities: Float64Array;
+}
+
+/**
+ * For each of the query rows (`queries` is `rows × headDim`, post-RoPE), softmax over the
+ * entries at `indices` of `q·k / sqrt(headDim)`, then the weighted sum of their values.
+ * `keys` and `values` are `length × headDim`. With no indices the output is all zeros.
+ */
+export function attendToEntries(
+  keys: Float64Array,
+  values: Float64Array,
+  headDim: number,
+  queries: Float64Array,
+  indices: ArrayLike<number>,
+): AttentionResult {
+  const rows = queries.length / headDim;
+  const count = indices.length;
+  const entries = keys.length / headDim;
+  for (let j = 0; j < count; j++) {
+    const index = indices[j];
+    if (!Number.isInteger(index) || index < 0 || index >= entries) {
+      throw new RangeError(`attention index ${index} is outside the cache [0, ${entries})`);
+    }
+  }
+  const scale = 1 / Math.sqrt(headDim);
+  const output = new Float64Array(rows * headDim);
+  const probabilities = new Float64Array(rows * count);
+  for (let r = 0; r < rows; r++) {
+    const qOffset = r * headDim;
+    const scores = probabilities.subarray(r * count, (r + 1) * count);
+    let maxScore = -Infinity;
+    for (let j = 0; j < count; j++) {
+      const kOffset = indices[j] * headDim;
+      let dot = 0;
+      for (let d = 0; d < headDim; d++) dot += queries[qOffset + d] * keys[kOffset + d];
+      scores[j] = dot * scale;
+      if (scores[j] > maxScore) maxScore = scores[j];
+    }
+    let total = 0;
+    for (let j = 0; j < count; j++) {
+      scores[j] = Math.exp(scores[j] - maxScore);
+      total += scores[j];
+    }
+    for (let j = 0; j < count; j++) {
+      const p = scores[j] / total;
+      scores[j] = p;
+      const vOffset = indices[j] * headDim;
+      for (let d = 0; d < headDim; d++) output[qOffset + d] += p * values[vOffset + d];
+    }
+  }
+  return { output, probabilities };
+}

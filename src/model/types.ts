@@ -1,0 +1,78 @@
+/**
+ * Shared data types of the model layer: what a loaded Hugging Face checkpoint looks like to the
+ * rest of kvpolicy (the CPU reference, the GPU runtime, the CLI).
+ *
+ * @module
+ */
+
+/** Storage dtypes accepted in safetensors checkpoints. */
+export type DType = "F32" | "F16" | "BF16";
+
+/** One tensor as stored in the checkpoint: raw little-endian bytes in its own dtype. */
+export interface Tensor {
+  /** Hugging Face tensor name, e.g. `model.layers.0.self_attn.q_proj.weight`. */
+  name: string;
+  /** Storage dtype; 16-bit tensors stay 16-bit (never inflated on load). */
+  dtype: DType;
+  /** Shape, row-major; Linear weights are `[out_features, in_features]`. */
+  shape: number[];
+  /** Raw bytes (length = product(shape) × bytes per element). */
+  data: Uint8Array;
+}
+
+/** Supported decoder families (`config.json` → `model_type`). */
+export type Architecture = "llama" | "mistral" | "qwen2";
+
+/** A validated, normalised `config.json`. All sizes are checked positive integers. */
+export interface ModelConfig {
+  /** `model_type`. */
+  architecture: Architecture;
+  /** `hidden_size`. */
+  hiddenSize: number;
+  /** `intermediate_size`. */
+  intermediateSize: number;
+  /** `num_hidden_layers`. */
+  numLayers: number;
+  /** `num_attention_heads` (query heads). */
+  numHeads: number;
+  /** `num_key_value_heads` (defaults to `num_attention_heads`). */
+  numKvHeads: number;
+  /** `head_dim`, or `hidden_size / num_attention_heads`. */
+  headDim: number;
+  /** `vocab_size`. */
+  vocabSize: number;
+  /** `rms_norm_eps`. */
+  rmsNormEps: number;
+  /** `rope_theta`. */
+  ropeTheta: number;
+  /** RoPE inverse frequencies (headDim / 2 entries) after any `rope_scaling`. */
+  ropeInvFreq: Float64Array;
+  /** `max_position_embeddings`. */
+  maxPositions: number;
+  /** `tie_word_embeddings`: lm_head is the embedding matrix. */
+  tieWordEmbeddings: boolean;
+  /** q/k/v projections carry biases (Qwen2, or `attention_bias: true`). */
+  attentionBias: boolean;
+  /** `bos_token_id`, if any. */
+  bosTokenId: number | null;
+  /** `eos_token_id` (a number or a list in HF configs), normalised to a list. */
+  eosTokenIds: number[];
+  /**
+   * Mistral `sliding_window`: a query at position p attends only to keys at positions
+   * `> p - slidingWindow`. Absent when no window applies (null, or not smaller than
+   * `maxPositions`). Runtimes that do not implement it must refuse such a config.
+   */
+  slidingWindow?: number;
+}
+
+/** A loaded checkpoint: its config and its tensors by HF name. */
+export interface ModelWeights {
+  /** The folder it was loaded from. */
+  dir: string;
+  /** The validated config. */
+  config: ModelConfig;
+  /** Returns the named tensor or throws a clear error naming it. */
+  get(name: string): Tensor;
+  /** Whether the checkpoint holds the named tensor. */
+  has(name: string): boolean;
+}

@@ -1,0 +1,44 @@
+/**
+ * The built-in presses and detectors, registered through the same interface third-party plugins
+ * use.
+ *
+ * @module
+ */
+
+import { adakvPress } from "./adakvPress.ts";
+import { compensatePress } from "./compensatePress.ts";
+import { fullPress } from "./fullPress.ts";
+import { h2oPress } from "./h2oPress.ts";
+import { knormPress } from "./knormPress.ts";
+import { lazyDetector } from "./lazyDetector.ts";
+import { pyramidPress } from "./pyramidPress.ts";
+import { quantPress } from "./quantPress.ts";
+import { randomPress } from "./randomPress.ts";
+import { PluginRegistry } from "./registry.ts";
+import { retrievalDetector } from "./retrievalDetector.ts";
+import type { PluginSchema } from "./schema.ts";
+import { snapPress } from "./snapPress.ts";
+import { windowPress } from "./windowPress.ts";
+
+/** Every built-in plugin schema. */
+export const BUILTIN_PLUGINS: readonly PluginSchema[] = [
+  fullPress,
+  windowPress,
+  snapPress,
+  h2oPress,
+  knormPress,
+  randomPress,
+  pyramidPress,
+  adakvPress,
+  compensatePress,
+  quantPress,
+  lazyDetector,
+  retrievalDetector,
+];
+
+/** A fresh registry holding the built-ins. */
+export function defaultRegistry(): PluginRegistry {
+  const registry = new PluginRegistry();
+  for (const plugin of BUILTIN_PLUGINS) registry.register(plugin);
+  return registry;
+}

@@ -1,0 +1,92 @@
+/**
+ * Parameter schemas of plugins (presses and detectors). The policy checker validates a policy
+ * against these schemas only, so checking never needs a GPU, a model or plugin code beyond the
+ * schema itself.
+ *
+ * @module
+ */
+
+/** A budget: an absolute number of cache entries, or a fraction of the prompt length. */
+export type Budget = { tokens: number } | { fraction: number };
+
+/** A typed, checked parameter value as it appears in a compiled plan. */
+export type ParamValue = number | string | boolean | Budget | null;
+
+/** The type of a parameter, with its range. */
+export type ParamType =
+  | { kind: "int"; min?: number; max?: number; oneOf?: number[] }
+  | { kind: "number"; min?: number; max?: number; exclusiveMin?: boolean }
+  | { kind: "budget" }
+  | { kind: "fraction" }
+  | { kind: "enum"; values: string[] }
+  | { kind: "bool" }
+  | { kind: "string" };
+
+/** One parameter: its name, type, default (`undefined` = required) and a one-line doc. */
+export interface ParamSpec {
+  /** Name used in `name=value`. Positional arguments follow the order of `params`. */
+  name: string;
+  /** Type and range. */
+  type: ParamType;
+  /**
+   * Default value. `undefined` makes the parameter required; `null` means "decided at run time"
+   * (e.g. a threshold chosen per model family), written `auto` in a policy.
+   */
+  default?: ParamValue;
+  /** One line for `check --explain` and the docs. */
+  doc: string;
+}
+
+/**
+ * What a press does inside a pipeline: `select` decides which entries stay (at most one per
+ * pipeline), `augment` adds entries derived from dropped ones (after a `select`), `store` changes
+ * how kept entries are stored (last).
+ */
+export type PressRole = "select" | "augment" | "store";
+
+/** A press's schema: registered under `name`, usable as a policy action. */
+export interface PressSchema {
+  /** `"press"`. */
+  kind: "press";
+  /** Name used in policies, e.g. `snap`. */
+  name: string;
+  /** Role inside a `+` pipeline. */
+  role: PressRole;
+  /** Whether the press acts once after prefill or keeps the cache bounded while decoding. */
+  when: "prefill" | "bounded";
+  /** Parameters, in positional order. */
+  params: ParamSpec[];
+  /** One paragraph: the method and its source. */
+  doc: string;
+}
+
+/** A detector's schema: registered under `name`, usable as a selector. */
+export interface DetectorSchema {
+  /** `"detector"`. */
+  kind: "detector";
+  /** Name used in policies, e.g. `lazy`. */
+  name: string;
+  /** What it classifies: whole layers (`layers lazy`) or KV heads (`heads retrieval`). */
+  target: "layers" | "heads";
+  /** Parameters, in positional order. */
+  params: ParamSpec[];
+  /** One paragraph: the method and its source. */
+  doc: string;
+}
+
+/** Either kind of plugin schema. */
+export type PluginSchema = PressSchema | DetectorSchema;
+
+/** Formats a plan value the way a policy would write it. */
+export function formatParamValue(value: ParamValue): string {
+  if (value === null) return "auto";
+  if (typeof value === "object") {
+    return "tokens" in value ? String(value.tokens) : `${round(value.fraction * 100)}%`;
+  }
+  if (typeof value === "string") return value;
+  return String(value);
+}
+
+function round(x: number): number {
+  return Math.round(x * 1e9) / 1e9;
+}

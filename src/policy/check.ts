@@ -1,0 +1,369 @@
+/**
+ * Semantic checking: resolves a parsed policy against the plugin registry's schemas and produces
+ * the typed plan rules, or diagnostics (unknown names with suggestions, unknown or duplicate
+ * parameters, wrong types, out-of-range values, misplaced detectors, pipeline order, unreachable
+ * rules, unmatched heads).
+ *
+ * @module
+ */
+
+import type { PlanCall, PlanPress, PlanRule, PlanSelector } from "../plan/plan.ts";
+import type { PluginRegistry } from "../plugins/registry.ts";
+import type { ParamSpec, ParamValue, PluginSchema } from "../plugins/schema.ts";
+import type {
+  CallNode,
+  ConstantNode,
+  PolicyAst,
+  RuleNode,
+  SelectorNode,
+  Span,
+  ValueNode,
+} from "./ast.ts";
+import { type Diagnostic, spanAt } from "./diagnostics.ts";
+import { formatStatement } from "./format.ts";
+import { convertValue } from "./values.ts";
+import { didYouMean } from "./suggest.ts";
+
+/** What checking yields: plan pieces (meaningful only when there are no errors). */
+export interface CheckResult {
+  /** `policy "name"`. */
+  name: string | null;
+  /** `use` paths. */
+  uses: string[];
+  /** Typed rules. */
+  rules: PlanRule[];
+  /** Distinct detector invocations, first use first. */
+  detectors: PlanCall[];
+  /** Errors and warnings. */
+  diagnostics: Diagnostic[];
+}
+
+/** Checks a parsed policy against a registry. Never throws on any AST. */
+export function checkPolicy(ast: PolicyAst, registry: PluginRegistry): CheckResult {
+  return new Checker(ast, registry).run();
+}
+
+class Checker {
+  diagnostics: Diagnostic[] = [];
+  constants = new Map<string, ConstantNode>();
+  usedConstants = new Set<string>();
+  uses: string[] = [];
+  detectors: PlanCall[] = [];
+
+  constructor(private ast: PolicyAst, private registry: PluginRegistry) {}
+
+  error(span: Span, message: string, hint?: string) {
+    this.diagnostics.push({ severity: "error", message, span, hint });
+  }
+
+  warn(span: Span, message: string, hint?: string) {
+    this.diagnostics.push({ severity: "warning", message, span, hint });
+  }
+
+  run(): CheckResult {
+    let name: string | null = null;
+    let headerSeen = false;
+    for (const s of this.ast.statements) {
+      if (s.kind === "header") {
+        if (headerSeen) this.error(s.span, "a policy has at most one 'policy \"name\"' header");
+        headerSeen = true;
+        name = s.name;
+      } else if (s.kind === "use") {
+        if (this.uses.includes(s.path)) this.warn(s.span, `'${s.path}' is imported twice`);
+        else this.uses.push(s.path);
+      } else if (s.kind === "constant") {
+        if (this.constants.has(s.name)) {
+          this.error(s.nameSpan, `constant '${s.name}' is defined twice`);
+        } else if (s.value.kind === "name") {
+          this.error(s.value.span, `a constant's value must be a number or a string`);
+        } else this.constants.set(s.name, s);
+      }
+    }
+    const rules: PlanRule[] = [];
+    const rulesAst = this.ast.statements.filter((s): s is RuleNode => s.kind === "rule");
+    let catchAll: RuleNode | undefined;
+    const seenTargets = new Map<string, RuleNode>();
+    for (const r of rulesAst) {
+      const rule = this.rule(r);
+      const key = targetKey(r);
+      if (catchAll) {
+        this.error(
+          r.target.span,
+          `unreachable rule: '${targetText(catchAll)}' at ${
+            where(catchAll)
+          } already matches every layer and head`,
+        );
+      } else if (seenTargets.has(key)) {
+        const first = seenTargets.get(key)!;
+        this.error(
+          r.target.span,
+          `unreachable rule: the rule at ${where(first)} has the same target '${
+            targetText(first)
+          }'`,
+        );
+      }
+      seenTargets.set(key, r);
+      if (!catchAll && isCatchAll(r)) catchAll = r;
+      if (rule) rules.push(rule);
+    }
+    if (rulesAst.length === 0) {
+      const end = this.ast.source.length;
+      this.warn(
+        spanAt(this.ast.source, end, end + 1),
+        "the policy has no rules: every head keeps the full cache",
+      );
+    } else if (!catchAll) {
+      const last = rulesAst.at(-1)!;
+      this.warn(
+        last.span,
+        "heads matched by no rule keep the full cache",
+        "end with 'else -> ...' to choose what they keep ('check --explain --model DIR' lists them)",
+      );
+    }
+    for (const c of this.constants.values()) {
+      if (!this.usedConstants.has(c.name)) this.warn(c.nameSpan, `constant '${c.name}' is unused`);
+    }
+    return {
+      name,
+      uses: this.uses,
+      rules,
+      detectors: this.detectors,
+      diagnostics: this.diagnostics,
+    };
+  }
+
+  rule(r: RuleNode): PlanRule | undefined {
+    const layers = r.target.layers ? this.selector(r.target.layers, "layers") : null;
+    const heads = r.target.heads ? this.selector(r.target.heads, "heads") : null;
+    const pipeline = this.pipeline(r.pipeline);
+    if (layers === undefined || heads === undefined || !pipeline) return undefined;
+    return {
+      line: r.span.line,
+      text: formatStatement(r),
+      isElse: r.target.isElse,
+      layers,
+      heads,
+      pipeline,
+    };
+  }
+
+  selector(s: SelectorNode, target: "layers" | "heads"): PlanSelector | undefined {
+    if (s.kind === "all") return { kind: "all" };
+    if (s.kind === "indices") {
+      let ok = true;
+      for (const item of s.items) {
+        if (item.end !== null && item.end < item.start) {
+          this.error(item.span, `empty range ${item.start}..${item.end}`, "ranges are inclusive");
+          ok = false;
+        }
+      }
+      if (!ok) return undefined;
+      return { kind: "indices", ranges: s.items.map((i) => [i.start, i.end]) };
+    }
+    const call = s.call;
+    const detector = this.registry.detector(call.name);
+    if (!detector) {
+      if (this.registry.press(call.name)) {
+        this.error(
+          call.nameSpan,
+          `'${call.name}' is a press, not a detector`,
+          "presses go after '->'",
+        );
+      } else this.unknown(call, "detector", this.registry.detectorNames());
+      return undefined;
+    }
+    if (detector.target !== target) {
+      this.error(
+        call.nameSpan,
+        `detector '${call.name}' classifies ${detector.target}, not ${target}`,
+        `write '${detector.target} ${call.name}'`,
+      );
+      return undefined;
+    }
+    const params = this.params(call, detector);
+    if (!params) return undefined;
+    const planCall = { name: call.name, params };
+    const key = JSON.stringify(planCall);
+    if (!this.detectors.some((d) => JSON.stringify(d) === key)) this.detectors.push(planCall);
+    return { kind: "detector", detector: planCall };
+  }
+
+  pipeline(calls: CallNode[]): PlanPress[] | undefined {
+    const out: PlanPress[] = [];
+    let ok = true;
+    for (const call of calls) {
+      const press = this.registry.press(call.name);
+      if (!press) {
+        if (this.registry.detector(call.name)) {
+          this.error(
+            call.nameSpan,
+            `'${call.name}' is a detector, not a press`,
+            "detectors select targets: 'layers lazy -> ...' or 'heads retrieval -> ...'",
+          );
+        } else this.unknown(call, "press", this.registry.pressNames());
+        ok = false;
+        continue;
+      }
+      const params = this.params(call, press);
+      if (!params) {
+        ok = false;
+        continue;
+      }
+      const previous = out.at(-1);
+      if (press.role === "select" && out.length > 0) {
+        const other = out.find((p) => p.role === "select");
+        this.error(
+          call.nameSpan,
+          other
+            ? `a pipeline has one selection press, but '${other.name}' and '${call.name}' both select entries`
+            : `'${call.name}' selects entries, so it must come first in the pipeline`,
+        );
+        ok = false;
+      } else if (press.role === "augment") {
+        if (!out.some((p) => p.role === "select")) {
+          this.error(
+            call.nameSpan,
+            `'${call.name}' needs a selection press before it`,
+            `e.g. window(sink=4, recent=251) + ${call.name}`,
+          );
+          ok = false;
+        } else if (out.some((p) => p.name === press.name)) {
+          this.error(call.nameSpan, `'${call.name}' appears twice in the pipeline`);
+          ok = false;
+        } else if (previous?.role === "store") {
+          this.error(call.nameSpan, `'${call.name}' must come before '${previous.name}'`);
+          ok = false;
+        } else if (out.some((p) => p.name === "full")) {
+          this.warn(call.nameSpan, `'${call.name}' after 'full' has nothing to compensate`);
+        }
+      } else if (press.role === "store" && out.some((p) => p.role === "store")) {
+        this.error(call.nameSpan, `a pipeline has one storage press ('${call.name}' repeats it)`);
+        ok = false;
+      }
+      out.push({ name: press.name, role: press.role, when: press.when, params });
+    }
+    return ok ? out : undefined;
+  }
+
+  unknown(call: CallNode, what: "press" | "detector", names: string[]) {
+    const hint = didYouMean(call.name, names, what === "press" ? "presses" : "detectors");
+    const pluginNote = this.uses.length
+      ? ` (it may come from ${this.uses.map((u) => `"${u}"`).join(", ")}, which is not loaded)`
+      : "";
+    this.error(call.nameSpan, `unknown ${what} '${call.name}'${pluginNote}`, hint);
+  }
+
+  params(call: CallNode, schema: PluginSchema): Record<string, ParamValue> | undefined {
+    const given = new Map<string, { spec: ParamSpec; value: ValueNode; span: Span }>();
+    let ok = true;
+    let positional = 0;
+    let sawNamed = false;
+    for (const arg of call.args) {
+      let spec: ParamSpec | undefined;
+      if (arg.name) {
+        sawNamed = true;
+        spec = schema.params.find((p) => p.name === arg.name!.text);
+        if (!spec) {
+          const names = schema.params.map((p) => p.name);
+          this.error(
+            arg.name.span,
+            `'${schema.name}' has no parameter '${arg.name.text}'`,
+            names.length ? didYouMean(arg.name.text, names, "parameters") : "it takes none",
+          );
+          ok = false;
+          continue;
+        }
+      } else {
+        if (sawNamed) {
+          this.error(arg.span, "a positional argument cannot follow a named one");
+          ok = false;
+          continue;
+        }
+        spec = schema.params[positional++];
+        if (!spec) {
+          const n = schema.params.length;
+          this.error(
+            arg.span,
+            `'${schema.name}' takes ${
+              n === 0 ? "no arguments" : `at most ${n} argument${n > 1 ? "s" : ""}`
+            }`,
+            n ? `parameters: ${schema.params.map((p) => p.name).join(", ")}` : undefined,
+          );
+          ok = false;
+          continue;
+        }
+      }
+      if (given.has(spec.name)) {
+        this.error(arg.span, `parameter '${spec.name}' is given twice`);
+        ok = false;
+        continue;
+      }
+      given.set(spec.name, { spec, value: this.resolve(arg.value), span: arg.span });
+    }
+    const params: Record<string, ParamValue> = {};
+    for (const spec of schema.params) {
+      const g = given.get(spec.name);
+      if (!g) {
+        if (spec.default === undefined) {
+          this.error(
+            call.nameSpan,
+            `'${schema.name}' needs '${spec.name}' (${spec.doc})`,
+            `e.g. ${schema.name}(${spec.name}=${example(spec)})`,
+          );
+          ok = false;
+        } else params[spec.name] = spec.default;
+        continue;
+      }
+      const converted = convertValue(g.value, spec);
+      if (typeof converted === "object" && converted !== null && "error" in converted) {
+        this.error(g.value.span, `${schema.name}: ${converted.error}`, converted.hint);
+        ok = false;
+      } else params[spec.name] = converted as ParamValue;
+    }
+    return ok ? params : undefined;
+  }
+
+  /** Replaces a constant's name by its value. */
+  resolve(v: ValueNode): ValueNode {
+    if (v.kind !== "name") return v;
+    const c = this.constants.get(v.name);
+    if (!c) return v;
+    this.usedConstants.add(v.name);
+    return { ...c.value, span: v.span };
+  }
+}
+
+function example(spec: ParamSpec): string {
+  switch (spec.type.kind) {
+    case "budget":
+      return "1024";
+    case "fraction":
+      return "10%";
+    case "enum":
+      return spec.type.values[0];
+    case "bool":
+      return "true";
+    case "string":
+      return '"..."';
+    default:
+      return String(spec.type.min ?? 1);
+  }
+}
+
+function isCatchAll(r: RuleNode): boolean {
+  const t = r.target;
+  const all = (s: SelectorNode | null) => s === null || s.kind === "all";
+  return t.isElse || (all(t.layers) && all(t.heads));
+}
+
+function targetText(r: RuleNode): string {
+  return formatStatement(r).split(" -> ")[0];
+}
+
+function targetKey(r: RuleNode): string {
+  return targetText(r).replace(/\s+/g, " ");
+}
+
+function where(r: RuleNode): string {
+  return `${r.span.line}:${r.span.column}`;
+}

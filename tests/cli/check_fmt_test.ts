@@ -1,0 +1,119 @@
+/** End-to-end tests of `check` and `fmt` through the real CLI entry point (subprocesses). */
+import assert from "node:assert/strict";
+
+const MAIN = new URL("../../src/cli/main.ts", import.meta.url).pathname;
+const ROOT = new URL("../../", import.meta.url).pathname;
+
+async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-read", "--allow-write", "--allow-env", MAIN, ...args],
+    cwd: ROOT,
+    env: { NO_COLOR: "1" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const dec = new TextDecoder();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
+
+Deno.test("check: every shipped policy, by path and by name, exits 0", async () => {
+  const r = await cli("check", "policies/snapkv.kvp", "razor-lazy");
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /policies\/snapkv\.kvp: ok \(1 rule\)/);
+  assert.match(r.stdout, /policies\/razor-lazy\.kvp: ok \(3 rules\)/);
+});
+
+Deno.test("check: inline policy text pasted from an issue works as is", async () => {
+  const r = await cli(
+    "check",
+    "layers lazy -> window 4; heads retrieval -> full; else -> snap(k=1024, pool=7)",
+  );
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stdout.trim(), "<inline>: ok (3 rules)");
+});
+
+Deno.test("check: a bad policy exits 1 with file:line:col errors and no stack trace", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const file = `${dir}/bad.kvp`;
+    await Deno.writeTextFile(file, "layers lazy -> window 4;\nelse -> snp(k=1024)\n");
+    const r = await cli("check", file);
+    assert.equal(r.code, 1);
+    assert.match(
+      r.stderr,
+      new RegExp(`${file.replaceAll("/", "\\/")}:2:9: error: unknown press 'snp'`),
+    );
+    assert.match(r.stderr, /= did you mean 'snap'\?/);
+    assert.doesNotMatch(r.stderr, /\s+at\s.*\.ts:\d+/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("check: inline errors point into the pasted text", async () => {
+  const r = await cli("check", "else -> snap(k=1024, pool=0)");
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /^<inline>:1:27: error: snap: 'pool' must be at least 1, not 0/);
+});
+
+Deno.test("check --plan prints the plan as JSON, --yaml as YAML; --explain explains", async () => {
+  const json = await cli("check", "--plan", "snapkv");
+  assert.equal(json.code, 0, json.stderr);
+  const plan = JSON.parse(json.stdout);
+  assert.equal(plan.name, "snapkv");
+  assert.deepEqual(plan.rules[0].pipeline[0].params, {
+    k: { tokens: 1024 },
+    window: 32,
+    pool: 7,
+    reduce: "max",
+  });
+  const yaml = await cli("check", "--plan", "--yaml", "snapkv");
+  assert.match(yaml.stdout, /^format: kvpolicy-plan\/1$/m);
+  const explain = await cli("check", "--explain", "razor-lazy");
+  assert.match(explain.stdout, /rule 3 \(line 7\): else -> snap\(k=1024, pool=7\)/);
+  assert.match(explain.stdout, /select {2}snap\(k=1024, window=32, pool=7, reduce=max\)/);
+});
+
+Deno.test("check refuses plugin imports without --allow-plugins, naming the import", async () => {
+  const r = await cli("check", 'use "./x.ts"; else -> full');
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /imports "\.\/x\.ts"; plugin code runs only with --allow-plugins/);
+});
+
+Deno.test("bad flags and missing files are user errors (exit 1)", async () => {
+  const r = await cli("check", "--nope", "x");
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /^error: check: Unknown option '--nope'/);
+  const missing = await cli("check", "no-such-policy");
+  assert.equal(missing.code, 1);
+  assert.match(missing.stderr, /no policy file 'no-such-policy'/);
+});
+
+Deno.test("fmt rewrites a file canonically; --check reports; inline text is printed", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const file = `${dir}/p.kvp`;
+    await Deno.writeTextFile(file, "layers 0..3->window 4;else->snap(k=10%) # c\n");
+    assert.equal((await cli("fmt", "--check", file)).code, 1);
+    const r = await cli("fmt", file);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(
+      await Deno.readTextFile(file),
+      "layers 0..3 -> window(4);\nelse -> snap(k=10%); # c\n",
+    );
+    assert.equal((await cli("fmt", "--check", file)).code, 0);
+    const inline = await cli("fmt", "else->full");
+    assert.equal(inline.stdout, "else -> full;\n");
+    const bad = await cli("fmt", "else -> (");
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /<inline>:1:9: error/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("fmt --check passes on every shipped policy", async () => {
+  const files = [...Deno.readDirSync(`${ROOT}/policies`)].map((e) => `policies/${e.name}`);
+  const r = await cli("fmt", "--check", ...files);
+  assert.equal(r.code, 0, r.stderr);
+});

@@ -1,0 +1,218 @@
+/**
+ * Fuzzing the policy front end: random text, mutated real policies, and grammar-aware random
+ * policies. Every input must either compile or yield structured diagnostics with valid spans —
+ * never a throw or a hang — and every input that parses must survive the formatter round trip.
+ */
+import assert from "node:assert/strict";
+import fc from "fast-check";
+import { compilePolicy } from "../../src/plan/compile.ts";
+import { formatPolicy } from "../../src/policy/format.ts";
+import { parsePolicy } from "../../src/policy/parse.ts";
+import { shape } from "./_helpers.ts";
+
+const POLICY_DIR = new URL("../../policies/", import.meta.url);
+const SEEDS = [...Deno.readDirSync(POLICY_DIR)]
+  .filter((e) => e.name.endsWith(".kvp"))
+  .map((e) => Deno.readTextFileSync(new URL(e.name, POLICY_DIR)));
+SEEDS.push("layers lazy -> window 4; heads retrieval -> full; else -> snap(k=1024, pool=7)");
+
+const FRAGMENTS = [
+  "layers",
+  "heads",
+  "else",
+  "policy",
+  "use",
+  "let",
+  "->",
+  "-",
+  ">",
+  "..",
+  ".",
+  ";",
+  ",",
+  "=",
+  "+",
+  "*",
+  "(",
+  ")",
+  '"',
+  "#",
+  "\n",
+  " ",
+  "snap",
+  "window",
+  "lazy",
+  "retrieval",
+  "k=",
+  "4k",
+  "10%",
+  "0..3",
+  "24..",
+  "1e9",
+  "-1",
+  "\\",
+  "\u00e9",
+  "\u{1F600}",
+  "\t",
+  "\r\n",
+  "99999999999999999999",
+];
+
+/** Checks the invariants every input must satisfy; returns whether it parsed cleanly. */
+function invariants(source: string): boolean {
+  const result = compilePolicy(source, "fuzz.kvp");
+  const lines = source.split("\n").length;
+  for (const d of result.diagnostics) {
+    assert.ok(d.severity === "error" || d.severity === "warning");
+    assert.equal(typeof d.message, "string");
+    assert.ok(d.message.length > 0);
+    assert.ok(d.span.line >= 1 && d.span.line <= lines + 1, `line ${d.span.line} of ${lines}`);
+    assert.ok(d.span.column >= 1);
+    assert.ok(d.span.start >= 0 && d.span.start <= source.length + 1);
+  }
+  const hasErrors = result.diagnostics.some((d) => d.severity === "error");
+  assert.equal(result.plan === null, hasErrors);
+  return parsePolicy(source).diagnostics.length === 0;
+}
+
+function roundTrip(source: string): void {
+  const parsed = parsePolicy(source);
+  const once = formatPolicy(parsed.ast);
+  const again = parsePolicy(once);
+  assert.deepEqual(again.diagnostics, [], `formatted text does not parse:\n${once}`);
+  assert.deepEqual(shape(again.ast), shape(parsed.ast));
+  assert.equal(formatPolicy(again.ast), once, "formatting is not idempotent");
+  assert.deepEqual(again.ast.comments.map((c) => c.text), parsed.ast.comments.map((c) => c.text));
+}
+
+Deno.test("fuzz: random text never crashes the compiler", () => {
+  fc.assert(
+    fc.property(fc.string({ unit: "binary", maxLength: 200 }), (s) => {
+      if (invariants(s)) roundTrip(s);
+    }),
+    { numRuns: 2000 },
+  );
+});
+
+Deno.test("fuzz: random token soup never crashes the compiler", () => {
+  const soup = fc.array(fc.constantFrom(...FRAGMENTS), { maxLength: 40 }).map((a) => a.join(""));
+  fc.assert(
+    fc.property(soup, (s) => {
+      if (invariants(s)) roundTrip(s);
+    }),
+    { numRuns: 2000 },
+  );
+});
+
+Deno.test("fuzz: mutated real policies give diagnostics or round-trip", () => {
+  const mutation = fc.record({
+    seed: fc.constantFrom(...SEEDS),
+    edits: fc.array(
+      fc.record({
+        at: fc.nat(),
+        length: fc.nat({ max: 12 }),
+        insert: fc.oneof(fc.constantFrom(...FRAGMENTS), fc.string({ maxLength: 4 })),
+      }),
+      { minLength: 1, maxLength: 4 },
+    ),
+  }).map(({ seed, edits }) => {
+    let s = seed;
+    for (const e of edits) {
+      const at = e.at % (s.length + 1);
+      s = s.slice(0, at) + e.insert + s.slice(at + e.length);
+    }
+    return s;
+  });
+  fc.assert(
+    fc.property(mutation, (s) => {
+      if (invariants(s)) roundTrip(s);
+    }),
+    { numRuns: 3000 },
+  );
+});
+
+const ident = fc.constantFrom(
+  "snap",
+  "window",
+  "full",
+  "quant",
+  "lazy",
+  "retrieval",
+  "foo",
+  "k",
+  "x_1",
+);
+const value = fc.oneof(
+  fc.nat({ max: 100000 }).map(String),
+  fc.tuple(fc.nat({ max: 99 }), fc.nat({ max: 99 })).map(([a, b]) => `${a}.${b}`),
+  fc.nat({ max: 64 }).map((n) => `${n}k`),
+  fc.nat({ max: 100 }).map((n) => `${n}%`),
+  fc.string({ maxLength: 6 }).map((s) => JSON.stringify(s).replace(/\\u[0-9a-f]{4}/g, "")),
+  ident,
+);
+const argument = fc.oneof(value, fc.tuple(ident, value).map(([n, v]) => `${n}=${v}`));
+const call = fc.oneof(
+  ident,
+  fc.tuple(ident, value).map(([n, v]) => `${n} ${v}`),
+  fc.tuple(ident, fc.array(argument, { maxLength: 4 })).map(([n, a]) => `${n}(${a.join(", ")})`),
+);
+const index = fc.oneof(
+  fc.nat({ max: 40 }).map(String),
+  fc.tuple(fc.nat({ max: 40 }), fc.nat({ max: 40 })).map(([a, b]) => `${a}..${b}`),
+  fc.nat({ max: 40 }).map((a) => `${a}..`),
+);
+const selector = fc.oneof(
+  fc.constant("*"),
+  call,
+  fc.array(index, { minLength: 1, maxLength: 3 }).map((a) => a.join(", ")),
+);
+const target = fc.oneof(
+  fc.constant("else"),
+  selector.map((s) => `layers ${s}`),
+  selector.map((s) => `heads ${s}`),
+  fc.tuple(selector, selector).map(([a, b]) => `layers ${a} heads ${b}`),
+);
+const statement = fc.oneof(
+  {
+    weight: 6,
+    arbitrary: fc.tuple(target, fc.array(call, { minLength: 1, maxLength: 3 })).map(([t, p]) =>
+      `${t} -> ${p.join(" + ")}`
+    ),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.string({ maxLength: 8 }).map((s) =>
+      `policy ${JSON.stringify(s).replace(/\\u[0-9a-f]{4}/g, "")}`
+    ),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.tuple(fc.constantFrom("a", "b", "budget"), value).map(([n, v]) =>
+      `let ${n} = ${v}`
+    ),
+  },
+  { weight: 1, arbitrary: fc.constant('use "./p.ts"') },
+);
+const comment = fc.oneof(
+  fc.constant(""),
+  fc.string({ maxLength: 10 }).map((s) => ` # ${s.replace(/[\n\r]/g, "")}`),
+);
+const generated = fc.array(fc.tuple(statement, comment, fc.constantFrom(";\n", "; ", ";\n\n")), {
+  maxLength: 6,
+})
+  .map((parts) =>
+    parts.map(([s, c, sep]) => c ? `${s}${sep.trimEnd()}${c}\n` : `${s}${sep}`).join("")
+  );
+
+Deno.test("fuzz: grammar-generated policies parse without syntax errors and round-trip", () => {
+  fc.assert(
+    fc.property(generated, (s) => {
+      assert.ok(
+        invariants(s),
+        `syntax errors in generated policy:\n${s}\n${JSON.stringify(parsePolicy(s).diagnostics)}`,
+      );
+      roundTrip(s);
+    }),
+    { numRuns: 1500 },
+  );
+});
