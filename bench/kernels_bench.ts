@@ -1,0 +1,58 @@
+/**
+ * Kernel micro-benchmarks: `deno bench --allow-read --allow-env bench/kernels_bench.ts`.
+ * Each iteration encodes `REPS` dispatches into one pass and waits once, so the ≈ 10 ms
+ * completion floor of Deno is amortised; divide the reported time by `REPS`.
+ *
+ * @module
+ */
+
+import { acquireDevice } from "../src/gpu/device.ts";
+import { decodeAttention } from "../src/gpu/kernels/decodeAttention.ts";
+import { matmul } from "../src/gpu/kernels/matmul.ts";
+import { prefillAttention } from "../src/gpu/kernels/prefillAttention.ts";
+import { createKvCacheLayer } from "../src/gpu/kvCache.ts";
+import { type GpuOp, runOps } from "../src/gpu/op.ts";
+import { uploadMatrix } from "../src/gpu/weights.ts";
+
+const REPS = 10;
+const ctx = await acquireDevice();
+
+function bench(name: string, op: GpuOp): void {
+  Deno.bench({
+    name: `${name} ×${REPS}`,
+    async fn() {
+      runOps(ctx, Array(REPS).fill(op));
+      await ctx.sync();
+    },
+  });
+}
+
+for (const dtype of ["F32", "F16", "BF16"] as const) {
+  const [N, K] = [2048, 2048];
+  const w = uploadMatrix(ctx, {
+    dtype,
+    shape: [N, K],
+    data: new Uint8Array(N * K * (dtype === "F32" ? 4 : 2)),
+  });
+  const x = ctx.createBuffer(64 * K * 4), y = ctx.createBuffer(64 * N * 4);
+  bench(`gemv ${dtype} 2048×2048`, matmul(ctx, { x, w, y, m: 1 }));
+  bench(`gemm ${dtype} 64×2048×2048`, matmul(ctx, { x, w, y, m: 64 }));
+}
+
+{
+  const [Hkv, H, D, L] = [8, 32, 64, 4096];
+  const cache = createKvCacheLayer(ctx, {
+    numKvHeads: Hkv,
+    headDim: D,
+    capacity: L,
+    lengths: Array(Hkv).fill(L),
+  });
+  const q = ctx.createBuffer(128 * H * D * 4), out = ctx.createBuffer(128 * H * D * 4);
+  bench(`decodeAttention H32/KV8 D64 L4096`, decodeAttention(ctx, { cache, q, out, numHeads: H }));
+  bench(
+    `prefillAttention 128 queries H32/KV8 D64 L4096`,
+    prefillAttention(ctx, { cache, q, out, m: 128, numHeads: H }),
+  );
+}
+
+globalThis.addEventListener("unload", () => ctx.destroy());

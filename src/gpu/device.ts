@@ -1,0 +1,328 @@
+/**
+ * The GPU device layer: acquiring a WebGPU device with the adapter's real limits, buffers,
+ * uploads, readbacks, a pipeline cache, and clear errors when the device is lost.
+ *
+ * @module
+ */
+
+/** Limits that the kernels depend on, as granted by the device (adapter maxima). */
+export interface GpuLimits {
+  /** Largest storage-buffer binding in bytes. */
+  maxStorageBufferBindingSize: number;
+  /** Largest buffer in bytes. */
+  maxBufferSize: number;
+  /** Workgroup memory per workgroup in bytes. */
+  maxComputeWorkgroupStorageSize: number;
+  /** Invocations per workgroup. */
+  maxComputeInvocationsPerWorkgroup: number;
+  /** Workgroup size along x. */
+  maxComputeWorkgroupSizeX: number;
+  /** Workgroups per dispatch dimension. */
+  maxComputeWorkgroupsPerDimension: number;
+  /** Storage buffers per shader stage. */
+  maxStorageBuffersPerShaderStage: number;
+  /** Alignment of storage-binding offsets in bytes. */
+  minStorageBufferOffsetAlignment: number;
+  /** Alignment of uniform-binding offsets in bytes. */
+  minUniformBufferOffsetAlignment: number;
+}
+
+const REQUESTED_LIMITS: (keyof GpuLimits)[] = [
+  "maxStorageBufferBindingSize",
+  "maxBufferSize",
+  "maxComputeWorkgroupStorageSize",
+  "maxComputeInvocationsPerWorkgroup",
+  "maxComputeWorkgroupSizeX",
+  "maxComputeWorkgroupsPerDimension",
+  "maxStorageBuffersPerShaderStage",
+  "minStorageBufferOffsetAlignment",
+  "minUniformBufferOffsetAlignment",
+];
+
+/** Optional features the runtime can use; none is required. */
+export interface GpuFeatures {
+  /** `shader-f16` is available (enabled on the device when present). */
+  shaderF16: boolean;
+  /** `timestamp-query` is available (enabled on the device when present). */
+  timestampQuery: boolean;
+}
+
+/** Options of {@link acquireDevice}. */
+export interface AcquireOptions {
+  /** Adapter power preference. */
+  powerPreference?: GPUPowerPreference;
+  /** Device label (shows up in WebGPU error messages). */
+  label?: string;
+  /**
+   * Caps the storage-binding size the kernels assume (bytes), below the device limit. Used by
+   * tests to exercise the split-binding paths with small tensors.
+   */
+  maxBindingBytes?: number;
+}
+
+/** Thrown by every operation on a context whose device was lost or destroyed. */
+export class GpuDeviceLostError extends Error {
+  /** Creates the error from the device-loss reason and message. */
+  constructor(reason: string, message: string) {
+    super(
+      `WebGPU device lost (${reason})${message ? `: ${message}` : ""}; ` +
+        "create a new device (acquireDevice) to continue",
+    );
+    this.name = "GpuDeviceLostError";
+  }
+}
+
+/** Thrown when WebGPU reported a validation / out-of-memory / internal error. */
+export class GpuValidationError extends Error {
+  /** Creates the error from the WebGPU message. */
+  constructor(message: string) {
+    super(`WebGPU error: ${message}`);
+    this.name = "GpuValidationError";
+  }
+}
+
+/** A buffer or a range of one, as accepted by kernel wrappers. */
+export type BufferRef = GPUBuffer | GPUBufferBinding;
+
+/** Normalises a {@link BufferRef} to a binding resource. */
+export function bindingOf(ref: BufferRef): GPUBufferBinding {
+  return "buffer" in ref ? ref : { buffer: ref };
+}
+
+/** Rounds `n` up to a multiple of `a`. */
+export function alignUp(n: number, a: number): number {
+  return Math.ceil(n / a) * a;
+}
+
+/** Usage of activation / scratch buffers: storage, copy source and destination. */
+export const STORAGE_USAGE: number = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC |
+  GPUBufferUsage.COPY_DST;
+
+/**
+ * An acquired WebGPU device with its limits and features, a buffer registry (everything created
+ * through it is destroyed by {@link GpuContext.destroy}), readback helpers and a pipeline cache.
+ */
+export class GpuContext {
+  /** The underlying device. */
+  readonly device: GPUDevice;
+  /** Adapter description (e.g. "llvmpipe (LLVM 15.0.6, 256 bits)"). */
+  readonly adapterDescription: string;
+  /** True for software adapters such as llvmpipe. */
+  readonly isFallbackAdapter: boolean;
+  /** Granted limits. */
+  readonly limits: GpuLimits;
+  /** Optional features enabled on the device. */
+  readonly features: GpuFeatures;
+  /** Largest storage binding the kernels use (bytes): the device limit or a smaller test cap. */
+  readonly maxBindingBytes: number;
+  #lost: GpuDeviceLostError | null = null;
+  #error: GpuValidationError | null = null;
+  #lostPromise: Promise<GpuDeviceLostError>;
+  #buffers = new Set<GPUBuffer>();
+  #pipelines = new Map<string, GPUComputePipeline>();
+
+  /** Wraps a device; use {@link acquireDevice} instead. */
+  constructor(
+    device: GPUDevice,
+    info: { description: string; isFallbackAdapter: boolean },
+    limits: GpuLimits,
+    features: GpuFeatures,
+    maxBindingBytes: number,
+  ) {
+    this.device = device;
+    this.adapterDescription = info.description;
+    this.isFallbackAdapter = info.isFallbackAdapter;
+    this.limits = limits;
+    this.features = features;
+    this.maxBindingBytes = maxBindingBytes;
+    this.#lostPromise = device.lost.then((i) => {
+      this.#lost = new GpuDeviceLostError(i.reason ?? "unknown", i.message);
+      return this.#lost;
+    });
+    device.addEventListener("uncapturederror", (e) => {
+      if (!this.#error) {
+        this.#error = new GpuValidationError((e as GPUUncapturedErrorEvent).error.message);
+      }
+    });
+  }
+
+  /** Whether the device was lost or destroyed. */
+  get lost(): boolean {
+    return this.#lost !== null;
+  }
+
+  /** Throws if the device is lost or an uncaptured WebGPU error was reported. */
+  check(): void {
+    if (this.#lost) throw this.#lost;
+    if (this.#error) {
+      const e = this.#error;
+      this.#error = null;
+      throw e;
+    }
+  }
+
+  /** Creates a buffer (size rounded up to 4 bytes, at least 16) tracked for {@link destroy}. */
+  createBuffer(size: number, usage: number = STORAGE_USAGE, label = ""): GPUBuffer {
+    this.check();
+    const bytes = Math.max(16, alignUp(size, 4));
+    if (bytes > this.limits.maxBufferSize) {
+      throw new RangeError(
+        `buffer "${label}" needs ${bytes} bytes; the device allows ${this.limits.maxBufferSize}`,
+      );
+    }
+    const buffer = this.device.createBuffer({ size: bytes, usage, label });
+    this.#buffers.add(buffer);
+    return buffer;
+  }
+
+  /** Creates a storage buffer holding `data` (padded with zeros to 4 bytes). */
+  upload(data: ArrayBufferView, usage: number = STORAGE_USAGE, label = ""): GPUBuffer {
+    const buffer = this.createBuffer(data.byteLength, usage | GPUBufferUsage.COPY_DST, label);
+    this.write(buffer, 0, data);
+    return buffer;
+  }
+
+  /** Writes `data` at byte `offset` (a multiple of 4); the tail is zero-padded to 4 bytes. */
+  write(buffer: GPUBuffer, offset: number, data: ArrayBufferView): void {
+    this.check();
+    let bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength) as Uint8Array<
+      ArrayBuffer
+    >;
+    if (bytes.byteLength % 4 !== 0 || !(data.buffer instanceof ArrayBuffer)) {
+      const padded = new Uint8Array(alignUp(bytes.byteLength, 4));
+      padded.set(bytes);
+      bytes = padded;
+    }
+    if (bytes.byteLength > 0) this.device.queue.writeBuffer(buffer, offset, bytes);
+  }
+
+  /** Destroys a buffer created through this context. */
+  release(buffer: GPUBuffer): void {
+    this.#buffers.delete(buffer);
+    buffer.destroy();
+  }
+
+  /**
+   * Copies `size` bytes at `offset` of `buffer` back to the CPU. Costs ≥ 10 ms in Deno: read back
+   * in batches. Rejects with {@link GpuDeviceLostError} instead of hanging if the device is lost.
+   */
+  async read(buffer: GPUBuffer, offset = 0, size = buffer.size - offset): Promise<ArrayBuffer> {
+    this.check();
+    const staging = this.device.createBuffer({
+      size: alignUp(size, 4),
+      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+    });
+    try {
+      const enc = this.device.createCommandEncoder();
+      enc.copyBufferToBuffer(buffer, offset, staging, 0, alignUp(size, 4));
+      this.device.queue.submit([enc.finish()]);
+      const lost = this.#lostPromise.then((e) => Promise.reject(e));
+      lost.catch(() => {});
+      await Promise.race([staging.mapAsync(GPUMapMode.READ), lost]);
+      const out = staging.getMappedRange().slice(0, size);
+      staging.unmap();
+      this.check();
+      return out;
+    } catch (e) {
+      if (this.#lost) throw this.#lost;
+      throw e;
+    } finally {
+      staging.destroy();
+    }
+  }
+
+  /** Reads `count` f32 values starting at element `start`. */
+  async readF32(buffer: GPUBuffer, start = 0, count?: number): Promise<Float32Array> {
+    const n = count ?? buffer.size / 4 - start;
+    return new Float32Array(await this.read(buffer, start * 4, n * 4));
+  }
+
+  /** Reads `count` u32 values starting at element `start`. */
+  async readU32(buffer: GPUBuffer, start = 0, count?: number): Promise<Uint32Array> {
+    const n = count ?? buffer.size / 4 - start;
+    return new Uint32Array(await this.read(buffer, start * 4, n * 4));
+  }
+
+  /**
+   * Returns the compute pipeline cached under `key`, building it from `code()` (entry point
+   * `main`, layout `auto`) on first use. `key` must identify the kernel and its specialisation.
+   */
+  pipeline(key: string, code: () => string): GPUComputePipeline {
+    this.check();
+    let p = this.#pipelines.get(key);
+    if (!p) {
+      const module = this.device.createShaderModule({ code: code(), label: key });
+      p = this.device.createComputePipeline({
+        layout: "auto",
+        compute: { module, entryPoint: "main" },
+        label: key,
+      });
+      this.#pipelines.set(key, p);
+    }
+    return p;
+  }
+
+  /** Number of cached pipelines. */
+  get pipelineCount(): number {
+    return this.#pipelines.size;
+  }
+
+  /** Waits until submitted work is done (≈ 10 ms in Deno), then reports errors. */
+  async sync(): Promise<void> {
+    this.check();
+    const lost = this.#lostPromise.then((e) => Promise.reject(e));
+    lost.catch(() => {});
+    await Promise.race([this.device.queue.onSubmittedWorkDone(), lost]);
+    this.check();
+  }
+
+  /** Destroys every tracked buffer and the device. Later operations throw. */
+  destroy(): void {
+    for (const b of this.#buffers) b.destroy();
+    this.#buffers.clear();
+    this.#pipelines.clear();
+    this.device.destroy();
+  }
+}
+
+/** The message of the error thrown when no adapter is found. */
+export const NO_ADAPTER_MESSAGE =
+  "no WebGPU adapter found; on Linux install mesa-vulkan-drivers (software Vulkan, llvmpipe) " +
+  "or a GPU driver, and select a backend with DENO_WEBGPU_BACKEND=vulkan|gl if needed";
+
+/**
+ * Requests an adapter and a device with the adapter's real compute limits, enabling
+ * `shader-f16` and `timestamp-query` when present. Throws a clear error when WebGPU or an
+ * adapter is unavailable.
+ */
+export async function acquireDevice(opts: AcquireOptions = {}): Promise<GpuContext> {
+  if (typeof navigator === "undefined" || !navigator.gpu) {
+    throw new Error(`navigator.gpu is unavailable; ${NO_ADAPTER_MESSAGE}`);
+  }
+  const adapter = await navigator.gpu.requestAdapter({ powerPreference: opts.powerPreference });
+  if (!adapter) throw new Error(NO_ADAPTER_MESSAGE);
+  const requiredLimits: Record<string, number> = {};
+  for (const k of REQUESTED_LIMITS) requiredLimits[k] = adapter.limits[k];
+  const requiredFeatures: GPUFeatureName[] = [];
+  const features: GpuFeatures = {
+    shaderF16: adapter.features.has("shader-f16"),
+    timestampQuery: adapter.features.has("timestamp-query"),
+  };
+  if (features.shaderF16) requiredFeatures.push("shader-f16");
+  if (features.timestampQuery) requiredFeatures.push("timestamp-query");
+  const device = await adapter.requestDevice({
+    requiredLimits,
+    requiredFeatures,
+    label: opts.label ?? "kvpolicy",
+  });
+  const limits = {} as GpuLimits;
+  for (const k of REQUESTED_LIMITS) limits[k] = device.limits[k];
+  const cap = opts.maxBindingBytes ?? limits.maxStorageBufferBindingSize;
+  return new GpuContext(
+    device,
+    { description: adapter.info.description, isFallbackAdapter: adapter.info.isFallbackAdapter },
+    limits,
+    features,
+    Math.min(cap, limits.maxStorageBufferBindingSize),
+  );
+}

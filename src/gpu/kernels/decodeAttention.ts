@@ -1,0 +1,174 @@
+/**
+ * Decode attention (one query token) over a layer's ragged KV cache, split-KV flash-decoding:
+ *
+ * 1. split pass — one thread per (query head, split of `splitSize` keys): online softmax over the
+ *    split's keys of the head's KV group (`kvHead = h / (H / Hkv)`), writing the partial
+ *    `(O unnormalised, m, l)` to a scratch buffer; splits past the head's length write `l = 0`;
+ * 2. reduce pass — one workgroup per query head merges its splits:
+ *    `out = Σ O_s·e^{m_s−M} / Σ l_s·e^{m_s−M}` (a head with no keys outputs zeros).
+ *
+ * Lengths are read from the cache's `meta` on the GPU, so the op is prepared once per layer and
+ * encoded every step. Scratch layout: `[H][numSplits][D/4 + 1]` vec4 (O, then (m, l, 0, 0)).
+ *
+ * Split bindings: 0 params, 1 q f32 (read), 2 meta, 3 K cache, 4 V cache (read),
+ * 5 scratch (read_write). Reduce bindings: 0 params, 1 scratch (read), 2 out f32 (read_write).
+ *
+ * @module
+ */
+
+import type { BufferRef, GpuContext } from "../device.ts";
+import { type KvCacheLayer, kvDecl, type KvDType } from "../kvCache.ts";
+import { dispatchOp, type GpuOp, packParams, sequenceOp } from "../op.ts";
+import { ATTENTION_TILE, onlineSoftmaxWgsl } from "./attentionCommon.ts";
+
+/** Arguments of {@link decodeAttention}. */
+export interface DecodeAttentionArgs {
+  /** The layer's cache (the current token's k/v already appended). */
+  cache: KvCacheLayer;
+  /** Query `[H·D]` f32 after RoPE, starting at element `qOffset` (a multiple of 4). */
+  q: BufferRef;
+  /** First query element (default 0). */
+  qOffset?: number;
+  /** Output `[H·D]` f32. */
+  out: BufferRef;
+  /** Query heads (a multiple of the KV heads). */
+  numHeads: number;
+  /** Softmax scale (default 1/√D). */
+  scale?: number;
+  /** Scratch of at least {@link decodeScratchBytes} bytes (allocated by the op if omitted). */
+  scratch?: GPUBuffer;
+  /** Keys per split (default: about 64 splits over the largest capacity, at least 32). */
+  splitSize?: number;
+}
+
+/** Split size used for a cache whose largest head capacity is `maxCapacity`. */
+export function defaultSplitSize(maxCapacity: number): number {
+  return Math.max(32, Math.ceil(maxCapacity / 64 / ATTENTION_TILE) * ATTENTION_TILE);
+}
+
+/** Scratch bytes needed by {@link decodeAttention}. */
+export function decodeScratchBytes(
+  numHeads: number,
+  headDim: number,
+  maxCapacity: number,
+  splitSize = defaultSplitSize(maxCapacity),
+): number {
+  const splits = Math.max(1, Math.ceil(maxCapacity / splitSize));
+  return numHeads * splits * (headDim / 4 + 1) * 16;
+}
+
+function splitCode(dtype: KvDType, D4: number): string {
+  return `struct Params { H: u32, Hkv: u32, group: u32, splits: u32, splitSize: u32, scale: f32,
+  q04: u32 };
+@group(0) @binding(0) var<uniform> p: Params;
+const D4 = ${D4}u;
+@group(0) @binding(1) var<storage, read> Q: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> kvmeta: array<u32>;
+${kvDecl("KC", 3, dtype, false)}
+${kvDecl("VC", 4, dtype, false)}
+@group(0) @binding(5) var<storage, read_write> part: array<vec4<f32>>;
+${onlineSoftmaxWgsl()}
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let s = gid.x;
+  let h = gid.y;
+  if (s >= p.splits) { return; }
+  let kvh = h / p.group;
+  let base = kvmeta[kvh];
+  let len = kvmeta[p.Hkv + kvh];
+  let j0 = s * p.splitSize;
+  let j1 = min(j0 + p.splitSize, len);
+  for (var d = 0u; d < D4; d++) {
+    q[d] = Q[p.q04 + h * D4 + d] * p.scale;
+    o[d] = vec4<f32>(0.0);
+  }
+  mx = NEG;
+  l = 0.0;
+  if (j0 < j1) { attend(base, j0, j1); }
+  let at = (h * p.splits + s) * (D4 + 1u);
+  for (var d = 0u; d < D4; d++) { part[at + d] = o[d]; }
+  part[at + D4] = vec4<f32>(mx, l, 0.0, 0.0);
+}
+`;
+}
+
+function reduceCode(D4: number): string {
+  return `struct Params { splits: u32 };
+@group(0) @binding(0) var<uniform> p: Params;
+const D4 = ${D4}u;
+@group(0) @binding(1) var<storage, read> part: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> out: array<vec4<f32>>;
+@compute @workgroup_size(32)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let h = wid.x;
+  let first = h * p.splits;
+  var m = -3.0e38;
+  for (var s = 0u; s < p.splits; s++) { m = max(m, part[(first + s) * (D4 + 1u) + D4].x); }
+  var total = 0.0;
+  for (var s = 0u; s < p.splits; s++) {
+    let ml = part[(first + s) * (D4 + 1u) + D4];
+    total += ml.y * exp(ml.x - m);
+  }
+  let inv = select(0.0, 1.0 / total, total > 0.0);
+  for (var d = li; d < D4; d += 32u) {
+    var acc = vec4<f32>(0.0);
+    for (var s = 0u; s < p.splits; s++) {
+      let at = (first + s) * (D4 + 1u);
+      let w = exp(part[at + D4].x - m);
+      if (w > 0.0) { acc += part[at + d] * w; }
+    }
+    out[h * D4 + d] = acc * inv;
+  }
+}
+`;
+}
+
+/** Prepares split-KV decode attention for one layer (two dispatches). */
+export function decodeAttention(ctx: GpuContext, a: DecodeAttentionArgs): GpuOp {
+  const c = a.cache;
+  const H = a.numHeads, D = c.headDim, D4 = D / 4;
+  if (H % c.numKvHeads !== 0) {
+    throw new RangeError(`decodeAttention: ${H} query heads for ${c.numKvHeads} KV heads`);
+  }
+  const qOffset = a.qOffset ?? 0;
+  if (qOffset % 4 !== 0) throw new RangeError("decodeAttention: qOffset must be a multiple of 4");
+  const maxCap = Math.max(1, ...c.capacities);
+  const splitSize = a.splitSize ?? defaultSplitSize(maxCap);
+  const splits = Math.max(1, Math.ceil(maxCap / splitSize));
+  const need = decodeScratchBytes(H, D, maxCap, splitSize);
+  let owned: GPUBuffer | null = null;
+  const scratch = a.scratch ?? (owned = ctx.createBuffer(need));
+  if (scratch.size < need) throw new RangeError(`decodeAttention: scratch needs ${need} bytes`);
+  const split = dispatchOp(ctx, {
+    label: "decodeAttention.split",
+    pipeline: ctx.pipeline(`decodeAttnSplit:${c.dtype}:${D4}`, () => splitCode(c.dtype, D4)),
+    params: packParams([
+      ["u32", H],
+      ["u32", c.numKvHeads],
+      ["u32", H / c.numKvHeads],
+      ["u32", splits],
+      ["u32", splitSize],
+      ["f32", a.scale ?? 1 / Math.sqrt(D)],
+      ["u32", qOffset / 4],
+    ]),
+    buffers: [a.q, c.meta, c.k, c.v, scratch],
+    workgroups: [Math.ceil(splits / 64), H],
+  });
+  const reduce = dispatchOp(ctx, {
+    label: "decodeAttention.reduce",
+    pipeline: ctx.pipeline(`decodeAttnReduce:${D4}`, () => reduceCode(D4)),
+    params: packParams([["u32", splits]]),
+    buffers: [scratch, a.out],
+    workgroups: [H],
+  });
+  const op = sequenceOp("decodeAttention", [split, reduce]);
+  return {
+    label: op.label,
+    encode: op.encode,
+    destroy() {
+      op.destroy();
+      if (owned) ctx.release(owned);
+      owned = null;
+    },
+  };
+}

@@ -1,0 +1,153 @@
+/**
+ * The ragged KV cache of one layer. Every KV head owns a region of rows in one K buffer and one V
+ * buffer (`[totalRows][headDim]`, f32 or f16 packed in u32 pairs); regions may have different
+ * capacities, and each head has its own length, kept on the GPU so that appends during decode
+ * need no CPU round trip. Keys are stored after RoPE, so kept entries keep their positions.
+ *
+ * `meta` (u32 `[4·Hkv]`): `[0, Hkv)` first row of each head's region, `[Hkv, 2Hkv)` length,
+ * `[2Hkv, 3Hkv)` capacity, `[3Hkv, 4Hkv)` tokens dropped because the region was full.
+ *
+ * @module
+ */
+
+import { type GpuContext, STORAGE_USAGE } from "./device.ts";
+
+/** Storage type of cached keys and values. */
+export type KvDType = "f32" | "f16";
+
+/** One layer's ragged KV cache. */
+export interface KvCacheLayer {
+  /** KV heads. */
+  numKvHeads: number;
+  /** Head dimension (a multiple of 4). */
+  headDim: number;
+  /** Element type. */
+  dtype: KvDType;
+  /** First row of each head's region. */
+  bases: number[];
+  /** Rows reserved for each head. */
+  capacities: number[];
+  /** Rows in the K (and V) buffer. */
+  totalRows: number;
+  /** Keys `[totalRows][headDim]`. */
+  k: GPUBuffer;
+  /** Values `[totalRows][headDim]`. */
+  v: GPUBuffer;
+  /** Per-head bases, lengths, capacities and drop counts (see module doc). */
+  meta: GPUBuffer;
+}
+
+/** Options of {@link createKvCacheLayer}. */
+export interface KvCacheLayerOptions {
+  /** KV heads. */
+  numKvHeads: number;
+  /** Head dimension (a multiple of 4). */
+  headDim: number;
+  /** Rows per head: one number for all heads, or one per head. */
+  capacity: number | number[];
+  /** Element type (default f32). */
+  dtype?: KvDType;
+  /** Initial lengths (default 0); the contents of those rows are undefined until written. */
+  lengths?: number[];
+  /** Label. */
+  label?: string;
+}
+
+/** Bytes per cached row of `headDim` elements. */
+export function kvRowBytes(headDim: number, dtype: KvDType): number {
+  return headDim * (dtype === "f32" ? 4 : 2);
+}
+
+/** Allocates one layer's cache (lengths start at 0 unless given). */
+export function createKvCacheLayer(ctx: GpuContext, o: KvCacheLayerOptions): KvCacheLayer {
+  const H = o.numKvHeads, D = o.headDim, dtype = o.dtype ?? "f32";
+  if (D % 4 !== 0) throw new RangeError(`KV cache: head_dim ${D} must be a multiple of 4`);
+  const capacities = typeof o.capacity === "number" ? Array(H).fill(o.capacity) : o.capacity;
+  if (capacities.length !== H) throw new RangeError("KV cache: one capacity per KV head");
+  const bases: number[] = [];
+  let total = 0;
+  for (const c of capacities) {
+    if (!Number.isInteger(c) || c < 0) throw new RangeError(`KV cache: bad capacity ${c}`);
+    bases.push(total);
+    total += c;
+  }
+  const bytes = Math.max(1, total) * kvRowBytes(D, dtype);
+  if (bytes > ctx.maxBindingBytes) {
+    throw new RangeError(
+      `KV cache layer needs ${bytes} bytes per K/V buffer; the device binds at most ` +
+        `${ctx.maxBindingBytes}: lower the capacity or use an f16 cache`,
+    );
+  }
+  const lengths = o.lengths ?? Array(H).fill(0);
+  lengths.forEach((l, h) => {
+    if (l > capacities[h]) throw new RangeError(`KV cache: length ${l} > capacity of head ${h}`);
+  });
+  const label = o.label ?? "kv";
+  const meta = new Uint32Array(4 * H);
+  meta.set(bases, 0);
+  meta.set(lengths, H);
+  meta.set(capacities, 2 * H);
+  return {
+    numKvHeads: H,
+    headDim: D,
+    dtype,
+    bases,
+    capacities,
+    totalRows: total,
+    k: ctx.createBuffer(bytes, STORAGE_USAGE, `${label}.k`),
+    v: ctx.createBuffer(bytes, STORAGE_USAGE, `${label}.v`),
+    meta: ctx.upload(meta, STORAGE_USAGE, `${label}.meta`),
+  };
+}
+
+/** Frees a layer's buffers. */
+export function releaseKvCacheLayer(ctx: GpuContext, layer: KvCacheLayer): void {
+  ctx.release(layer.k);
+  ctx.release(layer.v);
+  ctx.release(layer.meta);
+}
+
+/** Bytes allocated by a layer's K and V buffers. */
+export function kvCacheBytes(layer: KvCacheLayer): number {
+  return 2 * layer.totalRows * kvRowBytes(layer.headDim, layer.dtype);
+}
+
+/** Reads the per-head lengths and drop counts back (≥ 10 ms: do it rarely). */
+export async function readKvLengths(
+  ctx: GpuContext,
+  layer: KvCacheLayer,
+): Promise<{ lengths: number[]; dropped: number[] }> {
+  const H = layer.numKvHeads;
+  const meta = await ctx.readU32(layer.meta, 0, 4 * H);
+  return {
+    lengths: Array.from(meta.subarray(H, 2 * H)),
+    dropped: Array.from(meta.subarray(3 * H, 4 * H)),
+  };
+}
+
+/**
+ * WGSL declaring a cache buffer `NAME` at `binding` with `fn NAME4(i4: u32) -> vec4<f32>`
+ * (elements 4·i4 .. 4·i4+3) and, when writable, `fn NAMEw(i4: u32, v: vec4<f32>)`.
+ */
+export function kvDecl(name: string, binding: number, dtype: KvDType, writable: boolean): string {
+  const access = writable ? "read_write" : "read";
+  if (dtype === "f32") {
+    return `@group(0) @binding(${binding}) var<storage, ${access}> ${name}: array<vec4<f32>>;
+fn ${name}4(i4: u32) -> vec4<f32> { return ${name}[i4]; }
+${writable ? `fn ${name}w(i4: u32, v: vec4<f32>) { ${name}[i4] = v; }` : ""}
+`;
+  }
+  return `@group(0) @binding(${binding}) var<storage, ${access}> ${name}: array<vec2<u32>>;
+fn ${name}4(i4: u32) -> vec4<f32> {
+  let p = ${name}[i4];
+  return vec4<f32>(unpack2x16float(p.x), unpack2x16float(p.y));
+}
+${
+    writable
+      ? `fn ${name}w(i4: u32, v: vec4<f32>) {
+  ${name}[i4] = vec2<u32>(pack2x16float(v.xy), pack2x16float(v.zw));
+}`
+      : ""
+  }
+`;
+}

@@ -1,0 +1,53 @@
+/**
+ * WGSL snippets that read weights in their checkpoint dtype with core WGSL only: f32 as
+ * `vec4<f32>`, f16 and bf16 as `vec2<u32>` (four 16-bit values) unpacked with
+ * `unpack2x16float` or `bitcast<f32>(u << 16u)` / `bitcast<f32>(u & 0xffff0000u)`.
+ *
+ * @module
+ */
+
+import type { DType } from "../model/types.ts";
+
+/** Bytes per element of a checkpoint dtype. */
+export function dtypeBytes(dtype: DType): number {
+  return dtype === "F32" ? 4 : 2;
+}
+
+/** WGSL array type that a weight of `dtype` is bound as (one entry = four elements). */
+export function weightArrayType(dtype: DType): string {
+  return dtype === "F32" ? "array<vec4<f32>>" : "array<vec2<u32>>";
+}
+
+/**
+ * Declares `var<storage, read> NAME: <array>` at `binding` plus two loaders:
+ * `fn NAME4(i4: u32) -> vec4<f32>` (elements 4·i4 .. 4·i4+3) and `fn NAME1(i: u32) -> f32`.
+ */
+export function weightDecl(name: string, binding: number, dtype: DType): string {
+  const decl = `@group(0) @binding(${binding}) var<storage, read> ${name}: ${
+    weightArrayType(dtype)
+  };\n`;
+  switch (dtype) {
+    case "F32":
+      return decl + `fn ${name}4(i4: u32) -> vec4<f32> { return ${name}[i4]; }
+fn ${name}1(i: u32) -> f32 { return ${name}[i >> 2u][i & 3u]; }
+`;
+    case "F16":
+      return decl + `fn ${name}4(i4: u32) -> vec4<f32> {
+  let p = ${name}[i4];
+  return vec4<f32>(unpack2x16float(p.x), unpack2x16float(p.y));
+}
+fn ${name}1(i: u32) -> f32 { return unpack2x16float(${name}[i >> 2u][(i >> 1u) & 1u])[i & 1u]; }
+`;
+    case "BF16":
+      return decl + `fn ${name}4(i4: u32) -> vec4<f32> {
+  let p = ${name}[i4];
+  return vec4<f32>(bitcast<f32>(p.x << 16u), bitcast<f32>(p.x & 0xffff0000u),
+                   bitcast<f32>(p.y << 16u), bitcast<f32>(p.y & 0xffff0000u));
+}
+fn ${name}1(i: u32) -> f32 {
+  let u = ${name}[i >> 2u][(i >> 1u) & 1u];
+  return bitcast<f32>(select(u << 16u, u & 0xffff0000u, (i & 1u) == 1u));
+}
+`;
+  }
+}

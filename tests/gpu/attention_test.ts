@@ -1,0 +1,111 @@
+import { decodeAttention } from "../../src/gpu/kernels/decodeAttention.ts";
+import { kvAppend } from "../../src/gpu/kernels/kvAppend.ts";
+import { kvCompact, uploadKvSelection } from "../../src/gpu/kernels/kvCompact.ts";
+import { prefillAttention } from "../../src/gpu/kernels/prefillAttention.ts";
+import { createKvCacheLayer, type KvDType } from "../../src/gpu/kvCache.ts";
+import { runOps } from "../../src/gpu/op.ts";
+import { gpuTest, runAndFree } from "./_gpu.ts";
+import { randomSubset, RefKvCache } from "./_kvReference.ts";
+import { assertClose, randomF32, refAttend, rng } from "./_reference.ts";
+
+const cases: Array<[KvDType, number, number]> = [["f32", 1, 20], ["f16", 2, 8], ["f32", 4, 16]];
+
+for (const [dtype, group, D] of cases) {
+  gpuTest(
+    `attention ${dtype} GQA ${group} D ${D}: chunked prefill + window, compaction, split decode`,
+    async (ctx) => {
+      const rand = rng(31 + group);
+      const Hkv = 2, H = Hkv * group, scale = 1 / Math.sqrt(D);
+      const cap = 64;
+      const cache = createKvCacheLayer(ctx, { numKvHeads: Hkv, headDim: D, capacity: cap, dtype });
+      const ref = new RefKvCache(Hkv, dtype);
+      const caps = [cap, cap];
+      // chunked prefill: chunks of 23 and 18 tokens, observation window 5 on the last chunk
+      let p0 = 0;
+      for (const [m, window] of [[23, 0], [18, 5]]) {
+        const k = randomF32(rand, m * Hkv * D, 2), v = randomF32(rand, m * Hkv * D);
+        const q = randomF32(rand, m * H * D, 2);
+        const Q = ctx.upload(q), out = ctx.createBuffer(m * H * D * 4);
+        const obsStride = 48;
+        const obs = ctx.createBuffer(Math.max(1, H * window * obsStride) * 4);
+        runAndFree(ctx, [
+          kvAppend(ctx, { cache, k: ctx.upload(k), v: ctx.upload(v), m }),
+          prefillAttention(ctx, {
+            cache,
+            q: Q,
+            out,
+            m,
+            numHeads: H,
+            window,
+            obs: window ? obs : undefined,
+            obsStride,
+          }),
+        ]);
+        ref.append(k, v, m, D, caps);
+        const got = await ctx.readF32(out, 0, m * H * D);
+        const gotObs = await ctx.readF32(obs, 0, H * window * obsStride);
+        for (let i = 0; i < m; i++) {
+          for (let h = 0; h < H; h++) {
+            const kvh = Math.floor(h / group), n = p0 + i + 1;
+            const r = refAttend(
+              q.subarray((i * H + h) * D, (i * H + h + 1) * D),
+              ref.k[kvh].slice(0, n),
+              ref.v[kvh].slice(0, n),
+              scale,
+            );
+            const at = (i * H + h) * D;
+            assertClose(got.subarray(at, at + D), r.out, 2e-5, 1e-4, `prefill q${i} h${h}`);
+            if (i >= m - window) {
+              const w = i - (m - window), o = (h * window + w) * obsStride;
+              const want = [...r.probs, ...Array(obsStride - n).fill(0)];
+              assertClose(gotObs.subarray(o, o + obsStride), want, 1e-6, 1e-4, `obs ${i} ${h}`);
+            }
+          }
+        }
+        p0 += m;
+      }
+      // compaction to ragged kept sets (one head keeps nothing), then decode steps
+      const sel = [randomSubset(rand, p0, 13), randomSubset(rand, p0, group === 2 ? 0 : 30)];
+      const dst = createKvCacheLayer(ctx, {
+        numKvHeads: Hkv,
+        headDim: D,
+        capacity: [sel[0].length + 3, sel[1].length + 3],
+        dtype,
+      });
+      runAndFree(ctx, [
+        kvCompact(ctx, { src: cache, dst, selection: uploadKvSelection(ctx, sel), maxCount: 30 }),
+      ]);
+      ref.compact(sel);
+      const q = ctx.createBuffer(H * D * 4), out = ctx.createBuffer(H * D * 4);
+      const kNew = ctx.createBuffer(Hkv * D * 4), vNew = ctx.createBuffer(Hkv * D * 4);
+      // prepared once, encoded every step (lengths live on the GPU)
+      const ops = [
+        kvAppend(ctx, { cache: dst, k: kNew, v: vNew, m: 1 }),
+        decodeAttention(ctx, { cache: dst, q, out, numHeads: H, splitSize: 8 }),
+      ];
+      for (let step = 0; step < 2; step++) {
+        const qs = randomF32(rand, H * D, 2);
+        const k = randomF32(rand, Hkv * D, 2), v = randomF32(rand, Hkv * D);
+        ctx.write(q, 0, qs);
+        ctx.write(kNew, 0, k);
+        ctx.write(vNew, 0, v);
+        runOps(ctx, ops);
+        ref.append(k, v, 1, D, dst.capacities);
+        const got = await ctx.readF32(out, 0, H * D);
+        for (let h = 0; h < H; h++) {
+          const kvh = Math.floor(h / group);
+          const r = refAttend(qs.subarray(h * D, h * D + D), ref.k[kvh], ref.v[kvh], scale);
+          assertClose(got.subarray(h * D, h * D + D), r.out, 2e-5, 1e-4, `decode ${step} h${h}`);
+        }
+      }
+      for (const op of ops) op.destroy();
+    },
+  );
+}
+
+gpuTest("decodeAttention: empty heads give zeros, default split size", async (ctx) => {
+  const cache = createKvCacheLayer(ctx, { numKvHeads: 2, headDim: 4, capacity: 5 });
+  const q = ctx.upload(new Float32Array(8).fill(1)), out = ctx.upload(new Float32Array(8).fill(7));
+  runAndFree(ctx, [decodeAttention(ctx, { cache, q, out, numHeads: 2 })]);
+  assertClose(await ctx.readF32(out, 0, 8), Array(8).fill(0), 0);
+});

@@ -1,0 +1,57 @@
+import assert from "node:assert/strict";
+import {
+  acquireDevice,
+  GpuDeviceLostError,
+  GpuValidationError,
+  NO_ADAPTER_MESSAGE,
+} from "../../src/gpu/device.ts";
+import { GPU_AVAILABLE, gpuTest } from "./_gpu.ts";
+
+gpuTest("acquireDevice: adapter limits and features are granted", async (ctx) => {
+  const adapter = await navigator.gpu.requestAdapter();
+  assert.ok(adapter);
+  assert.equal(ctx.limits.maxStorageBufferBindingSize, adapter.limits.maxStorageBufferBindingSize);
+  assert.equal(ctx.limits.maxBufferSize, adapter.limits.maxBufferSize);
+  assert.equal(
+    ctx.limits.maxComputeWorkgroupStorageSize,
+    adapter.limits.maxComputeWorkgroupStorageSize,
+  );
+  assert.equal(ctx.maxBindingBytes, ctx.limits.maxStorageBufferBindingSize);
+  assert.equal(ctx.features.shaderF16, adapter.features.has("shader-f16"));
+  assert.equal(ctx.device.features.has("shader-f16"), ctx.features.shaderF16);
+  assert.ok(ctx.adapterDescription.length > 0);
+});
+
+gpuTest("GpuContext: upload, read back, pipeline cache, validation errors", async (ctx) => {
+  const b = ctx.upload(new Uint8Array([1, 2, 3, 4, 5]));
+  assert.equal(b.size, 16);
+  assert.deepEqual(Array.from(new Uint8Array(await ctx.read(b, 0, 5))), [1, 2, 3, 4, 5]);
+  const code = () => "@compute @workgroup_size(1) fn main() {}";
+  const p1 = ctx.pipeline("noop", code);
+  assert.equal(ctx.pipeline("noop", code), p1);
+  ctx.pipeline("broken", () => "fn main( {");
+  await assert.rejects(() => ctx.sync(), GpuValidationError);
+  ctx.check(); // the error is reported once
+});
+
+gpuTest("acquireDevice: a binding cap for tests", (ctx) => {
+  assert.equal(ctx.maxBindingBytes, 4096);
+}, { maxBindingBytes: 4096 });
+
+Deno.test({
+  name: "GpuContext: operations after device loss throw instead of hanging",
+  ignore: !GPU_AVAILABLE,
+  async fn() {
+    const ctx = await acquireDevice();
+    const b = ctx.createBuffer(64);
+    ctx.destroy();
+    await new Promise((r) => setTimeout(r, 0));
+    assert.ok(ctx.lost);
+    assert.throws(() => ctx.createBuffer(16), GpuDeviceLostError);
+    await assert.rejects(() => ctx.read(b), GpuDeviceLostError);
+  },
+});
+
+Deno.test("NO_ADAPTER_MESSAGE names the fix", () => {
+  assert.match(NO_ADAPTER_MESSAGE, /no WebGPU adapter found; on Linux install mesa-vulkan-drivers/);
+});
