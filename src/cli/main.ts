@@ -8,6 +8,7 @@
 import { checkCommand } from "./checkCommand.ts";
 import { reportError, UserError } from "./errors.ts";
 import { fmtCommand } from "./fmtCommand.ts";
+import { runCommand } from "./runCommand.ts";
 
 const USAGE = `usage: deno task <command> [...]
   run      generate with a policy applied to the KV cache
@@ -28,11 +29,19 @@ function notYet(name: string, issue: string): Command {
 const COMMANDS: Record<string, Command> = {
   check: checkCommand,
   fmt: fmtCommand,
-  run: notYet("run", "the WebGPU runtime"),
+  run: runCommand,
   eval: notYet("eval", "the evaluation harness"),
   inspect: notYet("inspect", "the detectors"),
   bench: notYet("bench", "the benchmark"),
 };
+
+function trySetEnv(key: string, value: string): void {
+  try {
+    Deno.env.set(key, value);
+  } catch {
+    // Without --allow-env the warning stays; nothing else depends on it.
+  }
+}
 
 /** Runs one CLI invocation and returns its exit code (never throws). */
 export async function main(args: string[]): Promise<number> {
@@ -41,6 +50,8 @@ export async function main(args: string[]): Promise<number> {
     console.log(USAGE);
     return name ? 0 : 1;
   }
+  // Mesa's Vulkan driver complains on stderr when this is unset.
+  if (!Deno.env.get("XDG_RUNTIME_DIR")) trySetEnv("XDG_RUNTIME_DIR", "/tmp");
   const command = COMMANDS[name];
   try {
     if (!command) throw new UserError(`unknown command '${name}'\n${USAGE}`);

@@ -285,6 +285,15 @@ export class GpuContext {
   }
 }
 
+/** Raised when no usable WebGPU adapter exists (a user-facing error: exit code 1). */
+export class GpuUnavailableError extends Error {
+  /** Builds the error. */
+  constructor(message: string) {
+    super(message);
+    this.name = "GpuError";
+  }
+}
+
 /** The message of the error thrown when no adapter is found. */
 export const NO_ADAPTER_MESSAGE =
   "no WebGPU adapter found; on Linux install mesa-vulkan-drivers (software Vulkan, llvmpipe) " +
@@ -297,10 +306,10 @@ export const NO_ADAPTER_MESSAGE =
  */
 export async function acquireDevice(opts: AcquireOptions = {}): Promise<GpuContext> {
   if (typeof navigator === "undefined" || !navigator.gpu) {
-    throw new Error(`navigator.gpu is unavailable; ${NO_ADAPTER_MESSAGE}`);
+    throw new GpuUnavailableError(`navigator.gpu is unavailable; ${NO_ADAPTER_MESSAGE}`);
   }
   const adapter = await navigator.gpu.requestAdapter({ powerPreference: opts.powerPreference });
-  if (!adapter) throw new Error(NO_ADAPTER_MESSAGE);
+  if (!adapter) throw new GpuUnavailableError(NO_ADAPTER_MESSAGE);
   const requiredLimits: Record<string, number> = {};
   for (const k of REQUESTED_LIMITS) requiredLimits[k] = adapter.limits[k];
   const requiredFeatures: GPUFeatureName[] = [];

@@ -1,5 +1,7 @@
 /** `window`: StreamingLLM attention sinks + recent window. @module */
-import type { PressSchema } from "./schema.ts";
+import { resolveBudget } from "./budget.ts";
+import { allPositions, positionRange } from "./press.ts";
+import type { Budget, PressSchema } from "./schema.ts";
 
 /**
  * StreamingLLM (Xiao et al., 2023, arXiv 2309.17453; mit-han-lab/streaming-llm): keep the first
@@ -22,3 +24,53 @@ export const windowPress: PressSchema = {
   ],
   doc: "StreamingLLM: first `sink` entries + last `recent` entries; bounded while decoding.",
 };
+
+/** Parameters of {@link selectWindow}, named as in the schema. */
+export interface WindowParams {
+  /** Initial entries always kept. */
+  sink: number;
+  /** Most recent entries kept (a fraction resolves against the prompt length). */
+  recent: Budget;
+}
+
+/**
+ * The cache capacity of a `window` press for a prompt of `promptLength` tokens:
+ * `sink + resolveBudget(recent, promptLength)`. Fixed at prefill; decoding keeps the cache at
+ * most this large.
+ */
+export function windowCapacity(params: WindowParams, promptLength: number): number {
+  return params.sink + resolveBudget(params.recent, promptLength);
+}
+
+/**
+ * Prefill selection, identical for every KV head: positions `0 … sink − 1` and the last
+ * `recent` positions; everything when sink + recent ≥ N. Query-agnostic: needs only N.
+ */
+export function selectWindow(
+  input: { promptLength: number; numKvHeads: number },
+  params: WindowParams,
+): number[][] {
+  const n = input.promptLength;
+  const recent = resolveBudget(params.recent, n);
+  const kept = params.sink + recent >= n
+    ? allPositions(n)
+    : positionRange(0, params.sink).concat(positionRange(n - recent, n));
+  return Array.from({ length: input.numKvHeads }, () => kept.slice());
+}
+
+/**
+ * Decode-time eviction of a bounded window cache. `positions` are the original positions of the
+ * entries of one KV head in cache order, the newly appended token included. When there are more
+ * than `capacity` (see {@link windowCapacity}), returns the cache INDEX of the entry to drop: the
+ * oldest entry that is not one of the `sink` smallest positions. Otherwise returns `null`.
+ * One call per appended token keeps the cache at `capacity`.
+ */
+export function windowEvictIndex(
+  positions: ArrayLike<number>,
+  sink: number,
+  capacity: number,
+): number | null {
+  if (positions.length <= capacity) return null;
+  const byPosition = allPositions(positions.length).sort((a, b) => positions[a] - positions[b]);
+  return byPosition[Math.min(sink, byPosition.length - 1)];
+}

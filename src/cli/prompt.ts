@@ -1,0 +1,48 @@
+/**
+ * Prompt inputs of `run`: text, a UTF-8 file, or explicit token ids; and the default model.
+ *
+ * @module
+ */
+
+import { UserError } from "./errors.ts";
+
+/** The shipped default model folder. */
+export const DEFAULT_MODEL_DIR: string =
+  new URL("../../models/tiny-needle", import.meta.url).pathname;
+
+/** The prompt text from `--prompt` or `--prompt-file` (which must be valid UTF-8). */
+export function readPromptText(prompt: string | undefined, file: string | undefined): string {
+  if (prompt !== undefined) return prompt;
+  let bytes: Uint8Array;
+  try {
+    bytes = Deno.readFileSync(file!);
+  } catch (e) {
+    throw new UserError(
+      `--prompt-file: cannot read '${file}': ${e instanceof Error ? e.message : e}`,
+    );
+  }
+  try {
+    return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch {
+    throw new UserError(`--prompt-file: '${file}' is not valid UTF-8`);
+  }
+}
+
+/** Parses `--prompt-ids 1,2,3`, checking every id against the vocabulary. */
+export function readPromptIds(text: string, vocabSize: number): number[] {
+  const parts = text.split(",").map((s) => s.trim());
+  const ids: number[] = [];
+  for (const p of parts) {
+    if (!/^\d+$/.test(p)) {
+      throw new UserError(`--prompt-ids: '${p}' is not a token id (expected 1,2,3)`);
+    }
+    const id = Number(p);
+    if (id >= vocabSize) {
+      throw new UserError(
+        `--prompt-ids: token id ${id} is outside the vocabulary (0..${vocabSize - 1})`,
+      );
+    }
+    ids.push(id);
+  }
+  return ids;
+}

@@ -1,0 +1,28 @@
+/**
+ * The one-paragraph summary `run` prints after generating.
+ *
+ * @module
+ */
+
+import type { GenerationResult } from "../runtime/engine.ts";
+
+/** Human-readable bytes (KiB/MiB). */
+export function formatBytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
+  return `${(n / 1024 / 1024).toFixed(2)} MiB`;
+}
+
+/** `N tokens · prefill … · decode … · TTFT … · KV …`. */
+export function formatSummary(promptTokens: number, r: GenerationResult): string {
+  const t = r.timing;
+  return [
+    `${r.tokens.length} tokens generated from a ${promptTokens}-token prompt (${r.stopReason})`,
+    `prefill ${t.prefillTokensPerSecond.toFixed(1)} tok/s`,
+    `decode ${t.decodeTokensPerSecond.toFixed(1)} tok/s`,
+    `time to first token ${t.ttftMs.toFixed(0)} ms`,
+    `KV ${formatBytes(r.kv.keptBytes)} kept of ${formatBytes(r.kv.fullBytes)} full (${
+      (r.kv.ratio * 100).toFixed(1)
+    }%, ${r.kv.dtype})`,
+  ].join(" · ");
+}

@@ -1,0 +1,64 @@
+/**
+ * The scores a press asks for ({@link LayerScoresInput}), computed from the CPU reference model
+ * right after a one-call prefill. An oracle for the GPU runtime's score kernels and the input of
+ * the press integration tests.
+ *
+ * @module
+ */
+
+import type { CpuReferenceModel } from "../model/cpuReference.ts";
+import type { LayerScoresInput } from "./press.ts";
+
+/**
+ * {@link LayerScoresInput} of `layer` from `model`, which must have just run the whole prompt
+ * in ONE `forward` call (so `lastQueries` holds every prompt query) with no compaction since:
+ * every KV head then holds the N prompt entries in order. Probabilities come from
+ * `attendSubset` (float64), rounded to float32 as the GPU would deliver them.
+ */
+export function cpuLayerScores(model: CpuReferenceModel, layer: number): LayerScoresInput {
+  const { numHeads, numKvHeads, headDim, numLayers } = model.config;
+  const groupSize = numHeads / numKvHeads;
+  const queries = model.lastQueries[layer];
+  const n = queries.length / (numHeads * headDim);
+  for (let kv = 0; kv < numKvHeads; kv++) {
+    if (model.cache.length(layer, kv) !== n) {
+      throw new RangeError(`layer ${layer} KV head ${kv} does not hold the ${n} prompt entries`);
+    }
+  }
+  /** Causal probabilities of query head `head` at position `i` over keys 0..i. */
+  const probabilities = (head: number, i: number): Float64Array => {
+    const offset = (i * numHeads + head) * headDim;
+    const visible = Array.from({ length: i + 1 }, (_, j) => j);
+    const kv = Math.floor(head / groupSize);
+    return model.attendSubset(layer, kv, queries.subarray(offset, offset + headDim), visible)
+      .probabilities;
+  };
+  return {
+    layer,
+    numLayers,
+    promptLength: n,
+    numKvHeads,
+    groupSize,
+    headDim,
+    windowAttention(window) {
+      return Array.from({ length: numHeads }, (_, head) => {
+        const out = new Float32Array(window * n);
+        for (let r = 0; r < window; r++) out.set(probabilities(head, n - window + r), r * n);
+        return out;
+      });
+    },
+    attentionColumnSums() {
+      return Array.from({ length: numHeads }, (_, head) => {
+        const sums = new Float64Array(n);
+        for (let i = 0; i < n; i++) {
+          const row = probabilities(head, i);
+          for (let j = 0; j <= i; j++) sums[j] += row[j];
+        }
+        return Float32Array.from(sums);
+      });
+    },
+    keys(kvHead) {
+      return Float32Array.from(model.cache.keys(layer, kvHead));
+    },
+  };
+}

@@ -1,0 +1,105 @@
+/**
+ * The runtime side of a press: what the runtime computes for one layer after prefill
+ * ({@link LayerScoresInput}) and the shared helpers select presses use to turn scores into kept
+ * index sets.
+ *
+ * Conventions shared by every `select…` function in `src/plugins/*Press.ts`:
+ * - The result is `number[][]`: one array per KV head, holding the kept ORIGINAL prompt
+ *   positions (0-based), strictly increasing, never empty (prompts of ≥ 1 token).
+ * - Scores are per KV head; scores defined per query head are averaged over the `groupSize`
+ *   query heads of the GQA group (query heads `kvHead·g … kvHead·g + g − 1`), in float64.
+ * - Ranking: higher score first; ties go to the LOWER position (then, where heads compete, the
+ *   lower KV head). This makes every selection deterministic.
+ * - Budgets count every kept entry, the observation window included.
+ *
+ * @module
+ */
+
+/**
+ * Everything a press may ask the runtime about one layer at the end of prefill. Each press
+ * states which members it uses (through `Pick<…>`), so the runtime computes only those.
+ */
+export interface LayerScoresInput {
+  /** 0-based layer index. */
+  layer: number;
+  /** Number of decoder layers of the model. */
+  numLayers: number;
+  /** N: prompt tokens cached in this layer (every KV head holds all N at this point). */
+  promptLength: number;
+  /** H_kv. */
+  numKvHeads: number;
+  /** g = H / H_kv: query heads per KV head. */
+  groupSize: number;
+  /** d: elements of one key. */
+  headDim: number;
+  /**
+   * Softmax attention probabilities of the last `window` prompt queries (`window` ≤ N; presses
+   * pass the effective window) over all N prompt keys, per QUERY head (H arrays). Array `h` is
+   * `window × N`, row-major: row `r` is the query at position `N − window + r`; entries for keys
+   * after the query (causal mask) are 0. Computed as softmax(q·Kᵀ/√d) with post-RoPE q and K.
+   */
+  windowAttention(window: number): Float32Array[];
+  /**
+   * H2O's accumulated attention: per QUERY head (H arrays of length N), entry `j` is the sum over
+   * ALL prompt queries `i ≥ j` of their causal softmax probability on key `j`.
+   */
+  attentionColumnSums(): Float32Array[];
+  /** Post-RoPE keys of KV head `kvHead`: `N × headDim`, row-major. */
+  keys(kvHead: number): Float32Array;
+}
+
+/** Every position 0 … n − 1 (a KV head that keeps its whole cache). */
+export function allPositions(n: number): number[] {
+  return Array.from({ length: n }, (_, i) => i);
+}
+
+/** Positions `from … to − 1`. */
+export function positionRange(from: number, to: number): number[] {
+  return Array.from({ length: Math.max(0, to - from) }, (_, i) => from + i);
+}
+
+/** `numKvHeads` copies of {@link allPositions}`(n)`. */
+export function keepAllHeads(numKvHeads: number, n: number): number[][] {
+  return Array.from({ length: numKvHeads }, () => allPositions(n));
+}
+
+/**
+ * The indices of the `count` largest `scores` (higher score first, ties → lower index),
+ * returned in increasing index order. `count` is clamped to `[0, scores.length]`.
+ */
+export function topPositions(scores: ArrayLike<number>, count: number): number[] {
+  const n = scores.length;
+  const take = Math.max(0, Math.min(count, n));
+  if (take === n) return allPositions(n);
+  const order = allPositions(n);
+  order.sort((a, b) => scores[b] - scores[a] || a - b);
+  return order.slice(0, take).sort((a, b) => a - b);
+}
+
+/**
+ * Averages per-query-head arrays over each GQA group: `perQueryHead` holds H = numKvHeads ·
+ * groupSize arrays of equal length; the result holds numKvHeads float64 arrays.
+ */
+export function averageOverGroups(
+  perQueryHead: readonly ArrayLike<number>[],
+  numKvHeads: number,
+  groupSize: number,
+): Float64Array[] {
+  if (perQueryHead.length !== numKvHeads * groupSize) {
+    throw new RangeError(
+      `expected ${numKvHeads * groupSize} query heads, got ${perQueryHead.length}`,
+    );
+  }
+  const out: Float64Array[] = [];
+  for (let kv = 0; kv < numKvHeads; kv++) {
+    const length = perQueryHead[kv * groupSize].length;
+    const mean = new Float64Array(length);
+    for (let q = kv * groupSize; q < (kv + 1) * groupSize; q++) {
+      const values = perQueryHead[q];
+      for (let j = 0; j < length; j++) mean[j] += values[j];
+    }
+    for (let j = 0; j < length; j++) mean[j] /= groupSize;
+    out.push(mean);
+  }
+  return out;
+}

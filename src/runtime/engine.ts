@@ -1,0 +1,373 @@
+/**
+ * The inference engine: a model loaded onto a WebGPU device, with chunked prefill and a decode
+ * loop that stays on the GPU (sampling on the GPU, the sampled id feeding the next step's
+ * embedding lookup there, ids read back in batches, one command encoder per batch of steps).
+ *
+ * @module
+ */
+
+import { acquireDevice, type GpuContext } from "../gpu/device.ts";
+import { argmax } from "../gpu/kernels/argmax.ts";
+import { sample } from "../gpu/kernels/sample.ts";
+import type { KvDType } from "../gpu/kvCache.ts";
+import type { GpuOp } from "../gpu/op.ts";
+import { createSamplerState, readSampledIds, type SamplerState } from "../gpu/samplerState.ts";
+import { ModelError } from "../model/errors.ts";
+import { loadModel } from "../model/loadModel.ts";
+import { loadTokenizer, type TextTokenizer } from "../model/tokenizer.ts";
+import type { ModelConfig, ModelWeights } from "../model/types.ts";
+import {
+  type Activations,
+  createActivations,
+  destroySteps,
+  encodeSteps,
+  forwardSteps,
+  releaseActivations,
+  type Step,
+} from "./forwardPass.ts";
+import { type GpuModelWeights, releaseWeights, uploadWeights } from "./gpuWeights.ts";
+import { type KvReport, kvReport } from "./kvReport.ts";
+import { RaggedKvCache } from "./raggedKvCache.ts";
+
+/** How tokens are drawn: greedy when `temperature` is 0. */
+export interface SamplingConfig {
+  /** 0 = greedy (argmax, lowest id on ties). */
+  temperature: number;
+  /** Keep the k most likely tokens (0 = off). */
+  topK: number;
+  /** Nucleus mass (1 = off). */
+  topP: number;
+  /** Seed of the sampler. */
+  seed: number;
+}
+
+/** What the press layer sees after prefill: the cache, to score and compact. */
+export interface PrefillState {
+  /** The cache holding the prompt (compact it to shrink it). */
+  cache: RaggedKvCache;
+  /** Prompt length. */
+  promptLength: number;
+  /** Tokens still to be decoded (room to leave per head when compacting). */
+  decodeBudget: number;
+}
+
+/** One generation request. */
+export interface GenerationRequest {
+  /** Prompt token ids (BOS included if the model wants it). */
+  promptIds: number[];
+  /** Tokens to generate (≥ 0). */
+  maxNewTokens: number;
+  /** Sampling; greedy by default. */
+  sampling?: SamplingConfig;
+  /** Generation stops after any of these ids (kept in `tokens`). */
+  stopIds?: number[];
+  /** Prompt tokens per prefill chunk. */
+  prefillChunk?: number;
+  /** Tokens decoded per readback (each readback costs ≥ 10 ms in Deno). */
+  readEvery?: number;
+  /** Called with each batch of new ids as they are read back. */
+  onTokens?: (ids: number[]) => void;
+  /** Called after prefill, before decoding: where presses compress the cache. */
+  afterPrefill?: (state: PrefillState) => Promise<void> | void;
+}
+
+/** Timings of one generation. */
+export interface GenerationTiming {
+  /** Prefill wall time (ms), up to the first token being available. */
+  prefillMs: number;
+  /** Decode wall time (ms). */
+  decodeMs: number;
+  /** Time to first token (ms). */
+  ttftMs: number;
+  /** Prompt tokens per second. */
+  prefillTokensPerSecond: number;
+  /** Generated tokens (after the first) per second. */
+  decodeTokensPerSecond: number;
+}
+
+/** The outcome of one generation. */
+export interface GenerationResult {
+  /** Generated ids (a stop id, if hit, is the last one). */
+  tokens: number[];
+  /** Why generation ended. */
+  stopReason: "stop" | "length";
+  /** Timings. */
+  timing: GenerationTiming;
+  /** KV-cache accounting at the end of generation. */
+  kv: KvReport;
+}
+
+/** Default prompt tokens per prefill chunk. */
+export const DEFAULT_PREFILL_CHUNK = 512;
+const DEFAULT_READ_EVERY = 16;
+
+/** Options of {@link Engine.open}. */
+export interface EngineOptions {
+  /** KV cache element type (default f32). */
+  kvDtype?: KvDType;
+  /** Progress of loading (`phase`, done, total). */
+  onProgress?: (phase: "read" | "upload", done: number, total: number) => void;
+}
+
+/** A model on a GPU, ready to generate. */
+export class Engine {
+  private constructor(
+    /** The device. */
+    readonly ctx: GpuContext,
+    /** The checkpoint as loaded (host copy). */
+    readonly weights: ModelWeights,
+    /** Weights on the GPU. */
+    readonly gpu: GpuModelWeights,
+    /** The tokenizer, or null when the folder has none. */
+    readonly tokenizer: TextTokenizer | null,
+    /** KV element type. */
+    readonly kvDtype: KvDType,
+  ) {}
+
+  /** Loads a Hugging Face folder onto the default WebGPU adapter. */
+  static async open(dir: string, opts: EngineOptions = {}): Promise<Engine> {
+    const weights = await loadModel(dir, {
+      onProgress: (done, total) => opts.onProgress?.("read", done, total),
+    });
+    const tokenizer = await loadTokenizer(dir);
+    const ctx = await acquireDevice();
+    try {
+      const gpu = uploadWeights(ctx, weights, (d, t) => opts.onProgress?.("upload", d, t));
+      const engine = new Engine(ctx, weights, gpu, tokenizer, opts.kvDtype ?? "f32");
+      await engine.warmUp();
+      return engine;
+    } catch (e) {
+      ctx.destroy();
+      throw e;
+    }
+  }
+
+  /** Compiles every pipeline once (shader compilation is lazy), so timings measure compute. */
+  async warmUp(): Promise<void> {
+    const id = this.config.bosTokenId ?? 0;
+    await this.generate({ promptIds: [id, id], maxNewTokens: 2, readEvery: 1, prefillChunk: 1 });
+    await this.generate({ promptIds: [id, id], maxNewTokens: 1 });
+  }
+
+  /** The model's config. */
+  get config(): ModelConfig {
+    return this.weights.config;
+  }
+
+  /** Frees the device and everything on it. */
+  close(): void {
+    releaseWeights(this.ctx, this.gpu);
+    this.ctx.destroy();
+  }
+
+  private checkIds(ids: number[], what: string): void {
+    const V = this.config.vocabSize;
+    for (const id of ids) {
+      if (!Number.isInteger(id) || id < 0 || id >= V) {
+        throw new ModelError(`${what}: token id ${id} is outside the vocabulary (0..${V - 1})`);
+      }
+    }
+  }
+
+  /**
+   * Runs the prompt through the model in chunks, appending to `cache`. With `logits: "all"`,
+   * returns every position's logits (read back per chunk; for tests and perplexity); otherwise
+   * leaves the last position's logits in `acts.logits` row 0.
+   */
+  async prefill(
+    cache: RaggedKvCache,
+    ids: number[],
+    chunk: number,
+    logits: "all" | "last",
+    firstPosition = 0,
+  ): Promise<{ acts: Activations; logits: Float32Array[] }> {
+    const rows = Math.min(chunk, Math.max(1, ids.length));
+    const acts = createActivations(this.ctx, this.gpu, rows, logits === "all" ? rows : 1);
+    const out: Float32Array[] = [];
+    const prepared = new Map<number, Step[]>();
+    try {
+      for (let start = 0; start < ids.length; start += rows) {
+        const m = Math.min(rows, ids.length - start);
+        const positions = Uint32Array.from({ length: m }, (_, i) => firstPosition + start + i);
+        this.ctx.device.queue.writeBuffer(
+          acts.ids,
+          0,
+          Uint32Array.from(ids.slice(start, start + m)),
+        );
+        this.ctx.device.queue.writeBuffer(acts.positions, 0, positions);
+        let steps = prepared.get(m);
+        if (!steps) {
+          steps = forwardSteps(this.ctx, this.gpu, cache.layers, acts, {
+            m,
+            mode: "prefill",
+            logits,
+            source: { ids: acts.ids, idsOffset: 0, positions: acts.positions, positionsOffset: 0 },
+          });
+          prepared.set(m, steps);
+        }
+        const encoder = this.ctx.device.createCommandEncoder();
+        encodeSteps(encoder, steps);
+        this.ctx.device.queue.submit([encoder.finish()]);
+        if (logits === "all") {
+          const V = this.config.vocabSize;
+          const flat = await this.ctx.readF32(acts.logits, 0, m * V);
+          for (let i = 0; i < m; i++) out.push(flat.slice(i * V, (i + 1) * V));
+        }
+      }
+    } catch (e) {
+      releaseActivations(this.ctx, acts);
+      throw e;
+    } finally {
+      for (const steps of prepared.values()) destroySteps(steps);
+    }
+    return { acts, logits: out };
+  }
+
+  /** Logits at every prompt position with the full cache (a test and perplexity helper). */
+  async promptLogits(ids: number[], chunk = DEFAULT_PREFILL_CHUNK): Promise<Float32Array[]> {
+    this.checkIds(ids, "prompt");
+    const cache = new RaggedKvCache(this.ctx, this.config, Math.max(1, ids.length), this.kvDtype);
+    try {
+      const { acts, logits } = await this.prefill(cache, ids, chunk, "all");
+      releaseActivations(this.ctx, acts);
+      return logits;
+    } finally {
+      cache.release();
+    }
+  }
+
+  /** Generates from a prompt; see {@link GenerationRequest}. */
+  async generate(req: GenerationRequest): Promise<GenerationResult> {
+    const c = this.config;
+    const N = req.promptIds.length;
+    const maxNew = req.maxNewTokens;
+    if (N === 0) throw new ModelError("the prompt is empty: give at least one token");
+    if (!Number.isInteger(maxNew) || maxNew < 0) {
+      throw new ModelError(`max new tokens must be a non-negative integer, not ${maxNew}`);
+    }
+    if (N + maxNew > c.maxPositions) {
+      throw new ModelError(
+        `prompt (${N} tokens) + ${maxNew} new tokens exceed the model's context of ${c.maxPositions} (max_position_embeddings)`,
+      );
+    }
+    if (c.slidingWindow !== undefined && N + maxNew > c.slidingWindow) {
+      throw new ModelError(
+        `sequences longer than the model's sliding_window (${c.slidingWindow}) are not supported yet`,
+      );
+    }
+    this.checkIds(req.promptIds, "prompt");
+    const sampling = req.sampling ?? { temperature: 0, topK: 0, topP: 1, seed: 0 };
+    const stopIds = new Set(req.stopIds ?? []);
+    const readEvery = Math.max(1, req.readEvery ?? DEFAULT_READ_EVERY);
+    const chunk = Math.max(1, req.prefillChunk ?? DEFAULT_PREFILL_CHUNK);
+
+    const t0 = performance.now();
+    const cache = new RaggedKvCache(this.ctx, c, N + maxNew, this.kvDtype);
+    const sampler = createSamplerState(this.ctx, {
+      token: req.promptIds[N - 1],
+      position: N - 1,
+      idsCapacity: Math.max(1, maxNew),
+    });
+    const ops: GpuOp[] = [];
+    let acts: Activations | undefined;
+    let decodeActs: Activations | undefined;
+    let decodeSteps: Step[] = [];
+    try {
+      const tokens: number[] = [];
+      let stopReason: "stop" | "length" = "length";
+      let ttftMs = 0;
+      let prefillMs = 0;
+      if (maxNew === 0) {
+        acts = (await this.prefill(cache, req.promptIds, chunk, "last")).acts;
+        await this.ctx.sync();
+        prefillMs = performance.now() - t0;
+        await req.afterPrefill?.({ cache, promptLength: N, decodeBudget: 0 });
+      } else {
+        acts = (await this.prefill(cache, req.promptIds, chunk, "last")).acts;
+        const pick = this.sampleOp(acts, sampler, sampling);
+        ops.push(pick);
+        const encoder = this.ctx.device.createCommandEncoder();
+        encodeSteps(encoder, [pick]);
+        this.ctx.device.queue.submit([encoder.finish()]);
+        const first = await readSampledIds(this.ctx, sampler, 0, 1);
+        ttftMs = prefillMs = performance.now() - t0;
+        tokens.push(...first);
+        req.onTokens?.(first);
+        if (stopIds.has(first[0])) stopReason = "stop";
+        await req.afterPrefill?.({ cache, promptLength: N, decodeBudget: maxNew - 1 });
+      }
+      releaseActivations(this.ctx, acts);
+      acts = undefined;
+
+      const t1 = performance.now();
+      let fed = 0; // decode steps run (each appends one entry per head)
+      if (stopReason === "length" && tokens.length < maxNew) {
+        decodeActs = createActivations(this.ctx, this.gpu, 1, 1);
+        decodeSteps = forwardSteps(this.ctx, this.gpu, cache.layers, decodeActs, {
+          m: 1,
+          mode: "decode",
+          logits: "last",
+          source: {
+            ids: sampler.state,
+            idsOffset: 0,
+            positions: sampler.state,
+            positionsOffset: 2,
+          },
+        });
+        decodeSteps.push(this.sampleOp(decodeActs, sampler, sampling));
+        while (tokens.length < maxNew && stopReason === "length") {
+          const batch = Math.min(readEvery, maxNew - tokens.length);
+          const encoder = this.ctx.device.createCommandEncoder();
+          for (let i = 0; i < batch; i++) encodeSteps(encoder, decodeSteps);
+          fed += batch;
+          this.ctx.device.queue.submit([encoder.finish()]);
+          let ids = await readSampledIds(this.ctx, sampler, tokens.length, tokens.length + batch);
+          const stop = ids.findIndex((id) => stopIds.has(id));
+          if (stop >= 0) {
+            ids = ids.slice(0, stop + 1);
+            stopReason = "stop";
+          }
+          tokens.push(...ids);
+          req.onTokens?.(ids);
+        }
+      }
+      const decodeMs = performance.now() - t1;
+      const lengths = await cache.lengths();
+      const decoded = Math.max(0, tokens.length - 1);
+      return {
+        tokens,
+        stopReason,
+        timing: {
+          prefillMs,
+          decodeMs,
+          ttftMs,
+          prefillTokensPerSecond: N / (prefillMs / 1000),
+          decodeTokensPerSecond: decoded > 0 ? decoded / (decodeMs / 1000) : 0,
+        },
+        kv: kvReport(cache, lengths, N + fed),
+      };
+    } finally {
+      destroySteps(decodeSteps);
+      for (const op of ops) op.destroy();
+      if (acts) releaseActivations(this.ctx, acts);
+      if (decodeActs) releaseActivations(this.ctx, decodeActs);
+      this.ctx.release(sampler.state);
+      this.ctx.release(sampler.ids);
+      cache.release();
+    }
+  }
+
+  private sampleOp(acts: Activations, sampler: SamplerState, s: SamplingConfig): GpuOp {
+    const V = this.config.vocabSize;
+    if (s.temperature <= 0) return argmax(this.ctx, { logits: acts.logits, vocabSize: V, sampler });
+    return sample(this.ctx, {
+      logits: acts.logits,
+      vocabSize: V,
+      sampler,
+      temperature: s.temperature,
+      topK: s.topK,
+      topP: s.topP,
+      seed: s.seed,
+    });
+  }
+}

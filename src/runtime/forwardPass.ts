@@ -1,0 +1,233 @@
+/**
+ * The forward pass of a Llama-family decoder on the GPU, as a list of prepared kernels to record
+ * into one command encoder — read it top to bottom like llama2.c's `forward()`:
+ *
+ * ```
+ * x = embed[ids]
+ * for each layer:
+ *   xn = rmsnorm(x);  q, k, v = xn·Wqᵀ, xn·Wkᵀ, xn·Wvᵀ (+ biases);  rope(q, k)
+ *   cache.append(k, v);  a = attention(q, cache)            (prefill: causal chunk; decode: split-KV)
+ *   x += a·Woᵀ
+ *   xn = rmsnorm(x);  x += (silu(xn·Wgateᵀ) * (xn·Wupᵀ))·Wdownᵀ
+ * logits = rmsnorm(x)·lm_headᵀ;  then argmax / sample on the GPU
+ * ```
+ *
+ * @module
+ */
+
+import type { BufferRef, GpuContext } from "../gpu/device.ts";
+import { decodeAttention } from "../gpu/kernels/decodeAttention.ts";
+import { embedding } from "../gpu/kernels/embedding.ts";
+import { kvAppend } from "../gpu/kernels/kvAppend.ts";
+import { matmul } from "../gpu/kernels/matmul.ts";
+import { prefillAttention } from "../gpu/kernels/prefillAttention.ts";
+import { rmsNorm } from "../gpu/kernels/rmsNorm.ts";
+import { rope } from "../gpu/kernels/rope.ts";
+import { swiglu } from "../gpu/kernels/swiglu.ts";
+import type { KvCacheLayer } from "../gpu/kvCache.ts";
+import type { GpuOp } from "../gpu/op.ts";
+import type { GpuModelWeights } from "./gpuWeights.ts";
+
+/** Scratch buffers for a forward pass over up to `rows` tokens. */
+export interface Activations {
+  /** Maximum rows. */
+  rows: number;
+  /** Residual stream `[rows, hidden]`. */
+  x: GPUBuffer;
+  /** Normalised stream `[rows, hidden]`. */
+  xn: GPUBuffer;
+  /** Queries `[rows, H·D]`. */
+  q: GPUBuffer;
+  /** Keys `[rows, Hkv·D]`. */
+  k: GPUBuffer;
+  /** Values `[rows, Hkv·D]`. */
+  v: GPUBuffer;
+  /** Attention output `[rows, H·D]`. */
+  attn: GPUBuffer;
+  /** Gate projection `[rows, inter]`. */
+  gate: GPUBuffer;
+  /** silu(gate)·up `[rows, inter]`. */
+  act: GPUBuffer;
+  /** Up projection `[rows, inter]`. */
+  up: GPUBuffer;
+  /** Logits `[logitRows, vocab]`. */
+  logits: GPUBuffer;
+  /** Rows of `logits`. */
+  logitRows: number;
+  /** Token ids `[rows]` (u32) for prefill chunks. */
+  ids: GPUBuffer;
+  /** Positions `[rows]` (u32) for prefill chunks. */
+  positions: GPUBuffer;
+}
+
+/** Allocates activations for `rows` tokens and `logitRows` rows of logits. */
+export function createActivations(
+  ctx: GpuContext,
+  model: GpuModelWeights,
+  rows: number,
+  logitRows: number,
+): Activations {
+  const c = model.config;
+  const f32 = (n: number, label: string) => ctx.createBuffer(Math.max(16, n * 4), undefined, label);
+  return {
+    rows,
+    x: f32(rows * c.hiddenSize, "x"),
+    xn: f32(rows * c.hiddenSize, "xn"),
+    q: f32(rows * c.numHeads * c.headDim, "q"),
+    k: f32(rows * c.numKvHeads * c.headDim, "k"),
+    v: f32(rows * c.numKvHeads * c.headDim, "v"),
+    attn: f32(rows * c.numHeads * c.headDim, "attn"),
+    gate: f32(rows * c.intermediateSize, "gate"),
+    act: f32(rows * c.intermediateSize, "act"),
+    up: f32(rows * c.intermediateSize, "up"),
+    logits: f32(logitRows * c.vocabSize, "logits"),
+    logitRows,
+    ids: f32(rows, "ids"),
+    positions: f32(rows, "positions"),
+  };
+}
+
+/** Frees activation buffers. */
+export function releaseActivations(ctx: GpuContext, a: Activations): void {
+  for (
+    const b of [a.x, a.xn, a.q, a.k, a.v, a.attn, a.gate, a.act, a.up, a.logits, a.ids, a.positions]
+  ) {
+    ctx.release(b);
+  }
+}
+
+/** Where the pass reads its token ids and positions (u32 buffers). */
+export interface TokenSource {
+  /** Ids buffer. */
+  ids: BufferRef;
+  /** First id. */
+  idsOffset: number;
+  /** Positions buffer. */
+  positions: BufferRef;
+  /** First position. */
+  positionsOffset: number;
+}
+
+/** One recorded step: a kernel, or a buffer copy between passes. */
+export type Step = GpuOp | { copy: [GPUBuffer, number, GPUBuffer, number, number] };
+
+/** Options of {@link forwardSteps}. */
+export interface ForwardOptions {
+  /** Tokens in this pass. */
+  m: number;
+  /** `prefill`: causal attention over the chunk (any m); `decode`: split-KV attention (m = 1). */
+  mode: "prefill" | "decode";
+  /** Logits for every row (`all`) or only the last (`last`). */
+  logits: "all" | "last";
+  /** Where ids and positions come from. */
+  source: TokenSource;
+  /** Observation window per layer for SnapKV-style scoring: `[H][window][obsStride]`. */
+  observation?: { window: number; stride: number; buffers: GPUBuffer[] };
+}
+
+/** Builds the forward pass over `m` tokens; ends with logits in `acts.logits`. */
+export function forwardSteps(
+  ctx: GpuContext,
+  model: GpuModelWeights,
+  cache: KvCacheLayer[],
+  acts: Activations,
+  o: ForwardOptions,
+): Step[] {
+  const c = model.config;
+  const m = o.m;
+  const steps: Step[] = [];
+  steps.push(embedding(ctx, {
+    table: model.embed,
+    ids: o.source.ids,
+    idsOffset: o.source.idsOffset,
+    m,
+    out: acts.x,
+  }));
+  model.layers.forEach((w, l) => {
+    // Attention block.
+    steps.push(
+      rmsNorm(ctx, { x: acts.x, weight: w.inputNorm, out: acts.xn, m, eps: c.rmsNormEps }),
+    );
+    steps.push(matmul(ctx, { x: acts.xn, w: w.q, y: acts.q, m, bias: w.qBias }));
+    steps.push(matmul(ctx, { x: acts.xn, w: w.k, y: acts.k, m, bias: w.kBias }));
+    steps.push(matmul(ctx, { x: acts.xn, w: w.v, y: acts.v, m, bias: w.vBias }));
+    steps.push(rope(ctx, {
+      q: acts.q,
+      k: acts.k,
+      positions: o.source.positions,
+      positionsOffset: o.source.positionsOffset,
+      invFreq: model.invFreq,
+      m,
+      numHeads: c.numHeads,
+      numKvHeads: c.numKvHeads,
+      headDim: c.headDim,
+    }));
+    steps.push(kvAppend(ctx, { cache: cache[l], k: acts.k, v: acts.v, m }));
+    if (o.mode === "decode") {
+      steps.push(
+        decodeAttention(ctx, { cache: cache[l], q: acts.q, out: acts.attn, numHeads: c.numHeads }),
+      );
+    } else {
+      const obs = o.observation;
+      steps.push(prefillAttention(ctx, {
+        cache: cache[l],
+        q: acts.q,
+        out: acts.attn,
+        m,
+        numHeads: c.numHeads,
+        window: obs ? obs.window : 0,
+        obs: obs?.buffers[l],
+        obsStride: obs?.stride,
+      }));
+    }
+    steps.push(matmul(ctx, { x: acts.attn, w: w.o, y: acts.x, m, accumulate: true }));
+    // MLP block.
+    steps.push(rmsNorm(ctx, { x: acts.x, weight: w.postNorm, out: acts.xn, m, eps: c.rmsNormEps }));
+    steps.push(matmul(ctx, { x: acts.xn, w: w.gate, y: acts.gate, m }));
+    steps.push(matmul(ctx, { x: acts.xn, w: w.up, y: acts.up, m }));
+    steps.push(
+      swiglu(ctx, { gate: acts.gate, up: acts.up, out: acts.act, m, n: c.intermediateSize }),
+    );
+    steps.push(matmul(ctx, { x: acts.act, w: w.down, y: acts.x, m, accumulate: true }));
+  });
+  // Final norm and logits (for the last row only unless all are wanted).
+  const rows = m;
+  if (o.logits === "last" && m > 1) {
+    const bytes = c.hiddenSize * 4;
+    steps.push({ copy: [acts.x, (m - 1) * bytes, acts.xn, 0, bytes] });
+    steps.push(
+      rmsNorm(ctx, { x: acts.xn, weight: model.finalNorm, out: acts.x, m: 1, eps: c.rmsNormEps }),
+    );
+    steps.push(matmul(ctx, { x: acts.x, w: model.lmHead, y: acts.logits, m: 1 }));
+    return steps;
+  }
+  if (rows > acts.logitRows) {
+    throw new RangeError(`forward pass: ${rows} rows of logits but room for ${acts.logitRows}`);
+  }
+  steps.push(
+    rmsNorm(ctx, { x: acts.x, weight: model.finalNorm, out: acts.xn, m: rows, eps: c.rmsNormEps }),
+  );
+  steps.push(matmul(ctx, { x: acts.xn, w: model.lmHead, y: acts.logits, m: rows }));
+  return steps;
+}
+
+/** Records steps into `encoder`, opening compute passes around copies. */
+export function encodeSteps(encoder: GPUCommandEncoder, steps: Step[]): void {
+  let pass: GPUComputePassEncoder | null = null;
+  for (const s of steps) {
+    if ("copy" in s) {
+      pass?.end();
+      pass = null;
+      encoder.copyBufferToBuffer(...s.copy);
+    } else {
+      pass ??= encoder.beginComputePass();
+      s.encode(pass);
+    }
+  }
+  pass?.end();
+}
+
+/** Frees the steps' parameter buffers. */
+export function destroySteps(steps: Step[]): void {
+  for (const s of steps) if (!("copy" in s)) s.destroy();
+}

@@ -1,0 +1,139 @@
+/**
+ * The model's ragged KV cache: one {@link KvCacheLayer} per layer, every (layer, KV head) with its
+ * own length and capacity. Compaction allocates a smaller layer, gathers the kept entries into it
+ * on the GPU and frees the old one, so the memory a policy saves is really returned; the byte
+ * accounting reads the allocation itself.
+ *
+ * @module
+ */
+
+import type { GpuContext } from "../gpu/device.ts";
+import { kvCompact, uploadKvSelection } from "../gpu/kernels/kvCompact.ts";
+import {
+  createKvCacheLayer,
+  type KvCacheLayer,
+  type KvDType,
+  kvRowBytes,
+  releaseKvCacheLayer,
+} from "../gpu/kvCache.ts";
+import { runOps } from "../gpu/op.ts";
+import type { ModelConfig } from "../model/types.ts";
+
+/** Lengths and bytes of one layer's heads. */
+export interface LayerAccounting {
+  /** Entries held per KV head. */
+  lengths: number[];
+  /** Rows allocated per KV head. */
+  capacities: number[];
+  /** Bytes allocated per KV head (K and V). */
+  bytes: number[];
+}
+
+/** A ragged cache for every layer of a model. */
+export class RaggedKvCache {
+  /** Per-layer caches (replaced on compaction: build ops after compacting). */
+  readonly layers: KvCacheLayer[];
+  /** Element type of the stored keys/values. */
+  readonly dtype: KvDType;
+
+  /** Allocates `capacity` rows for every (layer, KV head). */
+  constructor(
+    private ctx: GpuContext,
+    private config: ModelConfig,
+    capacity: number,
+    dtype: KvDType = "f32",
+  ) {
+    this.dtype = dtype;
+    this.layers = [];
+    try {
+      for (let l = 0; l < config.numLayers; l++) {
+        this.layers.push(createKvCacheLayer(ctx, {
+          numKvHeads: config.numKvHeads,
+          headDim: config.headDim,
+          capacity,
+          dtype,
+          label: `kv layer ${l}`,
+        }));
+      }
+    } catch (e) {
+      this.release();
+      throw e;
+    }
+  }
+
+  /** Bytes of one cached row (one entry of one head, K or V). */
+  get rowBytes(): number {
+    return kvRowBytes(this.config.headDim, this.dtype);
+  }
+
+  /** Bytes allocated for K and V over all layers and heads. */
+  allocatedBytes(): number {
+    let rows = 0;
+    for (const layer of this.layers) rows += layer.totalRows;
+    return 2 * rows * this.rowBytes;
+  }
+
+  /** Reads every layer's per-head lengths in one readback. */
+  async lengths(): Promise<number[][]> {
+    const H = this.config.numKvHeads;
+    const staging = this.ctx.createBuffer(
+      this.layers.length * 4 * H * 4,
+      GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC,
+      "kv lengths",
+    );
+    try {
+      const encoder = this.ctx.device.createCommandEncoder();
+      this.layers.forEach((layer, l) =>
+        encoder.copyBufferToBuffer(layer.meta, 0, staging, l * 16 * H, 16 * H)
+      );
+      this.ctx.device.queue.submit([encoder.finish()]);
+      const all = await this.ctx.readU32(staging);
+      return this.layers.map((_, l) => Array.from(all.subarray(l * 4 * H + H, l * 4 * H + 2 * H)));
+    } finally {
+      this.ctx.release(staging);
+    }
+  }
+
+  /** Per-layer accounting, from lengths read with {@link lengths}. */
+  accounting(lengths: number[][]): LayerAccounting[] {
+    return this.layers.map((layer, l) => ({
+      lengths: lengths[l],
+      capacities: [...layer.capacities],
+      bytes: layer.capacities.map((c) => 2 * c * this.rowBytes),
+    }));
+  }
+
+  /**
+   * Keeps, for every KV head of `layer`, the entries at the given indices (into the head's
+   * current entries, ascending) and leaves room for `extra` more per head; the old allocation is
+   * freed.
+   */
+  compact(layer: number, keep: number[][], extra: number): void {
+    const src = this.layers[layer];
+    const dst = createKvCacheLayer(this.ctx, {
+      numKvHeads: src.numKvHeads,
+      headDim: src.headDim,
+      capacity: keep.map((k) => k.length + extra),
+      dtype: this.dtype,
+      label: `kv layer ${layer}`,
+    });
+    const selection = uploadKvSelection(this.ctx, keep);
+    const op = kvCompact(this.ctx, {
+      src,
+      dst,
+      selection,
+      maxCount: Math.max(1, ...keep.map((k) => k.length)),
+    });
+    runOps(this.ctx, [op]);
+    op.destroy();
+    this.ctx.release(selection);
+    releaseKvCacheLayer(this.ctx, src);
+    this.layers[layer] = dst;
+  }
+
+  /** Frees every layer. */
+  release(): void {
+    for (const layer of this.layers) releaseKvCacheLayer(this.ctx, layer);
+    this.layers.length = 0;
+  }
+}

@@ -1,0 +1,53 @@
+/** StreamingLLM window: prefill selection and decode-time eviction. */
+import assert from "node:assert/strict";
+import { selectWindow, windowCapacity, windowEvictIndex } from "../../src/plugins/windowPress.ts";
+import { range } from "./_inputs.ts";
+
+Deno.test("window: sink + recent at prefill, everything when they cover N", () => {
+  const input = { promptLength: 10, numKvHeads: 2 };
+  assert.deepEqual(selectWindow(input, { sink: 2, recent: { tokens: 3 } }), [
+    [0, 1, 7, 8, 9],
+    [0, 1, 7, 8, 9],
+  ]);
+  assert.deepEqual(selectWindow(input, { sink: 0, recent: { tokens: 3 } })[0], [7, 8, 9]);
+  assert.deepEqual(selectWindow(input, { sink: 4, recent: { tokens: 6 } })[0], range(0, 10));
+  assert.deepEqual(selectWindow(input, { sink: 9, recent: { tokens: 6 } })[0], range(0, 10));
+  // 25 % of 10 = 2.5 → 3 (halves round up); 0 % still keeps one entry.
+  assert.deepEqual(selectWindow(input, { sink: 1, recent: { fraction: 0.25 } })[0], [0, 7, 8, 9]);
+  assert.deepEqual(selectWindow(input, { sink: 0, recent: { fraction: 0 } })[0], [9]);
+  assert.equal(windowCapacity({ sink: 4, recent: { fraction: 0.5 } }, 10), 9);
+});
+
+Deno.test("window: decoding evicts the oldest non-sink entry and stays bounded", () => {
+  // Simulate: prompt of 8, sink 2, recent 3 → capacity 5; then decode 6 tokens.
+  const params = { sink: 2, recent: { tokens: 3 } };
+  const positions = selectWindow({ promptLength: 8, numKvHeads: 1 }, params)[0];
+  assert.deepEqual(positions, [0, 1, 5, 6, 7]);
+  const capacity = windowCapacity(params, 8);
+  for (let next = 8; next < 14; next++) {
+    positions.push(next);
+    const evict = windowEvictIndex(positions, params.sink, capacity);
+    assert.equal(evict, 2, "the entry just after the sinks, in cache order here");
+    positions.splice(evict!, 1);
+    assert.deepEqual(positions, [0, 1, next - 2, next - 1, next]);
+  }
+  // Cache order does not matter: positions are compared, and the cache index is returned.
+  assert.equal(windowEvictIndex([9, 0, 7, 1, 8, 10], 2, 5), 2);
+  assert.equal(windowEvictIndex([9, 0, 7, 1, 8], 2, 5), null);
+  assert.equal(windowEvictIndex([3, 1, 2], 0, 2), 1);
+});
+
+Deno.test("window: a short prompt grows to capacity before evicting", () => {
+  const params = { sink: 1, recent: { tokens: 4 } };
+  const positions = selectWindow({ promptLength: 3, numKvHeads: 1 }, params)[0];
+  const capacity = windowCapacity(params, 3);
+  const evictions = [];
+  for (let next = 3; next < 8; next++) {
+    positions.push(next);
+    const evict = windowEvictIndex(positions, params.sink, capacity);
+    if (evict !== null) positions.splice(evict, 1);
+    evictions.push(evict);
+  }
+  assert.deepEqual(evictions, [null, null, 1, 1, 1]);
+  assert.deepEqual(positions, [0, 4, 5, 6, 7]);
+});
