@@ -10,9 +10,15 @@ import { UserError } from "./errors.ts";
 export const DEFAULT_MODEL_DIR: string =
   new URL("../../models/tiny-needle", import.meta.url).pathname;
 
-/** The prompt text from `--prompt` or `--prompt-file` (which must be valid UTF-8). */
+/**
+ * The prompt text from `--prompt` or `--prompt-file` (which must be valid UTF-8 and not empty:
+ * an empty prompt would silently generate from BOS alone).
+ */
 export function readPromptText(prompt: string | undefined, file: string | undefined): string {
-  if (prompt !== undefined) return prompt;
+  if (prompt !== undefined) {
+    if (prompt === "") throw new UserError("--prompt is empty: give some text");
+    return prompt;
+  }
   let bytes: Uint8Array;
   try {
     bytes = Deno.readFileSync(file!);
@@ -21,11 +27,14 @@ export function readPromptText(prompt: string | undefined, file: string | undefi
       `--prompt-file: cannot read '${file}': ${e instanceof Error ? e.message : e}`,
     );
   }
+  let text: string;
   try {
-    return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
   } catch {
     throw new UserError(`--prompt-file: '${file}' is not valid UTF-8`);
   }
+  if (text === "") throw new UserError(`--prompt-file: '${file}' is empty`);
+  return text;
 }
 
 /** Parses `--prompt-ids 1,2,3`, checking every id against the vocabulary. */

@@ -7,9 +7,9 @@
  */
 
 import { compileOrThrow } from "../plan/compile.ts";
-import type { Plan } from "../plan/plan.ts";
 import { Engine, type GenerationResult } from "../runtime/engine.ts";
 import { demoPrompt } from "../runtime/demoPrompt.ts";
+import { checkExecutable, PolicyExecutor } from "../runtime/policyExecutor.ts";
 import { intFlag, numberFlag, parseFlags } from "./args.ts";
 import { UserError } from "./errors.ts";
 import { readPolicySource } from "./policySource.ts";
@@ -20,7 +20,7 @@ import { formatSummary } from "./summary.ts";
 export const RUN_USAGE = `usage: deno task run [--policy P] [--model DIR]
                      [--prompt TEXT | --prompt-file F | --prompt-ids 1,2,3]
                      [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S]
-                     [--prefill-chunk N] [--kv-dtype f32|f16] [--json]
+                     [--prefill-chunk N] [--kv-dtype f32|f16] [--json [--trace]]
   no prompt flag: the built-in needle demo on the default model`;
 
 /** Runs `run`; returns the exit code. */
@@ -39,6 +39,7 @@ export async function runCommand(args: string[]): Promise<number> {
     "prefill-chunk": { type: "string" },
     "kv-dtype": { type: "string" },
     json: { type: "boolean" },
+    trace: { type: "boolean" },
     help: { type: "boolean", short: "h" },
   });
   if (v.help) {
@@ -67,7 +68,7 @@ export async function runCommand(args: string[]): Promise<number> {
   if (kvDtype !== "f32" && kvDtype !== "f16") throw new UserError("--kv-dtype must be f32 or f16");
   const policy = readPolicySource((v.policy as string | undefined) ?? "full");
   const plan = compileOrThrow(policy.text, policy.file);
-  checkRunnable(plan);
+  checkExecutable(plan);
   const modelDir = (v.model as string | undefined) ?? DEFAULT_MODEL_DIR;
   const demo = promptFlags.length === 0;
 
@@ -117,6 +118,7 @@ export async function runCommand(args: string[]): Promise<number> {
       }
     }
     const maxNewTokens = intFlag("max-new-tokens", v["max-new-tokens"], demo ? 12 : 64);
+    const executor = new PolicyExecutor(plan, engine.config, engine.ctx);
     const stream = tok && !json ? tok.streamDecoder({ skipSpecialTokens: true }) : null;
     const encoder = new TextEncoder();
     const result: GenerationResult = await engine.generate({
@@ -125,6 +127,8 @@ export async function runCommand(args: string[]): Promise<number> {
       sampling,
       stopIds: engine.config.eosTokenIds,
       prefillChunk: intFlag("prefill-chunk", v["prefill-chunk"], 512, 1),
+      observe: executor.observeRequest(),
+      afterPrefill: (state) => executor.apply(state),
       onTokens: (ids) => {
         if (!stream) return;
         for (const id of ids) Deno.stdout.writeSync(encoder.encode(stream.push(id)));
@@ -143,6 +147,13 @@ export async function runCommand(args: string[]): Promise<number> {
         kv: result.kv,
         timing: result.timing,
         plan,
+        resolved: executor.assignments.map((row) =>
+          row.map((a) => ({
+            rule: a.rule,
+            pipeline: a.pipeline.map((p) => p.name).join(" + ") || "full",
+          }))
+        ),
+        ...(v.trace ? { trace: { layers: executor.trace } } : {}),
         ...(needle ? { demo: { key: needle.key, answer: needle.answer, found } } : {}),
       }));
     } else {
@@ -158,21 +169,5 @@ export async function runCommand(args: string[]): Promise<number> {
     return 0;
   } finally {
     engine.close();
-  }
-}
-
-/** Until the presses land in the runtime, only `full` pipelines run. */
-function checkRunnable(plan: Plan): void {
-  for (const rule of plan.rules) {
-    for (const press of rule.pipeline) {
-      if (press.name !== "full") {
-        throw new UserError(
-          `the runtime does not execute '${press.name}' yet (line ${rule.line}); only 'full' runs today — 'deno task check' validates any policy`,
-        );
-      }
-    }
-  }
-  if (plan.detectors.length) {
-    throw new UserError(`the runtime does not run detectors yet ('${plan.detectors[0].name}')`);
   }
 }

@@ -4,13 +4,19 @@
  * capacities, and each head has its own length, kept on the GPU so that appends during decode
  * need no CPU round trip. Keys are stored after RoPE, so kept entries keep their positions.
  *
- * `meta` (u32 `[4·Hkv]`): `[0, Hkv)` first row of each head's region, `[Hkv, 2Hkv)` length,
- * `[2Hkv, 3Hkv)` capacity, `[3Hkv, 4Hkv)` tokens dropped because the region was full.
+ * `meta` (u32 `[5·Hkv]`): `[0, Hkv)` first row of each head's region, `[Hkv, 2Hkv)` length,
+ * `[2Hkv, 3Hkv)` capacity, `[3Hkv, 4Hkv)` tokens dropped (or, for a ring, overwritten) because
+ * the region was full, `[4Hkv, 5Hkv)` ring start: when a head is full, an append overwrites the
+ * oldest row at or after this row (StreamingLLM's window evicting its oldest non-sink entry) —
+ * {@link NO_RING} drops the new token instead.
  *
  * @module
  */
 
 import { type GpuContext, STORAGE_USAGE } from "./device.ts";
+
+/** Ring start meaning "no ring": appends to a full head are dropped. */
+export const NO_RING = 0xffffffff;
 
 /** Storage type of cached keys and values. */
 export type KvDType = "f32" | "f16";
@@ -49,6 +55,11 @@ export interface KvCacheLayerOptions {
   dtype?: KvDType;
   /** Initial lengths (default 0); the contents of those rows are undefined until written. */
   lengths?: number[];
+  /**
+   * Per head, the first row of the ring that a full head overwrites oldest-first (e.g. the
+   * window's sink size); `undefined` or {@link NO_RING} drops appends to a full head.
+   */
+  ringStart?: (number | undefined)[];
   /** Label. */
   label?: string;
 }
@@ -83,10 +94,17 @@ export function createKvCacheLayer(ctx: GpuContext, o: KvCacheLayerOptions): KvC
     if (l > capacities[h]) throw new RangeError(`KV cache: length ${l} > capacity of head ${h}`);
   });
   const label = o.label ?? "kv";
-  const meta = new Uint32Array(4 * H);
+  const meta = new Uint32Array(5 * H);
   meta.set(bases, 0);
   meta.set(lengths, H);
   meta.set(capacities, 2 * H);
+  for (let h = 0; h < H; h++) {
+    const ring = o.ringStart?.[h] ?? NO_RING;
+    if (ring !== NO_RING && !(Number.isInteger(ring) && ring >= 0 && ring < capacities[h])) {
+      throw new RangeError(`KV cache: ring start ${ring} outside head ${h}'s capacity`);
+    }
+    meta[4 * H + h] = ring;
+  }
   return {
     numKvHeads: H,
     headDim: D,

@@ -26,6 +26,8 @@ export const adakvPress: PressSchema = {
     { name: "pool", type: { kind: "int", min: 1 }, default: 7, doc: "pooling kernel size" },
   ],
   doc: "Ada-KV: head-adaptive budgets inside a layer on SnapKV scores.",
+  needs: { observationWindow: (p) => p.window as number },
+  select: (input, p) => selectAdakv(input, p as unknown as AdakvParams),
 };
 
 /** Parameters of {@link selectAdakv}, named as in the schema. */

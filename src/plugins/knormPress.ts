@@ -14,6 +14,8 @@ export const knormPress: PressSchema = {
   when: "prefill",
   params: [{ name: "k", type: { kind: "budget" }, doc: "entries kept per KV head" }],
   doc: "Knorm: keep the k keys with the lowest L2 norm.",
+  needs: { keys: true },
+  select: (input, p) => selectKnorm(input, p as unknown as KnormParams),
 };
 
 /** Parameters of {@link selectKnorm}. */

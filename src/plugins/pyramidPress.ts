@@ -26,6 +26,8 @@ export const pyramidPress: PressSchema = {
     { name: "pool", type: { kind: "int", min: 1 }, default: 7, doc: "pooling kernel size" },
   ],
   doc: "PyramidKV: SnapKV scores with linearly decreasing per-layer budgets.",
+  needs: { observationWindow: (p) => p.window as number },
+  select: (input, p) => selectPyramid(input, p as unknown as PyramidParams),
 };
 
 /** Parameters of {@link selectPyramid}, named as in the schema. */

@@ -15,6 +15,7 @@ export const randomPress: PressSchema = {
     { name: "seed", type: { kind: "int", min: 0 }, default: 0, doc: "random seed" },
   ],
   doc: "Random: keep k uniformly drawn entries per KV head (seeded baseline).",
+  select: (input, p) => selectRandom(input, p as unknown as RandomParams),
 };
 
 /** Parameters of {@link selectRandom}. */

@@ -6,6 +6,8 @@
  * @module
  */
 
+import type { LayerScoresInput } from "./press.ts";
+
 /** A budget: an absolute number of cache entries, or a fraction of the prompt length. */
 export type Budget = { tokens: number } | { fraction: number };
 
@@ -44,7 +46,18 @@ export interface ParamSpec {
  */
 export type PressRole = "select" | "augment" | "store";
 
-/** A press's schema: registered under `name`, usable as a policy action. */
+/**
+ * What the runtime must compute after prefill for a press to select entries, given the press's
+ * resolved parameters.
+ */
+export interface PressNeeds {
+  /** Rows of observation-window attention (SnapKV-style scoring), if any. */
+  observationWindow?: (params: Record<string, ParamValue>) => number;
+  /** Post-RoPE keys of the prompt. */
+  keys?: boolean;
+}
+
+/** A press's schema (and, optionally, its runtime behaviour): usable as a policy action. */
 export interface PressSchema {
   /** `"press"`. */
   kind: "press";
@@ -58,6 +71,21 @@ export interface PressSchema {
   params: ParamSpec[];
   /** One paragraph: the method and its source. */
   doc: string;
+  /** Runtime: what {@link PressSchema.select} needs computed. */
+  needs?: PressNeeds;
+  /**
+   * Runtime: the prompt positions each KV head keeps (sorted, non-empty; see `press.ts`).
+   * Absent for presses that keep everything they are given.
+   */
+  select?: (input: LayerScoresInput, params: Record<string, ParamValue>) => number[][];
+  /**
+   * Runtime, for presses bounded while decoding by evicting the oldest non-sink entry: the
+   * per-head capacity and the first evictable row, given the prompt length.
+   */
+  bound?: (
+    params: Record<string, ParamValue>,
+    promptLength: number,
+  ) => { capacity: number; ringStart: number };
 }
 
 /** A detector's schema: registered under `name`, usable as a selector. */

@@ -37,6 +37,8 @@ export const snapPress: PressSchema = {
     },
   ],
   doc: "SnapKV: observation-window votes, pooled, per-head top-k after prefill.",
+  needs: { observationWindow: (p) => p.window as number },
+  select: (input, p) => selectSnap(input, p as unknown as SnapParams),
 };
 
 /** Parameters of {@link selectSnap}, named as in the schema. */

@@ -23,6 +23,11 @@ export const windowPress: PressSchema = {
     },
   ],
   doc: "StreamingLLM: first `sink` entries + last `recent` entries; bounded while decoding.",
+  select: (input, p) => selectWindow(input, p as unknown as WindowParams),
+  bound: (p, n) => ({
+    capacity: windowCapacity(p as unknown as WindowParams, n),
+    ringStart: p.sink as number,
+  }),
 };
 
 /** Parameters of {@link selectWindow}, named as in the schema. */

@@ -41,14 +41,38 @@ export interface SamplingConfig {
   seed: number;
 }
 
+/** Attention probabilities recorded during prefill or the first decoding step. */
+export interface Observation {
+  /** Query rows recorded (the last `rows` queries). */
+  rows: number;
+  /** Keys per row. */
+  stride: number;
+  /** Per layer: `[H][rows][stride]` f32 on the GPU. */
+  buffers: GPUBuffer[];
+}
+
 /** What the press layer sees after prefill: the cache, to score and compact. */
 export interface PrefillState {
   /** The cache holding the prompt (compact it to shrink it). */
   cache: RaggedKvCache;
   /** Prompt length. */
   promptLength: number;
-  /** Tokens still to be decoded (room to leave per head when compacting). */
+  /** Entries per head now: the prompt, plus the first generated token if it was observed. */
+  cachedLength: number;
+  /** Tokens still to be appended while decoding (room to leave per head when compacting). */
   decodeBudget: number;
+  /** The last prompt queries' attention, when requested. */
+  promptObservation?: Observation;
+  /** The first generated token's attention over prompt + itself, when requested. */
+  firstStepObservation?: Observation;
+}
+
+/** Attention the press layer wants recorded (see {@link PrefillState}). */
+export interface ObserveRequest {
+  /** Last prompt queries to record (0 = none). */
+  promptWindow: number;
+  /** Record the first decoding step's attention (SimLayerKV measures laziness there). */
+  firstStep: boolean;
 }
 
 /** One generation request. */
@@ -67,6 +91,8 @@ export interface GenerationRequest {
   readEvery?: number;
   /** Called with each batch of new ids as they are read back. */
   onTokens?: (ids: number[]) => void;
+  /** Attention to record for the press layer. */
+  observe?: ObserveRequest;
   /** Called after prefill, before decoding: where presses compress the cache. */
   afterPrefill?: (state: PrefillState) => Promise<void> | void;
 }
@@ -95,6 +121,20 @@ export interface GenerationResult {
   timing: GenerationTiming;
   /** KV-cache accounting at the end of generation. */
   kv: KvReport;
+}
+
+/**
+ * Chunk start offsets for a prompt of `n` tokens: chunks of `chunk` tokens, except that the last
+ * chunk is made at least `minLast` long (so an observation window lies in one chunk).
+ */
+export function chunkStarts(n: number, chunk: number, minLast: number): number[] {
+  const starts: number[] = [];
+  for (let s = 0; s < n; s += chunk) starts.push(s);
+  if (starts.length === 0) return [0];
+  const lastStart = Math.max(0, n - Math.max(minLast, n - starts[starts.length - 1]));
+  while (starts.length && starts[starts.length - 1] >= lastStart) starts.pop();
+  starts.push(lastStart);
+  return starts;
 }
 
 /** Default prompt tokens per prefill chunk. */
@@ -172,38 +212,46 @@ export class Engine {
   /**
    * Runs the prompt through the model in chunks, appending to `cache`. With `logits: "all"`,
    * returns every position's logits (read back per chunk; for tests and perplexity); otherwise
-   * leaves the last position's logits in `acts.logits` row 0.
+   * leaves the last position's logits in `acts.logits` row 0. With `observe`, the last chunk
+   * (made at least that long) records its last rows' attention.
    */
   async prefill(
     cache: RaggedKvCache,
     ids: number[],
     chunk: number,
     logits: "all" | "last",
-    firstPosition = 0,
+    observe?: Observation,
   ): Promise<{ acts: Activations; logits: Float32Array[] }> {
-    const rows = Math.min(chunk, Math.max(1, ids.length));
+    const starts = chunkStarts(ids.length, chunk, observe?.rows ?? 0);
+    const rows = Math.max(1, ...starts.map((s, i) => (starts[i + 1] ?? ids.length) - s));
     const acts = createActivations(this.ctx, this.gpu, rows, logits === "all" ? rows : 1);
     const out: Float32Array[] = [];
-    const prepared = new Map<number, Step[]>();
+    const prepared = new Map<string, Step[]>();
     try {
-      for (let start = 0; start < ids.length; start += rows) {
-        const m = Math.min(rows, ids.length - start);
-        const positions = Uint32Array.from({ length: m }, (_, i) => firstPosition + start + i);
+      for (let i = 0; i < starts.length; i++) {
+        const start = starts[i];
+        const m = (starts[i + 1] ?? ids.length) - start;
+        const last = i === starts.length - 1;
+        const positions = Uint32Array.from({ length: m }, (_, j) => start + j);
         this.ctx.device.queue.writeBuffer(
           acts.ids,
           0,
           Uint32Array.from(ids.slice(start, start + m)),
         );
         this.ctx.device.queue.writeBuffer(acts.positions, 0, positions);
-        let steps = prepared.get(m);
+        const key = `${m}:${last && observe ? "observe" : ""}`;
+        let steps = prepared.get(key);
         if (!steps) {
           steps = forwardSteps(this.ctx, this.gpu, cache.layers, acts, {
             m,
             mode: "prefill",
             logits,
             source: { ids: acts.ids, idsOffset: 0, positions: acts.positions, positionsOffset: 0 },
+            observation: last && observe
+              ? { window: observe.rows, stride: observe.stride, buffers: observe.buffers }
+              : undefined,
           });
-          prepared.set(m, steps);
+          prepared.set(key, steps);
         }
         const encoder = this.ctx.device.createCommandEncoder();
         encodeSteps(encoder, steps);
@@ -211,7 +259,7 @@ export class Engine {
         if (logits === "all") {
           const V = this.config.vocabSize;
           const flat = await this.ctx.readF32(acts.logits, 0, m * V);
-          for (let i = 0; i < m; i++) out.push(flat.slice(i * V, (i + 1) * V));
+          for (let j = 0; j < m; j++) out.push(flat.slice(j * V, (j + 1) * V));
         }
       }
     } catch (e) {
@@ -234,6 +282,15 @@ export class Engine {
     } finally {
       cache.release();
     }
+  }
+
+  private observation(rows: number, stride: number): Observation {
+    const c = this.config;
+    const bytes = c.numHeads * rows * stride * 4;
+    const buffers = this.gpu.layers.map((_, l) =>
+      this.ctx.createBuffer(bytes, undefined, `obs ${l}`)
+    );
+    return { rows, stride, buffers };
   }
 
   /** Generates from a prompt; see {@link GenerationRequest}. */
@@ -260,6 +317,8 @@ export class Engine {
     const stopIds = new Set(req.stopIds ?? []);
     const readEvery = Math.max(1, req.readEvery ?? DEFAULT_READ_EVERY);
     const chunk = Math.max(1, req.prefillChunk ?? DEFAULT_PREFILL_CHUNK);
+    const observeWindow = Math.min(N, req.observe?.promptWindow ?? 0);
+    const observeFirst = (req.observe?.firstStep ?? false) && maxNew >= 2;
 
     const t0 = performance.now();
     const cache = new RaggedKvCache(this.ctx, c, N + maxNew, this.kvDtype);
@@ -268,67 +327,84 @@ export class Engine {
       position: N - 1,
       idsCapacity: Math.max(1, maxNew),
     });
-    const ops: GpuOp[] = [];
+    const promptObs = observeWindow > 0 ? this.observation(observeWindow, N) : undefined;
+    const firstObs = observeFirst ? this.observation(1, N + 1) : undefined;
+    const owned: Step[] = [];
     let acts: Activations | undefined;
     let decodeActs: Activations | undefined;
-    let decodeSteps: Step[] = [];
     try {
       const tokens: number[] = [];
       let stopReason: "stop" | "length" = "length";
-      let ttftMs = 0;
-      let prefillMs = 0;
-      if (maxNew === 0) {
-        acts = (await this.prefill(cache, req.promptIds, chunk, "last")).acts;
-        await this.ctx.sync();
-        prefillMs = performance.now() - t0;
-        await req.afterPrefill?.({ cache, promptLength: N, decodeBudget: 0 });
-      } else {
-        acts = (await this.prefill(cache, req.promptIds, chunk, "last")).acts;
+      const take = (ids: number[]) => {
+        const stop = ids.findIndex((id) => stopIds.has(id));
+        if (stop >= 0) {
+          ids = ids.slice(0, stop + 1);
+          stopReason = "stop";
+        }
+        tokens.push(...ids);
+        req.onTokens?.(ids);
+      };
+      acts = (await this.prefill(cache, req.promptIds, chunk, "last", promptObs)).acts;
+      if (maxNew > 0) {
         const pick = this.sampleOp(acts, sampler, sampling);
-        ops.push(pick);
-        const encoder = this.ctx.device.createCommandEncoder();
-        encodeSteps(encoder, [pick]);
-        this.ctx.device.queue.submit([encoder.finish()]);
-        const first = await readSampledIds(this.ctx, sampler, 0, 1);
-        ttftMs = prefillMs = performance.now() - t0;
-        tokens.push(...first);
-        req.onTokens?.(first);
-        if (stopIds.has(first[0])) stopReason = "stop";
-        await req.afterPrefill?.({ cache, promptLength: N, decodeBudget: maxNew - 1 });
+        owned.push(pick);
+        this.submit([pick]);
+        take(await readSampledIds(this.ctx, sampler, 0, 1));
+      } else {
+        await this.ctx.sync();
       }
+      const prefillMs = performance.now() - t0;
       releaseActivations(this.ctx, acts);
       acts = undefined;
 
       const t1 = performance.now();
       let fed = 0; // decode steps run (each appends one entry per head)
+      decodeActs = createActivations(this.ctx, this.gpu, 1, 1);
+      const source = {
+        ids: sampler.state,
+        idsOffset: 0,
+        positions: sampler.state,
+        positionsOffset: 2,
+      };
+      if (firstObs && stopReason === "length") {
+        // The first decoding step, recording its attention (e.g. for SimLayerKV).
+        const probe = forwardSteps(this.ctx, this.gpu, cache.layers, decodeActs, {
+          m: 1,
+          mode: "prefill",
+          logits: "last",
+          source,
+          observation: { window: 1, stride: N + 1, buffers: firstObs.buffers },
+        });
+        probe.push(this.sampleOp(decodeActs, sampler, sampling));
+        owned.push(...probe);
+        this.submit(probe);
+        fed++;
+        take(await readSampledIds(this.ctx, sampler, 1, 2));
+      }
+      await req.afterPrefill?.({
+        cache,
+        promptLength: N,
+        cachedLength: N + fed,
+        decodeBudget: Math.max(0, maxNew - 1 - fed),
+        promptObservation: promptObs,
+        firstStepObservation: fed > 0 ? firstObs : undefined,
+      });
       if (stopReason === "length" && tokens.length < maxNew) {
-        decodeActs = createActivations(this.ctx, this.gpu, 1, 1);
-        decodeSteps = forwardSteps(this.ctx, this.gpu, cache.layers, decodeActs, {
+        const steps = forwardSteps(this.ctx, this.gpu, cache.layers, decodeActs, {
           m: 1,
           mode: "decode",
           logits: "last",
-          source: {
-            ids: sampler.state,
-            idsOffset: 0,
-            positions: sampler.state,
-            positionsOffset: 2,
-          },
+          source,
         });
-        decodeSteps.push(this.sampleOp(decodeActs, sampler, sampling));
+        steps.push(this.sampleOp(decodeActs, sampler, sampling));
+        owned.push(...steps);
         while (tokens.length < maxNew && stopReason === "length") {
           const batch = Math.min(readEvery, maxNew - tokens.length);
           const encoder = this.ctx.device.createCommandEncoder();
-          for (let i = 0; i < batch; i++) encodeSteps(encoder, decodeSteps);
-          fed += batch;
+          for (let i = 0; i < batch; i++) encodeSteps(encoder, steps);
           this.ctx.device.queue.submit([encoder.finish()]);
-          let ids = await readSampledIds(this.ctx, sampler, tokens.length, tokens.length + batch);
-          const stop = ids.findIndex((id) => stopIds.has(id));
-          if (stop >= 0) {
-            ids = ids.slice(0, stop + 1);
-            stopReason = "stop";
-          }
-          tokens.push(...ids);
-          req.onTokens?.(ids);
+          fed += batch;
+          take(await readSampledIds(this.ctx, sampler, tokens.length, tokens.length + batch));
         }
       }
       const decodeMs = performance.now() - t1;
@@ -340,21 +416,29 @@ export class Engine {
         timing: {
           prefillMs,
           decodeMs,
-          ttftMs,
+          ttftMs: maxNew > 0 ? prefillMs : 0,
           prefillTokensPerSecond: N / (prefillMs / 1000),
           decodeTokensPerSecond: decoded > 0 ? decoded / (decodeMs / 1000) : 0,
         },
         kv: kvReport(cache, lengths, N + fed),
       };
     } finally {
-      destroySteps(decodeSteps);
-      for (const op of ops) op.destroy();
+      destroySteps(owned);
       if (acts) releaseActivations(this.ctx, acts);
       if (decodeActs) releaseActivations(this.ctx, decodeActs);
+      for (const b of [...(promptObs?.buffers ?? []), ...(firstObs?.buffers ?? [])]) {
+        this.ctx.release(b);
+      }
       this.ctx.release(sampler.state);
       this.ctx.release(sampler.ids);
       cache.release();
     }
+  }
+
+  private submit(steps: Step[]): void {
+    const encoder = this.ctx.device.createCommandEncoder();
+    encodeSteps(encoder, steps);
+    this.ctx.device.queue.submit([encoder.finish()]);
   }
 
   private sampleOp(acts: Activations, sampler: SamplerState, s: SamplingConfig): GpuOp {

@@ -14,6 +14,7 @@ import {
   uploadMatrix,
   uploadVector,
 } from "../gpu/weights.ts";
+import { ModelError } from "../model/errors.ts";
 import { EMBEDDING, FINAL_NORM, layerTensorNames, LM_HEAD } from "../model/tensorShapes.ts";
 import type { ModelConfig, ModelWeights } from "../model/types.ts";
 
@@ -70,6 +71,13 @@ export function uploadWeights(
   onProgress?: (done: number, total: number) => void,
 ): GpuModelWeights {
   const c = weights.config;
+  // The KV cache and attention kernels read heads as vec4s; refuse other shapes up front with a
+  // user error (a RangeError from the cache would surface as an internal error).
+  if (c.headDim % 4 !== 0) {
+    throw new ModelError(
+      `head_dim ${c.headDim} is not supported by the GPU runtime (it must be a multiple of 4)`,
+    );
+  }
   const total = 3 + c.numLayers * 9 + (c.tieWordEmbeddings ? 0 : 1);
   let done = 0;
   let bytes = 0;

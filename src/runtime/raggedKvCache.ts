@@ -105,16 +105,23 @@ export class RaggedKvCache {
 
   /**
    * Keeps, for every KV head of `layer`, the entries at the given indices (into the head's
-   * current entries, ascending) and leaves room for `extra` more per head; the old allocation is
-   * freed.
+   * current entries, ascending) and leaves room for `extra` more per head (one number for all, or
+   * one per head); heads with a `ringStart` then stay bounded, overwriting their oldest entry at
+   * or after that row. The old allocation is freed.
    */
-  compact(layer: number, keep: number[][], extra: number): void {
+  compact(
+    layer: number,
+    keep: number[][],
+    extra: number | number[],
+    ringStart?: (number | undefined)[],
+  ): void {
     const src = this.layers[layer];
     const dst = createKvCacheLayer(this.ctx, {
       numKvHeads: src.numKvHeads,
       headDim: src.headDim,
-      capacity: keep.map((k) => k.length + extra),
+      capacity: keep.map((k, h) => k.length + (typeof extra === "number" ? extra : extra[h])),
       dtype: this.dtype,
+      ringStart,
       label: `kv layer ${layer}`,
     });
     const selection = uploadKvSelection(this.ctx, keep);
@@ -129,6 +136,15 @@ export class RaggedKvCache {
     this.ctx.release(selection);
     releaseKvCacheLayer(this.ctx, src);
     this.layers[layer] = dst;
+  }
+
+  /** Reads the first `count` keys of one KV head of one layer (f32, `count × headDim`). */
+  async readKeys(layer: number, kvHead: number, count: number): Promise<Float32Array> {
+    const c = this.layers[layer];
+    const D = c.headDim;
+    const bytesPer = this.dtype === "f32" ? 4 : 2;
+    const raw = await this.ctx.read(c.k, c.bases[kvHead] * D * bytesPer, count * D * bytesPer);
+    return this.dtype === "f32" ? new Float32Array(raw) : Float32Array.from(new Float16Array(raw));
   }
 
   /** Frees every layer. */

@@ -1,7 +1,9 @@
 /**
  * Appends `m` new tokens' keys and values to every KV head of a layer's ragged cache, at each
  * head's current length, and advances the lengths — all on the GPU. Tokens that do not fit in a
- * head's region are dropped and counted in `meta` (see `kvCache.ts`).
+ * head's region are dropped and counted in `meta` (see `kvCache.ts`) — or, for a head with a ring
+ * start, overwrite the ring's oldest rows (with more new tokens than ring rows in one call, which
+ * of them survives in a row is unspecified; decode appends one at a time).
  *
  * One workgroup of 64 threads per KV head: all threads read the head's length, synchronise, then
  * thread 0 writes the new length — so a single dispatch suffices.
@@ -50,19 +52,27 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let base = kvmeta[h];
   let len = kvmeta[p.Hkv + h];
   let cap = kvmeta[2u * p.Hkv + h];
-  let n = min(p.M, cap - min(len, cap));
+  let dropped = kvmeta[3u * p.Hkv + h];
+  let ring = kvmeta[4u * p.Hkv + h];
   storageBarrier();
   workgroupBarrier();
-  for (var i = li; i < n * p.D4; i += 64u) {
+  for (var i = li; i < p.M * p.D4; i += 64u) {
     let t = i / p.D4;
     let d4 = i % p.D4;
-    let dst = (base + len + t) * p.D4 + d4;
+    var row = len + t;
+    if (row >= cap) {
+      // Full: a ring overwrites its oldest row; otherwise the token is dropped.
+      if (ring >= cap) { continue; }
+      row = ring + (dropped + row - cap) % (cap - ring);
+    }
+    let dst = (base + row) * p.D4 + d4;
     KCw(dst, ks[p.k04 + t * p.ldk4 + h * p.D4 + d4]);
     VCw(dst, vs[p.v04 + t * p.ldv4 + h * p.D4 + d4]);
   }
   if (li == 0u) {
+    let n = min(p.M, cap - min(len, cap));
     kvmeta[p.Hkv + h] = len + n;
-    kvmeta[3u * p.Hkv + h] += p.M - n;
+    kvmeta[3u * p.Hkv + h] = dropped + p.M - n;
   }
 }
 `;
