@@ -1,8 +1,9 @@
 /**
- * Needle-in-a-haystack prompts in the template the default models were trained on
- * (models/tiny-needle/README.md): paragraphs of templated English sentences, a needle sentence
- * `The special magic number for {key} is {7 digits}.` inserted between two sentences at a chosen
- * depth, and the question `Question: What is the special magic number for {key}? Answer: `.
+ * Haystacks in the filler the default models were trained on (models/tiny-needle/README.md):
+ * paragraphs of templated English sentences (separated by `\n`, sentences by a space), with
+ * needle sentences inserted between two sentences at chosen depths, followed by a question.
+ * {@link buildHaystackPrompt} is the general builder every task uses; {@link needlePrompt} is the
+ * single-needle shortcut in tiny-needle's template.
  *
  * @module
  */
@@ -71,7 +72,8 @@ export const KEY_B = [
   "willow",
 ];
 
-function sentence(r: SeededRandom): string {
+/** One random filler sentence (the training corpus's templated English). */
+export function fillerSentence(r: SeededRandom): string {
   const n = () => r.pick(NAMES);
   switch (r.int(6)) {
     case 0:
@@ -93,6 +95,136 @@ function sentence(r: SeededRandom): string {
   }
 }
 
+/** A key `{a}-{b}` from {@link KEY_A} × {@link KEY_B}, e.g. `olive-glacier`. */
+export function randomKey(r: SeededRandom): string {
+  return `${r.pick(KEY_A)}-${r.pick(KEY_B)}`;
+}
+
+/** A random 7-digit number as text (no leading zero). */
+export function randomSevenDigits(r: SeededRandom): string {
+  return String(1000000 + r.int(9000000));
+}
+
+/** A sentence to insert and where: `depth` in [0, 1] (0 = first, 1 = just before the question). */
+export interface HaystackNeedle {
+  /** The sentence, e.g. `The special magic number for olive-glacier is 4839201.` */
+  text: string;
+  /** Requested depth as a fraction of the haystack's tokens. */
+  depth: number;
+}
+
+/** What {@link buildHaystackPrompt} needs. */
+export interface HaystackRequest {
+  /** The random stream the filler sentences are drawn from. */
+  random: SeededRandom;
+  /** Tokens the whole text (haystack, needles and suffix, without BOS) should have at most. */
+  targetTokens: number;
+  /** Token count of a piece of text in the model's tokenizer (without BOS). */
+  countTokens: (text: string) => number;
+  /** Sentences to insert, each at its own depth (same depth: kept in the given order). */
+  needles: HaystackNeedle[];
+  /** Text after the haystack: the question and the answer prefix. */
+  suffix: string;
+}
+
+/** A built prompt and where its needles ended up. */
+export interface HaystackPrompt {
+  /** The prompt text (without BOS; the tokenizer adds it). */
+  text: string;
+  /** Character offset of each needle in `text`, in the order of the request. */
+  needleOffsets: number[];
+  /** Filler sentences in the haystack (needles not counted). */
+  fillerSentences: number;
+}
+
+interface FillerSentence {
+  text: string;
+  paragraph: number;
+  tokens: number;
+}
+
+/** Lays out sentences (space-separated, paragraphs on new lines) with the needles inserted. */
+function renderHaystack(
+  sentences: readonly FillerSentence[],
+  needles: readonly HaystackNeedle[],
+): { text: string; needleOffsets: number[] } {
+  const used = sentences.reduce((sum, s) => sum + s.tokens, 0);
+  // Sentence index before which each needle goes: the last boundary at or before its depth.
+  const insertAt = needles.map((needle) => {
+    const position = Math.min(1, Math.max(0, needle.depth)) * used;
+    if (position >= used) return sentences.length;
+    let index = 0;
+    let before = 0;
+    while (index + 1 < sentences.length && before + sentences[index].tokens <= position) {
+      before += sentences[index].tokens;
+      index++;
+    }
+    return index;
+  });
+  const pieces: { text: string; paragraph: number; needle: number }[] = [];
+  const lastParagraph = sentences.at(-1)?.paragraph ?? 0;
+  for (let i = 0; i <= sentences.length; i++) {
+    const paragraph = sentences[i]?.paragraph ?? lastParagraph;
+    needles.forEach((n, k) => {
+      if (insertAt[k] === i) pieces.push({ text: n.text, paragraph, needle: k });
+    });
+    if (i < sentences.length) pieces.push({ ...sentences[i], needle: -1 });
+  }
+  let text = "";
+  const needleOffsets = needles.map(() => -1);
+  pieces.forEach((piece, i) => {
+    if (i > 0) text += piece.paragraph === pieces[i - 1].paragraph ? " " : "\n";
+    if (piece.needle >= 0) needleOffsets[piece.needle] = text.length;
+    text += piece.text;
+  });
+  return { text, needleOffsets };
+}
+
+/**
+ * Builds `haystack + suffix` of at most `targetTokens` tokens: filler sentences are drawn until
+ * the next one would pass the budget left by the needles and the suffix, then each needle goes
+ * in at its depth, measured in tokens of the haystack and moved back to the sentence boundary
+ * before it (as gkamradt's needle test does). If the whole text still measures longer than the
+ * target (tokens merge differently across boundaries), trailing sentences are dropped.
+ */
+export function buildHaystackPrompt(request: HaystackRequest): HaystackPrompt {
+  const { random, countTokens, needles, suffix, targetTokens } = request;
+  const needleTokens = needles.reduce((sum, n) => sum + countTokens(" " + n.text), 0);
+  const budget = targetTokens - needleTokens - countTokens(suffix);
+  const sentences: FillerSentence[] = [];
+  let used = 0;
+  let paragraph = 0;
+  let inParagraph = 0;
+  let paragraphSize = 4 + random.int(4);
+  while (true) {
+    const text = fillerSentence(random);
+    // A sentence costs its tokens with the separator before it (none, a space or a newline).
+    const separator = sentences.length === 0 ? "" : inParagraph === 0 ? "\n" : " ";
+    const tokens = countTokens(separator + text);
+    if (used + tokens > budget) break;
+    sentences.push({ text, paragraph, tokens });
+    used += tokens;
+    if (++inParagraph >= paragraphSize) {
+      paragraph++;
+      inParagraph = 0;
+      paragraphSize = 4 + random.int(4);
+    }
+  }
+  while (true) {
+    const rendered = renderHaystack(sentences, needles);
+    const excess = countTokens(rendered.text + suffix) - targetTokens;
+    if (excess <= 0 || sentences.length === 0) {
+      return {
+        text: rendered.text + suffix,
+        needleOffsets: rendered.needleOffsets,
+        fillerSentences: sentences.length,
+      };
+    }
+    let dropped = 0;
+    while (dropped < excess && sentences.length > 0) dropped += sentences.pop()!.tokens;
+  }
+}
+
 /** A needle prompt and its expected answer. */
 export interface NeedlePrompt {
   /** The full prompt text (without BOS; the tokenizer adds it). */
@@ -106,9 +238,9 @@ export interface NeedlePrompt {
 }
 
 /**
- * Builds a needle prompt of about `targetTokens` tokens. `countTokens` measures text in the
- * model's tokens (pass the tokenizer's encode length); sentences are added until the target is
- * reached, then the needle goes in at `depth` (0 = start, 1 = just before the question).
+ * Builds a needle prompt of about `targetTokens` tokens in tiny-needle's template. `countTokens`
+ * measures text in the model's tokens (pass the tokenizer's encode length); the needle goes in
+ * at `depth` (0 = start, 1 = just before the question).
  */
 export function needlePrompt(
   seed: number,
@@ -116,31 +248,15 @@ export function needlePrompt(
   depth: number,
   countTokens: (text: string) => number,
 ): NeedlePrompt {
-  const r = new SeededRandom(seed);
-  const key = `${r.pick(KEY_A)}-${r.pick(KEY_B)}`;
-  const answer = String(1000000 + r.int(9000000));
-  const needle = `The special magic number for ${key} is ${answer}.`;
-  const question = `\nQuestion: What is the special magic number for ${key}? Answer: `;
-  const budget = targetTokens - countTokens(needle + question);
-  const paragraphs: string[][] = [[]];
-  // Each sentence costs about its own token count with the separator before it.
-  let used = 0;
-  while (used < budget) {
-    const s = sentence(r);
-    const paragraph = paragraphs.at(-1)!;
-    paragraph.push(s);
-    used += countTokens(" " + s);
-    if (paragraph.length >= 4 + r.int(4)) paragraphs.push([]);
-  }
-  // Insert the needle between two sentences at the requested depth.
-  const flat = paragraphs.flatMap((p, i) => p.map((s, j) => ({ s, i, j })));
-  const at = Math.round(Math.min(1, Math.max(0, depth)) * flat.length);
-  const out: string[][] = paragraphs.map(() => []);
-  flat.forEach((item, k) => {
-    if (k === at) out[item.i].push(needle);
-    out[item.i].push(item.s);
+  const random = new SeededRandom(seed);
+  const key = randomKey(random);
+  const answer = randomSevenDigits(random);
+  const built = buildHaystackPrompt({
+    random,
+    targetTokens,
+    countTokens,
+    needles: [{ text: `The special magic number for ${key} is ${answer}.`, depth }],
+    suffix: `\nQuestion: What is the special magic number for ${key}? Answer: `,
   });
-  if (at >= flat.length) out[out.length - 1].push(needle);
-  const haystack = out.map((p) => p.join(" ")).filter((p) => p).join("\n");
-  return { text: haystack + question, key, answer, depth };
+  return { text: built.text, key, answer, depth };
 }

@@ -33,3 +33,17 @@ export class SeededRandom {
     return items[this.int(items.length)];
   }
 }
+
+/**
+ * A 32-bit seed derived from a base seed and labels (FNV-1a over their text), so that every
+ * sample gets its own stream: the same labels always give the same seed, and adding or removing
+ * other cells of a grid does not change it.
+ */
+export function deriveSeed(seed: number, ...labels: (string | number | null)[]): number {
+  let hash = 0x811c9dc5;
+  for (const char of [String(seed >>> 0), ...labels.map(String)].join("\u0000")) {
+    hash ^= char.charCodeAt(0);
+    hash = Math.imul(hash, 0x01000193) >>> 0;
+  }
+  return hash >>> 0;
+}

@@ -283,10 +283,6 @@ export class PolicyExecutor {
 }
 
 function describe(p: PlanPress): string {
-  const args = Object.entries(p.params).map(([k, v]) =>
-    `${k}=${
-      typeof v === "object" && v !== null ? ("tokens" in v ? v.tokens : `${v.fraction * 100}%`) : v
-    }`
-  );
+  const args = Object.entries(p.params).map(([k, v]) => `${k}=${formatParamValue(v)}`);
   return args.length ? `${p.name}(${args.join(", ")})` : p.name;
 }
