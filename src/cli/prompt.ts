@@ -6,6 +6,10 @@
 
 import { UserError } from "./errors.ts";
 
+/** The needle-demo model: retrieves by copying, heads set by construction. */
+export const DEMO_MODEL_DIR: string =
+  new URL("../../models/planted-needle", import.meta.url).pathname;
+
 /** The shipped default model folder. */
 export const DEFAULT_MODEL_DIR: string =
   new URL("../../models/tiny-needle", import.meta.url).pathname;

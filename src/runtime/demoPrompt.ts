@@ -1,11 +1,13 @@
 /**
- * The built-in demo of `run`: a needle hidden in a haystack in the default model's trained
- * template, so that the main command shows something meaningful.
+ * The built-in demo of `run`: a needle hidden in a haystack, in the template the model was
+ * trained on (tiny-needle) or built for (planted-needle, whose question ends with the needle's own
+ * prefix so that the answer is a copy), so the main command shows something meaningful.
  *
  * @module
  */
 
-import { needlePrompt } from "../eval/haystack.ts";
+import { buildHaystackPrompt, randomKey, randomSevenDigits } from "../eval/haystack.ts";
+import { SeededRandom } from "../eval/seededRandom.ts";
 import type { TextTokenizer } from "../model/tokenizer.ts";
 
 /** A demo prompt: token ids, and the needle to look for in the answer. */
@@ -20,9 +22,30 @@ export interface DemoPrompt {
   depth: number;
 }
 
-/** Builds the fixed-seed demo: about 1000 tokens, needle at 40 % depth. */
-export function demoPrompt(tok: TextTokenizer, tokens = 1000, seed = 7): DemoPrompt {
-  const count = (s: string) => tok.encode(s, { addSpecialTokens: false }).length;
-  const p = needlePrompt(seed, tokens, 0.4, count);
-  return { ids: tok.encode(p.text), key: p.key, answer: p.answer, depth: p.depth };
+/** Which question template the demo uses. */
+export type DemoTemplate = "question" | "copy";
+
+/**
+ * Builds the fixed-seed demo: about `tokens` tokens, the needle at 30 % depth. `copy` ends the
+ * question with the needle's prefix (`… Answer: The special magic number for {key} is`).
+ */
+export function demoPrompt(
+  tok: TextTokenizer,
+  template: DemoTemplate,
+  tokens = 512,
+  seed = 7,
+): DemoPrompt {
+  const random = new SeededRandom(seed);
+  const key = randomKey(random);
+  const answer = randomSevenDigits(random);
+  const depth = 0.3;
+  const question = `\nQuestion: What is the special magic number for ${key}? Answer: `;
+  const built = buildHaystackPrompt({
+    random,
+    targetTokens: tokens,
+    countTokens: (s) => tok.encode(s, { addSpecialTokens: false }).length,
+    needles: [{ text: `The special magic number for ${key} is ${answer}.`, depth }],
+    suffix: template === "copy" ? `${question}The special magic number for ${key} is` : question,
+  });
+  return { ids: tok.encode(built.text), key, answer, depth };
 }

@@ -1,0 +1,174 @@
+/**
+ * `deno task eval`: compares policies on needle / RULER-style / perplexity / hit-rate tasks.
+ * The runtime is injected ({@link EvalCommandDeps.openEngine}), so this file only parses flags,
+ * assembles the suite and the policies, runs them and writes the table, JSON and HTML report.
+ *
+ * @module
+ */
+
+import { join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { intFlag, parseFlags } from "../cli/args.ts";
+import { UserError } from "../cli/errors.ts";
+import { readPolicySource } from "../cli/policySource.ts";
+import { compileOrThrow } from "../plan/compile.ts";
+import type { EvalEngine } from "./engine.ts";
+import { parseDepths, parseLengths } from "./gridSpec.ts";
+import { ProgressLine, type ProgressSink, stderrSink } from "./progress.ts";
+import { renderHtmlReport } from "./report/html.ts";
+import { reportToJson } from "./report/json.ts";
+import { renderSummaryTable } from "./report/table.ts";
+import { type EvalPolicy, runEval } from "./runner.ts";
+import {
+  defaultSuite,
+  type EvalSuite,
+  modelKindOf,
+  parseSuiteYaml,
+  parseTaskList,
+} from "./suite.ts";
+
+/** Usage text of `eval`. */
+export const EVAL_USAGE =
+  `usage: deno task eval --policy P [--policy Q ...] [--task needle|ruler|ppl|hitrate ...]
+                      [--model DIR] [--lengths 1k,2k,4k] [--depths 0:100:10] [--samples N]
+                      [--seed S] [--suite FILE.yaml] [--out DIR] [--json]
+  --policy P    a .kvp file, a shipped policy name (snapkv) or inline text; repeat to compare
+  --task T      needle, ruler (single_key, multi_key, multi_value, variable_tracking), ppl,
+                hitrate, or one RULER task by name; repeatable or comma-separated
+  --model DIR   Hugging Face model folder (default: models/tiny-needle)
+  --lengths L   context lengths in tokens, k = 1024 (default: the suite's)
+  --depths D    needle depths in percent, start:stop:step or a list (default 0:100:10)
+  --samples N   samples per cell          --seed S   base seed of every prompt
+  --suite FILE  a suite YAML file (templates, tasks, grid; see docs/EVAL.md)
+  --out DIR     write DIR/report.html (self-contained) and DIR/results.json
+  --json        print the results as JSON instead of the table`;
+
+/** What `eval` needs from outside: the runtime, and where output goes. */
+export interface EvalCommandDeps {
+  /** Opens the runtime for a model folder (the CLI passes the WebGPU engine's factory). */
+  openEngine(modelDir: string): Promise<EvalEngine>;
+  /** Prints results (default `console.log`). */
+  print?: (text: string) => void;
+  /** Where progress goes (default standard error). */
+  progress?: ProgressSink;
+}
+
+/** The model folder used when `--model` is not given. */
+export const DEFAULT_MODEL_DIR: string = fileURLToPath(
+  new URL("../../models/tiny-needle", import.meta.url),
+);
+
+function readSuite(values: Record<string, unknown>, modelDir: string): EvalSuite {
+  let suite = defaultSuite(modelKindOf(modelDir));
+  const file = values.suite;
+  if (typeof file === "string") {
+    let text: string;
+    try {
+      text = Deno.readTextFileSync(file);
+    } catch (e) {
+      throw new UserError(`cannot read suite '${file}': ${(e as Error).message}`);
+    }
+    suite = parseSuiteYaml(text, file, suite);
+  }
+  if (Array.isArray(values.task)) suite.tasks = parseTaskList(values.task as string[]);
+  if (typeof values.lengths === "string") suite.lengths = parseLengths(values.lengths);
+  if (typeof values.depths === "string") suite.depths = parseDepths(values.depths);
+  suite.samples = intFlag("samples", values.samples as string | undefined, suite.samples, 1);
+  suite.seed = intFlag("seed", values.seed as string | undefined, suite.seed, 0);
+  return suite;
+}
+
+/** Reads and compiles every `--policy`, naming each by `policy "name"`, its file, or its index. */
+export function readPolicies(args: string[]): EvalPolicy[] {
+  if (args.length === 0) throw new UserError(`eval: no --policy given\n${EVAL_USAGE}`);
+  const taken = new Set<string>();
+  return args.map((arg, i) => {
+    const source = readPolicySource(arg);
+    const plan = compileOrThrow(source.text, source.file);
+    if (plan.uses.length) {
+      throw new UserError(
+        `${source.file}: eval does not load plugin code ('use'); remove it to evaluate`,
+      );
+    }
+    const fromFile = source.inline ? null : source.file.split("/").at(-1)!.replace(/\.kvp$/, "");
+    let name = plan.name ?? fromFile ?? `policy${i + 1}`;
+    for (let k = 2; taken.has(name); k++) name = `${plan.name ?? fromFile ?? "policy"}#${k}`;
+    taken.add(name);
+    return { name, source: source.text, plan, file: source.file };
+  });
+}
+
+function checkContextLength(modelDir: string, suite: EvalSuite): void {
+  let maxPositions: unknown;
+  try {
+    maxPositions = JSON.parse(Deno.readTextFileSync(join(modelDir, "config.json")))
+      .max_position_embeddings;
+  } catch {
+    return; // the engine reports unreadable folders
+  }
+  const longest = Math.max(...suite.lengths);
+  if (typeof maxPositions === "number" && longest > maxPositions) {
+    throw new UserError(
+      `--lengths: ${longest} tokens is longer than the model allows (${maxPositions}, ${modelDir}/config.json)`,
+    );
+  }
+}
+
+/** Runs `eval` with `args` (the words after `eval`); returns the exit code. */
+export async function evalCommand(args: string[], deps: EvalCommandDeps): Promise<number> {
+  const { values } = parseFlags("eval", args, {
+    task: { type: "string", multiple: true },
+    policy: { type: "string", multiple: true },
+    model: { type: "string" },
+    lengths: { type: "string" },
+    depths: { type: "string" },
+    samples: { type: "string" },
+    seed: { type: "string" },
+    suite: { type: "string" },
+    out: { type: "string" },
+    json: { type: "boolean" },
+    help: { type: "boolean", short: "h" },
+  });
+  const print = deps.print ?? ((text: string) => console.log(text));
+  if (values.help) {
+    print(EVAL_USAGE);
+    return 0;
+  }
+  const modelDir = resolve(typeof values.model === "string" ? values.model : DEFAULT_MODEL_DIR);
+  try {
+    if (!Deno.statSync(modelDir).isDirectory) throw new Error("not a folder");
+  } catch {
+    throw new UserError(`--model: '${modelDir}' is not a model folder`);
+  }
+  const suite = readSuite(values, modelDir);
+  checkContextLength(modelDir, suite);
+  const policies = readPolicies((values.policy as string[] | undefined) ?? []);
+  const engine = await deps.openEngine(modelDir);
+  const sink = deps.progress ?? stderrSink();
+  let progress: ProgressLine | undefined;
+  const started = performance.now();
+  const report = await runEval({
+    engine,
+    policies,
+    suite,
+    onProgress: (p) => {
+      progress ??= new ProgressLine(p.total, sink, () => performance.now(), started);
+      progress.update(p.done, `${p.policy} ${p.task}`);
+    },
+  });
+  progress?.finish();
+  const json = reportToJson(report);
+  print(values.json ? JSON.stringify(json, null, 2) : renderSummaryTable(report));
+  if (typeof values.out === "string") {
+    const out = values.out;
+    try {
+      Deno.mkdirSync(out, { recursive: true });
+      Deno.writeTextFileSync(join(out, "report.html"), renderHtmlReport(report));
+      Deno.writeTextFileSync(join(out, "results.json"), JSON.stringify(json, null, 2) + "\n");
+    } catch (e) {
+      throw new UserError(`--out: cannot write to '${out}': ${(e as Error).message}`);
+    }
+    sink.write(`wrote ${join(out, "report.html")} and ${join(out, "results.json")}\n`);
+  }
+  return 0;
+}

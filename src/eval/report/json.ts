@@ -1,0 +1,76 @@
+/**
+ * The JSON form of a report (`--json`, and `results.json` beside the HTML report). Its
+ * `results` array holds one row per policy × task × cell (see {@link ResultRow}); `outputs`
+ * holds every generated answer for inspection.
+ *
+ * @module
+ */
+
+import type { ResultRow } from "../results.ts";
+import type { EvalReport } from "../runner.ts";
+
+/** The JSON document of a report. */
+export interface EvalJson {
+  /** Model name. */
+  model: string;
+  /** The suite's grid and seed. */
+  suite: {
+    name: string;
+    seed: number;
+    samples: number;
+    lengths: number[];
+    depths: number[];
+    tasks: string[];
+  };
+  /** Every task puts the question after the context (query-aware, in kvpress's terms). */
+  query_aware: true;
+  /** Policies, in run order. */
+  policies: { name: string; file: string; source_hash: string }[];
+  /** One row per policy × task × cell. */
+  results: ResultRow[];
+  /** Every generated answer. */
+  outputs: {
+    policy: string;
+    task: string;
+    length: number;
+    depth: number | null;
+    index: number;
+    score: number | null;
+    output: string;
+  }[];
+  /** Wall-clock seconds of the run. */
+  elapsed_s: number;
+}
+
+/** Converts a report into its JSON document. */
+export function reportToJson(report: EvalReport): EvalJson {
+  const { suite } = report;
+  return {
+    model: report.model,
+    suite: {
+      name: suite.name,
+      seed: suite.seed,
+      samples: suite.samples,
+      lengths: suite.lengths,
+      depths: suite.depths,
+      tasks: suite.tasks,
+    },
+    query_aware: true,
+    policies: report.policies.map((p) => ({
+      name: p.name,
+      file: p.file,
+      source_hash: p.sourceHash,
+    })),
+    results: report.results,
+    outputs: report.outcomes.filter((o) => o.output !== undefined).map((o) => ({
+      policy: o.policy,
+      task: o.cell.task,
+      length: o.cell.length,
+      depth: o.cell.depth,
+      index: o.cell.index,
+      score: o.score,
+      output: o.output!,
+    })),
+    elapsed_s: Math.round(report.elapsedSeconds * 1000) / 1000,
+  };
+}

@@ -1,0 +1,181 @@
+/**
+ * Runs an evaluation: builds every sample of the suite once, then runs every policy on exactly
+ * those samples, in one process, and aggregates the outcomes into result rows.
+ *
+ * @module
+ */
+
+import { UserError } from "../cli/errors.ts";
+import type { TextTokenizer } from "../model/tokenizer.ts";
+import type { Plan } from "../plan/plan.ts";
+import type { EvalEngine } from "./engine.ts";
+import { requireHitRate } from "./hitRate.ts";
+import { aggregateOutcomes, type ResultRow, type SampleOutcome } from "./results.ts";
+import type { EvalSample } from "./sample.ts";
+import { buildSuiteSamples } from "./samples.ts";
+import { scoreAnswer } from "./scoring.ts";
+import type { EvalSuite, TaskName } from "./suite.ts";
+
+/** A policy to evaluate. */
+export interface EvalPolicy {
+  /** Name in reports (unique within a run). */
+  name: string;
+  /** The policy text, shown in the HTML report. */
+  source: string;
+  /** The compiled plan. */
+  plan: Plan;
+  /** Where the text came from (file path or `<inline>`). */
+  file?: string;
+}
+
+/** Progress of a run, reported after every sample. */
+export interface EvalProgress {
+  /** Samples done over all policies. */
+  done: number;
+  /** Samples to do over all policies. */
+  total: number;
+  /** The policy of the sample just done. */
+  policy: string;
+  /** Its task. */
+  task: TaskName;
+}
+
+/** Everything an evaluation produced. */
+export interface EvalReport {
+  /** The engine's model name. */
+  model: string;
+  /** The suite that ran. */
+  suite: EvalSuite;
+  /** The policies, in the order given. */
+  policies: { name: string; file: string; source: string; sourceHash: string }[];
+  /** One row per policy × task × cell. */
+  results: ResultRow[];
+  /** Every sample's outcome (generated text included), in run order. */
+  outcomes: SampleOutcome[];
+  /** Wall-clock seconds of the whole run. */
+  elapsedSeconds: number;
+}
+
+/** Options of {@link runEval}. */
+export interface RunEvalOptions {
+  /** The runtime. */
+  engine: EvalEngine;
+  /** Policies to compare. */
+  policies: EvalPolicy[];
+  /** What to run. */
+  suite: EvalSuite;
+  /** Called after each sample. */
+  onProgress?: (progress: EvalProgress) => void;
+}
+
+/** Ids that end an answer: the tokenizer's end-of-sequence tokens among common spellings. */
+export function stopIdsOf(tokenizer: TextTokenizer): number[] {
+  const names = ["</s>", "<|endoftext|>", "<|eot_id|>", "<|end_of_text|>", "<|im_end|>"];
+  return names.flatMap((name) => {
+    const id = tokenizer.tokenId(name);
+    return id === undefined ? [] : [id];
+  });
+}
+
+async function runSample(
+  engine: EvalEngine,
+  policy: EvalPolicy,
+  sample: EvalSample,
+  stopIds: number[],
+): Promise<SampleOutcome> {
+  const cell = {
+    task: sample.task,
+    length: sample.length,
+    depth: sample.depth,
+    index: sample.index,
+  };
+  if (sample.kind === "generate") {
+    const result = await engine.generate({
+      promptIds: sample.promptIds,
+      maxNewTokens: sample.maxNewTokens,
+      plan: policy.plan,
+      stopIds,
+    });
+    const output = engine.tokenizer.decode(result.tokens, { skipSpecialTokens: true });
+    return {
+      policy: policy.name,
+      cell,
+      score: scoreAnswer(sample.scoring, output, sample.references),
+      output,
+      kv: result.kv,
+      decodeTokensPerSecond: result.timing.decodeTokensPerSecond,
+    };
+  }
+  if (sample.kind === "score") {
+    const result = await engine.scoreTokens({
+      ids: sample.ids,
+      plan: policy.plan,
+      from: sample.from,
+    });
+    const sum = result.logprobs.reduce((a, b) => a + b, 0);
+    return {
+      policy: policy.name,
+      cell,
+      score: null,
+      logprobs: { sum, count: result.logprobs.length },
+      kv: result.kv,
+      decodeTokensPerSecond: null,
+    };
+  }
+  const result = await requireHitRate(engine)({
+    promptIds: sample.promptIds,
+    plan: policy.plan,
+    maxNewTokens: sample.maxNewTokens,
+    threshold: sample.threshold,
+  });
+  return {
+    policy: policy.name,
+    cell,
+    score: null,
+    hits: result.hits,
+    kv: result.kv,
+    decodeTokensPerSecond: null,
+  };
+}
+
+/**
+ * Runs every policy on the same samples (built once from the suite's seed) and aggregates.
+ * Throws a user error before any work when a task needs what the engine lacks.
+ */
+export async function runEval(options: RunEvalOptions): Promise<EvalReport> {
+  const { engine, policies, suite, onProgress } = options;
+  if (suite.tasks.includes("hitrate") && !engine.hitRate) {
+    throw new UserError(
+      `--task hitrate: the engine for ${engine.modelName} cannot measure hit rates`,
+    );
+  }
+  const names = new Set<string>();
+  for (const p of policies) {
+    if (names.has(p.name)) throw new UserError(`two policies are named '${p.name}'`);
+    names.add(p.name);
+  }
+  const started = performance.now();
+  const samples = buildSuiteSamples(engine.tokenizer, suite);
+  const stopIds = stopIdsOf(engine.tokenizer);
+  const total = samples.length * policies.length;
+  const outcomes: SampleOutcome[] = [];
+  for (const policy of policies) {
+    for (const sample of samples) {
+      outcomes.push(await runSample(engine, policy, sample, stopIds));
+      onProgress?.({ done: outcomes.length, total, policy: policy.name, task: sample.task });
+    }
+  }
+  return {
+    model: engine.modelName,
+    suite,
+    policies: policies.map((p) => ({
+      name: p.name,
+      file: p.file ?? "<inline>",
+      source: p.source,
+      sourceHash: p.plan.sourceHash,
+    })),
+    results: aggregateOutcomes(outcomes),
+    outcomes,
+    elapsedSeconds: (performance.now() - started) / 1000,
+  };
+}

@@ -1,0 +1,87 @@
+/**
+ * Prompt templates of the evaluation tasks. A prompt is `haystack + question + answer prefix`;
+ * `{name}` placeholders are filled per sample. The built-in sets are the templates the shipped
+ * models were trained or built on (models/tiny-needle/README.md, planted-needle/README.md); a
+ * suite file can replace any of them.
+ *
+ * @module
+ */
+
+/** The texts a suite can configure. Every field may use the placeholders listed beside it. */
+export interface PromptTemplates {
+  /** Needle sentence: `{key}`, `{value}`. */
+  needle: string;
+  /** Question of the single-value tasks (needle, single-key, multi-key): `{key}`. */
+  question: string;
+  /** Text after every question that the model continues: `{key}` (empty for variables). */
+  answerPrefix: string;
+  /** Question of the multi-value task: `{key}`. */
+  multiValueQuestion: string;
+  /** Variable tracking: the first assignment of a chain, `{name}`, `{value}`. */
+  variableValue: string;
+  /** Variable tracking: a copy in a chain, `{name}`, `{source}`. */
+  variableCopy: string;
+  /** Variable tracking question: `{value}`. */
+  variableQuestion: string;
+  /** Answer prefix of variable tracking (its question names no key): `{value}`. */
+  variableAnswerPrefix: string;
+}
+
+/** Template names as written in suite YAML files (snake_case) → field names. */
+export const TEMPLATE_YAML_KEYS: Record<string, keyof PromptTemplates> = {
+  needle: "needle",
+  question: "question",
+  answer_prefix: "answerPrefix",
+  multi_value_question: "multiValueQuestion",
+  variable_value: "variableValue",
+  variable_copy: "variableCopy",
+  variable_question: "variableQuestion",
+  variable_answer_prefix: "variableAnswerPrefix",
+};
+
+/** tiny-needle's training template: `...\nQuestion: What is ...? Answer: ` → `{7 digits}.` */
+export const TINY_NEEDLE_TEMPLATES: PromptTemplates = {
+  needle: "The special magic number for {key} is {value}.",
+  question: "\nQuestion: What is the special magic number for {key}?",
+  answerPrefix: " Answer: ",
+  multiValueQuestion: "\nQuestion: What are all the special magic numbers for {key}?",
+  variableValue: "VAR {name} = {value}.",
+  variableCopy: "VAR {name} = VAR {source}.",
+  variableQuestion: "\nQuestion: Which variables are assigned the value {value}?",
+  variableAnswerPrefix: " Answer: ",
+};
+
+/**
+ * planted-needle's template: the question ends with the needle's own prefix, so the answer
+ * (` {7 digits}.`) is a copy of the needle's continuation.
+ */
+export const PLANTED_NEEDLE_TEMPLATES: PromptTemplates = {
+  ...TINY_NEEDLE_TEMPLATES,
+  answerPrefix: " Answer: The special magic number for {key} is",
+};
+
+/**
+ * Fills `{name}` placeholders. Throws when the template names a placeholder that `values` does
+ * not have, so a misspelt template fails before any sample runs.
+ */
+export function fillTemplate(template: string, values: Record<string, string>): string {
+  return template.replace(/\{([a-z_]+)\}/g, (_, name: string) => {
+    const value = values[name];
+    if (value === undefined) {
+      throw new Error(`template ${JSON.stringify(template)} uses {${name}}, which it cannot have`);
+    }
+    return value;
+  });
+}
+
+/** Placeholders each template may use (for validating suite files). */
+export const TEMPLATE_PLACEHOLDERS: Record<keyof PromptTemplates, string[]> = {
+  needle: ["key", "value"],
+  question: ["key"],
+  answerPrefix: ["key"],
+  multiValueQuestion: ["key"],
+  variableValue: ["name", "value"],
+  variableCopy: ["name", "source"],
+  variableQuestion: ["value"],
+  variableAnswerPrefix: ["value"],
+};

@@ -1,0 +1,104 @@
+/**
+ * The runtime's selections equal the plugins' algorithms run on an independent CPU reference of
+ * the same model and prompt (float64 forward pass, scores computed from its own attention): the
+ * GPU-recorded observation window, the key read-back and the compaction keep exactly the entries
+ * the reference keeps.
+ */
+import assert from "node:assert/strict";
+import { loadModel } from "../../src/model/loadModel.ts";
+import { CpuReferenceModel } from "../../src/model/cpuReference.ts";
+import { compileOrThrow } from "../../src/plan/compile.ts";
+import { defaultRegistry } from "../../src/plugins/builtins.ts";
+import { cpuLayerScores } from "../../src/plugins/cpuScores.ts";
+import { Engine } from "../../src/runtime/engine.ts";
+import { demoPrompt } from "../../src/runtime/demoPrompt.ts";
+import { runPolicy } from "./_run.ts";
+
+const MODEL = new URL("../../models/tiny-needle", import.meta.url).pathname;
+const POLICIES = [
+  "else -> snap(k=64, window=16, pool=7)",
+  "else -> snap(k=40, window=8, pool=5, reduce=avg)",
+  "else -> pyramid(k=64, window=16)",
+  "else -> adakv(k=64, window=16, floor=0.2)",
+  "else -> knorm(k=30%)",
+  "else -> random(k=50, seed=3)",
+  "else -> window(sink=4, recent=40)",
+];
+
+Deno.test("GPU selections equal the CPU reference's, head by head, for every executable press", async () => {
+  const engine = await Engine.open(MODEL);
+  try {
+    const ids = demoPrompt(engine.tokenizer!, "question", 200, 11).ids;
+    const cpu = new CpuReferenceModel(await loadModel(MODEL));
+    cpu.forward(ids, { logits: "last" });
+    const registry = defaultRegistry();
+    const c = engine.config;
+    for (const policy of POLICIES) {
+      const press = compileOrThrow(policy).rules[0].pipeline[0];
+      // The runtime records the first generated token's entry too (window selects over it).
+      const gpu = await runPolicy(engine, policy, ids, 1);
+      for (let l = 0; l < c.numLayers; l++) {
+        const expected = registry.press(press.name)!.select!(cpuLayerScores(cpu, l), press.params);
+        for (let h = 0; h < c.numKvHeads; h++) {
+          assert.deepEqual(
+            gpu.trace[l].heads[h].kept,
+            expected[h],
+            `${policy}: layer ${l} head ${h}`,
+          );
+        }
+      }
+    }
+  } finally {
+    engine.close();
+  }
+});
+
+Deno.test("with a budget at least the prompt, every press generates exactly the full cache's tokens", async () => {
+  const engine = await Engine.open(MODEL);
+  try {
+    const ids = demoPrompt(engine.tokenizer!, "question", 120, 5).ids;
+    const full = await runPolicy(engine, "else -> full", ids, 12);
+    for (
+      const policy of [
+        "else -> snap(k=4k)",
+        "else -> pyramid(k=4k)",
+        "else -> adakv(k=4k)",
+        "else -> knorm(k=100%)",
+        "else -> random(k=4k)",
+        "else -> window(sink=4, recent=4k)",
+        "layers lazy -> window(sink=4, recent=4k); else -> snap(k=4k)",
+      ]
+    ) {
+      const r = await runPolicy(engine, policy, ids, 12);
+      assert.deepEqual(r.tokens, full.tokens, policy);
+      assert.equal(r.kv.keptBytes, full.kv.keptBytes, policy);
+    }
+  } finally {
+    engine.close();
+  }
+});
+
+Deno.test("KV bytes match the plan: snap(k=256) on a 2048-token prompt keeps 256 entries per KV head", async () => {
+  const engine = await Engine.open(MODEL);
+  try {
+    const ids = demoPrompt(engine.tokenizer!, "question", 2048, 2).ids;
+    assert.ok(ids.length >= 2000);
+    const maxNew = 4;
+    const r = await runPolicy(engine, "else -> snap(k=256)", ids, maxNew);
+    const c = engine.config;
+    const fed = maxNew - 1;
+    for (const layer of r.kv.layers) assert.deepEqual(layer.lengths, [256 + fed, 256 + fed]);
+    for (const layer of r.trace) for (const h of layer.heads) assert.equal(h.kept.length, 256);
+    const row = 2 * c.headDim * 4; // K and V, f32
+    assert.equal(r.kv.keptBytes, c.numLayers * c.numKvHeads * (256 + fed) * row);
+    assert.equal(r.kv.fullBytes, c.numLayers * c.numKvHeads * (ids.length + fed) * row);
+    // The memory is really returned: the allocation is the compacted size.
+    assert.equal(r.kv.allocatedBytes, r.kv.keptBytes);
+    // A window stays bounded while decoding: sink + recent entries, no more.
+    const w = await runPolicy(engine, "else -> window(sink=4, recent=60)", ids, 10);
+    for (const layer of w.kv.layers) assert.deepEqual(layer.lengths, [64, 64]);
+    assert.equal(w.kv.allocatedBytes, c.numLayers * c.numKvHeads * 64 * row);
+  } finally {
+    engine.close();
+  }
+});
