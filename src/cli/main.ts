@@ -9,6 +9,8 @@ import { checkCommand } from "./checkCommand.ts";
 import { reportError, UserError } from "./errors.ts";
 import { fmtCommand } from "./fmtCommand.ts";
 import { runCommand } from "./runCommand.ts";
+import { evalCommand } from "../eval/evalCommand.ts";
+import { openEvalEngine } from "../runtime/evalEngine.ts";
 
 const USAGE = `usage: deno task <command> [...]
   run      generate with a policy applied to the KV cache
@@ -30,7 +32,7 @@ const COMMANDS: Record<string, Command> = {
   check: checkCommand,
   fmt: fmtCommand,
   run: runCommand,
-  eval: notYet("eval", "the evaluation harness"),
+  eval: (args) => evalCommand(args, { openEngine: openEvalEngine }),
   inspect: notYet("inspect", "the detectors"),
   bench: notYet("bench", "the benchmark"),
 };

@@ -111,4 +111,6 @@ export interface EvalEngine {
    * Engines without it make `--task hitrate` a user error.
    */
   hitRate?(req: HitRateRequest): Promise<HitRateResult>;
+  /** Frees the device (called once the evaluation is done). */
+  close?(): void;
 }

@@ -78,7 +78,7 @@ function readSuite(values: Record<string, unknown>, modelDir: string): EvalSuite
   return suite;
 }
 
-/** Reads and compiles every `--policy`, naming each by `policy "name"`, its file, or its index. */
+/** Reads and compiles every `--policy`, naming each by `policy "name"`, its file, or its rules. */
 export function readPolicies(args: string[]): EvalPolicy[] {
   if (args.length === 0) throw new UserError(`eval: no --policy given\n${EVAL_USAGE}`);
   const taken = new Set<string>();
@@ -91,7 +91,11 @@ export function readPolicies(args: string[]): EvalPolicy[] {
       );
     }
     const fromFile = source.inline ? null : source.file.split("/").at(-1)!.replace(/\.kvp$/, "");
-    let name = plan.name ?? fromFile ?? `policy${i + 1}`;
+    // Inline text is named by its rules, e.g. `snap(k=64, pool=21)` for `else -> snap(...)`.
+    const inlineName = source.inline
+      ? plan.rules.map((r) => r.isElse ? r.text.replace(/^else -> /, "") : r.text).join("; ")
+      : null;
+    let name = plan.name ?? fromFile ?? inlineName ?? `policy${i + 1}`;
     for (let k = 2; taken.has(name); k++) name = `${plan.name ?? fromFile ?? "policy"}#${k}`;
     taken.add(name);
     return { name, source: source.text, plan, file: source.file };
@@ -147,15 +151,20 @@ export async function evalCommand(args: string[], deps: EvalCommandDeps): Promis
   const sink = deps.progress ?? stderrSink();
   let progress: ProgressLine | undefined;
   const started = performance.now();
-  const report = await runEval({
-    engine,
-    policies,
-    suite,
-    onProgress: (p) => {
-      progress ??= new ProgressLine(p.total, sink, () => performance.now(), started);
-      progress.update(p.done, `${p.policy} ${p.task}`);
-    },
-  });
+  let report;
+  try {
+    report = await runEval({
+      engine,
+      policies,
+      suite,
+      onProgress: (p) => {
+        progress ??= new ProgressLine(p.total, sink, () => performance.now(), started);
+        progress.update(p.done, `${p.policy} ${p.task}`);
+      },
+    });
+  } finally {
+    engine.close?.();
+  }
   progress?.finish();
   const json = reportToJson(report);
   print(values.json ? JSON.stringify(json, null, 2) : renderSummaryTable(report));

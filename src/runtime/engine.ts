@@ -221,6 +221,7 @@ export class Engine {
     chunk: number,
     logits: "all" | "last",
     observe?: Observation,
+    firstPosition = 0,
   ): Promise<{ acts: Activations; logits: Float32Array[] }> {
     const starts = chunkStarts(ids.length, chunk, observe?.rows ?? 0);
     const rows = Math.max(1, ...starts.map((s, i) => (starts[i + 1] ?? ids.length) - s));
@@ -232,7 +233,7 @@ export class Engine {
         const start = starts[i];
         const m = (starts[i + 1] ?? ids.length) - start;
         const last = i === starts.length - 1;
-        const positions = Uint32Array.from({ length: m }, (_, j) => start + j);
+        const positions = Uint32Array.from({ length: m }, (_, j) => firstPosition + start + j);
         this.ctx.device.queue.writeBuffer(
           acts.ids,
           0,
@@ -284,7 +285,8 @@ export class Engine {
     }
   }
 
-  private observation(rows: number, stride: number): Observation {
+  /** Allocates per-layer buffers to record `rows` query rows over `stride` keys. */
+  createObservation(rows: number, stride: number): Observation {
     const c = this.config;
     const bytes = c.numHeads * rows * stride * 4;
     const buffers = this.gpu.layers.map((_, l) =>
@@ -327,8 +329,8 @@ export class Engine {
       position: N - 1,
       idsCapacity: Math.max(1, maxNew),
     });
-    const promptObs = observeWindow > 0 ? this.observation(observeWindow, N) : undefined;
-    const firstObs = observeFirst ? this.observation(1, N + 1) : undefined;
+    const promptObs = observeWindow > 0 ? this.createObservation(observeWindow, N) : undefined;
+    const firstObs = observeFirst ? this.createObservation(1, N + 1) : undefined;
     const owned: Step[] = [];
     let acts: Activations | undefined;
     let decodeActs: Activations | undefined;

@@ -1,0 +1,59 @@
+/**
+ * The WebGPU engine behind `deno task eval`: generation and teacher-forced scoring with a plan
+ * applied, through the same executor `run` uses.
+ *
+ * @module
+ */
+
+import type { EvalEngine } from "../eval/engine.ts";
+import { ModelError } from "../model/errors.ts";
+import type { Plan } from "../plan/plan.ts";
+import { defaultRegistry } from "../plugins/builtins.ts";
+import { Engine } from "./engine.ts";
+import { PolicyExecutor } from "./policyExecutor.ts";
+import { scoreTokens } from "./scoreTokens.ts";
+
+/** Whether any press of the plan keeps a head's cache bounded while decoding. */
+function isBounded(plan: Plan): boolean {
+  const registry = defaultRegistry();
+  return plan.rules.some((r) => r.pipeline.some((p) => registry.press(p.name)?.bound));
+}
+
+/** Opens a model folder as an {@link EvalEngine}. */
+export async function openEvalEngine(modelDir: string): Promise<EvalEngine> {
+  const engine = await Engine.open(modelDir);
+  const tokenizer = engine.tokenizer;
+  if (!tokenizer) {
+    engine.close();
+    throw new ModelError(`${modelDir} has no tokenizer.json; eval builds its prompts from text`);
+  }
+  return {
+    tokenizer,
+    modelName: modelDir.replace(/\/+$/, "").split("/").at(-1) ?? modelDir,
+    async generate(req) {
+      const executor = new PolicyExecutor(req.plan, engine.config, engine.ctx);
+      const r = await engine.generate({
+        promptIds: req.promptIds,
+        maxNewTokens: req.maxNewTokens,
+        stopIds: req.stopIds,
+        observe: executor.observeRequest(),
+        afterPrefill: (state) => executor.apply(state),
+      });
+      return {
+        tokens: r.tokens,
+        kv: { fullBytes: r.kv.fullBytes, keptBytes: r.kv.keptBytes },
+        timing: {
+          prefillMs: r.timing.prefillMs,
+          decodeMs: r.timing.decodeMs,
+          decodeTokensPerSecond: r.timing.decodeTokensPerSecond,
+        },
+      };
+    },
+    async scoreTokens(req) {
+      const executor = new PolicyExecutor(req.plan, engine.config, engine.ctx);
+      const r = await scoreTokens(engine, req.ids, req.from, executor, isBounded(req.plan));
+      return { logprobs: r.logprobs, kv: { fullBytes: r.kv.fullBytes, keptBytes: r.kv.keptBytes } };
+    },
+    close: () => engine.close(),
+  };
+}

@@ -1,0 +1,76 @@
+/**
+ * Teacher-forced scoring with a policy applied: the log-probabilities of a text's tokens after a
+ * prefix, the prefix compressed as the policy says before the scored tokens are read — the
+ * perplexity a compressed cache costs.
+ *
+ * @module
+ */
+
+import { releaseActivations } from "./forwardPass.ts";
+import { DEFAULT_PREFILL_CHUNK, type Engine } from "./engine.ts";
+import { type KvReport, kvReport } from "./kvReport.ts";
+import type { PolicyExecutor } from "./policyExecutor.ts";
+import { RaggedKvCache } from "./raggedKvCache.ts";
+
+/** Log-probabilities of `ids[from..]` and the cache accounting at the end. */
+export interface TokenScores {
+  /** Natural-log probability of each scored token. */
+  logprobs: number[];
+  /** KV accounting after the last token. */
+  kv: KvReport;
+}
+
+function logSoftmaxAt(logits: Float32Array, id: number): number {
+  let max = -Infinity;
+  for (const v of logits) if (v > max) max = v;
+  let sum = 0;
+  for (const v of logits) sum += Math.exp(v - max);
+  return logits[id] - max - Math.log(sum);
+}
+
+/**
+ * Scores `ids[from..]` given `ids[..from)`: the prefix is prefilled and compressed by `executor`
+ * (its detectors see the prefix), then the scored tokens are fed in chunks (one at a time when
+ * the policy bounds a head's cache, so its ring evicts exactly as in decoding).
+ */
+export async function scoreTokens(
+  engine: Engine,
+  ids: number[],
+  from: number,
+  executor: PolicyExecutor,
+  bounded: boolean,
+  chunk = DEFAULT_PREFILL_CHUNK,
+): Promise<TokenScores> {
+  if (!(from >= 1 && from < ids.length)) {
+    throw new RangeError(`scoreTokens: from must be in [1, ${ids.length - 1}], not ${from}`);
+  }
+  const cache = new RaggedKvCache(engine.ctx, engine.config, ids.length, engine.kvDtype);
+  const want = executor.observeRequest();
+  const obs = want.promptWindow > 0
+    ? engine.createObservation(Math.min(want.promptWindow, from), from)
+    : undefined;
+  try {
+    const prefix = await engine.prefill(cache, ids.slice(0, from), chunk, "last", obs);
+    const first = await engine.ctx.readF32(prefix.acts.logits, 0, engine.config.vocabSize);
+    releaseActivations(engine.ctx, prefix.acts);
+    const logprobs = [logSoftmaxAt(first, ids[from])];
+    await executor.apply({
+      cache,
+      promptLength: from,
+      cachedLength: from,
+      decodeBudget: ids.length - 1 - from,
+      promptObservation: obs,
+    });
+    const rest = ids.slice(from, ids.length - 1);
+    if (rest.length) {
+      const step = bounded ? 1 : chunk;
+      const fed = await engine.prefill(cache, rest, step, "all", undefined, from);
+      releaseActivations(engine.ctx, fed.acts);
+      fed.logits.forEach((row, j) => logprobs.push(logSoftmaxAt(row, ids[from + 1 + j])));
+    }
+    return { logprobs, kv: kvReport(cache, await cache.lengths(), ids.length - 1) };
+  } finally {
+    for (const b of obs?.buffers ?? []) engine.ctx.release(b);
+    cache.release();
+  }
+}

@@ -1,0 +1,205 @@
+import assert from "node:assert/strict";
+import { summarizeHitRates } from "../../src/eval/hitRate.ts";
+import { formatDuration, ProgressLine, progressText } from "../../src/eval/progress.ts";
+import { reportToJson } from "../../src/eval/report/json.ts";
+import { renderSummaryTable } from "../../src/eval/report/table.ts";
+import { type EvalReport, runEval } from "../../src/eval/runner.ts";
+import { defaultSuite, type EvalSuite, parseTaskList } from "../../src/eval/suite.ts";
+import { fakePolicies, RecencyFakeEngine, tinyNeedleTokenizer } from "./_fakeEngine.ts";
+
+const tokenizer = await tinyNeedleTokenizer();
+
+function smallSuite(tasks: EvalSuite["tasks"]): EvalSuite {
+  return {
+    ...defaultSuite("tiny-needle"),
+    tasks,
+    lengths: [400, 800],
+    depths: [0, 50, 100],
+    samples: 2,
+  };
+}
+
+let cachedReport: EvalReport | undefined;
+async function fullReport(): Promise<{ report: EvalReport; engine: RecencyFakeEngine }> {
+  const engine = new RecencyFakeEngine(tokenizer);
+  const suite = smallSuite(parseTaskList(["needle,ruler", "ppl", "hitrate"]));
+  cachedReport = await runEval({ engine, policies: fakePolicies(), suite });
+  return { report: cachedReport, engine };
+}
+
+Deno.test("runner: every policy runs on exactly the same samples", async () => {
+  const { report, engine } = await fullReport();
+  const perPolicy = engine.prompts.length / 2;
+  assert.deepEqual(engine.prompts.slice(0, perPolicy), engine.prompts.slice(perPolicy));
+  // needle 2×3×2 + 4 RULER tasks × 2 lengths × 2 = 28 generations per policy.
+  assert.equal(perPolicy, 12 + 16);
+  assert.equal(engine.calls.score, 2 * 4);
+  assert.equal(engine.calls.hitRate, 2 * 4);
+  assert.equal(report.outcomes.length, 2 * (28 + 4 + 4));
+});
+
+Deno.test("runner: scores follow what the fake keeps (full finds all, window only near the end)", async () => {
+  const { report } = cachedReport ? { report: cachedReport } : await fullReport();
+  const row = (policy: string, task: string, length: number, depth: number | null) =>
+    report.results.find((r) =>
+      r.policy === policy && r.task === task && r.length === length && r.depth === depth
+    )!;
+  for (const task of ["needle", "single_key", "multi_key", "multi_value", "variable_tracking"]) {
+    for (const r of report.results.filter((r) => r.policy === "full" && r.task === task)) {
+      assert.equal(r.accuracy, 1, `full ${task} ${r.length}/${r.depth}`);
+      assert.equal(r.kv_ratio, 1);
+    }
+  }
+  assert.equal(
+    row("window150", "needle", 800, 100).accuracy,
+    1,
+    "needle right before the question",
+  );
+  assert.equal(row("window150", "needle", 800, 0).accuracy, 0, "needle at the start is evicted");
+  assert.equal(row("window150", "needle", 800, 0).ci_low, 0);
+  assert.ok(row("window150", "needle", 800, 0).ci_high! > 0.5, "2 samples: a wide interval");
+  const windowRatio = row("window150", "needle", 800, 50).kv_ratio;
+  assert.ok(windowRatio > 0.15 && windowRatio < 0.2, `kv ratio ${windowRatio}`);
+  assert.ok(Math.abs(row("full", "ppl", 400, null).perplexity! - Math.exp(1.5)) < 1e-9);
+  assert.ok(Math.abs(row("window150", "ppl", 400, null).perplexity! - Math.exp(2)) < 1e-9);
+  assert.equal(row("full", "hitrate", 800, null).hit_rate, 1);
+  const hit = row("window150", "hitrate", 800, null);
+  assert.ok(hit.hit_rate! < 0.7 && hit.hit_rate! > 0.5);
+  assert.equal(hit.hit_rate_by_layer![0], 1);
+});
+
+Deno.test("runner: JSON has one row per policy × task × cell with the documented fields", async () => {
+  const { report } = cachedReport ? { report: cachedReport } : await fullReport();
+  const json = JSON.parse(JSON.stringify(reportToJson(report)));
+  // needle 2 lengths × 3 depths, 4 RULER tasks × 2 lengths, ppl × 2, hitrate × 2 = 18 per policy.
+  assert.equal(json.results.length, 2 * 18);
+  const keys = new Set(
+    json.results.map((r: object) => JSON.stringify([...Object.values(r).slice(0, 4)])),
+  );
+  assert.equal(keys.size, json.results.length, "rows are unique per policy × task × cell");
+  for (const r of json.results) {
+    for (
+      const field of [
+        "policy",
+        "task",
+        "length",
+        "depth",
+        "accuracy",
+        "samples",
+        "kv_ratio",
+        "ci_low",
+        "ci_high",
+        "decode_tok_s",
+      ]
+    ) {
+      assert.ok(field in r, `${field} in ${JSON.stringify(r)}`);
+    }
+    assert.equal(r.samples, 2);
+    assert.ok(r.kv_ratio > 0 && r.kv_ratio <= 1);
+    if (r.task === "ppl" || r.task === "hitrate") {
+      assert.equal(r.accuracy, null);
+    } else {
+      assert.ok(r.accuracy >= 0 && r.accuracy <= 1);
+      assert.ok(r.ci_low <= r.accuracy && r.accuracy <= r.ci_high);
+      assert.ok(r.decode_tok_s > 0);
+    }
+    assert.equal(r.depth === null, r.task !== "needle");
+  }
+  assert.deepEqual(json.policies.map((p: { name: string }) => p.name), ["full", "window150"]);
+  assert.equal(json.suite.seed, 1234);
+  assert.equal(json.query_aware, true);
+  assert.equal(json.outputs.length, 2 * 28);
+  assert.match(json.outputs[0].output, /^\d{7}\.$/);
+});
+
+Deno.test("runner: the terminal table has a row per policy and a column per task", async () => {
+  const { report } = cachedReport ? { report: cachedReport } : await fullReport();
+  const table = renderSummaryTable(report);
+  const lines = table.split("\n");
+  assert.match(
+    lines[0],
+    /^policy\s+needle\s+single_key\s+multi_key\s+multi_value\s+variable_tracking\s+ppl\s+hitrate\s+kv kept\s+decode tok\/s$/,
+  );
+  assert.match(lines[1], /^-+( +-+)+$/);
+  assert.match(
+    lines[2],
+    /^full\s+1\.000\s+1\.000\s+1\.000\s+1\.000\s+1\.000\s+4\.482\s+1\.000\s+100\.0%\s+\d+\.\d$/,
+  );
+  assert.match(lines[3], /^window150\s+0\.\d{3}\s/);
+  assert.match(table, /seed 1234, 2 samples per cell/);
+});
+
+Deno.test("runner: progress reaches the total and hitrate without engine support is refused", async () => {
+  const engine = new RecencyFakeEngine(tokenizer);
+  const seen: number[] = [];
+  await runEval({
+    engine,
+    policies: fakePolicies(),
+    suite: smallSuite(["single_key"]),
+    onProgress: (p) => {
+      assert.equal(p.total, 8);
+      seen.push(p.done);
+    },
+  });
+  assert.deepEqual(seen, [1, 2, 3, 4, 5, 6, 7, 8]);
+  const plain = {
+    tokenizer,
+    modelName: "plain",
+    generate: engine.generate.bind(engine),
+    scoreTokens: engine.scoreTokens.bind(engine),
+  };
+  await assert.rejects(
+    runEval({ engine: plain, policies: fakePolicies(), suite: smallSuite(["hitrate"]) }),
+    /cannot measure hit rates/,
+  );
+  await assert.rejects(
+    runEval({
+      engine,
+      policies: [fakePolicies()[0], fakePolicies()[0]],
+      suite: smallSuite(["ppl"]),
+    }),
+    /two policies are named 'full'/,
+  );
+});
+
+Deno.test("hit rate: matrices average per layer and overall", () => {
+  const summary = summarizeHitRates([[[1, 0.5], [0, 0]], [[1, 1], [1, 0]]]);
+  assert.deepEqual(summary.byLayer, [0.875, 0.25]);
+  assert.equal(summary.mean, 0.5625);
+  assert.ok(Number.isNaN(summarizeHitRates([]).mean));
+});
+
+Deno.test("progress: one redrawn line on a terminal, a line per 10% in logs", () => {
+  assert.equal(formatDuration(75), "1:15");
+  assert.equal(formatDuration(3725), "1:02:05");
+  assert.match(
+    progressText(50, 100, 10, "full needle"),
+    /^eval \[#{10}\.{10}\] 50\/100 50% 5\.00\/s ETA 0:10 full needle$/,
+  );
+  let clock = 0;
+  const terminal: string[] = [];
+  const line = new ProgressLine(
+    100,
+    { isTerminal: true, write: (t) => terminal.push(t) },
+    () => clock,
+  );
+  for (let i = 1; i <= 100; i++) {
+    clock += 100;
+    line.update(i);
+  }
+  line.finish();
+  assert.equal(terminal.length, 101);
+  assert.ok(terminal.slice(0, 100).every((t) => t.startsWith("\r") && !t.includes("\n")));
+  assert.equal(terminal[100], "\n");
+  const log: string[] = [];
+  const logLine = new ProgressLine(
+    200,
+    { isTerminal: false, write: (t) => log.push(t) },
+    () => clock,
+  );
+  for (let i = 1; i <= 200; i++) logLine.update(i);
+  logLine.finish();
+  assert.equal(log.length, 11, "0%, 10%, ..., 100%");
+  assert.ok(log.every((t) => t.endsWith("\n") && !t.includes("\r")));
+  assert.match(log[10], /200\/200 100%/);
+});

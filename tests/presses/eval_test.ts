@@ -1,0 +1,69 @@
+/** `deno task eval` end to end on the real WebGPU engine (small grids). */
+import assert from "node:assert/strict";
+import { evalCommand } from "../../src/eval/evalCommand.ts";
+import { openEvalEngine } from "../../src/runtime/evalEngine.ts";
+
+const PLANTED = new URL("../../models/planted-needle", import.meta.url).pathname;
+const TINY = new URL("../../models/tiny-needle", import.meta.url).pathname;
+
+async function evalJson(args: string[]): Promise<{ results: Record<string, unknown>[] }> {
+  const printed: string[] = [];
+  const code = await evalCommand([...args, "--json"], {
+    openEngine: openEvalEngine,
+    print: (t) => printed.push(t),
+    progress: { write: () => {}, isTerminal: false },
+  });
+  assert.equal(code, 0);
+  return JSON.parse(printed.join(""));
+}
+
+Deno.test("eval needle on planted-needle: full answers, a small window does not, same samples", async () => {
+  const out = await evalJson([
+    "--task",
+    "needle",
+    "--model",
+    PLANTED,
+    "--lengths",
+    "512",
+    "--depths",
+    "25,75",
+    "--samples",
+    "1",
+    "--policy",
+    "full",
+    "--policy",
+    "else -> window(sink=4, recent=60)",
+  ]);
+  const byPolicy = (p: string) => out.results.filter((r) => r.policy === p);
+  assert.equal(byPolicy("full").length, 2);
+  for (const r of byPolicy("full")) assert.equal(r.accuracy, 1);
+  for (const r of byPolicy("window(sink=4, recent=60)")) {
+    assert.equal(r.accuracy, 0);
+    assert.ok((r.kv_ratio as number) < 0.2);
+  }
+});
+
+Deno.test("eval ppl on tiny-needle: finite perplexities, full keeps the whole cache", async () => {
+  const out = await evalJson([
+    "--task",
+    "ppl",
+    "--model",
+    TINY,
+    "--lengths",
+    "256",
+    "--samples",
+    "1",
+    "--policy",
+    "full",
+    "--policy",
+    "else -> snap(k=64)",
+  ]);
+  assert.equal(out.results.length, 2);
+  for (const r of out.results) {
+    assert.ok(
+      Number.isFinite(r.perplexity as number) && (r.perplexity as number) > 1,
+      JSON.stringify(r),
+    );
+  }
+  assert.equal(out.results.find((r) => r.policy === "full")!.kv_ratio, 1);
+});
