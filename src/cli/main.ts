@@ -9,6 +9,7 @@ import { checkCommand } from "./checkCommand.ts";
 import { reportError, UserError } from "./errors.ts";
 import { fmtCommand } from "./fmtCommand.ts";
 import { runCommand } from "./runCommand.ts";
+import { benchCommand } from "./benchCommand.ts";
 import { evalCommand } from "../eval/evalCommand.ts";
 import { openEvalEngine } from "../runtime/evalEngine.ts";
 
@@ -34,7 +35,7 @@ const COMMANDS: Record<string, Command> = {
   run: runCommand,
   eval: (args) => evalCommand(args, { openEngine: openEvalEngine }),
   inspect: notYet("inspect", "the detectors"),
-  bench: notYet("bench", "the benchmark"),
+  bench: benchCommand,
 };
 
 function trySetEnv(key: string, value: string): void {

@@ -169,7 +169,15 @@ export class Engine {
     const weights = await loadModel(dir, {
       onProgress: (done, total) => opts.onProgress?.("read", done, total),
     });
-    const tokenizer = await loadTokenizer(dir);
+    return await Engine.fromWeights(weights, await loadTokenizer(dir), opts);
+  }
+
+  /** Puts already-loaded weights (e.g. random ones for benchmarks) on the default adapter. */
+  static async fromWeights(
+    weights: ModelWeights,
+    tokenizer: TextTokenizer | null,
+    opts: EngineOptions = {},
+  ): Promise<Engine> {
     const ctx = await acquireDevice();
     try {
       const gpu = uploadWeights(ctx, weights, (d, t) => opts.onProgress?.("upload", d, t));

@@ -1,0 +1,126 @@
+/**
+ * The speed and memory benchmark behind `deno task bench`: for several prompt lengths and
+ * policies, side by side in one process, prefill and decode tokens/s, time to first token, KV
+ * bytes, the time spent scoring/selecting/compacting, and the ratios to `full`; medians and
+ * spreads over repetitions.
+ *
+ * @module
+ */
+
+import { compileOrThrow } from "../src/plan/compile.ts";
+import { Engine } from "../src/runtime/engine.ts";
+import { checkExecutable, PolicyExecutor } from "../src/runtime/policyExecutor.ts";
+
+/** One measured policy × prompt length. */
+export interface BenchRow {
+  /** Policy text. */
+  policy: string;
+  /** Prompt length. */
+  prompt_tokens: number;
+  /** Median prefill tokens/s. */
+  prefill_tok_s: number;
+  /** Median decode tokens/s. */
+  decode_tok_s: number;
+  /** Median time to first token (ms). */
+  ttft_ms: number;
+  /** KV bytes held after generation. */
+  kv_bytes: number;
+  /** Median time in scoring + selection + compaction (ms). */
+  press_ms: number;
+  /** press_ms / prefill time. */
+  press_share: number;
+  /** decode_tok_s / full's. */
+  decode_ratio: number;
+  /** kv_bytes / full's. */
+  kv_ratio: number;
+  /** Spread of decode tok/s over repetitions: [min, max]. */
+  decode_spread: [number, number];
+  /** Repetitions. */
+  repeats: number;
+}
+
+/** What to measure. */
+export interface BenchPlan {
+  /** Prompt lengths. */
+  lengths: number[];
+  /** Policies (inline text); the first should be `else -> full`. */
+  policies: string[];
+  /** Tokens decoded per run. */
+  decodeTokens: number;
+  /** Repetitions per cell. */
+  repeats: number;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+}
+
+/** Runs the plan on `engine`; `onRow` sees each row as it is measured. */
+export async function runSpeedBench(
+  engine: Engine,
+  plan: BenchPlan,
+  onRow?: (row: BenchRow) => void,
+): Promise<BenchRow[]> {
+  const rows: BenchRow[] = [];
+  const V = engine.config.vocabSize;
+  for (const length of plan.lengths) {
+    const ids = Array.from({ length }, (_, i) => (i * 7919 + 13) % V);
+    let full: BenchRow | undefined;
+    for (const policy of plan.policies) {
+      const compiled = compileOrThrow(policy);
+      try {
+        checkExecutable(compiled);
+      } catch {
+        continue; // not executable yet: left out of the table (the caller notes it)
+      }
+      const prefill: number[] = [],
+        decode: number[] = [],
+        ttft: number[] = [],
+        press: number[] = [];
+      let kvBytes = 0;
+      for (let r = 0; r < plan.repeats; r++) {
+        const executor = new PolicyExecutor(compiled, engine.config, engine.ctx);
+        let pressMs = 0;
+        const result = await engine.generate({
+          promptIds: ids,
+          maxNewTokens: plan.decodeTokens,
+          stopIds: [],
+          readEvery: plan.decodeTokens,
+          observe: executor.observeRequest(),
+          afterPrefill: async (state) => {
+            const t = performance.now();
+            await executor.apply(state);
+            await engine.ctx.sync();
+            pressMs = performance.now() - t;
+          },
+        });
+        prefill.push(result.timing.prefillTokensPerSecond);
+        decode.push(result.timing.decodeTokensPerSecond);
+        ttft.push(result.timing.ttftMs);
+        press.push(pressMs);
+        kvBytes = result.kv.keptBytes;
+      }
+      const row: BenchRow = {
+        policy,
+        prompt_tokens: length,
+        prefill_tok_s: median(prefill),
+        decode_tok_s: median(decode),
+        ttft_ms: median(ttft),
+        kv_bytes: kvBytes,
+        press_ms: median(press),
+        press_share: median(press) / median(ttft),
+        decode_ratio: 1,
+        kv_ratio: 1,
+        decode_spread: [Math.min(...decode), Math.max(...decode)],
+        repeats: plan.repeats,
+      };
+      full ??= row;
+      row.decode_ratio = row.decode_tok_s / full.decode_tok_s;
+      row.kv_ratio = row.kv_bytes / full.kv_bytes;
+      rows.push(row);
+      onRow?.(row);
+    }
+  }
+  return rows;
+}
