@@ -11,6 +11,7 @@ import { explainPlan } from "../plan/explain.ts";
 import { renderDiagnostics } from "../policy/diagnostics.ts";
 import { parseFlags } from "./args.ts";
 import { UserError } from "./errors.ts";
+import { registryFor } from "./policyLoader.ts";
 import { readPolicySource } from "./policySource.ts";
 
 /** Usage text of `check`. */
@@ -19,16 +20,18 @@ export const CHECK_USAGE =
   POLICY  a .kvp file, a shipped policy name (snapkv) or inline text ('else -> snap(k=1024)')
   --plan           print the compiled plan as JSON (--yaml: as YAML)
   --explain        print what each rule does, with every parameter resolved
-  --allow-plugins  permit policies that 'use' third-party plugin code`;
+  --allow-plugins  permit policies that 'use' third-party plugin code (it runs!)
+  --plugin FILE    load a plugin module (repeatable; needs --allow-plugins)`;
 
 /** Runs `check`; returns the exit code. */
-export function checkCommand(args: string[]): number {
+export async function checkCommand(args: string[]): Promise<number> {
   const { values, positionals } = parseFlags("check", args, {
     plan: { type: "boolean" },
     yaml: { type: "boolean" },
     explain: { type: "boolean" },
     model: { type: "string" },
     "allow-plugins": { type: "boolean" },
+    plugin: { type: "string", multiple: true },
     help: { type: "boolean", short: "h" },
   });
   if (values.help) {
@@ -44,7 +47,11 @@ export function checkCommand(args: string[]): number {
   let failed = 0;
   for (const arg of positionals) {
     const source = readPolicySource(arg);
-    const result = compilePolicy(source.text, source.file);
+    const registry = await registryFor(source, {
+      allowPlugins: values["allow-plugins"] === true,
+      plugins: (values.plugin as string[] | undefined) ?? [],
+    });
+    const result = compilePolicy(source.text, source.file, registry);
     if (result.diagnostics.length) {
       console.error(renderDiagnostics(source.file, source.text, result.diagnostics));
     }
@@ -54,17 +61,6 @@ export function checkCommand(args: string[]): number {
       console.error(`${source.file}: ${n} error${n === 1 ? "" : "s"}`);
       failed++;
       continue;
-    }
-    if (plan.uses.length && !values["allow-plugins"]) {
-      console.error(
-        `${source.file}: the policy imports ${plan.uses.map((u) => `"${u}"`).join(", ")}; ` +
-          "plugin code runs only with --allow-plugins",
-      );
-      failed++;
-      continue;
-    }
-    if (plan.uses.length) {
-      throw new UserError("loading plugins is not implemented yet (issue: third-party plugins)");
     }
     if (values.plan) {
       console.log(values.yaml ? toYaml(plan) : JSON.stringify(plan, null, 2));

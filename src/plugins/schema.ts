@@ -100,6 +100,32 @@ export interface DetectorSchema {
   params: ParamSpec[];
   /** One paragraph: the method and its source. */
   doc: string;
+  /**
+   * Runtime, for detectors other than the built-ins (which the executor runs itself): the
+   * verdict per layer (`target: "layers"`, `boolean[numLayers]`) or per layer and KV head
+   * (`target: "heads"`, `boolean[numLayers][numKvHeads]`).
+   */
+  classify?: (
+    input: DetectorInput,
+    params: Record<string, ParamValue>,
+  ) => Promise<boolean[] | boolean[][]>;
+}
+
+/** What a detector's `classify` may ask the runtime after prefill. */
+export interface DetectorInput {
+  /** Decoder layers. */
+  numLayers: number;
+  /** Query heads. */
+  numHeads: number;
+  /** KV heads. */
+  numKvHeads: number;
+  /** Prompt tokens. */
+  promptLength: number;
+  /**
+   * The last prompt query's attention probabilities over the prompt, per query head (H arrays
+   * of `promptLength` values), for one layer.
+   */
+  lastQueryAttention(layer: number): Promise<Float32Array[]>;
 }
 
 /** Either kind of plugin schema. */

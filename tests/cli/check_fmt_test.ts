@@ -77,7 +77,10 @@ Deno.test("check --plan prints the plan as JSON, --yaml as YAML; --explain expla
 Deno.test("check refuses plugin imports without --allow-plugins, naming the import", async () => {
   const r = await cli("check", 'use "./x.ts"; else -> full');
   assert.equal(r.code, 1);
-  assert.match(r.stderr, /imports "\.\/x\.ts"; plugin code runs only with --allow-plugins/);
+  assert.match(
+    r.stderr,
+    /needs plugin code \("\.\/x\.ts"\); plugins run arbitrary code, so kvpolicy loads them only with --allow-plugins/,
+  );
 });
 
 Deno.test("bad flags and missing files are user errors (exit 1)", async () => {
