@@ -10,6 +10,7 @@ import { reportError, UserError } from "./errors.ts";
 import { fmtCommand } from "./fmtCommand.ts";
 import { runCommand } from "./runCommand.ts";
 import { benchCommand } from "./benchCommand.ts";
+import { inspectCommand } from "./inspectCommand.ts";
 import { evalCommand } from "../eval/evalCommand.ts";
 import { openEvalEngine } from "../runtime/evalEngine.ts";
 
@@ -23,18 +24,12 @@ const USAGE = `usage: deno task <command> [...]
 
 type Command = (args: string[]) => number | Promise<number>;
 
-function notYet(name: string, issue: string): Command {
-  return () => {
-    throw new UserError(`'${name}' is not available yet: it lands with ${issue}`);
-  };
-}
-
 const COMMANDS: Record<string, Command> = {
   check: checkCommand,
   fmt: fmtCommand,
   run: runCommand,
   eval: (args) => evalCommand(args, { openEngine: openEvalEngine }),
-  inspect: notYet("inspect", "the detectors"),
+  inspect: inspectCommand,
   bench: benchCommand,
 };
 

@@ -1,0 +1,37 @@
+/** `deno task inspect` end to end: scores on the terminal, kept tokens as HTML, trace as JSON. */
+import assert from "node:assert/strict";
+import { main } from "../../src/cli/main.ts";
+
+Deno.test("inspect writes the kept-token view and the trace for the demo prompt", async () => {
+  const out = await Deno.makeTempDir();
+  const logs: string[] = [];
+  const log = console.log, err = console.error;
+  console.log = (...a: unknown[]) => logs.push(a.join(" "));
+  console.error = () => {};
+  try {
+    const code = await main([
+      "inspect",
+      "--policy",
+      "layers lazy(recent=64) -> window(sink=4, recent=64); else -> snap(k=64, pool=21)",
+      "--out",
+      out,
+    ]);
+    assert.equal(code, 0);
+    const html = Deno.readTextFileSync(`${out}/kept.html`);
+    const trace = JSON.parse(Deno.readTextFileSync(`${out}/trace.json`));
+    // planted-needle: layers 0, 2, 3 lazy (window), layer 1 SnapKV.
+    assert.deepEqual(trace.trace.map((l: { lazy: boolean }) => l.lazy), [true, false, true, true]);
+    assert.equal(trace.trace[1].heads[0].kept.length, 64);
+    assert.equal((html.match(/<details/g) ?? []).length, 4 * 2);
+    assert.match(
+      html,
+      /layer 1 · KV head 0 · snap\(k=64, window=32, pool=21, reduce=max\) · kept 64\/\d+/,
+    );
+    assert.ok((html.match(/class="k"/g) ?? []).length >= 4 * 64);
+    assert.match(logs.join("\n"), /layer {2}lazy score/);
+  } finally {
+    console.log = log;
+    console.error = err;
+    await Deno.remove(out, { recursive: true });
+  }
+});
