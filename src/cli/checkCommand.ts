@@ -11,6 +11,7 @@ import { explainPlan } from "../plan/explain.ts";
 import { renderDiagnostics } from "../policy/diagnostics.ts";
 import { parseFlags } from "./args.ts";
 import { UserError } from "./errors.ts";
+import { explainOnModel } from "./explainTable.ts";
 import { registryFor } from "./policyLoader.ts";
 import { readPolicySource } from "./policySource.ts";
 
@@ -20,6 +21,9 @@ export const CHECK_USAGE =
   POLICY  a .kvp file, a shipped policy name (snapkv) or inline text ('else -> snap(k=1024)')
   --plan           print the compiled plan as JSON (--yaml: as YAML)
   --explain        print what each rule does, with every parameter resolved
+  --explain --model DIR [--prompt T | --prompt-file F]
+                   also run the detectors on that model and prompt (default: the needle demo)
+                   and print the layer × KV head table of what each head gets
   --allow-plugins  permit policies that 'use' third-party plugin code (it runs!)
   --plugin FILE    load a plugin module (repeatable; needs --allow-plugins)`;
 
@@ -30,6 +34,8 @@ export async function checkCommand(args: string[]): Promise<number> {
     yaml: { type: "boolean" },
     explain: { type: "boolean" },
     model: { type: "string" },
+    prompt: { type: "string" },
+    "prompt-file": { type: "string" },
     "allow-plugins": { type: "boolean" },
     plugin: { type: "string", multiple: true },
     help: { type: "boolean", short: "h" },
@@ -39,9 +45,9 @@ export async function checkCommand(args: string[]): Promise<number> {
     return 0;
   }
   if (positionals.length === 0) throw new UserError(`check: no policy given\n${CHECK_USAGE}`);
-  if (values.model !== undefined) {
+  if (values.model !== undefined && !values.explain) {
     throw new UserError(
-      "check --explain --model needs the runtime's detectors, which have not landed yet; use --explain without --model",
+      "check: --model goes with --explain (the layer × head table on that model)",
     );
   }
   let failed = 0;
@@ -64,6 +70,15 @@ export async function checkCommand(args: string[]): Promise<number> {
     }
     if (values.plan) {
       console.log(values.yaml ? toYaml(plan) : JSON.stringify(plan, null, 2));
+    } else if (values.explain && values.model !== undefined) {
+      console.log(explainPlan(plan));
+      console.log("");
+      console.log(
+        await explainOnModel(plan, registry, values.model as string, {
+          text: values.prompt as string | undefined,
+          file: values["prompt-file"] as string | undefined,
+        }),
+      );
     } else if (values.explain) {
       console.log(explainPlan(plan));
     } else {

@@ -9,7 +9,7 @@
 
 import { renderKeptTokens } from "../eval/report/keptTokens.ts";
 import { Engine } from "../runtime/engine.ts";
-import { demoPrompt } from "../runtime/demoPrompt.ts";
+import { demoPromptFor } from "../runtime/demoPrompt.ts";
 import { PolicyExecutor } from "../runtime/policyExecutor.ts";
 import { parseFlags } from "./args.ts";
 import { UserError } from "./errors.ts";
@@ -54,7 +54,7 @@ export async function inspectCommand(args: string[]): Promise<number> {
       ? tok.encode(
         readPromptText(v.prompt as string | undefined, v["prompt-file"] as string | undefined),
       )
-      : demoPrompt(tok, modelDir === DEMO_MODEL_DIR ? "copy" : "question").ids;
+      : demoPromptFor(tok, modelDir).ids;
     const executor = new PolicyExecutor(plan, engine.config, engine.ctx, registry);
     await engine.generate({
       promptIds: ids,

@@ -8,6 +8,7 @@
 
 import { buildHaystackPrompt, randomKey, randomSevenDigits } from "../eval/haystack.ts";
 import { SeededRandom } from "../eval/seededRandom.ts";
+import { modelKindOf } from "../eval/suite.ts";
 import type { TextTokenizer } from "../model/tokenizer.ts";
 
 /** A demo prompt: token ids, and the needle to look for in the answer. */
@@ -48,4 +49,9 @@ export function demoPrompt(
     suffix: template === "copy" ? `${question}The special magic number for ${key} is` : question,
   });
   return { ids: tok.encode(built.text), key, answer, depth };
+}
+
+/** The demo prompt in the template that suits `modelDir` (planted-needle: `copy`). */
+export function demoPromptFor(tok: TextTokenizer, modelDir: string, tokens = 512): DemoPrompt {
+  return demoPrompt(tok, modelKindOf(modelDir) === "planted-needle" ? "copy" : "question", tokens);
 }

@@ -35,3 +35,27 @@ Deno.test("inspect writes the kept-token view and the trace for the demo prompt"
     await Deno.remove(out, { recursive: true });
   }
 });
+
+Deno.test("check --explain --model prints the resolved layer × KV head table", async () => {
+  const logs: string[] = [];
+  const log = console.log, err = console.error;
+  console.log = (...a: unknown[]) => logs.push(a.join(" "));
+  console.error = () => {};
+  try {
+    const code = await main([
+      "check",
+      "--explain",
+      "--model",
+      "models/planted-needle",
+      "layers lazy(recent=64) -> window(sink=4, recent=64); heads 1 -> full; else -> snap(k=64, pool=21)",
+    ]);
+    assert.equal(code, 0);
+    const text = logs.join("\n");
+    assert.match(text, /^0\s+lazy 1\.00 ✓\s+r1 window 64 → 67\s+r1 window 64 → 67$/m);
+    assert.match(text, /^1\s+lazy 0\.\d\d\s+r3 snap 64 → 64\s+r2 full → \d+$/m);
+    assert.match(text, /^r3: else -> snap\(k=64, pool=21\)$/m);
+  } finally {
+    console.log = log;
+    console.error = err;
+  }
+});
