@@ -35,7 +35,8 @@ export const EVAL_USAGE =
   --policy P    a .kvp file, a shipped policy name (snapkv) or inline text; repeat to compare
   --task T      needle, ruler (single_key, multi_key, multi_value, variable_tracking), ppl,
                 hitrate, or one RULER task by name; repeatable or comma-separated
-  --model DIR   Hugging Face model folder (default: models/tiny-needle)
+  --model DIR   Hugging Face model folder (default: models/planted-needle for
+                --task needle alone, models/tiny-needle otherwise)
   --lengths L   context lengths in tokens, k = 1024 (default: the suite's)
   --depths D    needle depths in percent, start:stop:step or a list (default 0:100:10)
   --samples N   samples per cell          --seed S   base seed of every prompt
@@ -53,10 +54,22 @@ export interface EvalCommandDeps {
   progress?: ProgressSink;
 }
 
-/** The model folder used when `--model` is not given. */
+/** The model folder used when `--model` is not given (the default language model). */
 export const DEFAULT_MODEL_DIR: string = fileURLToPath(
   new URL("../../models/tiny-needle", import.meta.url),
 );
+
+/** The model of the needle task when `--model` is not given: it retrieves by copying. */
+export const NEEDLE_MODEL_DIR: string = fileURLToPath(
+  new URL("../../models/planted-needle", import.meta.url),
+);
+
+/** `--task needle` alone (or no task and no suite) runs on planted-needle; the rest on tiny-needle. */
+function defaultModelFor(values: Record<string, unknown>): string {
+  if (typeof values.suite === "string") return DEFAULT_MODEL_DIR;
+  const tasks = values.task === undefined ? ["needle"] : parseTaskList(values.task as string[]);
+  return tasks.every((t) => t === "needle") ? NEEDLE_MODEL_DIR : DEFAULT_MODEL_DIR;
+}
 
 function readSuite(values: Record<string, unknown>, modelDir: string): EvalSuite {
   let suite = defaultSuite(modelKindOf(modelDir));
@@ -138,7 +151,7 @@ export async function evalCommand(args: string[], deps: EvalCommandDeps): Promis
     print(EVAL_USAGE);
     return 0;
   }
-  const modelDir = resolve(typeof values.model === "string" ? values.model : DEFAULT_MODEL_DIR);
+  const modelDir = resolve(typeof values.model === "string" ? values.model : defaultModelFor(values));
   try {
     if (!Deno.statSync(modelDir).isDirectory) throw new Error("not a folder");
   } catch {

@@ -42,7 +42,8 @@ Deno.test("eval command: table by default, two policies (shipped name and inline
   );
   assert.equal(code, 0);
   assert.equal(d.opened.length, 1);
-  assert.ok(d.opened[0].endsWith("models/tiny-needle"), d.opened[0]);
+  // --task needle alone runs on the needle-demo model by default.
+  assert.ok(d.opened[0].endsWith("models/planted-needle"), d.opened[0]);
   assert.equal(d.printed.length, 1);
   assert.match(d.printed[0], /^policy\s+needle\s+kv kept\s+decode tok\/s\n/);
   assert.match(d.printed[0], /\nfull\s+1\.000\s+100\.0%/);
@@ -109,7 +110,8 @@ Deno.test("eval command: user errors for bad flags, missing policies and long co
   const cases: [string[], RegExp][] = [
     [["--task", "needle"], /no --policy given/],
     [["--policy", "full", "--task", "haystack"], /unknown task 'haystack'/],
-    [["--policy", "full", "--lengths", "8k"], /8192 tokens is longer than the model allows \(4096/],
+    [["--policy", "full", "--lengths", "16k"], /16384 tokens is longer than the model allows \(8192/],
+    [["--policy", "full", "--task", "ppl", "--lengths", "8k"], /8192 tokens is longer than the model allows \(4096/],
     [["--policy", "full", "--samples", "0"], /--samples expects an integer ≥ 1/],
     [["--policy", "full", "--depths", "0:100"], /start:stop:step/],
     [["--policy", "full", "--model", "/nonexistent/model"], /is not a model folder/],
