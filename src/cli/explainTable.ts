@@ -11,7 +11,7 @@ import type { PluginRegistry } from "../plugins/registry.ts";
 import { formatParamValue } from "../plugins/schema.ts";
 import { Engine } from "../runtime/engine.ts";
 import { demoPromptFor } from "../runtime/demoPrompt.ts";
-import { PolicyExecutor } from "../runtime/policyExecutor.ts";
+import { generateWithPlan } from "../runtime/planGeneration.ts";
 import { UserError } from "./errors.ts";
 import { readPromptText } from "./prompt.ts";
 
@@ -31,14 +31,12 @@ export async function explainOnModel(
     const ids = prompt.text !== undefined || prompt.file !== undefined
       ? tok.encode(readPromptText(prompt.text, prompt.file))
       : demoPromptFor(tok, modelDir).ids;
-    const executor = new PolicyExecutor(plan, engine.config, engine.ctx, registry);
-    await engine.generate({
-      promptIds: ids,
-      maxNewTokens: 2,
-      stopIds: [],
-      observe: executor.observeRequest(),
-      afterPrefill: (state) => executor.apply(state),
-    });
+    const { executor } = await generateWithPlan(
+      engine,
+      plan,
+      { promptIds: ids, maxNewTokens: 2, stopIds: [] },
+      registry,
+    );
     const c = engine.config;
     const lines = [
       `${modelDir}: ${c.numLayers} layers × ${c.numKvHeads} KV heads, ${ids.length}-token prompt`,

@@ -10,7 +10,7 @@
 import { renderKeptTokens } from "../eval/report/keptTokens.ts";
 import { Engine } from "../runtime/engine.ts";
 import { demoPromptFor } from "../runtime/demoPrompt.ts";
-import { PolicyExecutor } from "../runtime/policyExecutor.ts";
+import { generateWithPlan } from "../runtime/planGeneration.ts";
 import { parseFlags } from "./args.ts";
 import { UserError } from "./errors.ts";
 import { loadPolicy } from "./policyLoader.ts";
@@ -55,14 +55,12 @@ export async function inspectCommand(args: string[]): Promise<number> {
         readPromptText(v.prompt as string | undefined, v["prompt-file"] as string | undefined),
       )
       : demoPromptFor(tok, modelDir).ids;
-    const executor = new PolicyExecutor(plan, engine.config, engine.ctx, registry);
-    await engine.generate({
-      promptIds: ids,
-      maxNewTokens: 2,
-      stopIds: [],
-      observe: executor.observeRequest(),
-      afterPrefill: (state) => executor.apply(state),
-    });
+    const { executor } = await generateWithPlan(
+      engine,
+      plan,
+      { promptIds: ids, maxNewTokens: 2, stopIds: [] },
+      registry,
+    );
     const trace = executor.trace;
     console.log(`${source.file} on ${modelDir} (${ids.length}-token prompt)`);
     console.log("layer  lazy score  kept per KV head (of prompt)");

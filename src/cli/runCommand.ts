@@ -7,13 +7,13 @@
  * @module
  */
 
-import { compileOrThrow } from "../plan/compile.ts";
-import { Engine, type GenerationResult } from "../runtime/engine.ts";
-import { demoPrompt } from "../runtime/demoPrompt.ts";
-import { checkExecutable, PolicyExecutor } from "../runtime/policyExecutor.ts";
+import { Engine } from "../runtime/engine.ts";
+import { demoPromptFor } from "../runtime/demoPrompt.ts";
+import { checkExecutable } from "../runtime/policyExecutor.ts";
+import { generateWithPlan } from "../runtime/planGeneration.ts";
 import { intFlag, numberFlag, parseFlags } from "./args.ts";
 import { UserError } from "./errors.ts";
-import { readPolicySource } from "./policySource.ts";
+import { loadPolicy } from "./policyLoader.ts";
 import { DEFAULT_MODEL_DIR, DEMO_MODEL_DIR, readPromptIds, readPromptText } from "./prompt.ts";
 import { formatSummary } from "./summary.ts";
 
@@ -22,6 +22,7 @@ export const RUN_USAGE = `usage: deno task run [--policy P] [--model DIR]
                      [--prompt TEXT | --prompt-file F | --prompt-ids 1,2,3]
                      [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S]
                      [--prefill-chunk N] [--kv-dtype f32|f16] [--json [--trace]]
+                     [--allow-plugins] [--plugin FILE]
   no prompt flag: the needle demo (on models/planted-needle unless --model is given);
   prompts run on the default language model, models/tiny-needle`;
 
@@ -42,6 +43,8 @@ export async function runCommand(args: string[]): Promise<number> {
     "kv-dtype": { type: "string" },
     json: { type: "boolean" },
     trace: { type: "boolean" },
+    "allow-plugins": { type: "boolean" },
+    plugin: { type: "string", multiple: true },
     help: { type: "boolean", short: "h" },
   });
   if (v.help) {
@@ -68,12 +71,13 @@ export async function runCommand(args: string[]): Promise<number> {
   };
   const kvDtype = (v["kv-dtype"] ?? "f32") as string;
   if (kvDtype !== "f32" && kvDtype !== "f16") throw new UserError("--kv-dtype must be f32 or f16");
-  const policy = readPolicySource((v.policy as string | undefined) ?? "full");
-  const plan = compileOrThrow(policy.text, policy.file);
-  checkExecutable(plan);
+  const { plan, registry } = await loadPolicy((v.policy as string | undefined) ?? "full", {
+    allowPlugins: v["allow-plugins"] === true,
+    plugins: (v.plugin as string[] | undefined) ?? [],
+  });
+  checkExecutable(plan, registry);
   const demo = promptFlags.length === 0;
   const modelDir = (v.model as string | undefined) ?? (demo ? DEMO_MODEL_DIR : DEFAULT_MODEL_DIR);
-  const copyTemplate = demo && modelDir === DEMO_MODEL_DIR;
 
   const json = v.json === true;
   const showProgress = !json && Deno.stderr.isTerminal();
@@ -104,7 +108,7 @@ export async function runCommand(args: string[]): Promise<number> {
         );
       }
       if (demo) {
-        const d = demoPrompt(tok, copyTemplate ? "copy" : "question");
+        const d = demoPromptFor(tok, modelDir);
         promptIds = d.ids;
         needle = d;
         if (!json) {
@@ -121,22 +125,19 @@ export async function runCommand(args: string[]): Promise<number> {
       }
     }
     const maxNewTokens = intFlag("max-new-tokens", v["max-new-tokens"], demo ? 12 : 64);
-    const executor = new PolicyExecutor(plan, engine.config, engine.ctx);
     const stream = tok && !json ? tok.streamDecoder({ skipSpecialTokens: true }) : null;
     const encoder = new TextEncoder();
-    const result: GenerationResult = await engine.generate({
+    const { result, executor } = await generateWithPlan(engine, plan, {
       promptIds,
       maxNewTokens,
       sampling,
       stopIds: engine.config.eosTokenIds,
       prefillChunk: intFlag("prefill-chunk", v["prefill-chunk"], 512, 1),
-      observe: executor.observeRequest(),
-      afterPrefill: (state) => executor.apply(state),
       onTokens: (ids) => {
         if (!stream) return;
         for (const id of ids) Deno.stdout.writeSync(encoder.encode(stream.push(id)));
       },
-    });
+    }, registry);
     if (stream) Deno.stdout.writeSync(encoder.encode(stream.flush() + "\n"));
     const text = tok ? tok.decode(result.tokens, { skipSpecialTokens: true }) : "";
     const found = needle ? text.includes(needle.answer) : undefined;

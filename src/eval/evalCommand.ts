@@ -151,7 +151,9 @@ export async function evalCommand(args: string[], deps: EvalCommandDeps): Promis
     print(EVAL_USAGE);
     return 0;
   }
-  const modelDir = resolve(typeof values.model === "string" ? values.model : defaultModelFor(values));
+  const modelDir = resolve(
+    typeof values.model === "string" ? values.model : defaultModelFor(values),
+  );
   try {
     if (!Deno.statSync(modelDir).isDirectory) throw new Error("not a folder");
   } catch {

@@ -68,7 +68,8 @@ export class GpuDeviceLostError extends Error {
       `WebGPU device lost (${reason})${message ? `: ${message}` : ""}; ` +
         "create a new device (acquireDevice) to continue",
     );
-    this.name = "GpuDeviceLostError";
+    // A user-facing failure of the machine, not a bug: the CLI prints it and exits 1.
+    this.name = "GpuError";
   }
 }
 
@@ -224,6 +225,14 @@ export class GpuContext {
       this.check();
       return out;
     } catch (e) {
+      // A destroyed device can fail the map before its `lost` promise settles: wait briefly for
+      // it so the caller gets the clear device-lost error rather than a bare OperationError.
+      if (!this.#lost) {
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const pause = new Promise((resolve) => timer = setTimeout(resolve, 200));
+        await Promise.race([this.#lostPromise, pause]);
+        clearTimeout(timer);
+      }
       if (this.#lost) throw this.#lost;
       throw e;
     } finally {
@@ -285,7 +294,10 @@ export class GpuContext {
   }
 }
 
-/** Raised when no usable WebGPU adapter exists (a user-facing error: exit code 1). */
+/**
+ * Raised when no usable WebGPU adapter exists, or the device's limits cannot hold what a model
+ * needs (a user-facing error: exit code 1).
+ */
 export class GpuUnavailableError extends Error {
   /** Builds the error. */
   constructor(message: string) {

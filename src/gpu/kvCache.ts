@@ -13,7 +13,7 @@
  * @module
  */
 
-import { type GpuContext, STORAGE_USAGE } from "./device.ts";
+import { type GpuContext, GpuUnavailableError, STORAGE_USAGE } from "./device.ts";
 
 /** Ring start meaning "no ring": appends to a full head are dropped. */
 export const NO_RING = 0xffffffff;
@@ -84,9 +84,10 @@ export function createKvCacheLayer(ctx: GpuContext, o: KvCacheLayerOptions): KvC
   }
   const bytes = Math.max(1, total) * kvRowBytes(D, dtype);
   if (bytes > ctx.maxBindingBytes) {
-    throw new RangeError(
-      `KV cache layer needs ${bytes} bytes per K/V buffer; the device binds at most ` +
-        `${ctx.maxBindingBytes}: lower the capacity or use an f16 cache`,
+    throw new GpuUnavailableError(
+      `the KV cache needs ${bytes} bytes per layer for K (and as much for V), but this device ` +
+        `binds at most ${ctx.maxBindingBytes} bytes per buffer: use a shorter prompt or fewer new ` +
+        `tokens, --kv-dtype f16, or a policy that keeps less`,
     );
   }
   const lengths = o.lengths ?? Array(H).fill(0);

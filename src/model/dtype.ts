@@ -68,3 +68,22 @@ export function tensorToFloat32(tensor: Tensor): Float32Array {
 }
 
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+/**
+ * Index of the first NaN or ±Infinity in a tensor (all exponent bits set), or −1. Reads the raw
+ * bits, so it is fast and allocates nothing beyond a view.
+ */
+export function firstNonFinite(tensor: Tensor): number {
+  const { dtype } = tensor;
+  // Typed views need aligned offsets; copy the rare unaligned tensor.
+  const data = tensor.data.byteOffset % 4 === 0 ? tensor.data : tensor.data.slice();
+  if (dtype === "F32") {
+    const words = new Uint32Array(data.buffer, data.byteOffset, data.byteLength >>> 2);
+    for (let i = 0; i < words.length; i++) if ((words[i] & 0x7f800000) === 0x7f800000) return i;
+    return -1;
+  }
+  const halves = new Uint16Array(data.buffer, data.byteOffset, data.byteLength >>> 1);
+  const mask = dtype === "BF16" ? 0x7f80 : 0x7c00;
+  for (let i = 0; i < halves.length; i++) if ((halves[i] & mask) === mask) return i;
+  return -1;
+}

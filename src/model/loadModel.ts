@@ -6,6 +6,7 @@
  */
 
 import { loadConfig } from "./config.ts";
+import { firstNonFinite } from "./dtype.ts";
 import { ModelError } from "./errors.ts";
 import { type ProgressCallback, readCheckpointTensors } from "./safetensors.ts";
 import { expectedTensorShapes } from "./tensorShapes.ts";
@@ -26,7 +27,20 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
   const config = await loadConfig(dir);
   const tensors = await readCheckpointTensors(dir, opts.onProgress);
   checkTensorShapes(config, tensors, dir);
+  checkFinite(tensors, dir);
   return weightsFromTensors(dir, config, tensors);
+}
+
+/** Throws {@link ModelError} naming the first tensor that holds a NaN or an infinity. */
+export function checkFinite(tensors: ReadonlyMap<string, Tensor>, dir: string): void {
+  for (const tensor of tensors.values()) {
+    const at = firstNonFinite(tensor);
+    if (at >= 0) {
+      throw new ModelError(
+        `${dir}: tensor "${tensor.name}" holds a NaN or infinite value (element ${at}); the checkpoint is corrupt`,
+      );
+    }
+  }
 }
 
 /**

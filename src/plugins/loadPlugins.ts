@@ -33,7 +33,9 @@ export function resolvePluginUrl(path: string, baseDir: string): URL {
 function checkPlugin(p: unknown, where: string): PluginSchema {
   const o = p as Partial<PluginSchema> | null;
   if (!o || typeof o !== "object" || (o.kind !== "press" && o.kind !== "detector")) {
-    throw new PluginLoadError(`${where}: each plugin must be an object with kind "press" or "detector"`);
+    throw new PluginLoadError(
+      `${where}: each plugin must be an object with kind "press" or "detector"`,
+    );
   }
   if (typeof o.name !== "string" || !Array.isArray(o.params) || typeof o.doc !== "string") {
     throw new PluginLoadError(`${where}: plugin '${String(o.name)}' needs name, params and doc`);

@@ -137,6 +137,21 @@ export function chunkStarts(n: number, chunk: number, minLast: number): number[]
   return starts;
 }
 
+/**
+ * `KVPOLICY_MAX_BINDING_BYTES` caps the bytes bound per buffer below the device's limit (to
+ * test, or to mimic a smaller GPU); unset or unreadable means the device's own limit.
+ */
+function bindingCapFromEnv(): number | undefined {
+  let text: string | undefined;
+  try {
+    text = Deno.env.get("KVPOLICY_MAX_BINDING_BYTES");
+  } catch {
+    return undefined; // no --allow-env
+  }
+  const n = Number(text);
+  return text && Number.isInteger(n) && n > 0 ? n : undefined;
+}
+
 /** Default prompt tokens per prefill chunk. */
 export const DEFAULT_PREFILL_CHUNK = 512;
 const DEFAULT_READ_EVERY = 16;
@@ -178,7 +193,7 @@ export class Engine {
     tokenizer: TextTokenizer | null,
     opts: EngineOptions = {},
   ): Promise<Engine> {
-    const ctx = await acquireDevice();
+    const ctx = await acquireDevice({ maxBindingBytes: bindingCapFromEnv() });
     try {
       const gpu = uploadWeights(ctx, weights, (d, t) => opts.onProgress?.("upload", d, t));
       const engine = new Engine(ctx, weights, gpu, tokenizer, opts.kvDtype ?? "f32");

@@ -10,7 +10,7 @@ import { ModelError } from "../model/errors.ts";
 import type { Plan } from "../plan/plan.ts";
 import { defaultRegistry } from "../plugins/builtins.ts";
 import { Engine } from "./engine.ts";
-import { PolicyExecutor } from "./policyExecutor.ts";
+import { generateWithPlan, planExecutor } from "./planGeneration.ts";
 import { scoreTokens } from "./scoreTokens.ts";
 
 /** Whether any press of the plan keeps a head's cache bounded while decoding. */
@@ -31,13 +31,10 @@ export async function openEvalEngine(modelDir: string): Promise<EvalEngine> {
     tokenizer,
     modelName: modelDir.replace(/\/+$/, "").split("/").at(-1) ?? modelDir,
     async generate(req) {
-      const executor = new PolicyExecutor(req.plan, engine.config, engine.ctx);
-      const r = await engine.generate({
+      const { result: r } = await generateWithPlan(engine, req.plan, {
         promptIds: req.promptIds,
         maxNewTokens: req.maxNewTokens,
         stopIds: req.stopIds,
-        observe: executor.observeRequest(),
-        afterPrefill: (state) => executor.apply(state),
       });
       return {
         tokens: r.tokens,
@@ -50,7 +47,8 @@ export async function openEvalEngine(modelDir: string): Promise<EvalEngine> {
       };
     },
     async scoreTokens(req) {
-      const executor = new PolicyExecutor(req.plan, engine.config, engine.ctx);
+      const executor = planExecutor(engine, req.plan);
+      await executor.prepare();
       const r = await scoreTokens(engine, req.ids, req.from, executor, isBounded(req.plan));
       return { logprobs: r.logprobs, kv: { fullBytes: r.kv.fullBytes, keptBytes: r.kv.keptBytes } };
     },

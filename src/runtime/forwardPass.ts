@@ -25,6 +25,9 @@ import { rmsNorm } from "../gpu/kernels/rmsNorm.ts";
 import { rope } from "../gpu/kernels/rope.ts";
 import { swiglu } from "../gpu/kernels/swiglu.ts";
 import type { KvCacheLayer } from "../gpu/kvCache.ts";
+import { type CacheLayer, isQuantLayer } from "../gpu/quantKvCache.ts";
+import { quantAppend } from "../gpu/kernels/quantAppend.ts";
+import { quantDecodeAttention } from "../gpu/kernels/quantDecodeAttention.ts";
 import type { GpuOp } from "../gpu/op.ts";
 import type { GpuModelWeights } from "./gpuWeights.ts";
 
@@ -123,13 +126,20 @@ export interface ForwardOptions {
   source: TokenSource;
   /** Observation window per layer for SnapKV-style scoring: `[H][window][obsStride]`. */
   observation?: { window: number; stride: number; buffers: GPUBuffer[] };
+  /**
+   * Extra work per layer, recorded right after the layer's attention (prefill mode only): the
+   * layer's cache then holds the chunk and `acts.q` its queries after RoPE (e.g. the
+   * RazorAttention probe's scores). Called once when the steps are built; prepared steps are
+   * reused for every chunk of the same length, so the op must not depend on the chunk's place.
+   */
+  afterAttention?: (layer: number, cache: KvCacheLayer, acts: Activations) => GpuOp | undefined;
 }
 
 /** Builds the forward pass over `m` tokens; ends with logits in `acts.logits`. */
 export function forwardSteps(
   ctx: GpuContext,
   model: GpuModelWeights,
-  cache: KvCacheLayer[],
+  cache: CacheLayer[],
   acts: Activations,
   o: ForwardOptions,
 ): Step[] {
@@ -162,15 +172,24 @@ export function forwardSteps(
       numKvHeads: c.numKvHeads,
       headDim: c.headDim,
     }));
-    steps.push(kvAppend(ctx, { cache: cache[l], k: acts.k, v: acts.v, m }));
-    if (o.mode === "decode") {
+    const kv = cache[l];
+    if (isQuantLayer(kv)) {
+      // KIVI layer (decode only): the append packs a full residual block; attention dequantises.
+      if (o.mode !== "decode") throw new Error(`layer ${l} is quantised: prefill cannot extend it`);
+      steps.push(quantAppend(ctx, { cache: kv, k: acts.k, v: acts.v, m }));
       steps.push(
-        decodeAttention(ctx, { cache: cache[l], q: acts.q, out: acts.attn, numHeads: c.numHeads }),
+        quantDecodeAttention(ctx, { cache: kv, q: acts.q, out: acts.attn, numHeads: c.numHeads }),
+      );
+    } else if (o.mode === "decode") {
+      steps.push(kvAppend(ctx, { cache: kv, k: acts.k, v: acts.v, m }));
+      steps.push(
+        decodeAttention(ctx, { cache: kv, q: acts.q, out: acts.attn, numHeads: c.numHeads }),
       );
     } else {
+      steps.push(kvAppend(ctx, { cache: kv, k: acts.k, v: acts.v, m }));
       const obs = o.observation;
       steps.push(prefillAttention(ctx, {
-        cache: cache[l],
+        cache: kv,
         q: acts.q,
         out: acts.attn,
         m,
@@ -179,6 +198,8 @@ export function forwardSteps(
         obs: obs?.buffers[l],
         obsStride: obs?.stride,
       }));
+      const extra = o.afterAttention?.(l, kv, acts);
+      if (extra) steps.push(extra);
     }
     steps.push(matmul(ctx, { x: acts.attn, w: w.o, y: acts.x, m, accumulate: true }));
     // MLP block.

@@ -1,20 +1,25 @@
 /**
  * KV-cache accounting: what a full cache would hold, what the policy kept, and what is really
- * allocated, per layer and per KV head.
+ * allocated, per layer and per KV head. Quantised (KIVI) heads count their real storage — packed
+ * codes, f32 (min, scale) pairs and full-precision residual rows — which equals
+ * `quantizedBytes` of `src/plugins/quantPress.ts` (residual at the cache's element size).
  *
  * @module
  */
 
+import { isQuantLayer, type QuantHeadBytes, quantHeadBytes } from "../gpu/quantKvCache.ts";
 import type { RaggedKvCache } from "./raggedKvCache.ts";
 
 /** One layer's lengths and bytes. */
 export interface KvLayerReport {
   /** Entries held per KV head. */
   lengths: number[];
-  /** Bytes held per KV head (K and V of the held entries). */
+  /** Bytes held per KV head (K and V of the held entries; for quantised heads, `quant`'s total). */
   bytes: number[];
-  /** Bytes allocated per KV head (capacity × row bytes, K and V). */
+  /** Bytes allocated per KV head (K and V: capacity × row bytes, or packed slots + residual). */
   allocated: number[];
+  /** For a quantised layer, per KV head: codes, scales and residual bytes held (null: full). */
+  quant?: (QuantHeadBytes | null)[];
 }
 
 /** The `kv` object of `run --json`. */
@@ -38,11 +43,21 @@ export interface KvReport {
 /** Builds the report from the cache and its lengths (read with `cache.lengths()`). */
 export function kvReport(cache: RaggedKvCache, lengths: number[][], fullLength: number): KvReport {
   const row = 2 * cache.rowBytes;
-  const layers = cache.layers.map((layer, l) => ({
-    lengths: lengths[l],
-    bytes: lengths[l].map((n) => n * row),
-    allocated: layer.capacities.map((c) => c * row),
-  }));
+  const layers = cache.layers.map((layer, l): KvLayerReport => {
+    const allocated = cache.layerAllocated(l);
+    if (!isQuantLayer(layer)) {
+      return {
+        lengths: lengths[l],
+        bytes: lengths[l].map((n) => n * row),
+        allocated,
+      };
+    }
+    const quant = lengths[l].map((n, h) =>
+      layer.quant.residuals[h] === null ? null : quantHeadBytes(layer, h, n)
+    );
+    const bytes = lengths[l].map((n, h) => quant[h]?.total ?? n * row);
+    return { lengths: lengths[l], bytes, allocated, quant };
+  });
   const heads = layers.reduce((s, l) => s + l.lengths.length, 0);
   const fullBytes = heads * fullLength * row;
   const keptBytes = layers.reduce((s, l) => s + l.bytes.reduce((a, b) => a + b, 0), 0);

@@ -3,17 +3,23 @@
  * (layer, KV head) its pipeline by first match, computes what the selecting presses need
  * (observation-window attention, keys), selects the kept entries per head and compacts the
  * cache on the GPU — leaving bounded presses (StreamingLLM's window) a ring that evicts the
- * oldest non-sink entry as tokens arrive.
+ * oldest non-sink entry as tokens arrive. A `quant` press (KIVI) then packs the kept entries of
+ * its heads on the GPU (see `quantKvCache.ts`); it cannot yet be combined with a bounded press.
  *
  * @module
  */
 
 import type { Plan, PlanPress } from "../plan/plan.ts";
-import { defaultRegistry } from "../plugins/builtins.ts";
+import { BUILTIN_PLUGINS, defaultRegistry } from "../plugins/builtins.ts";
 import { lazyLayers, lazyLayerScore, lazyThresholdFor } from "../plugins/lazyDetector.ts";
+import {
+  type HeadScores,
+  type RetrievalParams,
+  selectRetrievalHeads,
+} from "../plugins/retrievalDetector.ts";
 import type { LayerScoresInput } from "../plugins/press.ts";
 import type { PluginRegistry } from "../plugins/registry.ts";
-import { formatParamValue, type PressSchema } from "../plugins/schema.ts";
+import { type DetectorInput, formatParamValue, type PressSchema } from "../plugins/schema.ts";
 import type { ModelConfig } from "../model/types.ts";
 import type { GpuContext } from "../gpu/device.ts";
 import type { Observation, ObserveRequest, PrefillState } from "./engine.ts";
@@ -33,24 +39,42 @@ export class UnsupportedPolicyError extends Error {
   }
 }
 
-/** Presses and detectors the runtime executes today. */
-const RUNNABLE_PRESSES = new Set(["full", "window", "snap", "pyramid", "adakv", "knorm", "random"]);
-const RUNNABLE_DETECTORS = new Set(["lazy"]);
+/** Built-in presses and detectors the runtime executes today. */
+const RUNNABLE_PRESSES = new Set([
+  "full",
+  "window",
+  "snap",
+  "pyramid",
+  "adakv",
+  "knorm",
+  "random",
+  "quant",
+]);
+const RUNNABLE_DETECTORS = new Set(["lazy", "retrieval"]);
+const BUILTIN_NAMES = new Set(BUILTIN_PLUGINS.map((p) => p.name));
 
-/** Throws {@link UnsupportedPolicyError} for anything the runtime does not execute yet. */
-export function checkExecutable(plan: Plan): void {
+/**
+ * Throws {@link UnsupportedPolicyError} for anything the runtime does not execute yet: built-ins
+ * not wired up, and plugin presses/detectors without a runtime implementation (`select`,
+ * `classify`).
+ */
+export function checkExecutable(plan: Plan, registry?: PluginRegistry): void {
   for (const rule of plan.rules) {
     for (const press of rule.pipeline) {
+      const plugin = !BUILTIN_NAMES.has(press.name) ? registry?.press(press.name) : undefined;
+      if (plugin?.select) continue;
       if (!RUNNABLE_PRESSES.has(press.name)) {
         throw new UnsupportedPolicyError(
           `the runtime does not execute '${press.name}' yet (line ${rule.line}); it runs ${
             [...RUNNABLE_PRESSES].join(", ")
-          } — 'deno task check' validates any policy`,
+          } and plugin presses with a select() — 'deno task check' validates any policy`,
         );
       }
     }
   }
   for (const d of plan.detectors) {
+    const plugin = !BUILTIN_NAMES.has(d.name) ? registry?.detector(d.name) : undefined;
+    if (plugin?.classify) continue;
     if (!RUNNABLE_DETECTORS.has(d.name)) {
       throw new UnsupportedPolicyError(`the runtime does not run the '${d.name}' detector yet`);
     }
@@ -65,6 +89,13 @@ export interface HeadTrace {
   pipeline: string;
   /** Sorted original positions kept after prefill. */
   kept: number[];
+  /**
+   * RazorAttention induction score (the ranking score of `retrieval`: the share of the probe's
+   * attention on the token after an earlier occurrence), when the retrieval detector ran.
+   */
+  retrieval_score?: number;
+  /** RazorAttention echo score (attention on earlier occurrences), when `retrieval` ran. */
+  echo_score?: number;
 }
 
 /** What a policy did to one layer. */
@@ -77,6 +108,15 @@ export interface LayerTrace {
   heads: HeadTrace[];
 }
 
+/**
+ * Model-level detector inputs the executor cannot compute from the prompt's cache (they need the
+ * engine): `src/runtime/retrievalProfile.ts` `engineDetectors(engine)` provides them.
+ */
+export interface DetectorSources {
+  /** Per layer, per KV head RazorAttention scores (`echo[h]`, `induction[h]`). */
+  retrievalScores(): Promise<HeadScores[]>;
+}
+
 /** Runs a plan's detectors and presses after prefill. */
 export class PolicyExecutor {
   /** Per layer, filled by {@link apply}. */
@@ -84,16 +124,41 @@ export class PolicyExecutor {
   /** Per layer and KV head, filled by {@link apply}. */
   assignments: HeadAssignment[][] = [];
   private registry: PluginRegistry;
+  private retrieval: HeadScores[] | undefined;
 
-  /** Prepares the executor; throws for plans the runtime cannot run. */
+  /**
+   * Prepares the executor; throws for plans the runtime cannot run. `detectors` supplies what
+   * model-level detectors (`retrieval`) need; a plan using one without it fails in {@link apply}.
+   */
   constructor(
     private plan: Plan,
     private config: ModelConfig,
     private ctx: GpuContext,
     registry?: PluginRegistry,
+    private detectors?: DetectorSources,
   ) {
-    checkExecutable(plan);
     this.registry = registry ?? defaultRegistry();
+    checkExecutable(plan, this.registry);
+    for (const rule of plan.rules) {
+      const bounded = rule.pipeline.find((p) => this.press(p).bound);
+      if (bounded && rule.pipeline.some((p) => p.name === "quant")) {
+        throw new UnsupportedPolicyError(quantWithBounded(`line ${rule.line}`, bounded.name));
+      }
+    }
+  }
+
+  /**
+   * Fetches model-level detector results (the retrieval profile) now, e.g. before generation so
+   * that a first-time probe is not timed as decoding; {@link apply} does it otherwise.
+   */
+  async prepare(): Promise<void> {
+    if (!this.plan.detectors.some((d) => d.name === "retrieval") || this.retrieval) return;
+    if (!this.detectors) {
+      throw new UnsupportedPolicyError(
+        "the 'retrieval' detector needs the engine: construct PolicyExecutor with detector sources",
+      );
+    }
+    this.retrieval = await this.detectors.retrievalScores();
   }
 
   private press(p: PlanPress): PressSchema {
@@ -113,6 +178,7 @@ export class PolicyExecutor {
       }
     }
     for (const d of this.plan.detectors) {
+      if (!BUILTIN_NAMES.has(d.name)) promptWindow = Math.max(promptWindow, 1);
       if (d.name === "lazy") {
         // at=decode measures the first decoding step; the last prompt query is the fallback
         // (and the prefill variant) when fewer than two tokens are generated.
@@ -190,10 +256,37 @@ export class PolicyExecutor {
           rule: a.rule,
           pipeline: a.pipeline.map(describe).join(" + ") || "full",
           kept: kept.filter((p) => p < state.promptLength),
+          ...(this.retrieval && {
+            retrieval_score: this.retrieval[l].induction[h],
+            echo_score: this.retrieval[l].echo[h],
+          }),
         });
       }
       if (changed) state.cache.compact(l, keep, extra, ring);
+      this.quantize(state, l, row, keep.map((k, h) => k.length + extra[h]));
     }
+  }
+
+  /** Quantises the layer's `quant` heads (the others stay full precision in the same layer). */
+  private quantize(state: PrefillState, l: number, row: HeadAssignment[], maxEntries: number[]) {
+    const specs = row.map((a) => a.pipeline.find((p) => p.name === "quant"));
+    const first = specs.find((s) => s);
+    if (!first) return;
+    const { bits, group } = first.params as { bits: number; group: number };
+    row.forEach((a, h) => {
+      const s = specs[h];
+      if (s && (s.params.bits !== bits || s.params.group !== group)) {
+        throw new UnsupportedPolicyError(
+          `layer ${l}: KV heads quantised with different bits or group (${describe(first)} vs ${
+            describe(s)
+          }) cannot share a layer yet`,
+        );
+      }
+      const bounded = a.pipeline.find((p) => this.press(p).bound);
+      if (bounded) throw new UnsupportedPolicyError(quantWithBounded(`layer ${l}`, bounded.name));
+    });
+    const residuals = specs.map((s) => s ? s.params.residual as number : null);
+    state.cache.quantize(l, { bits, group, residuals }, maxEntries);
   }
 
   private scoresInput(
@@ -236,11 +329,46 @@ export class PolicyExecutor {
     return await this.ctx.readF32(o.buffers[layer]);
   }
 
+  /** What plugin detectors may ask: the last prompt query's attention per layer. */
+  private detectorInput(state: PrefillState): DetectorInput {
+    const c = this.config;
+    const o = state.promptObservation;
+    return {
+      numLayers: c.numLayers,
+      numHeads: c.numHeads,
+      numKvHeads: c.numKvHeads,
+      promptLength: state.promptLength,
+      lastQueryAttention: async (layer: number) => {
+        if (!o) throw new Error("no prompt attention was recorded");
+        const all = await this.readObservation(o, layer);
+        const n = o.stride;
+        return Array.from(
+          { length: c.numHeads },
+          (_, h) => all.slice((h * o.rows + o.rows - 1) * n, (h * o.rows + o.rows) * n),
+        );
+      },
+    };
+  }
+
   private async detect(state: PrefillState): Promise<DetectorVerdicts> {
     const c = this.config;
     this.trace = Array.from({ length: c.numLayers }, () => ({ heads: [] }));
     const verdicts: DetectorVerdicts = { layers: new Map(), heads: new Map() };
+    await this.prepare();
     for (const d of this.plan.detectors) {
+      const plugin = BUILTIN_NAMES.has(d.name) ? undefined : this.registry.detector(d.name);
+      if (plugin?.classify) {
+        const verdict = await plugin.classify(this.detectorInput(state), d.params);
+        if (plugin.target === "layers") verdicts.layers.set(detectorKey(d), verdict as boolean[]);
+        else verdicts.heads.set(detectorKey(d), verdict as boolean[][]);
+        continue;
+      }
+      if (d.name === "retrieval") {
+        verdicts.heads.set(
+          detectorKey(d),
+          selectRetrievalHeads(this.retrieval!, d.params as unknown as RetrievalParams),
+        );
+      }
       if (d.name !== "lazy") continue;
       const sink = d.params.sink as number;
       const recent = d.params.recent as number;
@@ -280,6 +408,12 @@ export class PolicyExecutor {
     }
     return verdicts;
   }
+}
+
+function quantWithBounded(where: string, press: string): string {
+  return `${where}: 'quant' cannot share a layer with the bounded press '${press}' yet (its ring ` +
+    `would evict single tokens from packed blocks); use quant with full, snap, pyramid, adakv, ` +
+    `knorm or random`;
 }
 
 function describe(p: PlanPress): string {

@@ -2,7 +2,8 @@
  * The model's ragged KV cache: one {@link KvCacheLayer} per layer, every (layer, KV head) with its
  * own length and capacity. Compaction allocates a smaller layer, gathers the kept entries into it
  * on the GPU and frees the old one, so the memory a policy saves is really returned; the byte
- * accounting reads the allocation itself.
+ * accounting reads the allocation itself. {@link RaggedKvCache.quantize} turns a layer into a
+ * KIVI-quantised one (packed codes + a full-precision residual ring, `quantKvCache.ts`).
  *
  * @module
  */
@@ -17,6 +18,15 @@ import {
   releaseKvCacheLayer,
 } from "../gpu/kvCache.ts";
 import { runOps } from "../gpu/op.ts";
+import { quantConvert } from "../gpu/kernels/quantConvert.ts";
+import {
+  type CacheLayer,
+  createQuantKvLayer,
+  isQuantLayer,
+  quantHeadAllocated,
+  type QuantLayerSpec,
+  releaseQuantKvLayer,
+} from "../gpu/quantKvCache.ts";
 import type { ModelConfig } from "../model/types.ts";
 
 /** Lengths and bytes of one layer's heads. */
@@ -31,8 +41,8 @@ export interface LayerAccounting {
 
 /** A ragged cache for every layer of a model. */
 export class RaggedKvCache {
-  /** Per-layer caches (replaced on compaction: build ops after compacting). */
-  readonly layers: KvCacheLayer[];
+  /** Per-layer caches (replaced on compaction or quantisation: build ops afterwards). */
+  readonly layers: CacheLayer[];
   /** Element type of the stored keys/values. */
   readonly dtype: KvDType;
 
@@ -68,9 +78,17 @@ export class RaggedKvCache {
 
   /** Bytes allocated for K and V over all layers and heads. */
   allocatedBytes(): number {
-    let rows = 0;
-    for (const layer of this.layers) rows += layer.totalRows;
-    return 2 * rows * this.rowBytes;
+    return this.layers.reduce(
+      (s, _, l) => s + this.layerAllocated(l).reduce((a, b) => a + b, 0),
+      0,
+    );
+  }
+
+  /** Bytes allocated per KV head of one layer (K and V; packed codes, pairs and residual). */
+  layerAllocated(layer: number): number[] {
+    const c = this.layers[layer];
+    if (isQuantLayer(c)) return c.quantCapacities.map((_, h) => quantHeadAllocated(c, h).total);
+    return c.capacities.map((rows) => 2 * rows * this.rowBytes);
   }
 
   /** Reads every layer's per-head lengths in one readback. */
@@ -98,8 +116,10 @@ export class RaggedKvCache {
   accounting(lengths: number[][]): LayerAccounting[] {
     return this.layers.map((layer, l) => ({
       lengths: lengths[l],
-      capacities: [...layer.capacities],
-      bytes: layer.capacities.map((c) => 2 * c * this.rowBytes),
+      capacities: isQuantLayer(layer)
+        ? layer.quantCapacities.map((q, h) => q + layer.residualCapacities[h])
+        : [...layer.capacities],
+      bytes: this.layerAllocated(l),
     }));
   }
 
@@ -115,7 +135,7 @@ export class RaggedKvCache {
     extra: number | number[],
     ringStart?: (number | undefined)[],
   ): void {
-    const src = this.layers[layer];
+    const src = this.plainLayer(layer, "compact");
     const dst = createKvCacheLayer(this.ctx, {
       numKvHeads: src.numKvHeads,
       headDim: src.headDim,
@@ -140,16 +160,47 @@ export class RaggedKvCache {
 
   /** Reads the first `count` keys of one KV head of one layer (f32, `count × headDim`). */
   async readKeys(layer: number, kvHead: number, count: number): Promise<Float32Array> {
-    const c = this.layers[layer];
+    const c = this.plainLayer(layer, "read keys of");
     const D = c.headDim;
     const bytesPer = this.dtype === "f32" ? 4 : 2;
     const raw = await this.ctx.read(c.k, c.bases[kvHead] * D * bytesPer, count * D * bytesPer);
     return this.dtype === "f32" ? new Float32Array(raw) : Float32Array.from(new Float16Array(raw));
   }
 
+  /**
+   * Quantises `layer` (KIVI, see `quantKvCache.ts`): per KV head, its current entries are packed
+   * except the last `residual` (rounded to whole groups), on the GPU, into a new allocation sized
+   * for `maxEntries[h]` entries (what it holds now + its decode budget); the old one is freed.
+   * Heads whose residual is null stay full precision in the same layer.
+   */
+  quantize(layer: number, quant: QuantLayerSpec, maxEntries: number[]): void {
+    const src = this.plainLayer(layer, "quantise");
+    const dst = createQuantKvLayer(this.ctx, {
+      headDim: src.headDim,
+      dtype: this.dtype,
+      quant,
+      maxEntries,
+      label: `kv layer ${layer}`,
+    });
+    const op = quantConvert(this.ctx, { src, dst });
+    runOps(this.ctx, [op]);
+    op.destroy();
+    releaseKvCacheLayer(this.ctx, src);
+    this.layers[layer] = dst;
+  }
+
+  private plainLayer(layer: number, what: string): KvCacheLayer {
+    const c = this.layers[layer];
+    if (isQuantLayer(c)) throw new Error(`cannot ${what} layer ${layer}: it is quantised`);
+    return c;
+  }
+
   /** Frees every layer. */
   release(): void {
-    for (const layer of this.layers) releaseKvCacheLayer(this.ctx, layer);
+    for (const layer of this.layers) {
+      if (isQuantLayer(layer)) releaseQuantKvLayer(this.ctx, layer);
+      else releaseKvCacheLayer(this.ctx, layer);
+    }
     this.layers.length = 0;
   }
 }

@@ -110,8 +110,14 @@ Deno.test("eval command: user errors for bad flags, missing policies and long co
   const cases: [string[], RegExp][] = [
     [["--task", "needle"], /no --policy given/],
     [["--policy", "full", "--task", "haystack"], /unknown task 'haystack'/],
-    [["--policy", "full", "--lengths", "16k"], /16384 tokens is longer than the model allows \(8192/],
-    [["--policy", "full", "--task", "ppl", "--lengths", "8k"], /8192 tokens is longer than the model allows \(4096/],
+    [
+      ["--policy", "full", "--lengths", "16k"],
+      /16384 tokens is longer than the model allows \(8192/,
+    ],
+    [
+      ["--policy", "full", "--task", "ppl", "--lengths", "8k"],
+      /8192 tokens is longer than the model allows \(4096/,
+    ],
     [["--policy", "full", "--samples", "0"], /--samples expects an integer ≥ 1/],
     [["--policy", "full", "--depths", "0:100"], /start:stop:step/],
     [["--policy", "full", "--model", "/nonexistent/model"], /is not a model folder/],

@@ -2,6 +2,7 @@
 import { compileOrThrow } from "../../src/plan/compile.ts";
 import type { Engine, GenerationResult } from "../../src/runtime/engine.ts";
 import { type LayerTrace, PolicyExecutor } from "../../src/runtime/policyExecutor.ts";
+import { engineDetectors } from "../../src/runtime/retrievalProfile.ts";
 
 /** A generation under a policy, with the executor's trace. */
 export interface PolicyRun extends GenerationResult {
@@ -16,7 +17,14 @@ export async function runPolicy(
   ids: number[],
   maxNewTokens: number,
 ): Promise<PolicyRun> {
-  const executor = new PolicyExecutor(compileOrThrow(policy), engine.config, engine.ctx);
+  // Retrieval scores: computed once per engine, never written next to the model.
+  const executor = new PolicyExecutor(
+    compileOrThrow(policy),
+    engine.config,
+    engine.ctx,
+    undefined,
+    engineDetectors(engine, { cache: false }),
+  );
   const result = await engine.generate({
     promptIds: ids,
     maxNewTokens,

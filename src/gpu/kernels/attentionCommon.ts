@@ -11,26 +11,35 @@ export const ATTENTION_TILE = 8;
  * WGSL for `fn attend(base, j0, j1)`: accumulates keys `j0 .. j1-1` of the region starting at
  * row `base` into the private state `q`, `o`, `mx`, `l` (declared by the caller, `q` pre-scaled),
  * reading caches through `KC4` / `VC4`. `D4` must be a WGSL constant.
+ *
+ * With `customEntries`, the caller defines how entry `j` (= base + index) is read instead:
+ * `fn entryScore(j: u32) -> f32` (q·k_j) and `fn entryValue(j: u32, pk: f32)` (o += pk·v_j) —
+ * e.g. dequantising packed entries — and `score`, `KC4`, `VC4` are not used.
  */
-export function onlineSoftmaxWgsl(): string {
+export function onlineSoftmaxWgsl(customEntries = false): string {
+  const entries = customEntries ? "" : `fn score(row: u32) -> f32 {
+  var s = vec4<f32>(0.0);
+  for (var d = 0u; d < D4; d++) { s += q[d] * KC4(row * D4 + d); }
+  return (s.x + s.y) + (s.z + s.w);
+}
+fn entryScore(row: u32) -> f32 { return score(row); }
+fn entryValue(row: u32, pk: f32) {
+  for (var d = 0u; d < D4; d++) { o[d] += pk * VC4(row * D4 + d); }
+}
+`;
   return `const TILE = ${ATTENTION_TILE}u;
 const NEG = -3.0e38;
 var<private> q: array<vec4<f32>, D4>;
 var<private> o: array<vec4<f32>, D4>;
 var<private> mx: f32;
 var<private> l: f32;
-fn score(row: u32) -> f32 {
-  var s = vec4<f32>(0.0);
-  for (var d = 0u; d < D4; d++) { s += q[d] * KC4(row * D4 + d); }
-  return (s.x + s.y) + (s.z + s.w);
-}
-fn attend(base: u32, j0: u32, j1: u32) {
+${entries}fn attend(base: u32, j0: u32, j1: u32) {
   for (var j = j0; j < j1; j += TILE) {
     var s: array<f32, TILE>;
     var tm = NEG;
     let n = min(TILE, j1 - j);
     for (var t = 0u; t < n; t++) {
-      s[t] = score(base + j + t);
+      s[t] = entryScore(base + j + t);
       tm = max(tm, s[t]);
     }
     let mnew = max(mx, tm);
@@ -40,8 +49,7 @@ fn attend(base: u32, j0: u32, j1: u32) {
     for (var t = 0u; t < n; t++) {
       let pk = exp(s[t] - mnew);
       l += pk;
-      let row = (base + j + t) * D4;
-      for (var d = 0u; d < D4; d++) { o[d] += pk * VC4(row + d); }
+      entryValue(base + j + t, pk);
     }
     mx = mnew;
   }

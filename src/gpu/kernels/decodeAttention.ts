@@ -154,14 +154,38 @@ export function decodeAttention(ctx: GpuContext, a: DecodeAttentionArgs): GpuOp 
     buffers: [a.q, c.meta, c.k, c.v, scratch],
     workgroups: [Math.ceil(splits / 64), H],
   });
-  const reduce = dispatchOp(ctx, {
+  const reduce = decodeReduce(ctx, { scratch, out: a.out, numHeads: H, headDim: D, splits });
+  return withOwnedScratch(ctx, sequenceOp("decodeAttention", [split, reduce]), owned);
+}
+
+/** Arguments of {@link decodeReduce}. */
+export interface DecodeReduceArgs {
+  /** Partials `[H][splits][D/4 + 1]` vec4 written by a split pass. */
+  scratch: GPUBuffer;
+  /** Output `[H·D]` f32. */
+  out: BufferRef;
+  /** Query heads. */
+  numHeads: number;
+  /** Head dimension. */
+  headDim: number;
+  /** Splits per head. */
+  splits: number;
+}
+
+/** The reduce pass of split-KV decoding (shared by every split pass writing the same partials). */
+export function decodeReduce(ctx: GpuContext, a: DecodeReduceArgs): GpuOp {
+  const D4 = a.headDim / 4;
+  return dispatchOp(ctx, {
     label: "decodeAttention.reduce",
     pipeline: ctx.pipeline(`decodeAttnReduce:${D4}`, () => reduceCode(D4)),
-    params: packParams([["u32", splits]]),
-    buffers: [scratch, a.out],
-    workgroups: [H],
+    params: packParams([["u32", a.splits]]),
+    buffers: [a.scratch, a.out],
+    workgroups: [a.numHeads],
   });
-  const op = sequenceOp("decodeAttention", [split, reduce]);
+}
+
+/** Wraps `op` so that destroying it also releases `owned` (a scratch the op allocated). */
+export function withOwnedScratch(ctx: GpuContext, op: GpuOp, owned: GPUBuffer | null): GpuOp {
   return {
     label: op.label,
     encode: op.encode,

@@ -1,0 +1,407 @@
+/**
+ * RazorAttention retrieval-head scores on the real runtime, cached per model.
+ *
+ * {@link retrievalScores} runs the probe (BOS + a random block repeated 4 times,
+ * `retrievalProbe` of src/plugins/retrievalDetector.ts) through the engine's forward pass in
+ * chunks on a fresh f32 cache; after each layer's attention the `probeScores` kernel accumulates
+ * every query head's echo and induction attention; the per-KV-head score is the max over its
+ * group. {@link retrievalProfile} caches those SCORES (not a verdict: any `retrieval(...)`
+ * parameters select from them) as YAML, by default `<model>/kvpolicy-retrieval.yaml`, or
+ * `$KVPOLICY_CACHE_DIR/kvpolicy-retrieval-<hash>.yaml`. A profile is reused when its model hash,
+ * probe seed and block cap match, and recomputed (and rewritten) otherwise. When it cannot be
+ * written (no --allow-write, read-only folder) the scores are used anyway and one warning goes to
+ * stderr.
+ *
+ * Deviation from RazorAttention (METHODS.md allows scaling the block): on software adapters
+ * (llvmpipe) the block is capped at {@link CPU_BLOCK_CAP} tokens by default, recorded in the
+ * profile; the paper's 2500 applies elsewhere.
+ *
+ * @module
+ */
+
+import { parse, stringify } from "yaml";
+import { parseHeaderLength } from "../model/safetensorsHeader.ts";
+import type { ModelConfig } from "../model/types.ts";
+import {
+  type HeadScores,
+  PROBE_COPIES,
+  retrievalKvHeadScores,
+  type RetrievalProbe,
+  retrievalProbe,
+} from "../plugins/retrievalDetector.ts";
+import { probePartialsBytes, probeScores, sumProbePartials } from "../gpu/kernels/probeScores.ts";
+import type { Engine } from "./engine.ts";
+import type { DetectorSources } from "./policyExecutor.ts";
+import {
+  createActivations,
+  destroySteps,
+  encodeSteps,
+  forwardSteps,
+  releaseActivations,
+  type Step,
+} from "./forwardPass.ts";
+import { RaggedKvCache } from "./raggedKvCache.ts";
+
+/** Default block cap on software adapters (a ~2K-token probe instead of ~10K). */
+export const CPU_BLOCK_CAP = 512;
+/** Probe tokens per prefill chunk. */
+const PROBE_CHUNK = 512;
+/** Profile file name next to the model. */
+export const PROFILE_FILE = "kvpolicy-retrieval.yaml";
+/** Format tag written in (and required of) profiles. */
+export const PROFILE_FORMAT = "kvpolicy-retrieval/1";
+/** Bytes of tensor data hashed at each end of every safetensors file. */
+const HASHED_DATA_BYTES = 64 * 1024;
+
+/** Options of {@link retrievalScores}. */
+export interface RetrievalScoreOptions {
+  /** Probe seed (default 0). */
+  seed?: number;
+  /** Cap on the block length; `null` = none (RazorAttention's 2500); default {@link defaultBlockCap}. */
+  block?: number | null;
+}
+
+/** The probe as run. */
+export interface ProbeRecord {
+  /** Seed. */
+  seed: number;
+  /** Block length used. */
+  block: number;
+  /** The cap asked for (`null`: none). */
+  blockCap: number | null;
+  /** First block position (1 after BOS). */
+  offset: number;
+  /** Probe length in tokens. */
+  length: number;
+}
+
+/** Scores of every layer: `layers[l].echo[h]`, `layers[l].induction[h]` per KV head. */
+export interface RetrievalScores {
+  /** Per layer, per KV head (max over the group's query heads). */
+  layers: HeadScores[];
+  /** Per layer, per query head. */
+  queryHeads: HeadScores[];
+  /** The probe. */
+  probe: ProbeRecord;
+}
+
+/** The block cap used when none is given: {@link CPU_BLOCK_CAP} on software adapters. */
+export function defaultBlockCap(engine: Engine): number | null {
+  return engine.ctx.isFallbackAdapter ? CPU_BLOCK_CAP : null;
+}
+
+/** The probe for `config` with the block capped at `cap` (`null`: RazorAttention's sizes). */
+export function cappedProbe(config: ModelConfig, seed: number, cap: number | null): RetrievalProbe {
+  const offset = config.bosTokenId === null ? 0 : 1;
+  const maxPositions = cap === null
+    ? config.maxPositions
+    : Math.min(config.maxPositions, offset + PROBE_COPIES * cap);
+  return retrievalProbe({ ...config, maxPositions }, seed);
+}
+
+/** Runs the probe through `engine` and returns every head's echo and induction score. */
+export async function retrievalScores(
+  engine: Engine,
+  opts: RetrievalScoreOptions = {},
+): Promise<RetrievalScores> {
+  const { ctx, config: c } = engine;
+  const seed = opts.seed ?? 0;
+  const blockCap = opts.block === undefined ? defaultBlockCap(engine) : opts.block;
+  const probe = cappedProbe(c, seed, blockCap);
+  const ids = probe.tokens, N = ids.length, H = c.numHeads;
+  const cache = new RaggedKvCache(ctx, c, N, "f32");
+  const partials = cache.layers.map((_, l) =>
+    ctx.createBuffer(probePartialsBytes(N, H), undefined, `probe partials ${l}`)
+  );
+  const rows = Math.min(PROBE_CHUNK, N);
+  const acts = createActivations(ctx, engine.gpu, rows, 1);
+  const prepared = new Map<number, Step[]>();
+  try {
+    for (let start = 0; start < N; start += rows) {
+      const m = Math.min(rows, N - start);
+      ctx.write(acts.ids, 0, Uint32Array.from(ids.slice(start, start + m)));
+      ctx.write(acts.positions, 0, Uint32Array.from({ length: m }, (_, j) => start + j));
+      let steps = prepared.get(m);
+      if (!steps) {
+        steps = forwardSteps(ctx, engine.gpu, cache.layers, acts, {
+          m,
+          mode: "prefill",
+          logits: "last",
+          source: { ids: acts.ids, idsOffset: 0, positions: acts.positions, positionsOffset: 0 },
+          afterAttention: (l, layer, a) =>
+            probeScores(ctx, {
+              cache: layer,
+              q: a.q,
+              m,
+              numHeads: H,
+              block: probe.block,
+              offset: probe.offset,
+              partials: partials[l],
+            }),
+        });
+        prepared.set(m, steps);
+      }
+      const encoder = ctx.device.createCommandEncoder();
+      encodeSteps(encoder, steps);
+      ctx.device.queue.submit([encoder.finish()]);
+    }
+    const counted = N - probe.offset - probe.block;
+    const queryHeads: HeadScores[] = [];
+    for (const buffer of partials) {
+      const sums = sumProbePartials(await ctx.readF32(buffer), H);
+      queryHeads.push({
+        echo: sums.echo.map((s) => s / counted),
+        induction: sums.induction.map((s) => s / counted),
+      });
+    }
+    ctx.check();
+    return {
+      layers: queryHeads.map((s) => retrievalKvHeadScores(s, H / c.numKvHeads)),
+      queryHeads,
+      probe: { seed, block: probe.block, blockCap, offset: probe.offset, length: N },
+    };
+  } finally {
+    for (const steps of prepared.values()) destroySteps(steps);
+    releaseActivations(ctx, acts);
+    for (const b of partials) ctx.release(b);
+    cache.release();
+  }
+}
+
+/**
+ * The model's identity for the profile: sha256 (hex) over `config.json` and, for every
+ * `*.safetensors` file in name order, its name, size, JSON header and the first and last 64 KiB
+ * of its tensor data — cheap on multi-GB checkpoints, and it changes with the architecture, the
+ * tensor layout or (almost surely) retrained weights.
+ */
+export async function modelHash(dir: string): Promise<string> {
+  const parts: Uint8Array[] = [await Deno.readFile(`${dir}/config.json`)];
+  const enc = new TextEncoder();
+  const files = [];
+  for await (const e of Deno.readDir(dir)) {
+    if (e.isFile && e.name.endsWith(".safetensors")) files.push(e.name);
+  }
+  for (const name of files.sort()) {
+    using file = await Deno.open(`${dir}/${name}`);
+    const size = (await file.stat()).size;
+    const prefix = await readAt(file, 0, 8);
+    const dataStart = 8 + parseHeaderLength(prefix, size, name);
+    const head = Math.min(size, dataStart + HASHED_DATA_BYTES);
+    const tail = Math.max(head, size - HASHED_DATA_BYTES);
+    parts.push(enc.encode(`\n${name}\n${size}\n`), await readAt(file, 0, head));
+    parts.push(await readAt(file, tail, size - tail));
+  }
+  const all = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    all.set(p, at);
+    at += p.length;
+  }
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", all));
+  return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+async function readAt(file: Deno.FsFile, offset: number, length: number): Promise<Uint8Array> {
+  const out = new Uint8Array(length);
+  await file.seek(offset, Deno.SeekMode.Start);
+  let done = 0;
+  while (done < length) {
+    const n = await file.read(out.subarray(done));
+    if (n === null) throw new RangeError(`unexpected end of file at ${offset + done}`);
+    done += n;
+  }
+  return out;
+}
+
+/**
+ * Where the profile of the model in `modelDir` with hash `hash` lives: `<modelDir>/`
+ * {@link PROFILE_FILE}, or `<cacheDir>/kvpolicy-retrieval-<first 16 hex of hash>.yaml`.
+ * `cacheDir` undefined: $KVPOLICY_CACHE_DIR when set; `null`: next to the model regardless.
+ */
+export function profilePath(modelDir: string, hash: string, cacheDir?: string | null): string {
+  const dir = cacheDir === undefined ? envCacheDir() : cacheDir;
+  return dir
+    ? `${dir}/kvpolicy-retrieval-${hash.slice(0, 16)}.yaml`
+    : `${modelDir}/${PROFILE_FILE}`;
+}
+
+function envCacheDir(): string | undefined {
+  // Without --allow-env there is no override (and no permission prompt).
+  const env = Deno.permissions.querySync({ name: "env", variable: "KVPOLICY_CACHE_DIR" });
+  return env.state === "granted" ? Deno.env.get("KVPOLICY_CACHE_DIR") || undefined : undefined;
+}
+
+/** Options of {@link retrievalProfile}. */
+export interface RetrievalProfileOptions extends RetrievalScoreOptions {
+  /** Profile folder: default $KVPOLICY_CACHE_DIR, else the model's; `null`: the model's. */
+  cacheDir?: string | null;
+  /** `false`: compute without reading or writing a profile. */
+  cache?: boolean;
+}
+
+/** Scores with where they came from. */
+export interface RetrievalProfile extends RetrievalScores {
+  /** Model hash ({@link modelHash}). */
+  modelHash: string;
+  /** True when the probe ran (no matching profile); false when read from `path`. */
+  computed: boolean;
+  /** The profile file, or null when caching was off. */
+  path: string | null;
+  /** Whether the profile is on disk now (false: it could not be written). */
+  saved: boolean;
+}
+
+let warnedUnwritable = false;
+
+/**
+ * The retrieval scores of `engine`'s model: read from its profile when the model hash and the
+ * probe (seed, block cap) match, else computed with {@link retrievalScores} and written back.
+ */
+export async function retrievalProfile(
+  engine: Engine,
+  opts: RetrievalProfileOptions = {},
+): Promise<RetrievalProfile> {
+  const modelDir = engine.weights.dir;
+  const seed = opts.seed ?? 0;
+  const blockCap = opts.block === undefined ? defaultBlockCap(engine) : opts.block;
+  const hash = await modelHash(modelDir);
+  if (opts.cache === false) {
+    const scores = await retrievalScores(engine, { seed, block: blockCap });
+    return { ...scores, modelHash: hash, computed: true, path: null, saved: false };
+  }
+  const path = profilePath(modelDir, hash, opts.cacheDir);
+  const found = await readProfile(path, engine.config);
+  if (
+    found && found.modelHash === hash && found.probe.seed === seed &&
+    found.probe.blockCap === blockCap
+  ) {
+    return { ...found, computed: false, path, saved: true };
+  }
+  const scores = await retrievalScores(engine, { seed, block: blockCap });
+  const profile = { ...scores, modelHash: hash, computed: true, path, saved: false };
+  let problem = "no write permission (--allow-write)";
+  // Query first: writing without the permission would prompt on a terminal.
+  if (Deno.permissions.querySync({ name: "write", path }).state === "granted") {
+    try {
+      await Deno.writeTextFile(path, formatProfile(profile));
+      profile.saved = true;
+    } catch (e) {
+      problem = (e as Error).message;
+    }
+  }
+  if (!profile.saved && !warnedUnwritable) {
+    warnedUnwritable = true;
+    console.warn(
+      `warning: could not cache the retrieval-head profile at ${path} (${problem}); it is ` +
+        "recomputed on every run — allow writing there or set KVPOLICY_CACHE_DIR",
+    );
+  }
+  return profile;
+}
+
+/** The YAML text of a profile. */
+export function formatProfile(p: RetrievalScores & { modelHash: string }): string {
+  const doc = {
+    format: PROFILE_FORMAT,
+    model_hash: p.modelHash,
+    hash_of: "sha256: config.json + per *.safetensors: name, size, header, first/last 64 KiB",
+    probe: {
+      seed: p.probe.seed,
+      block: p.probe.block,
+      block_cap: p.probe.blockCap,
+      offset: p.probe.offset,
+      length: p.probe.length,
+      copies: PROBE_COPIES,
+    },
+    layers: p.layers.map((s, l) => ({
+      layer: l,
+      kv_heads: s.echo.map((echo, h) => ({ echo, induction: s.induction[h] })),
+      query_heads: p.queryHeads[l].echo.map((echo, h) => ({
+        echo,
+        induction: p.queryHeads[l].induction[h],
+      })),
+    })),
+  };
+  return "# RazorAttention retrieval-head scores (kvpolicy); recomputed when model_hash changes\n" +
+    stringify(doc, { collectionStyle: "block", lineWidth: 0 });
+}
+
+/** Reads a profile; null when absent, unreadable, malformed or of another shape. */
+export async function readProfile(
+  path: string,
+  config: ModelConfig,
+): Promise<(RetrievalScores & { modelHash: string }) | null> {
+  type Entry = { echo: unknown; induction: unknown };
+  const num = (v: unknown) => {
+    if (typeof v !== "number" || !Number.isFinite(v)) throw new Error("not a score");
+    return v;
+  };
+  const heads = (list: Entry[], n: number): HeadScores => {
+    if (!Array.isArray(list) || list.length !== n) throw new Error("wrong head count");
+    return { echo: list.map((x) => num(x.echo)), induction: list.map((x) => num(x.induction)) };
+  };
+  try {
+    const doc = parse(await Deno.readTextFile(path));
+    if (doc?.format !== PROFILE_FORMAT || doc.layers?.length !== config.numLayers) return null;
+    const { seed, block, block_cap, offset, length } = doc.probe;
+    const layers: { kv_heads: Entry[]; query_heads: Entry[] }[] = doc.layers;
+    return {
+      modelHash: String(doc.model_hash),
+      probe: { seed, block, blockCap: block_cap ?? null, offset, length },
+      layers: layers.map((l) => heads(l.kv_heads, config.numKvHeads)),
+      queryHeads: layers.map((l) => heads(l.query_heads, config.numHeads)),
+    };
+  } catch {
+    return null;
+  }
+}
+
+/** One row of {@link retrievalScoresTable}. */
+export interface RetrievalScoreRow {
+  /** Layer. */
+  layer: number;
+  /** KV head. */
+  head: number;
+  /** Echo score. */
+  echo: number;
+  /** Induction score. */
+  induction: number;
+  /** Rank by induction over the whole model (1 = highest). */
+  rank: number;
+}
+
+/** The scores as table rows (layer, KV head) for display, e.g. by `deno task inspect`. */
+export function retrievalScoresTable(scores: RetrievalScores): RetrievalScoreRow[] {
+  const rows = scores.layers.flatMap((s, layer) =>
+    s.echo.map((echo, head) => ({ layer, head, echo, induction: s.induction[head], rank: 0 }))
+  );
+  [...rows].sort((a, b) => b.induction - a.induction || a.layer - b.layer || a.head - b.head)
+    .forEach((r, i) => r.rank = i + 1);
+  return rows;
+}
+
+const memo = new WeakMap<Engine, Map<string, Promise<HeadScores[]>>>();
+
+/**
+ * The executor's detector sources for `engine`, backed by {@link retrievalProfile}; the scores
+ * are fetched at most once per engine and options (then kept in memory while the engine lives).
+ */
+export function engineDetectors(
+  engine: Engine,
+  opts: RetrievalProfileOptions = {},
+): DetectorSources {
+  return {
+    retrievalScores() {
+      const perEngine = memo.get(engine) ?? new Map<string, Promise<HeadScores[]>>();
+      memo.set(engine, perEngine);
+      const key = JSON.stringify(opts);
+      let scores = perEngine.get(key);
+      if (!scores) {
+        scores = retrievalProfile(engine, opts).then((p) => p.layers);
+        scores.catch(() => perEngine.delete(key));
+        perEngine.set(key, scores);
+      }
+      return scores;
+    },
+  };
+}
