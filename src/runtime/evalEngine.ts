@@ -11,6 +11,7 @@ import type { Plan } from "../plan/plan.ts";
 import { defaultRegistry } from "../plugins/builtins.ts";
 import { Engine } from "./engine.ts";
 import { generateWithPlan, planExecutor } from "./planGeneration.ts";
+import { hitRates } from "./hitRate.ts";
 import { scoreTokens } from "./scoreTokens.ts";
 
 /** Whether any press of the plan keeps a head's cache bounded while decoding. */
@@ -51,6 +52,9 @@ export async function openEvalEngine(modelDir: string): Promise<EvalEngine> {
       await executor.prepare();
       const r = await scoreTokens(engine, req.ids, req.from, executor, isBounded(req.plan));
       return { logprobs: r.logprobs, kv: { fullBytes: r.kv.fullBytes, keptBytes: r.kv.keptBytes } };
+    },
+    async hitRate(req) {
+      return await hitRates(engine, req.plan, req.promptIds, req.maxNewTokens, req.threshold);
     },
     close: () => engine.close(),
   };

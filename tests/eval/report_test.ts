@@ -134,3 +134,20 @@ Deno.test({
     }
   },
 });
+
+Deno.test("the hit-rate chart draws one line per policy over the layers", async () => {
+  const { hitRateChartSvg, hitRateCurves } = await import("../../src/eval/report/hitRateChart.ts");
+  const rows = [
+    { policy: "a", task: "hitrate", samples: 1, hit_rate_by_layer: [1, 0.5, 0.25] },
+    { policy: "a", task: "hitrate", samples: 3, hit_rate_by_layer: [1, 1, 0.25] },
+    { policy: "b", task: "hitrate", samples: 1, hit_rate_by_layer: [0, 0, 1] },
+    { policy: "b", task: "needle", samples: 1 },
+  ] as unknown as Parameters<typeof hitRateCurves>[0];
+  assert.deepEqual(hitRateCurves(rows), [
+    { policy: "a", byLayer: [1, 0.875, 0.25] },
+    { policy: "b", byLayer: [0, 0, 1] },
+  ]);
+  const svg = hitRateChartSvg(rows);
+  assert.equal((svg.match(/<polyline /g) ?? []).length, 2);
+  assert.match(svg, /data-figure="hitrate"/);
+});

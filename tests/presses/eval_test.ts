@@ -67,3 +67,26 @@ Deno.test("eval ppl on tiny-needle: finite perplexities, full keeps the whole ca
   }
   assert.equal(out.results.find((r) => r.policy === "full")!.kv_ratio, 1);
 });
+
+Deno.test("eval hitrate on tiny-needle: keeping everything hits 1, a small window less, per layer", async () => {
+  const out = await evalJson([
+    "--task",
+    "hitrate",
+    "--model",
+    TINY,
+    "--lengths",
+    "256",
+    "--samples",
+    "1",
+    "--policy",
+    "else -> snap(k=4k)",
+    "--policy",
+    "else -> window(sink=4, recent=16)",
+  ]);
+  const all = out.results.find((r) => r.policy === "snap(k=4k)")!;
+  const small = out.results.find((r) => r.policy === "window(sink=4, recent=16)")!;
+  assert.equal(all.hit_rate, 1);
+  assert.deepEqual(all.hit_rate_by_layer, [1, 1, 1, 1, 1, 1]);
+  assert.ok((small.hit_rate as number) < 0.9, JSON.stringify(small));
+  assert.equal((small.hit_rate_by_layer as number[]).length, 6);
+});

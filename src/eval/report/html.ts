@@ -13,6 +13,7 @@ import type { EvalReport } from "../runner.ts";
 import { escapeHtml } from "./escape.ts";
 import { formatLength, needleHeatmapSvg } from "./heatmap.ts";
 import { reportToJson } from "./json.ts";
+import { hitRateChartSvg } from "./hitRateChart.ts";
 import { memoryScatterSvg } from "./scatter.ts";
 
 /** `data-figure` id of a policy's needle heatmap. */
@@ -25,7 +26,8 @@ export function expectedFigureIds(report: EvalReport): string[] {
   const heatmaps = report.suite.tasks.includes("needle")
     ? report.policies.map((_, i) => heatmapFigureId(i))
     : [];
-  return [...heatmaps, "scatter"];
+  const hitrate = report.suite.tasks.includes("hitrate") ? ["hitrate"] : [];
+  return [...heatmaps, "scatter", ...hitrate];
 }
 
 const STYLE = `body{font-family:sans-serif;margin:2em;max-width:1200px;color:#222}
@@ -122,6 +124,14 @@ ${
   }
 <h2>Memory vs quality</h2>
 <figure>${memoryScatterSvg(summaries)}<figcaption>One point per policy.</figcaption></figure>
+${
+    report.suite.tasks.includes("hitrate")
+      ? `<h2>Hit rate by layer</h2>\n<figure>${hitRateChartSvg(report.results)}<figcaption>` +
+        "Share of the prompt positions the full cache's decoding attends to (weight ≥ " +
+        `${report.suite.hitRate.threshold}, mean over the KV head's query group) that each policy ` +
+        "kept, per layer, averaged over KV heads.</figcaption></figure>"
+      : ""
+  }
 ${perLengthTable(report)}
 <h2>Policies</h2>
 ${sources.join("\n")}

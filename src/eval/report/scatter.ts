@@ -9,7 +9,8 @@
 import type { PolicySummary } from "../results.ts";
 import { escapeHtml, num } from "./escape.ts";
 
-const PALETTE = [
+/** Line and point colours, one per policy. */
+export const PALETTE = [
   "#1f77b4",
   "#d62728",
   "#2ca02c",
@@ -22,10 +23,18 @@ const PALETTE = [
 
 /** An SVG scatter of `summaries` with `data-figure="scatter"`. */
 export function memoryScatterSvg(summaries: readonly PolicySummary[]): string {
-  const useAccuracy = summaries.some((s) => s.accuracy !== null);
-  const yOf = (s: PolicySummary) => (useAccuracy ? s.accuracy : s.perplexity);
+  // y: accuracy when any task has one, else perplexity, else the hit rate (both in 0..1 fixed).
+  const mode = summaries.some((s) => s.accuracy !== null)
+    ? "accuracy"
+    : summaries.some((s) => s.perplexity !== null)
+    ? "ppl"
+    : "hitrate";
+  const yOf = (s: PolicySummary) =>
+    mode === "accuracy" ? s.accuracy : mode === "ppl" ? s.perplexity : s.hitRate;
   const ys = summaries.map(yOf).filter((v): v is number => v !== null && Number.isFinite(v));
-  let [yMin, yMax] = useAccuracy ? [0, 1] : [Math.min(...ys, Infinity), Math.max(...ys, -Infinity)];
+  let [yMin, yMax] = mode !== "ppl"
+    ? [0, 1]
+    : [Math.min(...ys, Infinity), Math.max(...ys, -Infinity)];
   if (!Number.isFinite(yMin)) [yMin, yMax] = [0, 1];
   if (yMax - yMin < 1e-9) [yMin, yMax] = [yMin - 0.5, yMax + 0.5];
   const xMax = Math.max(1, ...summaries.map((s) => s.kvRatio));
@@ -34,7 +43,11 @@ export function memoryScatterSvg(summaries: readonly PolicySummary[]): string {
   const height = top + plotH + 56;
   const px = (x: number) => left + (x / xMax) * plotW;
   const py = (y: number) => top + plotH - ((y - yMin) / (yMax - yMin)) * plotH;
-  const yLabel = useAccuracy ? "Mean accuracy" : "Perplexity (lower is better)";
+  const yLabel = mode === "accuracy"
+    ? "Mean accuracy"
+    : mode === "ppl"
+    ? "Perplexity (lower is better)"
+    : "Mean hit rate";
   const parts: string[] = [];
   parts.push(
     `<svg xmlns="http://www.w3.org/2000/svg" data-figure="scatter" width="${width}" height="${height}" ` +
