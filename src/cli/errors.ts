@@ -7,14 +7,9 @@
 
 import { PolicyError } from "../policy/diagnostics.ts";
 
-/** A mistake by the user (bad flag, missing file, bad policy): exit code 1. */
-export class UserError extends Error {
-  /** Builds the error with its message. */
-  constructor(message: string) {
-    super(message);
-    this.name = "UserError";
-  }
-}
+import { UserError } from "../userError.ts";
+
+export { UserError };
 
 /** Errors whose class marks them as user errors (thrown by other layers, e.g. model loading). */
 const USER_ERROR_NAMES = new Set(["UserError", "PolicyError", "ModelError", "GpuError"]);

@@ -11,7 +11,7 @@ import { fmtCommand } from "./fmtCommand.ts";
 import { runCommand } from "./runCommand.ts";
 import { benchCommand } from "./benchCommand.ts";
 import { inspectCommand } from "./inspectCommand.ts";
-import { evalCommand } from "../eval/evalCommand.ts";
+import { evalCommand } from "./evalCommand.ts";
 import { openEvalEngine } from "../runtime/evalEngine.ts";
 
 const USAGE = `usage: deno task <command> [...]

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { UserError } from "../cli/errors.ts";
+import { UserError } from "../userError.ts";
 
 /** Parses one length: `4096`, `4k` (= 4096), `0.5k` (= 512). */
 export function parseLength(text: string | number): number {

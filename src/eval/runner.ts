@@ -5,7 +5,7 @@
  * @module
  */
 
-import { UserError } from "../cli/errors.ts";
+import { UserError } from "../userError.ts";
 import type { TextTokenizer } from "../model/tokenizer.ts";
 import type { Plan } from "../plan/plan.ts";
 import type { EvalEngine } from "./engine.ts";

@@ -7,7 +7,7 @@
  */
 
 import { parse as parseYaml } from "yaml";
-import { UserError } from "../cli/errors.ts";
+import { UserError } from "../userError.ts";
 import { parseDepths, parseLengths } from "./gridSpec.ts";
 import {
   PLANTED_NEEDLE_TEMPLATES,

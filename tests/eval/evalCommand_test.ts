@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { UserError } from "../../src/cli/errors.ts";
-import { evalCommand, type EvalCommandDeps } from "../../src/eval/evalCommand.ts";
+import { evalCommand, type EvalCommandDeps } from "../../src/cli/evalCommand.ts";
 import type { ProgressSink } from "../../src/eval/progress.ts";
 import { RecencyFakeEngine, TINY_NEEDLE_DIR, tinyNeedleTokenizer } from "./_fakeEngine.ts";
 

@@ -1,6 +1,6 @@
 /** `deno task eval` end to end on the real WebGPU engine (small grids). */
 import assert from "node:assert/strict";
-import { evalCommand } from "../../src/eval/evalCommand.ts";
+import { evalCommand } from "../../src/cli/evalCommand.ts";
 import { openEvalEngine } from "../../src/runtime/evalEngine.ts";
 
 const PLANTED = new URL("../../models/planted-needle", import.meta.url).pathname;

@@ -8,24 +8,24 @@
 
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { intFlag, parseFlags } from "../cli/args.ts";
-import { UserError } from "../cli/errors.ts";
-import { readPolicySource } from "../cli/policySource.ts";
+import { intFlag, parseFlags } from "./args.ts";
+import { UserError } from "./errors.ts";
+import { readPolicySource } from "./policySource.ts";
 import { compileOrThrow } from "../plan/compile.ts";
-import type { EvalEngine } from "./engine.ts";
-import { parseDepths, parseLengths } from "./gridSpec.ts";
-import { ProgressLine, type ProgressSink, stderrSink } from "./progress.ts";
-import { renderHtmlReport } from "./report/html.ts";
-import { reportToJson } from "./report/json.ts";
-import { renderSummaryTable } from "./report/table.ts";
-import { type EvalPolicy, runEval } from "./runner.ts";
+import type { EvalEngine } from "../eval/engine.ts";
+import { parseDepths, parseLengths } from "../eval/gridSpec.ts";
+import { ProgressLine, type ProgressSink, stderrSink } from "../eval/progress.ts";
+import { renderHtmlReport } from "../eval/report/html.ts";
+import { reportToJson } from "../eval/report/json.ts";
+import { renderSummaryTable } from "../eval/report/table.ts";
+import { type EvalPolicy, runEval } from "../eval/runner.ts";
 import {
   defaultSuite,
   type EvalSuite,
   modelKindOf,
   parseSuiteYaml,
   parseTaskList,
-} from "./suite.ts";
+} from "../eval/suite.ts";
 
 /** Usage text of `eval`. */
 export const EVAL_USAGE =
