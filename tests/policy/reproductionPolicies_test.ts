@@ -1,0 +1,15 @@
+import assert from "node:assert/strict";
+import { compilePolicy } from "../../src/plan/compile.ts";
+import { formatPolicy } from "../../src/policy/format.ts";
+
+const DIR = new URL("../../docs/reproduction/", import.meta.url);
+
+for (const entry of [...Deno.readDirSync(DIR)].filter((e) => e.name.endsWith(".kvp"))) {
+  Deno.test(`docs/reproduction/${entry.name}: checks clean, is canonical, named after its file`, () => {
+    const text = Deno.readTextFileSync(new URL(entry.name, DIR));
+    const result = compilePolicy(text, entry.name);
+    assert.deepEqual(result.diagnostics, []);
+    assert.equal(result.plan?.name, entry.name.replace(/\.kvp$/, ""));
+    assert.equal(formatPolicy(result.ast), text);
+  });
+}
