@@ -2,7 +2,12 @@
 import { resolveBudget } from "./budget.ts";
 import { keepAllHeads, type LayerScoresInput, positionRange } from "./press.ts";
 import type { Budget, PressSchema } from "./schema.ts";
-import { keepTopAndWindow, snapPrefixScores } from "./snapPress.ts";
+import {
+  keepTopAndWindow,
+  SNAP_POOL_PARAM,
+  SNAP_WINDOW_PARAM,
+  snapPrefixScores,
+} from "./snapPress.ts";
 
 /**
  * Ada-KV (Feng et al., 2024, arXiv 2407.11550): per layer, the SnapKV scores of all KV heads
@@ -22,8 +27,8 @@ export const adakvPress: PressSchema = {
       default: 0.2,
       doc: "share of k every head keeps regardless of the competition",
     },
-    { name: "window", type: { kind: "int", min: 1 }, default: 32, doc: "observation window" },
-    { name: "pool", type: { kind: "int", min: 1 }, default: 7, doc: "pooling kernel size" },
+    SNAP_WINDOW_PARAM,
+    SNAP_POOL_PARAM,
   ],
   doc: "Ada-KV: head-adaptive budgets inside a layer on SnapKV scores.",
   needs: { observationWindow: (p) => p.window as number },

@@ -2,7 +2,12 @@
 import { resolveBudget } from "./budget.ts";
 import { keepAllHeads, type LayerScoresInput, positionRange } from "./press.ts";
 import type { Budget, PressSchema } from "./schema.ts";
-import { keepTopAndWindow, snapPrefixScores } from "./snapPress.ts";
+import {
+  keepTopAndWindow,
+  SNAP_POOL_PARAM,
+  SNAP_WINDOW_PARAM,
+  snapPrefixScores,
+} from "./snapPress.ts";
 
 /**
  * PyramidKV (Cai et al., 2024, arXiv 2406.02069; Zefan-Cai/KVCache-Factory `pyramidkv_utils.py`):
@@ -22,8 +27,8 @@ export const pyramidPress: PressSchema = {
       default: 20,
       doc: "ratio between the largest and smallest layer budget",
     },
-    { name: "window", type: { kind: "int", min: 1 }, default: 32, doc: "observation window" },
-    { name: "pool", type: { kind: "int", min: 1 }, default: 7, doc: "pooling kernel size" },
+    SNAP_WINDOW_PARAM,
+    SNAP_POOL_PARAM,
   ],
   doc: "PyramidKV: SnapKV scores with linearly decreasing per-layer budgets.",
   needs: { observationWindow: (p) => p.window as number },

@@ -7,7 +7,23 @@ import {
   positionRange,
   topPositions,
 } from "./press.ts";
-import type { Budget, PressSchema } from "./schema.ts";
+import type { Budget, ParamSpec, PressSchema } from "./schema.ts";
+
+/** SnapKV's observation window (official 32), shared by the presses built on its scores. */
+export const SNAP_WINDOW_PARAM: ParamSpec = {
+  name: "window",
+  type: { kind: "int", min: 1 },
+  default: 32,
+  doc: "observation window (last prompt queries)",
+};
+
+/** SnapKV's pooling kernel (official 7), shared by the presses built on its scores. */
+export const SNAP_POOL_PARAM: ParamSpec = {
+  name: "pool",
+  type: { kind: "int", min: 1 },
+  default: 7,
+  doc: "pooling kernel size",
+};
 
 /**
  * SnapKV (Li et al., 2024, arXiv 2404.14469; FasterDecoding/SnapKV `SnapKVCluster.update_kv`):
@@ -22,13 +38,8 @@ export const snapPress: PressSchema = {
   when: "prefill",
   params: [
     { name: "k", type: { kind: "budget" }, doc: "entries kept per KV head, window included" },
-    {
-      name: "window",
-      type: { kind: "int", min: 1 },
-      default: 32,
-      doc: "observation window (last prompt queries)",
-    },
-    { name: "pool", type: { kind: "int", min: 1 }, default: 7, doc: "pooling kernel size" },
+    SNAP_WINDOW_PARAM,
+    SNAP_POOL_PARAM,
     {
       name: "reduce",
       type: { kind: "enum", values: ["max", "avg"] },
