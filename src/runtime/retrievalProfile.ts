@@ -351,7 +351,11 @@ export async function readProfile(
       layers: layers.map((l) => heads(l.kv_heads, config.numKvHeads)),
       queryHeads: layers.map((l) => heads(l.query_heads, config.numHeads)),
     };
-  } catch {
+  } catch (e) {
+    // A missing profile is normal; anything else (unreadable, malformed) is worth a warning.
+    if (!(e instanceof Deno.errors.NotFound)) {
+      console.warn(`warning: ignoring the retrieval profile ${path}: ${(e as Error).message}`);
+    }
     return null;
   }
 }
