@@ -8,11 +8,13 @@
 
 import { acquireDevice } from "../src/gpu/device.ts";
 import { decodeAttention } from "../src/gpu/kernels/decodeAttention.ts";
+import { flashPrefillAttention } from "../src/gpu/kernels/flashPrefillAttention.ts";
+import { fusedGemv } from "../src/gpu/kernels/fusedGemv.ts";
 import { matmul } from "../src/gpu/kernels/matmul.ts";
 import { prefillAttention } from "../src/gpu/kernels/prefillAttention.ts";
 import { createKvCacheLayer } from "../src/gpu/kvCache.ts";
 import { type GpuOp, runOps } from "../src/gpu/op.ts";
-import { uploadMatrix } from "../src/gpu/weights.ts";
+import { uploadMatrix, uploadVector } from "../src/gpu/weights.ts";
 
 const REPS = 10;
 const ctx = await acquireDevice();
@@ -37,6 +39,18 @@ for (const dtype of ["F32", "F16", "BF16"] as const) {
   const x = ctx.createBuffer(64 * K * 4), y = ctx.createBuffer(64 * N * 4);
   bench(`gemv ${dtype} 2048×2048`, matmul(ctx, { x, w, y, m: 1 }));
   bench(`gemm ${dtype} 64×2048×2048`, matmul(ctx, { x, w, y, m: 64 }));
+  bench(
+    `fusedGemv(rmsnorm) ${dtype} 2048×2048`,
+    fusedGemv(ctx, {
+      x,
+      input: {
+        kind: "norm",
+        weight: uploadVector(ctx, { dtype: "F32", shape: [K], data: new Uint8Array(K * 4) }),
+        eps: 1e-5,
+      },
+      outputs: [{ w, y }],
+    }),
+  );
 }
 
 {
@@ -52,6 +66,10 @@ for (const dtype of ["F32", "F16", "BF16"] as const) {
   bench(
     `prefillAttention 128 queries H32/KV8 D64 L4096`,
     prefillAttention(ctx, { cache, q, out, m: 128, numHeads: H }),
+  );
+  bench(
+    `flashPrefillAttention 128 queries H32/KV8 D64 L4096`,
+    flashPrefillAttention(ctx, { cache, q, out, m: 128, numHeads: H }),
   );
 }
 

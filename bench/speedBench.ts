@@ -8,7 +8,7 @@
  */
 
 import { compileOrThrow } from "../src/plan/compile.ts";
-import { Engine } from "../src/runtime/engine.ts";
+import type { Engine } from "../src/runtime/engine.ts";
 import { checkExecutable, PolicyExecutor } from "../src/runtime/policyExecutor.ts";
 
 /** One measured policy × prompt length. */

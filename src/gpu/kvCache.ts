@@ -4,11 +4,13 @@
  * capacities, and each head has its own length, kept on the GPU so that appends during decode
  * need no CPU round trip. Keys are stored after RoPE, so kept entries keep their positions.
  *
- * `meta` (u32 `[5·Hkv]`): `[0, Hkv)` first row of each head's region, `[Hkv, 2Hkv)` length,
+ * `meta` (u32 `[7·Hkv]`): `[0, Hkv)` first row of each head's region, `[Hkv, 2Hkv)` length,
  * `[2Hkv, 3Hkv)` capacity, `[3Hkv, 4Hkv)` tokens dropped (or, for a ring, overwritten) because
  * the region was full, `[4Hkv, 5Hkv)` ring start: when a head is full, an append overwrites the
  * oldest row at or after this row (StreamingLLM's window evicting its oldest non-sink entry) —
- * {@link NO_RING} drops the new token instead.
+ * {@link NO_RING} drops the new token instead; `[5Hkv, 6Hkv)` logit-bias row (an index into the
+ * head's region, {@link NO_BIAS} for none) and `[6Hkv, 7Hkv)` its bias (f32 bits): attention adds
+ * the bias to that row's scaled logit (RazorAttention's compensation token, `+ln N_d`).
  *
  * @module
  */
@@ -17,6 +19,17 @@ import { type GpuContext, GpuUnavailableError, STORAGE_USAGE } from "./device.ts
 
 /** Ring start meaning "no ring": appends to a full head are dropped. */
 export const NO_RING = 0xffffffff;
+
+/** Logit-bias row meaning "no biased row". */
+export const NO_BIAS = 0xffffffff;
+
+/** A per-head logit bias: attention adds `value` to the scaled logit of row `row` of the head. */
+export interface RowBias {
+  /** Row index within the head's region. */
+  row: number;
+  /** Added to that row's logit (after the 1/√d scaling). */
+  value: number;
+}
 
 /** Storage type of cached keys and values. */
 export type KvDType = "f32" | "f16";
@@ -60,6 +73,8 @@ export interface KvCacheLayerOptions {
    * window's sink size); `undefined` or {@link NO_RING} drops appends to a full head.
    */
   ringStart?: (number | undefined)[];
+  /** Per head, a logit bias on one row (`undefined`: none). */
+  bias?: (RowBias | undefined)[];
   /** Label. */
   label?: string;
 }
@@ -95,7 +110,8 @@ export function createKvCacheLayer(ctx: GpuContext, o: KvCacheLayerOptions): KvC
     if (l > capacities[h]) throw new RangeError(`KV cache: length ${l} > capacity of head ${h}`);
   });
   const label = o.label ?? "kv";
-  const meta = new Uint32Array(5 * H);
+  const meta = new Uint32Array(7 * H);
+  const metaF32 = new Float32Array(meta.buffer);
   meta.set(bases, 0);
   meta.set(lengths, H);
   meta.set(capacities, 2 * H);
@@ -105,6 +121,12 @@ export function createKvCacheLayer(ctx: GpuContext, o: KvCacheLayerOptions): KvC
       throw new RangeError(`KV cache: ring start ${ring} outside head ${h}'s capacity`);
     }
     meta[4 * H + h] = ring;
+    const bias = o.bias?.[h];
+    if (bias && !(Number.isInteger(bias.row) && bias.row >= 0 && bias.row < capacities[h])) {
+      throw new RangeError(`KV cache: bias row ${bias.row} outside head ${h}'s capacity`);
+    }
+    meta[5 * H + h] = bias ? bias.row : NO_BIAS;
+    metaF32[6 * H + h] = bias ? bias.value : 0;
   }
   return {
     numKvHeads: H,

@@ -14,10 +14,20 @@ export interface AttentionResult {
   probabilities: Float64Array;
 }
 
+/** A logit bias on one cache entry (see {@link attendToEntries}). */
+export interface LogitBias {
+  /** Cache index of the entry. */
+  index: number;
+  /** Added to its scaled logit. */
+  value: number;
+}
+
 /**
  * For each of the query rows (`queries` is `rows × headDim`, post-RoPE), softmax over the
  * entries at `indices` of `q·k / sqrt(headDim)`, then the weighted sum of their values.
  * `keys` and `values` are `length × headDim`. With no indices the output is all zeros.
+ * `bias` adds `value` to the scaled logit of cache entry `index` (when it is among `indices`):
+ * RazorAttention's compensation token (`+ln N_d`).
  */
 export function attendToEntries(
   keys: Float64Array,
@@ -25,6 +35,7 @@ export function attendToEntries(
   headDim: number,
   queries: Float64Array,
   indices: ArrayLike<number>,
+  bias?: LogitBias,
 ): AttentionResult {
   const rows = queries.length / headDim;
   const count = indices.length;
@@ -46,7 +57,7 @@ export function attendToEntries(
       const kOffset = indices[j] * headDim;
       let dot = 0;
       for (let d = 0; d < headDim; d++) dot += queries[qOffset + d] * keys[kOffset + d];
-      scores[j] = dot * scale;
+      scores[j] = dot * scale + (bias && indices[j] === bias.index ? bias.value : 0);
       if (scores[j] > maxScore) maxScore = scores[j];
     }
     let total = 0;

@@ -23,7 +23,7 @@
  * @module
  */
 
-import { attendToEntries, type AttentionResult } from "./cpuAttention.ts";
+import { attendToEntries, type AttentionResult, type LogitBias } from "./cpuAttention.ts";
 import { CpuKvCache } from "./cpuKvCache.ts";
 import { addInPlace, applyRope, matmulTransposed, rmsNorm, swiglu } from "./cpuMath.ts";
 import { tensorToFloat32 } from "./dtype.ts";
@@ -71,6 +71,7 @@ export class CpuReferenceModel {
   /** The position the next token gets when `positions` is not given. */
   nextPosition = 0;
 
+  private readonly biases = new Map<number, LogitBias>();
   private readonly embedding: Float32Array;
   private readonly layers: CpuLayer[];
   private readonly finalNorm: Float32Array;
@@ -176,17 +177,35 @@ export class CpuReferenceModel {
       this.config.headDim,
       queries,
       indices,
+      this.biases.get(layer * this.config.numKvHeads + kvHead),
     );
+  }
+
+  /**
+   * Adds `value` to the attention logit of cache entry `index` of (layer, kvHead) from now on
+   * (one biased entry per head: RazorAttention's compensation token, appended with
+   * `cache.append`). {@link keep} moves the bias with its entry, or drops it with the entry.
+   */
+  setLogitBias(layer: number, kvHead: number, index: number, value: number): void {
+    this.cache.positions(layer, kvHead); // validates layer and head
+    this.biases.set(layer * this.config.numKvHeads + kvHead, { index, value });
   }
 
   /** Keeps only the cached entries `indices` (strictly increasing) of (layer, kvHead). */
   keep(layer: number, kvHead: number, indices: ArrayLike<number>): void {
     this.cache.keep(layer, kvHead, indices);
+    const key = layer * this.config.numKvHeads + kvHead;
+    const bias = this.biases.get(key);
+    if (!bias) return;
+    const at = Array.prototype.indexOf.call(indices, bias.index);
+    if (at < 0) this.biases.delete(key);
+    else this.biases.set(key, { ...bias, index: at });
   }
 
   /** Empties the cache and restarts positions at 0. */
   reset(): void {
     this.cache.clear();
+    this.biases.clear();
     this.nextPosition = 0;
     this.lastQueries = [];
   }

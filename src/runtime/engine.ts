@@ -8,9 +8,10 @@
 
 import { acquireDevice, type GpuContext } from "../gpu/device.ts";
 import { argmax } from "../gpu/kernels/argmax.ts";
+import { h2oColumnSums } from "../gpu/kernels/h2oColumnSums.ts";
 import { sample } from "../gpu/kernels/sample.ts";
-import type { KvDType } from "../gpu/kvCache.ts";
-import type { GpuOp } from "../gpu/op.ts";
+import type { KvCacheLayer, KvDType } from "../gpu/kvCache.ts";
+import { type GpuOp, sequenceOp } from "../gpu/op.ts";
 import { createSamplerState, readSampledIds, type SamplerState } from "../gpu/samplerState.ts";
 import { ModelError } from "../model/errors.ts";
 import { loadModel } from "../model/loadModel.ts";
@@ -24,6 +25,7 @@ import {
   forwardSteps,
   releaseActivations,
   type Step,
+  type TokenSource,
 } from "./forwardPass.ts";
 import { type GpuModelWeights, releaseWeights, uploadWeights } from "./gpuWeights.ts";
 import { type KvReport, kvReport } from "./kvReport.ts";
@@ -51,6 +53,14 @@ export interface Observation {
   buffers: GPUBuffer[];
 }
 
+/** H2O's accumulated prompt attention, summed over every prompt query (see `h2oColumnSums`). */
+export interface ColumnSums {
+  /** Keys per head (the prompt length). */
+  stride: number;
+  /** Per layer: `[H][stride]` f32 on the GPU. */
+  buffers: GPUBuffer[];
+}
+
 /** What the press layer sees after prefill: the cache, to score and compact. */
 export interface PrefillState {
   /** The cache holding the prompt (compact it to shrink it). */
@@ -65,6 +75,8 @@ export interface PrefillState {
   promptObservation?: Observation;
   /** The first generated token's attention over prompt + itself, when requested. */
   firstStepObservation?: Observation;
+  /** Attention column sums over all prompt queries, when requested (H2O). */
+  promptColumnSums?: ColumnSums;
 }
 
 /** Attention the press layer wants recorded (see {@link PrefillState}). */
@@ -73,6 +85,8 @@ export interface ObserveRequest {
   promptWindow: number;
   /** Record the first decoding step's attention (SimLayerKV measures laziness there). */
   firstStep: boolean;
+  /** Accumulate every prompt query's attention per key (H2O's scores). */
+  columnSums?: boolean;
 }
 
 /** One generation request. */
@@ -236,7 +250,9 @@ export class Engine {
    * Runs the prompt through the model in chunks, appending to `cache`. With `logits: "all"`,
    * returns every position's logits (read back per chunk; for tests and perplexity); otherwise
    * leaves the last position's logits in `acts.logits` row 0. With `observe`, the last chunk
-   * (made at least that long) records its last rows' attention.
+   * (made at least that long) records its last rows' attention; with `columnSums`, every chunk
+   * adds its queries' attention to them. A cache with a step hook (H2O) is fed one token per
+   * chunk, each recording the hook.
    */
   async prefill(
     cache: RaggedKvCache,
@@ -245,9 +261,15 @@ export class Engine {
     logits: "all" | "last",
     observe?: Observation,
     firstPosition = 0,
+    columnSums?: ColumnSums,
   ): Promise<{ acts: Activations; logits: Float32Array[] }> {
     const starts = chunkStarts(ids.length, chunk, observe?.rows ?? 0);
     const rows = Math.max(1, ...starts.map((s, i) => (starts[i + 1] ?? ids.length) - s));
+    if (cache.stepHook && rows > 1) {
+      throw new ModelError(
+        `this cache's policy (H2O) evicts at every token: feed it one token per chunk, not ${rows}`,
+      );
+    }
     const acts = createActivations(this.ctx, this.gpu, rows, logits === "all" ? rows : 1);
     const out: Float32Array[] = [];
     const prepared = new Map<string, Step[]>();
@@ -274,6 +296,8 @@ export class Engine {
             observation: last && observe
               ? { window: observe.rows, stride: observe.stride, buffers: observe.buffers }
               : undefined,
+            afterAttention: (l, layer, a, source) =>
+              this.afterAttention(cache, l, layer, a, source, m, columnSums),
           });
           prepared.set(key, steps);
         }
@@ -293,6 +317,32 @@ export class Engine {
       for (const steps of prepared.values()) destroySteps(steps);
     }
     return { acts, logits: out };
+  }
+
+  /** The per-layer work recorded after attention: column sums and the cache's step hook. */
+  private afterAttention(
+    cache: RaggedKvCache,
+    l: number,
+    layer: KvCacheLayer,
+    acts: Activations,
+    source: TokenSource,
+    m: number,
+    columnSums?: ColumnSums,
+  ): GpuOp | undefined {
+    const ops: GpuOp[] = [];
+    if (columnSums) {
+      ops.push(h2oColumnSums(this.ctx, {
+        cache: layer,
+        q: acts.q,
+        m,
+        numHeads: this.config.numHeads,
+        sums: columnSums.buffers[l],
+        stride: columnSums.stride,
+      }));
+    }
+    const step = cache.stepHook?.op(l, layer, acts.q, source.positions, source.positionsOffset);
+    if (step) ops.push(step);
+    return ops.length ? sequenceOp("afterAttention", ops) : undefined;
   }
 
   /** Logits at every prompt position with the full cache (a test and perplexity helper). */
@@ -354,6 +404,9 @@ export class Engine {
     });
     const promptObs = observeWindow > 0 ? this.createObservation(observeWindow, N) : undefined;
     const firstObs = observeFirst ? this.createObservation(1, N + 1) : undefined;
+    const columnSums: ColumnSums | undefined = req.observe?.columnSums
+      ? { stride: N, buffers: this.createObservation(1, N).buffers }
+      : undefined;
     const owned: Step[] = [];
     let acts: Activations | undefined;
     let decodeActs: Activations | undefined;
@@ -369,7 +422,8 @@ export class Engine {
         tokens.push(...ids);
         req.onTokens?.(ids);
       };
-      acts = (await this.prefill(cache, req.promptIds, chunk, "last", promptObs)).acts;
+      acts = (await this.prefill(cache, req.promptIds, chunk, "last", promptObs, 0, columnSums))
+        .acts;
       if (maxNew > 0) {
         const pick = this.sampleOp(acts, sampler, sampling);
         owned.push(pick);
@@ -413,6 +467,7 @@ export class Engine {
         decodeBudget: Math.max(0, maxNew - 1 - fed),
         promptObservation: promptObs,
         firstStepObservation: fed > 0 ? firstObs : undefined,
+        promptColumnSums: columnSums,
       });
       if (stopReason === "length" && tokens.length < maxNew) {
         const steps = forwardSteps(this.ctx, this.gpu, cache.layers, decodeActs, {
@@ -420,6 +475,7 @@ export class Engine {
           mode: "decode",
           logits: "last",
           source,
+          afterAttention: (l, layer, a, src) => this.afterAttention(cache, l, layer, a, src, 1),
         });
         steps.push(this.sampleOp(decodeActs, sampler, sampling));
         owned.push(...steps);
@@ -451,7 +507,8 @@ export class Engine {
       destroySteps(owned);
       if (acts) releaseActivations(this.ctx, acts);
       if (decodeActs) releaseActivations(this.ctx, decodeActs);
-      for (const b of [...(promptObs?.buffers ?? []), ...(firstObs?.buffers ?? [])]) {
+      const observed = [promptObs, firstObs, columnSums].flatMap((o) => o?.buffers ?? []);
+      for (const b of observed) {
         this.ctx.release(b);
       }
       this.ctx.release(sampler.state);

@@ -20,7 +20,9 @@ import { decodeAttention } from "../gpu/kernels/decodeAttention.ts";
 import { embedding } from "../gpu/kernels/embedding.ts";
 import { kvAppend } from "../gpu/kernels/kvAppend.ts";
 import { matmul } from "../gpu/kernels/matmul.ts";
-import { prefillAttention } from "../gpu/kernels/prefillAttention.ts";
+import { canFuseGemv, fusedGemv } from "../gpu/kernels/fusedGemv.ts";
+import type { GpuMatrix, GpuVector } from "../gpu/weights.ts";
+import { flashPrefillAttention } from "../gpu/kernels/flashPrefillAttention.ts";
 import { rmsNorm } from "../gpu/kernels/rmsNorm.ts";
 import { rope } from "../gpu/kernels/rope.ts";
 import { swiglu } from "../gpu/kernels/swiglu.ts";
@@ -127,12 +129,18 @@ export interface ForwardOptions {
   /** Observation window per layer for SnapKV-style scoring: `[H][window][obsStride]`. */
   observation?: { window: number; stride: number; buffers: GPUBuffer[] };
   /**
-   * Extra work per layer, recorded right after the layer's attention (prefill mode only): the
-   * layer's cache then holds the chunk and `acts.q` its queries after RoPE (e.g. the
-   * RazorAttention probe's scores). Called once when the steps are built; prepared steps are
-   * reused for every chunk of the same length, so the op must not depend on the chunk's place.
+   * Extra work per layer, recorded right after the layer's attention (layers that are not
+   * quantised): the layer's cache then holds the chunk and `acts.q` its queries after RoPE (e.g.
+   * the RazorAttention probe's scores, H2O's column sums or its decode-time eviction). Called
+   * once when the steps are built; prepared steps are reused for every chunk of the same length
+   * (and every decode step), so the op must not depend on the chunk's place.
    */
-  afterAttention?: (layer: number, cache: KvCacheLayer, acts: Activations) => GpuOp | undefined;
+  afterAttention?: (
+    layer: number,
+    cache: KvCacheLayer,
+    acts: Activations,
+    source: TokenSource,
+  ) => GpuOp | undefined;
 }
 
 /** Builds the forward pass over `m` tokens; ends with logits in `acts.logits`. */
@@ -155,12 +163,11 @@ export function forwardSteps(
   }));
   model.layers.forEach((w, l) => {
     // Attention block.
-    steps.push(
-      rmsNorm(ctx, { x: acts.x, weight: w.inputNorm, out: acts.xn, m, eps: c.rmsNormEps }),
-    );
-    steps.push(matmul(ctx, { x: acts.xn, w: w.q, y: acts.q, m, bias: w.qBias }));
-    steps.push(matmul(ctx, { x: acts.xn, w: w.k, y: acts.k, m, bias: w.kBias }));
-    steps.push(matmul(ctx, { x: acts.xn, w: w.v, y: acts.v, m, bias: w.vBias }));
+    steps.push(...normProject(ctx, acts, m, w.inputNorm, c.rmsNormEps, [
+      [w.q, acts.q, w.qBias],
+      [w.k, acts.k, w.kBias],
+      [w.v, acts.v, w.vBias],
+    ]));
     steps.push(rope(ctx, {
       q: acts.q,
       k: acts.k,
@@ -185,10 +192,12 @@ export function forwardSteps(
       steps.push(
         decodeAttention(ctx, { cache: kv, q: acts.q, out: acts.attn, numHeads: c.numHeads }),
       );
+      const extra = o.afterAttention?.(l, kv, acts, o.source);
+      if (extra) steps.push(extra);
     } else {
       steps.push(kvAppend(ctx, { cache: kv, k: acts.k, v: acts.v, m }));
       const obs = o.observation;
-      steps.push(prefillAttention(ctx, {
+      steps.push(flashPrefillAttention(ctx, {
         cache: kv,
         q: acts.q,
         out: acts.attn,
@@ -198,18 +207,27 @@ export function forwardSteps(
         obs: obs?.buffers[l],
         obsStride: obs?.stride,
       }));
-      const extra = o.afterAttention?.(l, kv, acts);
+      const extra = o.afterAttention?.(l, kv, acts, o.source);
       if (extra) steps.push(extra);
     }
     steps.push(matmul(ctx, { x: acts.attn, w: w.o, y: acts.x, m, accumulate: true }));
     // MLP block.
-    steps.push(rmsNorm(ctx, { x: acts.x, weight: w.postNorm, out: acts.xn, m, eps: c.rmsNormEps }));
-    steps.push(matmul(ctx, { x: acts.xn, w: w.gate, y: acts.gate, m }));
-    steps.push(matmul(ctx, { x: acts.xn, w: w.up, y: acts.up, m }));
-    steps.push(
-      swiglu(ctx, { gate: acts.gate, up: acts.up, out: acts.act, m, n: c.intermediateSize }),
-    );
-    steps.push(matmul(ctx, { x: acts.act, w: w.down, y: acts.x, m, accumulate: true }));
+    steps.push(...normProject(ctx, acts, m, w.postNorm, c.rmsNormEps, [
+      [w.gate, acts.gate, undefined],
+      [w.up, acts.up, undefined],
+    ]));
+    if (fusible(ctx, m, [w.down])) {
+      steps.push(fusedGemv(ctx, {
+        x: acts.gate,
+        input: { kind: "swiglu", up: acts.up },
+        outputs: [{ w: w.down, y: acts.x, accumulate: true }],
+      }));
+    } else {
+      steps.push(
+        swiglu(ctx, { gate: acts.gate, up: acts.up, out: acts.act, m, n: c.intermediateSize }),
+      );
+      steps.push(matmul(ctx, { x: acts.act, w: w.down, y: acts.x, m, accumulate: true }));
+    }
   });
   // Final norm and logits (for the last row only unless all are wanted).
   const rows = m;
@@ -226,10 +244,41 @@ export function forwardSteps(
     throw new RangeError(`forward pass: ${rows} rows of logits but room for ${acts.logitRows}`);
   }
   steps.push(
-    rmsNorm(ctx, { x: acts.x, weight: model.finalNorm, out: acts.xn, m: rows, eps: c.rmsNormEps }),
+    ...normProject(ctx, acts, rows, model.finalNorm, c.rmsNormEps, [
+      [model.lmHead, acts.logits, undefined],
+    ]),
   );
-  steps.push(matmul(ctx, { x: acts.xn, w: model.lmHead, y: acts.logits, m: rows }));
   return steps;
+}
+
+/**
+ * Decode (m = 1) on a CPU adapter: the GEMVs of one input fuse with the step before them
+ * (`fusedGemv.ts`) when their weights are single bindings without biases.
+ */
+function fusible(ctx: GpuContext, m: number, ws: GpuMatrix[]): boolean {
+  return m === 1 && ctx.isFallbackAdapter && canFuseGemv(ws);
+}
+
+/** `acts.xn = rmsnorm(acts.x)` then `y = acts.xn·Wᵀ (+ b)` for each projection, fused if possible. */
+function normProject(
+  ctx: GpuContext,
+  acts: Activations,
+  m: number,
+  norm: GpuVector,
+  eps: number,
+  outs: Array<[GpuMatrix, GPUBuffer, GpuVector | undefined]>,
+): GpuOp[] {
+  if (fusible(ctx, m, outs.map((o) => o[0])) && outs.every((o) => !o[2])) {
+    return [fusedGemv(ctx, {
+      x: acts.x,
+      input: { kind: "norm", weight: norm, eps },
+      outputs: outs.map(([w, y]) => ({ w, y })),
+    })];
+  }
+  return [
+    rmsNorm(ctx, { x: acts.x, weight: norm, out: acts.xn, m, eps }),
+    ...outs.map(([w, y, bias]) => matmul(ctx, { x: acts.xn, w, y, m, bias })),
+  ];
 }
 
 /** Records steps into `encoder`, opening compute passes around copies. */

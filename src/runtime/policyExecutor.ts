@@ -5,6 +5,9 @@
  * cache on the GPU — leaving bounded presses (StreamingLLM's window) a ring that evicts the
  * oldest non-sink entry as tokens arrive. A `quant` press (KIVI) then packs the kept entries of
  * its heads on the GPU (see `quantKvCache.ts`); it cannot yet be combined with a bounded press.
+ * `h2o` selects from GPU-accumulated attention column sums and keeps evicting at every decoding
+ * step on the GPU (`h2oRuntime.ts`); `compensate` adds RazorAttention's compensation token to the
+ * heads whose select press dropped entries (`compensation.ts`).
  *
  * @module
  */
@@ -18,11 +21,15 @@ import {
   selectRetrievalHeads,
 } from "../plugins/retrievalDetector.ts";
 import type { LayerScoresInput } from "../plugins/press.ts";
+import { type H2oHeadState, type H2oParams, h2oPrefill } from "../plugins/h2oPress.ts";
 import type { PluginRegistry } from "../plugins/registry.ts";
 import { type DetectorInput, formatParamValue, type PressSchema } from "../plugins/schema.ts";
 import type { ModelConfig } from "../model/types.ts";
 import type { GpuContext } from "../gpu/device.ts";
-import type { Observation, ObserveRequest, PrefillState } from "./engine.ts";
+import type { ColumnSums, Observation, ObserveRequest, PrefillState } from "./engine.ts";
+import { compensateHead } from "./compensation.ts";
+import { createH2oStepHook, h2oCapacity } from "./h2oRuntime.ts";
+import type { CompactCompensation } from "./raggedKvCache.ts";
 import {
   detectorKey,
   type DetectorVerdicts,
@@ -49,6 +56,8 @@ const RUNNABLE_PRESSES = new Set([
   "knorm",
   "random",
   "quant",
+  "h2o",
+  "compensate",
 ]);
 const RUNNABLE_DETECTORS = new Set(["lazy", "retrieval"]);
 const BUILTIN_NAMES = new Set(BUILTIN_PLUGINS.map((p) => p.name));
@@ -96,6 +105,8 @@ export interface HeadTrace {
   retrieval_score?: number;
   /** RazorAttention echo score (attention on earlier occurrences), when `retrieval` ran. */
   echo_score?: number;
+  /** `compensate`: entries collapsed into the head's compensation token (an extra cache row). */
+  compensated?: number;
 }
 
 /** What a policy did to one layer. */
@@ -140,9 +151,18 @@ export class PolicyExecutor {
     this.registry = registry ?? defaultRegistry();
     checkExecutable(plan, this.registry);
     for (const rule of plan.rules) {
-      const bounded = rule.pipeline.find((p) => this.press(p).bound);
+      const bounded = rule.pipeline.find((p) => this.press(p).bound || p.name === "h2o");
       if (bounded && rule.pipeline.some((p) => p.name === "quant")) {
         throw new UnsupportedPolicyError(quantWithBounded(`line ${rule.line}`, bounded.name));
+      }
+      const names = new Set(rule.pipeline.map((p) => p.name));
+      if (names.has("compensate") && (names.has("quant") || names.has("h2o"))) {
+        throw new UnsupportedPolicyError(
+          `line ${rule.line}: 'compensate' cannot be combined with '${
+            names.has("quant") ? "quant" : "h2o"
+          }' yet (the compensation token is a full-precision row fixed at prefill); use it ` +
+            `with window, snap, pyramid, adakv, knorm or random`,
+        );
       }
     }
   }
@@ -186,7 +206,8 @@ export class PolicyExecutor {
         promptWindow = Math.max(promptWindow, 1);
       }
     }
-    return { promptWindow, firstStep };
+    const columnSums = this.plan.rules.some((r) => r.pipeline.some((p) => p.name === "h2o"));
+    return { promptWindow, firstStep, columnSums };
   }
 
   /** The `afterPrefill` hook: detect, select, compact. */
@@ -195,6 +216,7 @@ export class PolicyExecutor {
     const verdicts = await this.detect(state);
     this.assignments = resolvePlan(this.plan, c.numLayers, c.numKvHeads, verdicts);
     const promptObs = state.promptObservation;
+    const h2oStates: (H2oHeadState | undefined)[][] = [];
     for (let l = 0; l < c.numLayers; l++) {
       const row = this.assignments[l];
       let obsCache: Float32Array | undefined;
@@ -211,20 +233,38 @@ export class PolicyExecutor {
           keysCache.set(h, await state.cache.readKeys(l, h, state.promptLength));
         }
       }
-      const input = this.scoresInput(l, state.promptLength, obs, promptObs, keysCache);
+      const sums = row.some((a) => a.pipeline.some((p) => p.name === "h2o"))
+        ? await this.readColumnSums(state, l)
+        : undefined;
+      const input = this.scoresInput(l, state.promptLength, obs, promptObs, keysCache, sums);
       const keep: number[][] = [];
       const extra: number[] = [];
       const ring: (number | undefined)[] = [];
       const selections = new Map<string, number[][]>();
+      const h2oRuns = new Map<string, H2oHeadState[]>();
+      const compensation: CompactCompensation = { rows: [], bias: [] };
+      h2oStates.push([]);
       let changed = false;
       for (let h = 0; h < c.numKvHeads; h++) {
         const a = row[h];
         const select = a.pipeline.find((p) =>
-          this.press(p).role === "select" && this.press(p).select
+          this.press(p).role === "select" && (this.press(p).select || p.name === "h2o")
         );
         const schema = select && this.press(select);
         let kept: number[];
-        if (schema?.bound) {
+        if (select?.name === "h2o") {
+          // H2O: prefill selection now, then evicting at every decoding step on the GPU.
+          const key = JSON.stringify(select.params);
+          if (!h2oRuns.has(key)) {
+            h2oRuns.set(key, h2oPrefill(input, select.params as unknown as H2oParams));
+          }
+          const s = h2oRuns.get(key)![h];
+          h2oStates[l][h] = { ...s, positions: s.positions.slice(), scores: s.scores.slice() };
+          kept = s.positions.slice();
+          extra.push(h2oCapacity(s, state.decodeBudget) - kept.length);
+          ring.push(undefined);
+          changed = true;
+        } else if (schema?.bound) {
           // Bounded presses select over everything cached so far and then stay at capacity.
           const key = JSON.stringify(select!.params) + schema.name + ":all";
           if (!selections.has(key)) {
@@ -251,7 +291,14 @@ export class PolicyExecutor {
           extra.push(state.decodeBudget);
           ring.push(undefined);
         }
-        keep.push(kept);
+        const weight = a.pipeline.find((p) => p.name === "compensate")?.params.weight;
+        const token = weight
+          ? compensateHead(kept, state.cachedLength, ring[h], weight as "count" | "plain")
+          : undefined;
+        compensation.rows.push(token?.rows);
+        compensation.bias.push(token?.bias);
+        if (token) ring[h] = token.ringStart;
+        keep.push(token?.keep ?? kept);
         this.trace[l].heads.push({
           rule: a.rule,
           pipeline: a.pipeline.map(describe).join(" + ") || "full",
@@ -260,11 +307,32 @@ export class PolicyExecutor {
             retrieval_score: this.retrieval[l].induction[h],
             echo_score: this.retrieval[l].echo[h],
           }),
+          ...(token && { compensated: token.rows.dropped.length }),
         });
       }
-      if (changed) state.cache.compact(l, keep, extra, ring);
+      const compensated = compensation.rows.some((r) => r);
+      if (changed) {
+        state.cache.compact(l, keep, extra, ring, compensated ? compensation : undefined);
+      }
       this.quantize(state, l, row, keep.map((k, h) => k.length + extra[h]));
     }
+    if (h2oStates.some((heads) => heads.some((s) => s))) {
+      state.cache.stepHook = createH2oStepHook(this.ctx, state.cache, c.numHeads, h2oStates);
+    }
+  }
+
+  /** H2O's column sums of `layer`, per query head (refused if a decoding step already ran). */
+  private async readColumnSums(state: PrefillState, layer: number): Promise<Float32Array[]> {
+    const sums: ColumnSums | undefined = state.promptColumnSums;
+    if (!sums) throw new Error("h2o: the prompt's attention column sums were not recorded");
+    if (state.cachedLength !== state.promptLength) {
+      throw new UnsupportedPolicyError(
+        "h2o cannot follow a first decoding step recorded before compression (lazy(at=decode)) yet",
+      );
+    }
+    const all = await this.ctx.readF32(sums.buffers[layer]);
+    const n = sums.stride;
+    return Array.from({ length: this.config.numHeads }, (_, h) => all.subarray(h * n, (h + 1) * n));
   }
 
   /** Quantises the layer's `quant` heads (the others stay full precision in the same layer). */
@@ -282,8 +350,14 @@ export class PolicyExecutor {
           }) cannot share a layer yet`,
         );
       }
-      const bounded = a.pipeline.find((p) => this.press(p).bound);
+      const bounded = a.pipeline.find((p) => this.press(p).bound || p.name === "h2o");
       if (bounded) throw new UnsupportedPolicyError(quantWithBounded(`layer ${l}`, bounded.name));
+      if (a.pipeline.some((p) => p.name === "compensate")) {
+        throw new UnsupportedPolicyError(
+          `layer ${l}: 'compensate' cannot share a layer with 'quant' yet (quantised layers ` +
+            `have no logit-bias row)`,
+        );
+      }
     });
     const residuals = specs.map((s) => s ? s.params.residual as number : null);
     state.cache.quantize(l, { bits, group, residuals }, maxEntries);
@@ -295,6 +369,7 @@ export class PolicyExecutor {
     obs: Float32Array | undefined,
     promptObs: Observation | undefined,
     keys: Map<number, Float32Array>,
+    columnSums?: Float32Array[],
   ): LayerScoresInput {
     const c = this.config;
     return {
@@ -315,7 +390,8 @@ export class PolicyExecutor {
         );
       },
       attentionColumnSums: () => {
-        throw new Error("accumulated attention (h2o) is not computed by the runtime yet");
+        if (!columnSums) throw new Error("attention column sums were not recorded");
+        return columnSums;
       },
       keys: (kvHead: number) => {
         const k = keys.get(kvHead);

@@ -11,13 +11,20 @@
 import type { GpuContext } from "../gpu/device.ts";
 import { kvCompact, uploadKvSelection } from "../gpu/kernels/kvCompact.ts";
 import {
+  type CompensationRows,
+  encodeCompensation,
+  kvCompensate,
+} from "../gpu/kernels/kvCompensate.ts";
+import {
   createKvCacheLayer,
   type KvCacheLayer,
   type KvDType,
   kvRowBytes,
   releaseKvCacheLayer,
+  type RowBias,
 } from "../gpu/kvCache.ts";
-import { runOps } from "../gpu/op.ts";
+import type { BufferRef } from "../gpu/device.ts";
+import { type GpuOp, runOps } from "../gpu/op.ts";
 import { quantConvert } from "../gpu/kernels/quantConvert.ts";
 import {
   type CacheLayer,
@@ -39,12 +46,46 @@ export interface LayerAccounting {
   bytes: number[];
 }
 
+/**
+ * Per-token work a press needs after each layer's attention once the cache is compressed (H2O's
+ * accumulate-and-evict): the forward pass records `op(…)` right after the attention of every
+ * one-token step. The hook owns its GPU state; {@link RaggedKvCache.release} releases it.
+ */
+export interface StepHook {
+  /**
+   * The op for `layer` (undefined: nothing to do there), given the layer's cache, the step's
+   * query buffer (`[H·D]` after RoPE) and where the new token's position lies.
+   */
+  op(
+    layer: number,
+    cache: KvCacheLayer,
+    q: BufferRef,
+    positions: BufferRef,
+    positionsOffset: number,
+  ): GpuOp | undefined;
+  /** Frees the hook's buffers. */
+  release(): void;
+}
+
+/** The compensation token of {@link RaggedKvCache.compact}: per head, rows to average. */
+export interface CompactCompensation {
+  /** Per KV head: dropped source indices and the destination row, or undefined for none. */
+  rows: (CompensationRows | undefined)[];
+  /** Per KV head: the logit bias of that row (see `kvCache.ts`). */
+  bias: (RowBias | undefined)[];
+}
+
 /** A ragged cache for every layer of a model. */
 export class RaggedKvCache {
   /** Per-layer caches (replaced on compaction or quantisation: build ops afterwards). */
   readonly layers: CacheLayer[];
   /** Element type of the stored keys/values. */
   readonly dtype: KvDType;
+  /**
+   * Set by a press that works at every step (H2O): one-token forward passes over this cache
+   * must record it (the engine's decode loop does; multi-token chunks refuse).
+   */
+  stepHook?: StepHook;
 
   /** Allocates `capacity` rows for every (layer, KV head). */
   constructor(
@@ -127,13 +168,16 @@ export class RaggedKvCache {
    * Keeps, for every KV head of `layer`, the entries at the given indices (into the head's
    * current entries, ascending) and leaves room for `extra` more per head (one number for all, or
    * one per head); heads with a `ringStart` then stay bounded, overwriting their oldest entry at
-   * or after that row. The old allocation is freed.
+   * or after that row. With `compensation`, each listed head's destination row (a placeholder in
+   * `keep`) is then overwritten with the mean key and value of its dropped source entries
+   * (RazorAttention), and gets the given logit bias. The old allocation is freed.
    */
   compact(
     layer: number,
     keep: number[][],
     extra: number | number[],
     ringStart?: (number | undefined)[],
+    compensation?: CompactCompensation,
   ): void {
     const src = this.plainLayer(layer, "compact");
     const dst = createKvCacheLayer(this.ctx, {
@@ -142,18 +186,22 @@ export class RaggedKvCache {
       capacity: keep.map((k, h) => k.length + (typeof extra === "number" ? extra : extra[h])),
       dtype: this.dtype,
       ringStart,
+      bias: compensation?.bias,
       label: `kv layer ${layer}`,
     });
     const selection = uploadKvSelection(this.ctx, keep);
-    const op = kvCompact(this.ctx, {
+    const ops = [kvCompact(this.ctx, {
       src,
       dst,
       selection,
       maxCount: Math.max(1, ...keep.map((k) => k.length)),
-    });
-    runOps(this.ctx, [op]);
-    op.destroy();
+    })];
+    const list = compensation && this.ctx.upload(encodeCompensation(compensation.rows));
+    if (list) ops.push(kvCompensate(this.ctx, { src, dst, list }));
+    runOps(this.ctx, ops);
+    for (const op of ops) op.destroy();
     this.ctx.release(selection);
+    if (list) this.ctx.release(list);
     releaseKvCacheLayer(this.ctx, src);
     this.layers[layer] = dst;
   }
@@ -195,8 +243,10 @@ export class RaggedKvCache {
     return c;
   }
 
-  /** Frees every layer. */
+  /** Frees every layer (and the step hook's state). */
   release(): void {
+    this.stepHook?.release();
+    this.stepHook = undefined;
     for (const layer of this.layers) {
       if (isQuantLayer(layer)) releaseQuantKvLayer(this.ctx, layer);
       else releaseKvCacheLayer(this.ctx, layer);

@@ -7,7 +7,7 @@
  */
 
 import { releaseActivations } from "./forwardPass.ts";
-import { DEFAULT_PREFILL_CHUNK, type Engine } from "./engine.ts";
+import { type ColumnSums, DEFAULT_PREFILL_CHUNK, type Engine } from "./engine.ts";
 import { type KvReport, kvReport } from "./kvReport.ts";
 import type { PolicyExecutor } from "./policyExecutor.ts";
 import { RaggedKvCache } from "./raggedKvCache.ts";
@@ -49,8 +49,11 @@ export async function scoreTokens(
   const obs = want.promptWindow > 0
     ? engine.createObservation(Math.min(want.promptWindow, from), from)
     : undefined;
+  const sums: ColumnSums | undefined = want.columnSums
+    ? { stride: from, buffers: engine.createObservation(1, from).buffers }
+    : undefined;
   try {
-    const prefix = await engine.prefill(cache, ids.slice(0, from), chunk, "last", obs);
+    const prefix = await engine.prefill(cache, ids.slice(0, from), chunk, "last", obs, 0, sums);
     const first = await engine.ctx.readF32(prefix.acts.logits, 0, engine.config.vocabSize);
     releaseActivations(engine.ctx, prefix.acts);
     const logprobs = [logSoftmaxAt(first, ids[from])];
@@ -60,17 +63,19 @@ export async function scoreTokens(
       cachedLength: from,
       decodeBudget: ids.length - 1 - from,
       promptObservation: obs,
+      promptColumnSums: sums,
     });
     const rest = ids.slice(from, ids.length - 1);
     if (rest.length) {
-      const step = bounded ? 1 : chunk;
+      // Heads that evict while decoding (a ring, or H2O's per-step hook) take one token at a time.
+      const step = bounded || cache.stepHook ? 1 : chunk;
       const fed = await engine.prefill(cache, rest, step, "all", undefined, from);
       releaseActivations(engine.ctx, fed.acts);
       fed.logits.forEach((row, j) => logprobs.push(logSoftmaxAt(row, ids[from + 1 + j])));
     }
     return { logprobs, kv: kvReport(cache, await cache.lengths(), ids.length - 1) };
   } finally {
-    for (const b of obs?.buffers ?? []) engine.ctx.release(b);
+    for (const b of [...(obs?.buffers ?? []), ...(sums?.buffers ?? [])]) engine.ctx.release(b);
     cache.release();
   }
 }

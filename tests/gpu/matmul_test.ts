@@ -100,3 +100,26 @@ gpuTest("matmul: GEMV with several threads per row (the GPU configuration)", asy
     }
   }
 });
+
+gpuTest("matmul: GEMM register tiles and GEMV threads per row, odd sizes", async (ctx) => {
+  const rand = rng(23);
+  for (const dtype of ["F32", "BF16"] as DType[]) {
+    for (const [m, n, k] of [[37, 301, 45], [130, 70, 64], [2, 5, 7]]) {
+      const w = encode(randomF32(rand, n * k), dtype);
+      const x = randomF32(rand, m * k);
+      const W = uploadMatrix(ctx, { dtype, shape: [n, k], data: w.bytes, name: "w" });
+      const X = ctx.upload(x);
+      const want = refMatmul(x, w.values, m, n, k);
+      for (const tile of [[16, 4], [8, 4], [3, 5], [1, 1]] as [number, number][]) {
+        const Y = ctx.createBuffer(m * n * 4);
+        runAndFree(ctx, [matmul(ctx, { x: X, w: W, y: Y, m, tile, path: "gemm" })]);
+        assertClose(await ctx.readF32(Y, 0, m * n), want, 1e-5 * k, 1e-5, `tile ${tile} ${m}`);
+      }
+      for (const threadsPerRow of [1, 8]) {
+        const Y = ctx.createBuffer(n * 4);
+        runAndFree(ctx, [matmul(ctx, { x: X, w: W, y: Y, m: 1, threadsPerRow })]);
+        assertClose(await ctx.readF32(Y, 0, n), want.subarray(0, n), 1e-5 * k, 1e-5, "gemv");
+      }
+    }
+  }
+});

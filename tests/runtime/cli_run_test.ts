@@ -112,9 +112,11 @@ Deno.test({
         );
       });
       await t.step("a policy the runtime does not execute yet", async () => {
+        const file = `${dir}/compensate-quant.kvp`;
+        await Deno.writeTextFile(file, "else -> random(k=8) + compensate + quant(bits=4);\n");
         assertUserError(
-          await run("--policy", "h2o", "--prompt-ids", "1"),
-          /does not execute 'h2o' yet/,
+          await run("--policy", file, "--prompt-ids", "1"),
+          /'compensate' cannot be combined with 'quant' yet/,
         );
       });
       await t.step("unknown flag", async () => {

@@ -15,6 +15,10 @@ export const ATTENTION_TILE = 8;
  * With `customEntries`, the caller defines how entry `j` (= base + index) is read instead:
  * `fn entryScore(j: u32) -> f32` (q·k_j) and `fn entryValue(j: u32, pk: f32)` (o += pk·v_j) —
  * e.g. dequantising packed entries — and `score`, `KC4`, `VC4` are not used.
+ *
+ * Logit bias (RazorAttention's compensation token): `attend` adds `biasValue` to the logit of the
+ * absolute row `biasRow` (private, none by default). A kernel over a plain cache calls
+ * `useBias(base, kvmeta[5·Hkv + kvh], kvmeta[6·Hkv + kvh])` (see `kvCache.ts`) before attending.
  */
 export function onlineSoftmaxWgsl(customEntries = false): string {
   const entries = customEntries ? "" : `fn score(row: u32) -> f32 {
@@ -33,13 +37,20 @@ var<private> q: array<vec4<f32>, D4>;
 var<private> o: array<vec4<f32>, D4>;
 var<private> mx: f32;
 var<private> l: f32;
+var<private> biasRow: u32 = 0xffffffffu;
+var<private> biasValue: f32 = 0.0;
+fn useBias(base: u32, row: u32, bits: u32) {
+  biasRow = select(0xffffffffu, base + row, row != 0xffffffffu);
+  biasValue = bitcast<f32>(bits);
+}
+fn rowBias(row: u32) -> f32 { return select(0.0, biasValue, row == biasRow); }
 ${entries}fn attend(base: u32, j0: u32, j1: u32) {
   for (var j = j0; j < j1; j += TILE) {
     var s: array<f32, TILE>;
     var tm = NEG;
     let n = min(TILE, j1 - j);
     for (var t = 0u; t < n; t++) {
-      s[t] = entryScore(base + j + t);
+      s[t] = entryScore(base + j + t) + rowBias(base + j + t);
       tm = max(tm, s[t]);
     }
     let mnew = max(mx, tm);

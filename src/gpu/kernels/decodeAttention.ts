@@ -7,7 +7,7 @@
  * 2. reduce pass — one workgroup per query head merges its splits:
  *    `out = Σ O_s·e^{m_s−M} / Σ l_s·e^{m_s−M}` (a head with no keys outputs zeros).
  *
- * Lengths are read from the cache's `meta` on the GPU, so the op is prepared once per layer and
+ * Lengths (and a head's logit-bias row, see `kvCache.ts`) are read from the cache's `meta` on the GPU, so the op is prepared once per layer and
  * encoded every step. Scratch layout: `[H][numSplits][D/4 + 1]` vec4 (O, then (m, l, 0, 0)).
  *
  * Split bindings: 0 params, 1 q f32 (read), 2 meta, 3 K cache, 4 V cache (read),
@@ -76,6 +76,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let kvh = h / p.group;
   let base = kvmeta[kvh];
   let len = kvmeta[p.Hkv + kvh];
+  useBias(base, kvmeta[5u * p.Hkv + kvh], kvmeta[6u * p.Hkv + kvh]);
   let j0 = s * p.splitSize;
   let j1 = min(j0 + p.splitSize, len);
   for (var d = 0u; d < D4; d++) {

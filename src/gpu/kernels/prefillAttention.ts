@@ -5,6 +5,8 @@
  * `0 .. len[h] − m + i` — i.e. everything cached before the chunk plus the chunk causally (for an
  * uncompressed cache: positions `0 .. p0 + i`, chunked prefill).
  *
+ * A head's logit-bias row (`kvCache.ts` meta) is honoured, in the observation window too.
+ *
  * One thread per (query row, query head), online softmax over tiles of keys (no N×N matrix, no
  * workgroup memory). Optionally, for the chunk's last `window` rows, a second pass writes the
  * softmax probabilities over all visible keys — SnapKV's observation window — to
@@ -58,7 +60,7 @@ function code(dtype: KvDType, D4: number, withObs: boolean): string {
     let inv = 1.0 / l;
     for (var j = 0u; j < p.obsStride; j++) {
       var pr = 0.0;
-      if (j < lim) { pr = exp(score(base + j) - mx) * inv; }
+      if (j < lim) { pr = exp(score(base + j) + rowBias(base + j) - mx) * inv; }
       obs[at + j] = pr;
     }
   }`
@@ -83,6 +85,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let base = kvmeta[kvh];
   let len = kvmeta[p.Hkv + kvh];
   let lim = u32(max(i32(len) - i32(p.M) + i32(i) + 1, 0));
+  useBias(base, kvmeta[5u * p.Hkv + kvh], kvmeta[6u * p.Hkv + kvh]);
   for (var d = 0u; d < D4; d++) {
     q[d] = Q[p.q04 + i * p.ldq4 + h * D4 + d] * p.scale;
     o[d] = vec4<f32>(0.0);

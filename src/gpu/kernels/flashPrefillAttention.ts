@@ -1,0 +1,218 @@
+/**
+ * Register-blocked flash prefill attention: the same contract as `prefillAttention.ts` (causal,
+ * GQA, chunked over a ragged cache that already holds the chunk; optional SnapKV observation
+ * window), but each thread owns a block of `QT` consecutive queries × `HT` query heads of one KV
+ * group, so every key and value row it loads is reused `QT·HT` times (GQA heads share their KV
+ * head; adjacent queries share all but one key). Online softmax over tiles of 8 keys with
+ * constant trip counts (keys past a query's causal limit are masked), so loops unroll and the
+ * block lives in registers: the WGSL is generated fully unrolled with named variables (private
+ * arrays indexed in loops were 2–8× slower on llvmpipe). No workgroup memory (slow there too).
+ * A head's logit-bias row (`kvCache.ts` meta) is honoured, in the observation window too.
+ *
+ * Query row i (0-based in the chunk) of head h attends KV head `h / group` entries
+ * `0 .. len − m + i`, `len` being that head's length after the append.
+ *
+ * Bindings: 0 params, 1 q f32 (read), 2 meta, 3 K cache, 4 V cache (read), 5 out f32
+ * (read_write), 6 obs f32 (read_write, only with `window > 0`).
+ *
+ * @module
+ */
+
+import type { GpuContext } from "../device.ts";
+import { kvDecl, type KvDType } from "../kvCache.ts";
+import { dispatchOp, type GpuOp, packParams } from "../op.ts";
+import type { PrefillAttentionArgs } from "./prefillAttention.ts";
+import { each, maxOf } from "./wgslUnroll.ts";
+
+/** Arguments of {@link flashPrefillAttention}: those of `prefillAttention` plus the block shape. */
+export interface FlashPrefillAttentionArgs extends PrefillAttentionArgs {
+  /** Queries per thread (default `8 / headsPerThread`). */
+  queriesPerThread?: number;
+  /** Query heads per thread, a divisor of the GQA group (default: the largest of 4, 2, 1). */
+  headsPerThread?: number;
+}
+
+const TILE = 8;
+
+/** q_r · (keys at index expression `at(d)`), as a sum of `dot`s. */
+function dotRow(r: number, D4: number, k: (d: number) => string): string {
+  return each(D4, (d) => `dot(q${r}_${d}, ${k(d)})`, " + ");
+}
+
+function obsCode(D4: number, QT: number, HT: number): string {
+  return each(QT, (a) => `
+  if (i0 + ${a}u < p.M && i0 + ${a}u + p.window >= p.M) {
+    let w = i0 + ${a}u + p.window - p.M;
+${
+    each(HT, (b) => {
+      const r = a * HT + b;
+      return `    {
+      let at = ((h0 + ${b}u) * p.window + w) * p.obsStride;
+      let inv = 1.0 / l${r};
+      for (var j = 0u; j < p.obsStride; j++) {
+        var pr = 0.0;
+        if (j < lim${a}) {
+          let kb = (base + j) * D4;
+          let bias = select(0.0, biasValue, base + j == biasRow);
+          pr = exp(${dotRow(r, D4, (d) => `KC4(kb + ${d}u)`)} + bias - m${r}) * inv;
+        }
+        obs[at + j] = pr;
+      }
+    }`;
+    })
+  }
+  }`);
+}
+
+function code(dtype: KvDType, D4: number, QT: number, HT: number, withObs: boolean): string {
+  const R = QT * HT;
+  const rows = (f: (r: number, a: number, b: number) => string, sep = "\n") =>
+    each(R, (r) => f(r, Math.floor(r / HT), r % HT), sep);
+  return `struct Params { H: u32, Hkv: u32, group: u32, M: u32, ldq4: u32, q04: u32, ldo4: u32,
+  scale: f32, window: u32, obsStride: u32, chunks: u32 };
+@group(0) @binding(0) var<uniform> p: Params;
+const D4 = ${D4}u;
+const NEG = -3.0e38;
+@group(0) @binding(1) var<storage, read> Q: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> kvmeta: array<u32>;
+${kvDecl("KC", 3, dtype, false)}
+${kvDecl("VC", 4, dtype, false)}
+@group(0) @binding(5) var<storage, read_write> out: array<vec4<f32>>;
+${withObs ? "@group(0) @binding(6) var<storage, read_write> obs: array<f32>;" : ""}
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let i0 = gid.x * ${QT}u;
+  if (i0 >= p.M) { return; }
+  let kvh = gid.y / p.chunks;
+  let h0 = kvh * p.group + (gid.y % p.chunks) * ${HT}u;
+  let base = kvmeta[kvh];
+  let len = kvmeta[p.Hkv + kvh];
+  let br = kvmeta[5u * p.Hkv + kvh];
+  let biasRow = select(0xffffffffu, base + br, br != 0xffffffffu);
+  let biasValue = bitcast<f32>(kvmeta[6u * p.Hkv + kvh]);
+${
+    each(QT, (a) =>
+      `  let qi${a} = min(i0 + ${a}u, p.M - 1u);
+  let lim${a} = u32(max(i32(len) - i32(p.M) + i32(qi${a}) + 1, 0));`)
+  }
+${
+    rows((r, a, b) =>
+      `  let qb${r} = p.q04 + qi${a} * p.ldq4 + (h0 + ${b}u) * D4;
+${each(D4, (d) => `  let q${r}_${d} = Q[qb${r} + ${d}u] * p.scale;`)}
+${each(D4, (d) => `  var o${r}_${d} = vec4<f32>(0.0);`)}
+  var m${r} = NEG;
+  var l${r} = 0.0;`
+    )
+  }
+  let jmax = lim${QT - 1};
+  for (var j = 0u; j < jmax; j += ${TILE}u) {
+${
+    each(TILE, (t) =>
+      `    let e${t} = base + min(j + ${t}u, jmax - 1u);
+    let row${t} = e${t} * D4;
+    let bias${t} = select(0.0, biasValue, e${t} == biasRow);`)
+  }
+${
+    each(TILE, (t) =>
+      `    var s${t}: array<f32, ${R}>;
+    {
+${each(D4, (d) => `      let k${d} = KC4(row${t} + ${d}u);`)}
+${
+        rows((r, a) =>
+          `      s${t}[${r}] = select(NEG, ${
+            dotRow(r, D4, (d) => `k${d}`)
+          } + bias${t}, j + ${t}u < lim${a});`
+        )
+      }
+    }`)
+  }
+${
+    rows((r, a) =>
+      `    {
+      let mnew = ${maxOf([`m${r}`, ...Array.from({ length: TILE }, (_, t) => `s${t}[${r}]`)])};
+      let c = exp(m${r} - mnew);
+${
+        each(TILE, (t) =>
+          `      s${t}[${r}] = select(0.0, exp(s${t}[${r}] - mnew), j + ${t}u < lim${a});`)
+      }
+      l${r} = l${r} * c + ${
+        each(TILE, (t) => `s${t}[${r}]`, " + ")
+      };
+      m${r} = mnew;
+${each(D4, (d) => `      o${r}_${d} *= c;`)}
+    }`
+    )
+  }
+${
+    each(TILE, (t) =>
+      each(D4, (d) =>
+        `    { let v = VC4(row${t} + ${d}u);
+${rows((r) => `      o${r}_${d} += s${t}[${r}] * v;`)} }`))
+  }
+  }
+${
+    rows((r, a, b) =>
+      `  if (i0 + ${a}u < p.M) {
+    let ob = (i0 + ${a}u) * p.ldo4 + (h0 + ${b}u) * D4;
+    let inv = select(0.0, 1.0 / l${r}, l${r} > 0.0);
+${each(D4, (d) => `    out[ob + ${d}u] = o${r}_${d} * inv;`)}
+  }`
+    )
+  }${withObs ? obsCode(D4, QT, HT) : ""}
+}
+`;
+}
+
+/** The default heads per thread for a GQA group: the largest of 4, 2, 1 dividing it. */
+export function defaultHeadsPerThread(group: number): number {
+  return group % 4 === 0 ? 4 : group % 2 === 0 ? 2 : 1;
+}
+
+/** Prepares register-blocked prefill attention for one chunk of one layer (one dispatch). */
+export function flashPrefillAttention(ctx: GpuContext, a: FlashPrefillAttentionArgs): GpuOp {
+  const c = a.cache;
+  const H = a.numHeads, D = c.headDim, D4 = D / 4;
+  if (H % c.numKvHeads !== 0) {
+    throw new RangeError(`flashPrefillAttention: ${H} query heads for ${c.numKvHeads} KV heads`);
+  }
+  const group = H / c.numKvHeads;
+  const HT = a.headsPerThread ?? defaultHeadsPerThread(group);
+  const QT = a.queriesPerThread ?? Math.max(1, Math.floor(8 / HT));
+  if (!(Number.isInteger(QT) && QT >= 1 && QT <= 8) || group % HT !== 0) {
+    throw new RangeError(`flashPrefillAttention: ${QT} queries × ${HT} heads per thread`);
+  }
+  const ldq = a.qRowStride ?? H * D, q0 = a.qOffset ?? 0, ldo = a.outRowStride ?? H * D;
+  if (ldq % 4 || q0 % 4 || ldo % 4) {
+    throw new RangeError("flashPrefillAttention: strides and offsets must be multiples of 4");
+  }
+  const window = Math.min(a.window ?? 0, a.m);
+  if (window > 0 && (!a.obs || !a.obsStride)) {
+    throw new RangeError("flashPrefillAttention: window > 0 needs obs and obsStride");
+  }
+  const withObs = window > 0;
+  const buffers = [a.q, c.meta, c.k, c.v, a.out];
+  if (withObs) buffers.push(a.obs!);
+  const chunks = group / HT;
+  return dispatchOp(ctx, {
+    label: "flashPrefillAttention",
+    pipeline: ctx.pipeline(
+      `flashPrefillAttn:${c.dtype}:${D4}:${QT}:${HT}:${withObs}`,
+      () => code(c.dtype, D4, QT, HT, withObs),
+    ),
+    params: packParams([
+      ["u32", H],
+      ["u32", c.numKvHeads],
+      ["u32", group],
+      ["u32", a.m],
+      ["u32", ldq / 4],
+      ["u32", q0 / 4],
+      ["u32", ldo / 4],
+      ["f32", a.scale ?? 1 / Math.sqrt(D)],
+      ["u32", window],
+      ["u32", a.obsStride ?? 0],
+      ["u32", chunks],
+    ]),
+    buffers,
+    workgroups: [Math.ceil(a.m / QT / 64), c.numKvHeads * chunks],
+  });
+}
