@@ -9,7 +9,8 @@
 
 import { compileOrThrow } from "../src/plan/compile.ts";
 import type { Engine } from "../src/runtime/engine.ts";
-import { checkExecutable, PolicyExecutor } from "../src/runtime/policyExecutor.ts";
+import { checkExecutable } from "../src/runtime/executable.ts";
+import { PolicyExecutor } from "../src/runtime/policyExecutor.ts";
 
 /** One measured policy × prompt length. */
 export interface BenchRow {

@@ -9,7 +9,7 @@
 
 import { Engine } from "../runtime/engine.ts";
 import { demoPromptFor } from "../runtime/demoPrompt.ts";
-import { checkExecutable } from "../runtime/policyExecutor.ts";
+import { checkExecutable } from "../runtime/executable.ts";
 import { generateWithPlan } from "../runtime/planGeneration.ts";
 import { intFlag, numberFlag, parseFlags } from "./args.ts";
 import { UserError } from "./errors.ts";

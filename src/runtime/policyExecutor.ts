@@ -13,82 +13,21 @@
  */
 
 import type { Plan, PlanPress } from "../plan/plan.ts";
-import { BUILTIN_PLUGINS, defaultRegistry } from "../plugins/builtins.ts";
-import { lazyLayers, lazyLayerScore, lazyThresholdFor } from "../plugins/lazyDetector.ts";
-import {
-  type HeadScores,
-  type RetrievalParams,
-  selectRetrievalHeads,
-} from "../plugins/retrievalDetector.ts";
+import { defaultRegistry } from "../plugins/builtins.ts";
+import type { HeadScores } from "../plugins/retrievalDetector.ts";
 import type { LayerScoresInput } from "../plugins/press.ts";
 import { type H2oHeadState, type H2oParams, h2oPrefill } from "../plugins/h2oPress.ts";
 import type { PluginRegistry } from "../plugins/registry.ts";
-import { type DetectorInput, formatParamValue, type PressSchema } from "../plugins/schema.ts";
+import { formatParamValue, type PressSchema } from "../plugins/schema.ts";
 import type { ModelConfig } from "../model/types.ts";
 import type { GpuContext } from "../gpu/device.ts";
 import type { ColumnSums, Observation, ObserveRequest, PrefillState } from "./engine.ts";
 import { compensateHead } from "./compensation.ts";
+import { runDetectors } from "./detectors.ts";
+import { BUILTIN_NAMES, checkExecutable, UnsupportedPolicyError } from "./executable.ts";
 import { createH2oStepHook, h2oCapacity } from "./h2oRuntime.ts";
 import type { CompactCompensation } from "./raggedKvCache.ts";
-import {
-  detectorKey,
-  type DetectorVerdicts,
-  type HeadAssignment,
-  resolvePlan,
-} from "./planResolver.ts";
-
-/** Raised for a policy the runtime cannot execute yet (a user-facing error). */
-export class UnsupportedPolicyError extends Error {
-  /** Builds the error. */
-  constructor(message: string) {
-    super(message);
-    this.name = "UserError";
-  }
-}
-
-/** Built-in presses and detectors the runtime executes today. */
-const RUNNABLE_PRESSES = new Set([
-  "full",
-  "window",
-  "snap",
-  "pyramid",
-  "adakv",
-  "knorm",
-  "random",
-  "quant",
-  "h2o",
-  "compensate",
-]);
-const RUNNABLE_DETECTORS = new Set(["lazy", "retrieval"]);
-const BUILTIN_NAMES = new Set(BUILTIN_PLUGINS.map((p) => p.name));
-
-/**
- * Throws {@link UnsupportedPolicyError} for anything the runtime does not execute yet: built-ins
- * not wired up, and plugin presses/detectors without a runtime implementation (`select`,
- * `classify`).
- */
-export function checkExecutable(plan: Plan, registry?: PluginRegistry): void {
-  for (const rule of plan.rules) {
-    for (const press of rule.pipeline) {
-      const plugin = !BUILTIN_NAMES.has(press.name) ? registry?.press(press.name) : undefined;
-      if (plugin?.select) continue;
-      if (!RUNNABLE_PRESSES.has(press.name)) {
-        throw new UnsupportedPolicyError(
-          `the runtime does not execute '${press.name}' yet (line ${rule.line}); it runs ${
-            [...RUNNABLE_PRESSES].join(", ")
-          } and plugin presses with a select() — 'deno task check' validates any policy`,
-        );
-      }
-    }
-  }
-  for (const d of plan.detectors) {
-    const plugin = !BUILTIN_NAMES.has(d.name) ? registry?.detector(d.name) : undefined;
-    if (plugin?.classify) continue;
-    if (!RUNNABLE_DETECTORS.has(d.name)) {
-      throw new UnsupportedPolicyError(`the runtime does not run the '${d.name}' detector yet`);
-    }
-  }
-}
+import { type HeadAssignment, resolvePlan } from "./planResolver.ts";
 
 /** What a policy did to one KV head. */
 export interface HeadTrace {
@@ -213,7 +152,20 @@ export class PolicyExecutor {
   /** The `afterPrefill` hook: detect, select, compact. */
   async apply(state: PrefillState): Promise<void> {
     const c = this.config;
-    const verdicts = await this.detect(state);
+    this.trace = Array.from({ length: c.numLayers }, () => ({ heads: [] }));
+    await this.prepare();
+    const { verdicts, lazy } = await runDetectors(
+      this.plan,
+      c,
+      this.ctx,
+      this.registry,
+      this.retrieval,
+      state,
+    );
+    lazy?.forEach((v, l) => {
+      this.trace[l].lazy_score = v.score;
+      this.trace[l].lazy = v.lazy;
+    });
     this.assignments = resolvePlan(this.plan, c.numLayers, c.numKvHeads, verdicts);
     const promptObs = state.promptObservation;
     const h2oStates: (H2oHeadState | undefined)[][] = [];
@@ -403,86 +355,6 @@ export class PolicyExecutor {
 
   private async readObservation(o: Observation, layer: number): Promise<Float32Array> {
     return await this.ctx.readF32(o.buffers[layer]);
-  }
-
-  /** What plugin detectors may ask: the last prompt query's attention per layer. */
-  private detectorInput(state: PrefillState): DetectorInput {
-    const c = this.config;
-    const o = state.promptObservation;
-    return {
-      numLayers: c.numLayers,
-      numHeads: c.numHeads,
-      numKvHeads: c.numKvHeads,
-      promptLength: state.promptLength,
-      lastQueryAttention: async (layer: number) => {
-        if (!o) throw new Error("no prompt attention was recorded");
-        const all = await this.readObservation(o, layer);
-        const n = o.stride;
-        return Array.from(
-          { length: c.numHeads },
-          (_, h) => all.slice((h * o.rows + o.rows - 1) * n, (h * o.rows + o.rows) * n),
-        );
-      },
-    };
-  }
-
-  private async detect(state: PrefillState): Promise<DetectorVerdicts> {
-    const c = this.config;
-    this.trace = Array.from({ length: c.numLayers }, () => ({ heads: [] }));
-    const verdicts: DetectorVerdicts = { layers: new Map(), heads: new Map() };
-    await this.prepare();
-    for (const d of this.plan.detectors) {
-      const plugin = BUILTIN_NAMES.has(d.name) ? undefined : this.registry.detector(d.name);
-      if (plugin?.classify) {
-        const verdict = await plugin.classify(this.detectorInput(state), d.params);
-        if (plugin.target === "layers") verdicts.layers.set(detectorKey(d), verdict as boolean[]);
-        else verdicts.heads.set(detectorKey(d), verdict as boolean[][]);
-        continue;
-      }
-      if (d.name === "retrieval") {
-        verdicts.heads.set(
-          detectorKey(d),
-          selectRetrievalHeads(this.retrieval!, d.params as unknown as RetrievalParams),
-        );
-      }
-      if (d.name !== "lazy") continue;
-      const sink = d.params.sink as number;
-      const recent = d.params.recent as number;
-      const threshold = (d.params.threshold as number | null) ?? lazyThresholdFor(c);
-      const scores: number[] = [];
-      for (let l = 0; l < c.numLayers; l++) {
-        let perHead: Float32Array[];
-        let length: number;
-        if (d.params.at === "decode" && state.firstStepObservation) {
-          const o = state.firstStepObservation;
-          const all = await this.readObservation(o, l);
-          length = o.stride;
-          perHead = Array.from(
-            { length: c.numHeads },
-            (_, h) => all.subarray(h * length, (h + 1) * length),
-          );
-        } else {
-          // Prefill variant (or a generation too short to decode): the last prompt query.
-          const o = state.promptObservation;
-          if (!o) throw new Error("lazy detector: no attention was recorded");
-          const all = await this.readObservation(o, l);
-          length = o.stride;
-          perHead = Array.from(
-            { length: c.numHeads },
-            (_, h) =>
-              all.subarray((h * o.rows + o.rows - 1) * length, (h * o.rows + o.rows) * length),
-          );
-        }
-        scores.push(lazyLayerScore(perHead, length, sink, recent));
-      }
-      const lazy = lazyLayers(scores, threshold);
-      verdicts.layers.set(detectorKey(d), lazy);
-      scores.forEach((s, l) => {
-        this.trace[l].lazy_score = s;
-        this.trace[l].lazy = lazy[l];
-      });
-    }
-    return verdicts;
   }
 }
 

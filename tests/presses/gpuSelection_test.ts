@@ -6,7 +6,8 @@
  */
 import assert from "node:assert/strict";
 import { loadModel } from "../../src/model/loadModel.ts";
-import { CpuReferenceModel } from "../../src/model/cpuReference.ts";
+import { argmax, CpuReferenceModel } from "../../src/model/cpuReference.ts";
+import { lazyLayerScore } from "../../src/plugins/lazyDetector.ts";
 import { compileOrThrow } from "../../src/plan/compile.ts";
 import { defaultRegistry } from "../../src/plugins/builtins.ts";
 import { cpuLayerScores } from "../../src/plugins/cpuScores.ts";
@@ -98,6 +99,69 @@ Deno.test("KV bytes match the plan: snap(k=256) on a 2048-token prompt keeps 256
     const w = await runPolicy(engine, "else -> window(sink=4, recent=60)", ids, 10);
     for (const layer of w.kv.layers) assert.deepEqual(layer.lengths, [64, 64]);
     assert.equal(w.kv.allocatedBytes, c.numLayers * c.numKvHeads * 64 * row);
+  } finally {
+    engine.close();
+  }
+});
+
+Deno.test("lazy scores on the default model equal the CPU reference's (prefill and first-decode-step variants)", async () => {
+  const engine = await Engine.open(MODEL);
+  try {
+    const ids = demoPrompt(engine.tokenizer!, "question", 200, 11).ids;
+    const N = ids.length;
+    const c = engine.config;
+    const cpu = new CpuReferenceModel(await loadModel(MODEL));
+    const logits = cpu.forward(ids, { logits: "last" });
+    const g = c.numHeads / c.numKvHeads;
+    const prefillScores = Array.from({ length: c.numLayers }, (_, l) => {
+      const last = cpuLayerScores(cpu, l).windowAttention(1);
+      return lazyLayerScore(last, N, 4, 64);
+    });
+    // The first decoding step: the greedy token at position N, attending to all N + 1 entries.
+    const first = argmax(logits.at(-1)!);
+    cpu.forward([first], { positions: [N], logits: "last" });
+    const decodeScores = Array.from({ length: c.numLayers }, (_, l) => {
+      const q = cpu.lastQueries[l];
+      const all = Array.from({ length: N + 1 }, (_, j) => j);
+      const perHead = Array.from({ length: c.numHeads }, (_, h) =>
+        Float32Array.from(
+          cpu.attendSubset(
+            l,
+            Math.floor(h / g),
+            q.subarray(h * c.headDim, (h + 1) * c.headDim),
+            all,
+          )
+            .probabilities,
+        ));
+      return lazyLayerScore(perHead, N + 1, 4, 64);
+    });
+    for (const [at, expected] of [["prefill", prefillScores], ["decode", decodeScores]] as const) {
+      const r = await runPolicy(
+        engine,
+        `layers lazy(recent=64, at=${at}) -> full; else -> full`,
+        ids,
+        2,
+      );
+      r.trace.forEach((layer, l) =>
+        assert.ok(
+          Math.abs(layer.lazy_score! - expected[l]) < 1e-4,
+          `${at} layer ${l}: ${layer.lazy_score} vs ${expected[l]}`,
+        )
+      );
+    }
+  } finally {
+    engine.close();
+  }
+});
+
+Deno.test("full gives exactly the tokens and cache of running with no policy", async () => {
+  const engine = await Engine.open(MODEL);
+  try {
+    const ids = demoPrompt(engine.tokenizer!, "question", 150, 4).ids;
+    const plain = await engine.generate({ promptIds: ids, maxNewTokens: 16, stopIds: [] });
+    const full = await runPolicy(engine, "else -> full", ids, 16);
+    assert.deepEqual(full.tokens, plain.tokens);
+    assert.deepEqual(full.kv, plain.kv);
   } finally {
     engine.close();
   }

@@ -59,3 +59,52 @@ Deno.test("check --explain --model prints the resolved layer × KV head table", 
     console.error = err;
   }
 });
+
+Deno.test("inspect plots the retrieval scores per KV head (planted-needle: head 1.0 first)", async () => {
+  const out = await Deno.makeTempDir();
+  const log = console.log, err = console.error;
+  console.log = () => {};
+  console.error = () => {};
+  try {
+    assert.equal(await main(["inspect", "--policy", "duo", "--out", out]), 0);
+    const html = Deno.readTextFileSync(`${out}/kept.html`);
+    assert.match(html, /<svg [^>]*data-figure="detectors"/);
+    const trace = JSON.parse(Deno.readTextFileSync(`${out}/trace.json`)).trace;
+    const scores = trace.flatMap((l: { heads: { retrieval_score: number }[] }, i: number) =>
+      l.heads.map((h, k) => ({ at: `${i}.${k}`, s: h.retrieval_score }))
+    ).sort((a: { s: number }, b: { s: number }) => b.s - a.s);
+    assert.equal(scores[0].at, "1.0");
+    assert.ok(scores[0].s > 0.99);
+  } finally {
+    console.log = log;
+    console.error = err;
+    await Deno.remove(out, { recursive: true });
+  }
+});
+
+Deno.test("run --allow-plugins executes the example TOVA press; without the flag it is refused", async () => {
+  const policy = 'use "./examples/tovaPress.ts"; else -> tova(k=64)';
+  const logs: string[] = [];
+  const errs: string[] = [];
+  const log = console.log, err = console.error;
+  console.log = (...a: unknown[]) => logs.push(a.join(" "));
+  console.error = (...a: unknown[]) => errs.push(a.join(" "));
+  try {
+    assert.equal(await main(["run", "--policy", policy, "--json"]), 1);
+    assert.match(errs.join("\n"), /needs plugin code \("\.\/examples\/tovaPress\.ts"\)/);
+    assert.equal(
+      await main(["run", "--allow-plugins", "--policy", policy, "--json", "--trace"]),
+      0,
+    );
+    const out = JSON.parse(logs.at(-1)!);
+    for (const layer of out.trace.layers) {
+      // TOVA keeps one token set per layer: both KV heads hold the same 64 positions.
+      assert.equal(layer.heads[0].kept.length, 64);
+      assert.deepEqual(layer.heads[0].kept, layer.heads[1].kept);
+    }
+    assert.equal(out.resolved[0][0].pipeline, "tova");
+  } finally {
+    console.log = log;
+    console.error = err;
+  }
+});

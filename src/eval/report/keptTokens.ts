@@ -51,6 +51,64 @@ function tokenSpans(tokens: string[], kept: Set<number>): string {
   }).join("");
 }
 
+/**
+ * The detectors' scores as an SVG grid: one row per layer, one cell per KV head coloured by its
+ * RazorAttention retrieval (induction) score, plus the layer's SimLayerKV score on the right.
+ * Empty when no detector ran.
+ */
+export function detectorScoresSvg(layers: readonly KeptLayer[]): string {
+  const heads = Math.max(0, ...layers.map((l) => l.heads.length));
+  const anyRetrieval = layers.some((l) => l.heads.some((h) => h.retrievalScore !== undefined));
+  const anyLazy = layers.some((l) => l.lazyScore !== undefined);
+  if (!anyRetrieval && !anyLazy) return "";
+  const cell = 34, left = 64, top = 28;
+  const width = left + heads * cell + 140;
+  const height = top + layers.length * cell + 24;
+  const parts = [
+    `<svg xmlns="http://www.w3.org/2000/svg" data-figure="detectors" width="${width}" height="${height}" font-family="sans-serif" font-size="11">`,
+    `<text x="${left}" y="16" font-size="13">retrieval score per KV head${
+      anyLazy ? " · lazy score per layer" : ""
+    }</text>`,
+  ];
+  layers.forEach((layer, l) => {
+    const y = top + l * cell;
+    parts.push(`<text x="${left - 8}" y="${y + cell / 2 + 4}" text-anchor="end">layer ${l}</text>`);
+    layer.heads.forEach((h, k) => {
+      const v = h.retrievalScore;
+      const shade = v === undefined
+        ? "#eee"
+        : `hsl(10, 80%, ${Math.round(95 - 55 * Math.min(1, v))}%)`;
+      const x = left + k * cell;
+      parts.push(
+        `<rect x="${x}" y="${y}" width="${cell - 2}" height="${cell - 2}" fill="${shade}"/>`,
+      );
+      if (v !== undefined) {
+        parts.push(
+          `<text x="${x + cell / 2 - 1}" y="${y + cell / 2 + 4}" text-anchor="middle">${
+            v.toFixed(2)
+          }</text>`,
+        );
+      }
+    });
+    if (layer.lazyScore !== undefined) {
+      parts.push(
+        `<text x="${left + heads * cell + 10}" y="${y + cell / 2 + 4}">lazy ${
+          layer.lazyScore.toFixed(3)
+        }${layer.lazy ? " ✓" : ""}</text>`,
+      );
+    }
+  });
+  for (let k = 0; k < heads; k++) {
+    parts.push(
+      `<text x="${left + k * cell + cell / 2 - 1}" y="${
+        top + layers.length * cell + 14
+      }" text-anchor="middle">h${k}</text>`,
+    );
+  }
+  parts.push("</svg>");
+  return parts.join("\n");
+}
+
 /** Renders the page. */
 export function renderKeptTokens(view: KeptTokensView): string {
   const n = view.tokens.length;
@@ -85,6 +143,7 @@ summary { cursor: pointer; margin: .3em 0; }
 <p>Model <code>${escapeHtml(view.model)}</code>, ${n}-token prompt. Highlighted tokens stay in the
 KV head's cache after prefill; grey ones were evicted.</p>
 <pre>${escapeHtml(view.policySource)}</pre>
+${detectorScoresSvg(view.layers)}
 ${sections}
 </body></html>
 `;

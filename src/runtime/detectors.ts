@@ -1,0 +1,107 @@
+/**
+ * Runs a plan's detectors after prefill: SimLayerKV's `lazy` (from the first decoding step's or
+ * the last prompt query's attention), RazorAttention's `retrieval` (from the model's probe
+ * scores), and plugin detectors (`classify`). Returns the verdicts the plan resolver matches and
+ * the scores for the trace.
+ *
+ * @module
+ */
+
+import type { GpuContext } from "../gpu/device.ts";
+import type { ModelConfig } from "../model/types.ts";
+import type { Plan } from "../plan/plan.ts";
+import { lazyLayers, lazyLayerScore, lazyThresholdFor } from "../plugins/lazyDetector.ts";
+import type { PluginRegistry } from "../plugins/registry.ts";
+import {
+  type HeadScores,
+  type RetrievalParams,
+  selectRetrievalHeads,
+} from "../plugins/retrievalDetector.ts";
+import type { DetectorInput } from "../plugins/schema.ts";
+import type { Observation, PrefillState } from "./engine.ts";
+import { BUILTIN_NAMES } from "./executable.ts";
+import { detectorKey, type DetectorVerdicts } from "./planResolver.ts";
+
+/** Verdicts plus the per-layer lazy scores (the last lazy detector's), for the trace. */
+export interface DetectorResults {
+  /** What the plan resolver matches against. */
+  verdicts: DetectorVerdicts;
+  /** Per layer: SimLayerKV score and verdict, when a lazy detector ran. */
+  lazy: { score: number; lazy: boolean }[] | null;
+}
+
+/** The last query row of each query head of a recorded observation, for one layer. */
+async function lastRows(
+  ctx: GpuContext,
+  o: Observation,
+  layer: number,
+  numHeads: number,
+): Promise<Float32Array[]> {
+  const all = await ctx.readF32(o.buffers[layer]);
+  const n = o.stride;
+  return Array.from(
+    { length: numHeads },
+    (_, h) => all.slice((h * o.rows + o.rows - 1) * n, (h * o.rows + o.rows) * n),
+  );
+}
+
+/** What plugin detectors may ask: the last prompt query's attention per layer. */
+function detectorInput(ctx: GpuContext, c: ModelConfig, state: PrefillState): DetectorInput {
+  return {
+    numLayers: c.numLayers,
+    numHeads: c.numHeads,
+    numKvHeads: c.numKvHeads,
+    promptLength: state.promptLength,
+    lastQueryAttention: (layer: number) => {
+      const o = state.promptObservation;
+      if (!o) throw new Error("no prompt attention was recorded");
+      return lastRows(ctx, o, layer, c.numHeads);
+    },
+  };
+}
+
+/** Runs every detector of `plan`; `retrieval` holds the model's probe scores when needed. */
+export async function runDetectors(
+  plan: Plan,
+  c: ModelConfig,
+  ctx: GpuContext,
+  registry: PluginRegistry,
+  retrieval: HeadScores[] | undefined,
+  state: PrefillState,
+): Promise<DetectorResults> {
+  const verdicts: DetectorVerdicts = { layers: new Map(), heads: new Map() };
+  let lazyTrace: DetectorResults["lazy"] = null;
+  for (const d of plan.detectors) {
+    const plugin = BUILTIN_NAMES.has(d.name) ? undefined : registry.detector(d.name);
+    if (plugin?.classify) {
+      const verdict = await plugin.classify(detectorInput(ctx, c, state), d.params);
+      if (plugin.target === "layers") verdicts.layers.set(detectorKey(d), verdict as boolean[]);
+      else verdicts.heads.set(detectorKey(d), verdict as boolean[][]);
+    } else if (d.name === "retrieval") {
+      if (!retrieval) throw new Error("retrieval detector: the probe scores were not fetched");
+      verdicts.heads.set(
+        detectorKey(d),
+        selectRetrievalHeads(retrieval, d.params as unknown as RetrievalParams),
+      );
+    } else if (d.name === "lazy") {
+      const threshold = (d.params.threshold as number | null) ?? lazyThresholdFor(c);
+      // Official variant: the first decoding step; else (prefill variant, or a generation too
+      // short to decode) the last prompt query.
+      const o = d.params.at === "decode" && state.firstStepObservation
+        ? state.firstStepObservation
+        : state.promptObservation;
+      if (!o) throw new Error("lazy detector: no attention was recorded");
+      const scores: number[] = [];
+      for (let l = 0; l < c.numLayers; l++) {
+        const perHead = await lastRows(ctx, o, l, c.numHeads);
+        scores.push(
+          lazyLayerScore(perHead, o.stride, d.params.sink as number, d.params.recent as number),
+        );
+      }
+      const lazy = lazyLayers(scores, threshold);
+      verdicts.layers.set(detectorKey(d), lazy);
+      lazyTrace = scores.map((score, l) => ({ score, lazy: lazy[l] }));
+    }
+  }
+  return { verdicts, lazy: lazyTrace };
+}
