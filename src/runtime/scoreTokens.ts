@@ -11,6 +11,8 @@ import { type ColumnSums, DEFAULT_PREFILL_CHUNK, type Engine } from "./engine.ts
 import { type KvReport, kvReport } from "./kvReport.ts";
 import type { PolicyExecutor } from "./policyExecutor.ts";
 import { RaggedKvCache } from "./raggedKvCache.ts";
+import { UnsupportedPolicyError } from "./executable.ts";
+import { isQuantLayer } from "../gpu/quantKvCache.ts";
 
 /** Log-probabilities of `ids[from..]` and the cache accounting at the end. */
 export interface TokenScores {
@@ -65,6 +67,11 @@ export async function scoreTokens(
       promptObservation: obs,
       promptColumnSums: sums,
     });
+    if (cache.layers.some(isQuantLayer)) {
+      throw new UnsupportedPolicyError(
+        "teacher-forced scoring (perplexity) with 'quant' is not supported yet: quantized layers take one token per decoding step only",
+      );
+    }
     const rest = ids.slice(from, ids.length - 1);
     if (rest.length) {
       // Heads that evict while decoding (a ring, or H2O's per-step hook) take one token at a time.
