@@ -69,6 +69,33 @@ Deno.test({
   },
 });
 
+Deno.test("retrieval: on the default model (tiny-needle) GPU probe scores equal the CPU reference's", async () => {
+  const dir = new URL("../../models/tiny-needle", import.meta.url).pathname;
+  const engine = await Engine.open(dir);
+  try {
+    // A 32-token block (a 129-token probe) keeps the float64 reference quick.
+    const got = await retrievalScores(engine, { seed: 5, block: 32 });
+    const probe = cappedProbe(engine.config, 5, 32);
+    const cpu = new CpuReferenceModel(engine.weights);
+    cpu.forward(probe.tokens, { logits: "last" });
+    const { numHeads: H, numKvHeads } = engine.config;
+    const N = probe.tokens.length;
+    for (let l = 0; l < engine.config.numLayers; l++) {
+      const rows = cpuLayerScores(cpu, l).windowAttention(N);
+      const want = retrievalQueryHeadScores(
+        probe,
+        H,
+        (h, i) => rows[h].subarray(i * N, (i + 1) * N),
+      );
+      const kv = retrievalKvHeadScores(want, H / numKvHeads);
+      assertScoresClose(got.layers[l].echo, kv.echo, `layer ${l} KV echo`);
+      assertScoresClose(got.layers[l].induction, kv.induction, `layer ${l} KV induction`);
+    }
+  } finally {
+    engine.close();
+  }
+});
+
 Deno.test("retrieval: the profile is written, reused, and recomputed when the model changes", async () => {
   const dir = await Deno.makeTempDir({ prefix: "kvpolicy-retrieval-" });
   try {
