@@ -1,9 +1,11 @@
 /**
  * Decode attention (one query token) over a layer's ragged KV cache, split-KV flash-decoding:
  *
- * 1. split pass — one thread per (query head, split of `splitSize` keys): online softmax over the
- *    split's keys of the head's KV group (`kvHead = h / (H / Hkv)`), writing the partial
- *    `(O unnormalised, m, l)` to a scratch buffer; splits past the head's length write `l = 0`;
+ * 1. split pass — one thread per (split of `splitSize` keys, KV head): online softmax over the
+ *    split's keys for all the query heads of the KV group (`h / (H / Hkv) = kvHead`; groups larger
+ *    than 8 are cut into chunks, see {@link decodeHeadsPerThread}), so each K/V row is loaded once
+ *    per group; WGSL generated unrolled per group size (`wgslUnroll.ts`). Each head's partial
+ *    `(O unnormalised, m, l)` goes to a scratch buffer; splits past the head's length write `l = 0`;
  * 2. reduce pass — one workgroup per query head merges its splits:
  *    `out = Σ O_s·e^{m_s−M} / Σ l_s·e^{m_s−M}` (a head with no keys outputs zeros).
  *
@@ -19,7 +21,8 @@
 import type { BufferRef, GpuContext } from "../device.ts";
 import { type KvCacheLayer, kvDecl, type KvDType } from "../kvCache.ts";
 import { dispatchOp, type GpuOp, packParams, sequenceOp } from "../op.ts";
-import { ATTENTION_TILE, onlineSoftmaxWgsl } from "./attentionCommon.ts";
+import { ATTENTION_TILE } from "./attentionCommon.ts";
+import { each, maxOf } from "./wgslUnroll.ts";
 
 /** Arguments of {@link decodeAttention}. */
 export interface DecodeAttentionArgs {
@@ -57,38 +60,101 @@ export function decodeScratchBytes(
   return numHeads * splits * (headDim / 4 + 1) * 16;
 }
 
-function splitCode(dtype: KvDType, D4: number): string {
+/** Split threads per workgroup: small, so a few dozen splits still spread over the cores. */
+const SPLIT_WG = 16;
+
+/** Query heads per split thread for a GQA group: the whole group up to 8, else its largest divisor ≤ 8. */
+export function decodeHeadsPerThread(group: number): number {
+  for (let g = Math.min(group, 8); g > 1; g--) if (group % g === 0) return g;
+  return 1;
+}
+
+/**
+ * Split pass, one thread per (split, KV head, chunk of `G` query heads of its group): every K/V
+ * row loaded serves the `G` heads. Generated unrolled (named registers) over tiles of `TILE` keys
+ * with constant trip counts; keys past the split's end are masked by `select`.
+ */
+function splitCode(dtype: KvDType, D4: number, G: number): string {
+  const T = ATTENTION_TILE;
+  const dotRow = (r: number, k: (d: number) => string) =>
+    each(D4, (d) => `dot(q${r}_${d}, ${k(d)})`, " + ");
   return `struct Params { H: u32, Hkv: u32, group: u32, splits: u32, splitSize: u32, scale: f32,
-  q04: u32 };
+  q04: u32, chunks: u32 };
 @group(0) @binding(0) var<uniform> p: Params;
 const D4 = ${D4}u;
+const NEG = -3.0e38;
 @group(0) @binding(1) var<storage, read> Q: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> kvmeta: array<u32>;
 ${kvDecl("KC", 3, dtype, false)}
 ${kvDecl("VC", 4, dtype, false)}
 @group(0) @binding(5) var<storage, read_write> part: array<vec4<f32>>;
-${onlineSoftmaxWgsl()}
-@compute @workgroup_size(64)
+@compute @workgroup_size(${SPLIT_WG})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let s = gid.x;
-  let h = gid.y;
   if (s >= p.splits) { return; }
-  let kvh = h / p.group;
+  let kvh = gid.y / p.chunks;
+  let h0 = kvh * p.group + (gid.y % p.chunks) * ${G}u;
   let base = kvmeta[kvh];
   let len = kvmeta[p.Hkv + kvh];
-  useBias(base, kvmeta[5u * p.Hkv + kvh], kvmeta[6u * p.Hkv + kvh]);
+  let br = kvmeta[5u * p.Hkv + kvh];
+  let biasRow = select(0xffffffffu, base + br, br != 0xffffffffu);
+  let biasValue = bitcast<f32>(kvmeta[6u * p.Hkv + kvh]);
   let j0 = s * p.splitSize;
   let j1 = min(j0 + p.splitSize, len);
-  for (var d = 0u; d < D4; d++) {
-    q[d] = Q[p.q04 + h * D4 + d] * p.scale;
-    o[d] = vec4<f32>(0.0);
+${
+    each(G, (r) =>
+      `${
+        each(D4, (d) => `  let q${r}_${d} = Q[p.q04 + (h0 + ${r}u) * D4 + ${d}u] * p.scale;`)
+      }
+${each(D4, (d) => `  var o${r}_${d} = vec4<f32>(0.0);`)}
+  var m${r} = NEG;
+  var l${r} = 0.0;`)
   }
-  mx = NEG;
-  l = 0.0;
-  if (j0 < j1) { attend(base, j0, j1); }
-  let at = (h * p.splits + s) * (D4 + 1u);
-  for (var d = 0u; d < D4; d++) { part[at + d] = o[d]; }
-  part[at + D4] = vec4<f32>(mx, l, 0.0, 0.0);
+  for (var j = j0; j < j1; j += ${T}u) {
+${
+    each(T, (t) =>
+      `    let e${t} = base + min(j + ${t}u, j1 - 1u);
+    let row${t} = e${t} * D4;
+    let bias${t} = select(0.0, biasValue, e${t} == biasRow);
+    let ok${t} = j + ${t}u < j1;`)
+  }
+${
+    each(T, (t) =>
+      `    var s${t}: array<f32, ${G}>;
+    {
+${each(D4, (d) => `      let k${d} = KC4(row${t} + ${d}u);`)}
+${
+        each(G, (r) =>
+          `      s${t}[${r}] = select(NEG, ${dotRow(r, (d) => `k${d}`)} + bias${t}, ok${t});`)
+      }
+    }`)
+  }
+${
+    each(G, (r) =>
+      `    {
+      let mnew = ${maxOf([`m${r}`, ...Array.from({ length: T }, (_, t) => `s${t}[${r}]`)])};
+      let c = exp(m${r} - mnew);
+${each(T, (t) => `      s${t}[${r}] = select(0.0, exp(s${t}[${r}] - mnew), ok${t});`)}
+      l${r} = l${r} * c + ${each(T, (t) => `s${t}[${r}]`, " + ")};
+      m${r} = mnew;
+${each(D4, (d) => `      o${r}_${d} *= c;`)}
+    }`)
+  }
+${
+    each(T, (t) =>
+      each(D4, (d) =>
+        `    { let v = VC4(row${t} + ${d}u);
+${each(G, (r) => `      o${r}_${d} += s${t}[${r}] * v;`)} }`))
+  }
+  }
+${
+    each(G, (r) =>
+      `  {
+    let at = ((h0 + ${r}u) * p.splits + s) * (D4 + 1u);
+${each(D4, (d) => `    part[at + ${d}u] = o${r}_${d};`)}
+    part[at + D4] = vec4<f32>(m${r}, l${r}, 0.0, 0.0);
+  }`)
+  }
 }
 `;
 }
@@ -140,9 +206,14 @@ export function decodeAttention(ctx: GpuContext, a: DecodeAttentionArgs): GpuOp 
   let owned: GPUBuffer | null = null;
   const scratch = a.scratch ?? (owned = ctx.createBuffer(need));
   if (scratch.size < need) throw new RangeError(`decodeAttention: scratch needs ${need} bytes`);
+  const group = H / c.numKvHeads;
+  const G = decodeHeadsPerThread(group), chunks = group / G;
   const split = dispatchOp(ctx, {
     label: "decodeAttention.split",
-    pipeline: ctx.pipeline(`decodeAttnSplit:${c.dtype}:${D4}`, () => splitCode(c.dtype, D4)),
+    pipeline: ctx.pipeline(
+      `decodeAttnSplitG:${c.dtype}:${D4}:${G}`,
+      () => splitCode(c.dtype, D4, G),
+    ),
     params: packParams([
       ["u32", H],
       ["u32", c.numKvHeads],
@@ -151,9 +222,10 @@ export function decodeAttention(ctx: GpuContext, a: DecodeAttentionArgs): GpuOp 
       ["u32", splitSize],
       ["f32", a.scale ?? 1 / Math.sqrt(D)],
       ["u32", qOffset / 4],
+      ["u32", chunks],
     ]),
     buffers: [a.q, c.meta, c.k, c.v, scratch],
-    workgroups: [Math.ceil(splits / 64), H],
+    workgroups: [Math.ceil(splits / SPLIT_WG), c.numKvHeads * chunks],
   });
   const reduce = decodeReduce(ctx, { scratch, out: a.out, numHeads: H, headDim: D, splits });
   return withOwnedScratch(ctx, sequenceOp("decodeAttention", [split, reduce]), owned);
