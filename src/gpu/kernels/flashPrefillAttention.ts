@@ -21,7 +21,7 @@
 import type { GpuContext } from "../device.ts";
 import { kvDecl, type KvDType } from "../kvCache.ts";
 import { dispatchOp, type GpuOp, packParams } from "../op.ts";
-import type { PrefillAttentionArgs } from "./prefillAttention.ts";
+import { type PrefillAttentionArgs, prefillLayout } from "./prefillAttention.ts";
 import { each, maxOf } from "./wgslUnroll.ts";
 
 /** Arguments of {@link flashPrefillAttention}: those of `prefillAttention` plus the block shape. */
@@ -181,17 +181,7 @@ export function flashPrefillAttention(ctx: GpuContext, a: FlashPrefillAttentionA
   if (!(Number.isInteger(QT) && QT >= 1 && QT <= 8) || group % HT !== 0) {
     throw new RangeError(`flashPrefillAttention: ${QT} queries × ${HT} heads per thread`);
   }
-  const ldq = a.qRowStride ?? H * D, q0 = a.qOffset ?? 0, ldo = a.outRowStride ?? H * D;
-  if (ldq % 4 || q0 % 4 || ldo % 4) {
-    throw new RangeError("flashPrefillAttention: strides and offsets must be multiples of 4");
-  }
-  const window = Math.min(a.window ?? 0, a.m);
-  if (window > 0 && (!a.obs || !a.obsStride)) {
-    throw new RangeError("flashPrefillAttention: window > 0 needs obs and obsStride");
-  }
-  const withObs = window > 0;
-  const buffers = [a.q, c.meta, c.k, c.v, a.out];
-  if (withObs) buffers.push(a.obs!);
+  const { ldq, q0, ldo, window, withObs, buffers } = prefillLayout("flashPrefillAttention", a);
   const chunks = group / HT;
   return dispatchOp(ctx, {
     label: "flashPrefillAttention",

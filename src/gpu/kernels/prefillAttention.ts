@@ -99,6 +99,39 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 `;
 }
 
+/** Strides, observation window and bindings shared by the prefill attention kernels. */
+export interface PrefillLayout {
+  /** Query row stride, first query element, output row stride (elements). */
+  ldq: number;
+  /** First query element. */
+  q0: number;
+  /** Output row stride. */
+  ldo: number;
+  /** Observation rows recorded (0 = none). */
+  window: number;
+  /** Whether the observation buffer is bound. */
+  withObs: boolean;
+  /** Storage bindings in order: q, meta, K, V, out, obs?. */
+  buffers: BufferRef[];
+}
+
+/** Checks and resolves the arguments every prefill attention kernel shares; `label` names it. */
+export function prefillLayout(label: string, a: PrefillAttentionArgs): PrefillLayout {
+  const c = a.cache;
+  const H = a.numHeads, D = c.headDim;
+  const ldq = a.qRowStride ?? H * D, q0 = a.qOffset ?? 0, ldo = a.outRowStride ?? H * D;
+  if (ldq % 4 || q0 % 4 || ldo % 4) {
+    throw new RangeError(`${label}: strides and offsets must be multiples of 4`);
+  }
+  const window = Math.min(a.window ?? 0, a.m);
+  if (window > 0 && (!a.obs || !a.obsStride)) {
+    throw new RangeError(`${label}: window > 0 needs obs and obsStride`);
+  }
+  const buffers = [a.q, c.meta, c.k, c.v, a.out];
+  if (window > 0) buffers.push(a.obs!);
+  return { ldq, q0, ldo, window, withObs: window > 0, buffers };
+}
+
 /** Prepares prefill attention for one chunk of one layer (one dispatch). */
 export function prefillAttention(ctx: GpuContext, a: PrefillAttentionArgs): GpuOp {
   const c = a.cache;
@@ -106,17 +139,7 @@ export function prefillAttention(ctx: GpuContext, a: PrefillAttentionArgs): GpuO
   if (H % c.numKvHeads !== 0) {
     throw new RangeError(`prefillAttention: ${H} query heads for ${c.numKvHeads} KV heads`);
   }
-  const ldq = a.qRowStride ?? H * D, q0 = a.qOffset ?? 0, ldo = a.outRowStride ?? H * D;
-  if (ldq % 4 || q0 % 4 || ldo % 4) {
-    throw new RangeError("prefillAttention: strides and offsets must be multiples of 4");
-  }
-  const window = Math.min(a.window ?? 0, a.m);
-  if (window > 0 && (!a.obs || !a.obsStride)) {
-    throw new RangeError("prefillAttention: window > 0 needs obs and obsStride");
-  }
-  const withObs = window > 0;
-  const buffers = [a.q, c.meta, c.k, c.v, a.out];
-  if (withObs) buffers.push(a.obs!);
+  const { ldq, q0, ldo, window, withObs, buffers } = prefillLayout("prefillAttention", a);
   return dispatchOp(ctx, {
     label: "prefillAttention",
     pipeline: ctx.pipeline(
