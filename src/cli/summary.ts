@@ -18,7 +18,9 @@ export function formatSummary(promptTokens: number, r: GenerationResult): string
   const t = r.timing;
   return [
     `${r.tokens.length} tokens generated from a ${promptTokens}-token prompt (${r.stopReason})`,
-    `prefill ${t.prefillTokensPerSecond.toFixed(1)} tok/s`,
+    `prefill ${t.prefillTokensPerSecond.toFixed(1)} tok/s${
+      t.pressMs > 0 ? ` (press ${t.pressMs.toFixed(0)} ms)` : ""
+    }`,
     `decode ${t.decodeTokensPerSecond.toFixed(1)} tok/s`,
     `time to first token ${t.ttftMs.toFixed(0)} ms`,
     `KV ${formatBytes(r.kv.keptBytes)} kept of ${formatBytes(r.kv.fullBytes)} full (${

@@ -111,17 +111,24 @@ export interface GenerationRequest {
   afterPrefill?: (state: PrefillState) => Promise<void> | void;
 }
 
-/** Timings of one generation. */
+/**
+ * Timings of one generation. As in SnapKV and kvpress, compressing the cache is part of the
+ * prefill stage: `prefillMs` runs from the start to the moment steady decoding can begin (prompt,
+ * first token, a first-step observation if one was asked for, and the press), and the decode
+ * rate counts only the tokens generated after that, over the time they took.
+ */
 export interface GenerationTiming {
-  /** Prefill wall time (ms), up to the first token being available. */
+  /** Prefill-stage wall time (ms): prompt, first token, observation step, press. */
   prefillMs: number;
-  /** Decode wall time (ms). */
+  /** Of `prefillMs`, the time spent in `afterPrefill` (scoring, selection, compaction; GPU work included). */
+  pressMs: number;
+  /** Steady decoding wall time (ms), after the press. */
   decodeMs: number;
-  /** Time to first token (ms). */
+  /** Time to first token (ms): the first id read back, before the press runs. */
   ttftMs: number;
-  /** Prompt tokens per second. */
+  /** Prompt tokens per second of the prefill stage. */
   prefillTokensPerSecond: number;
-  /** Generated tokens (after the first) per second. */
+  /** Tokens generated after the prefill stage per second of `decodeMs` (0 when none). */
   decodeTokensPerSecond: number;
 }
 
@@ -432,11 +439,10 @@ export class Engine {
       } else {
         await this.ctx.sync();
       }
-      const prefillMs = performance.now() - t0;
+      const ttftMs = performance.now() - t0;
       releaseActivations(this.ctx, acts);
       acts = undefined;
 
-      const t1 = performance.now();
       let fed = 0; // decode steps run (each appends one entry per head)
       decodeActs = createActivations(this.ctx, this.gpu, 1, 1);
       const source = {
@@ -460,6 +466,7 @@ export class Engine {
         fed++;
         take(await readSampledIds(this.ctx, sampler, 1, 2));
       }
+      const tPress = performance.now();
       await req.afterPrefill?.({
         cache,
         promptLength: N,
@@ -469,6 +476,11 @@ export class Engine {
         firstStepObservation: fed > 0 ? firstObs : undefined,
         promptColumnSums: columnSums,
       });
+      if (req.afterPrefill) await this.ctx.sync(); // the press's GPU work belongs to prefill
+      const t1 = performance.now();
+      const pressMs = req.afterPrefill ? t1 - tPress : 0;
+      const prefillMs = t1 - t0;
+      const beforeLoop = tokens.length;
       if (stopReason === "length" && tokens.length < maxNew) {
         const steps = forwardSteps(this.ctx, this.gpu, cache.layers, decodeActs, {
           m: 1,
@@ -490,14 +502,15 @@ export class Engine {
       }
       const decodeMs = performance.now() - t1;
       const lengths = await cache.lengths();
-      const decoded = Math.max(0, tokens.length - 1);
+      const decoded = tokens.length - beforeLoop;
       return {
         tokens,
         stopReason,
         timing: {
           prefillMs,
+          pressMs,
           decodeMs,
-          ttftMs: maxNew > 0 ? prefillMs : 0,
+          ttftMs: maxNew > 0 ? ttftMs : 0,
           prefillTokensPerSecond: N / (prefillMs / 1000),
           decodeTokensPerSecond: decoded > 0 ? decoded / (decodeMs / 1000) : 0,
         },
