@@ -21,6 +21,19 @@ export const BENCH_SHAPES: Record<string, Record<string, number>> = {
     num_key_value_heads: 2,
     vocab_size: 4096,
   },
+  /**
+   * ~27M parameters: 'small' with multi-head attention (8 query = 8 KV heads of 64), the layout of
+   * the Llama-2-7B-architecture model SnapKV's speed figure was measured on (LWM-Text-Chat-1M):
+   * 4× the KV bytes per token of 'small', so attention weighs more in a decode step.
+   */
+  "small-mha": {
+    hidden_size: 512,
+    intermediate_size: 1376,
+    num_hidden_layers: 8,
+    num_attention_heads: 8,
+    num_key_value_heads: 8,
+    vocab_size: 4096,
+  },
   /** ~1.2B parameters: a Llama-3.2-1B-like config (hidden 2048, 16 layers, 32/8 heads, 128k vocab). */
   "1b": {
     hidden_size: 2048,

@@ -1,19 +1,26 @@
 /**
- * `deno task bench [--quick] [--json] [--lengths 1k,4k,16k] [--shape small|1b] [--model DIR]
- * [--out FILE]`: speed and memory, full vs compressed, side by side, plus kernel throughput against
- * a native BLAS measured in the same run. With `--model DIR`, a real checkpoint is measured too
- * (at the lengths that fit its context), after the random-weight shape.
+ * `deno task bench [--quick] [--json] [--lengths 1k,4k,16k] [--shape small,small-mha]
+ * [--repeats N] [--long-repeats N] [--model DIR] [--out FILE]`: speed and memory, full vs
+ * compressed, side by side, plus kernel throughput against a native BLAS measured in the same
+ * run. Prompts of {@link LONG_PROMPT} tokens or more run `--long-repeats` times (default 1: a 16K
+ * prefill takes minutes on a CPU adapter). With `--model DIR`, a real checkpoint is measured too
+ * (at the lengths that fit its context), after the random-weight shapes.
  *
  * @module
  */
 
 import { kernelThroughput, type ThroughputRow } from "../../bench/kernelThroughput.ts";
-import { randomModel } from "../../bench/randomModel.ts";
+import { BENCH_SHAPES, randomModel } from "../../bench/randomModel.ts";
 import { type BenchRow, runSpeedBench } from "../../bench/speedBench.ts";
 import { parseLengths } from "../eval/gridSpec.ts";
 import { Engine } from "../runtime/engine.ts";
+import type { ModelConfig } from "../model/types.ts";
 import { intFlag, parseFlags } from "./args.ts";
+import { UserError } from "./errors.ts";
 import { formatBytes } from "./summary.ts";
+
+/** Prompt length from which `--long-repeats` applies. */
+export const LONG_PROMPT = 8192;
 
 /** The policies compared (README's benchmark set). */
 export const BENCH_POLICIES = [
@@ -31,11 +38,11 @@ interface Section {
 
 function table(rows: BenchRow[]): string {
   const head =
-    "| policy | prompt | prefill tok/s | decode tok/s (min–max) | TTFT ms | KV | press ms (share of prefill) | decode × full | KV × full |";
-  const lines = [head, "|---|---|---|---|---|---|---|---|---|"];
+    "| policy | prompt | runs | prefill tok/s | decode tok/s (min–max) | TTFT ms | KV | press ms (share of prefill) | decode × full | KV × full |";
+  const lines = [head, "|---|---|---|---|---|---|---|---|---|---|"];
   for (const r of rows) {
     lines.push(
-      `| \`${r.policy.replace(/^else -> /, "")}\` | ${r.prompt_tokens} | ${
+      `| \`${r.policy.replace(/^else -> /, "")}\` | ${r.prompt_tokens} | ${r.repeats} | ${
         r.prefill_tok_s.toFixed(0)
       } | ${r.decode_tok_s.toFixed(1)} (${r.decode_spread[0].toFixed(1)}–${
         r.decode_spread[1].toFixed(1)
@@ -57,6 +64,12 @@ function throughputTable(rows: ThroughputRow[]): string {
   return lines.join("\n");
 }
 
+/** `hidden 512, 8 layers, 8 query / 2 KV heads of 64, vocab 4096`. */
+export function describeShape(c: ModelConfig): string {
+  return `hidden ${c.hiddenSize}, ${c.numLayers} layers, ${c.numHeads} query / ${c.numKvHeads} ` +
+    `KV heads of ${c.headDim}, MLP ${c.intermediateSize}, vocab ${c.vocabSize}`;
+}
+
 /** Runs `bench`; returns the exit code. */
 export async function benchCommand(args: string[]): Promise<number> {
   const { values: v } = parseFlags("bench", args, {
@@ -65,6 +78,7 @@ export async function benchCommand(args: string[]): Promise<number> {
     lengths: { type: "string" },
     shape: { type: "string" },
     repeats: { type: "string" },
+    "long-repeats": { type: "string" },
     "decode-tokens": { type: "string" },
     out: { type: "string" },
     model: { type: "string" },
@@ -73,30 +87,55 @@ export async function benchCommand(args: string[]): Promise<number> {
   const lengths = parseLengths(
     (v.lengths as string | undefined) ?? (quick ? "1k,2k" : "1k,4k,16k"),
   );
-  const shape = (v.shape as string | undefined) ?? "small";
+  const shapes = ((v.shape as string | undefined) ?? (quick ? "small" : "small,small-mha"))
+    .split(",").map((s) => s.trim());
+  for (const s of shapes) {
+    if (!(s in BENCH_SHAPES)) {
+      throw new UserError(
+        `bench: unknown --shape '${s}' (one or more of ${Object.keys(BENCH_SHAPES).join(", ")})`,
+      );
+    }
+  }
   const repeats = intFlag("repeats", v.repeats, quick ? 2 : 3, 1);
+  const longRepeats = intFlag("long-repeats", v["long-repeats"], 1, 1);
   const decodeTokens = intFlag("decode-tokens", v["decode-tokens"], quick ? 16 : 32, 2);
   const maxLen = Math.max(...lengths) + decodeTokens;
   const log = (s: string) => v.json ? undefined : console.error(s);
   log(
-    `bench: random-weight '${shape}' model, prompts ${lengths.join(", ")}, ${repeats} repetitions`,
+    `bench: random-weight ${shapes.join(", ")}; prompts ${lengths.join(", ")}; ${repeats} runs ` +
+      `(${longRepeats} from ${LONG_PROMPT} tokens)`,
   );
-  const plan = { policies: BENCH_POLICIES, decodeTokens, repeats };
+  const plan = { policies: BENCH_POLICIES, decodeTokens };
   const progress = (r: BenchRow) =>
     log(`  ${r.policy} @${r.prompt_tokens}: decode ${r.decode_tok_s.toFixed(1)} tok/s`);
+  /** Short prompts `repeats` times, long ones `longRepeats` times. */
+  const measure = async (engine: Engine, lens: number[]) => [
+    ...await runSpeedBench(
+      engine,
+      { ...plan, repeats, lengths: lens.filter((n) => n < LONG_PROMPT) },
+      progress,
+    ),
+    ...await runSpeedBench(
+      engine,
+      { ...plan, repeats: longRepeats, lengths: lens.filter((n) => n >= LONG_PROMPT) },
+      progress,
+    ),
+  ];
   const sections: Section[] = [];
   let throughput: ThroughputRow[] = [];
   let device = "";
-  {
+  for (const shape of shapes) {
     const engine = await Engine.fromWeights(randomModel(shape, maxLen), null);
     try {
       device = engine.ctx.adapterDescription;
-      const rows = await runSpeedBench(engine, { ...plan, lengths }, progress);
+      const rows = await measure(engine, lengths);
       sections.push({
-        model: `random-weight bf16 '${shape}' Llama config (not trained; speed only)`,
+        model: `random-weight bf16 '${shape}' Llama config (${
+          describeShape(engine.config)
+        }; not trained, speed only)`,
         rows,
       });
-      throughput = await kernelThroughput(engine.ctx);
+      if (!throughput.length) throughput = await kernelThroughput(engine.ctx);
     } finally {
       engine.close();
     }
@@ -107,14 +146,14 @@ export async function benchCommand(args: string[]): Promise<number> {
       const fit = lengths.filter((n) => n + decodeTokens <= engine.config.maxPositions);
       const skipped = lengths.filter((n) => !fit.includes(n));
       log(`bench: ${v.model}${skipped.length ? ` (too long for its context: ${skipped})` : ""}`);
-      const rows = await runSpeedBench(engine, { ...plan, lengths: fit }, progress);
+      const rows = await measure(engine, fit);
       sections.push({ model: `${v.model} (${engine.config.numLayers} layers)`, rows, skipped });
     } finally {
       engine.close();
     }
   }
   if (v.json) {
-    console.log(JSON.stringify({ device, shape, sections, throughput }, null, 2));
+    console.log(JSON.stringify({ device, shapes, sections, throughput }, null, 2));
     return 0;
   }
   const skippedPolicies = BENCH_POLICIES.filter((p) =>
@@ -126,8 +165,9 @@ export async function benchCommand(args: string[]): Promise<number> {
     `Generated by \`deno task bench ${args.join(" ")}\` on ${
       new Date().toISOString().slice(0, 10)
     }.`,
-    `Device: ${device}. Decode: ${decodeTokens} tokens per run; medians of ${repeats} runs; one ` +
-    "process, side by side.",
+    `Device: ${device}. Decode: ${decodeTokens} tokens per run; medians over the runs (${repeats}, ` +
+    `${longRepeats} from ${LONG_PROMPT} tokens); one process, side by side. Prefill includes the ` +
+    "press (scoring, selection, compaction); decode tok/s counts the tokens after it.",
     skippedPolicies.length
       ? `Not executable by the runtime yet, left out: ${skippedPolicies.join("; ")}.`
       : "",
