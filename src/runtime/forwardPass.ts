@@ -168,18 +168,22 @@ export function forwardSteps(
       [w.k, acts.k, w.kBias],
       [w.v, acts.v, w.vBias],
     ]));
-    steps.push(rope(ctx, {
-      q: acts.q,
-      k: acts.k,
-      positions: o.source.positions,
-      positionsOffset: o.source.positionsOffset,
-      invFreq: model.invFreq,
-      m,
-      numHeads: c.numHeads,
-      numKvHeads: c.numKvHeads,
-      headDim: c.headDim,
-    }));
     const kv = cache[l];
+    // Decode over a plain cache rotates q and k inside the append (one dispatch fewer).
+    const fuseRope = o.mode === "decode" && !isQuantLayer(kv) && c.headDim % 8 === 0;
+    if (!fuseRope) {
+      steps.push(rope(ctx, {
+        q: acts.q,
+        k: acts.k,
+        positions: o.source.positions,
+        positionsOffset: o.source.positionsOffset,
+        invFreq: model.invFreq,
+        m,
+        numHeads: c.numHeads,
+        numKvHeads: c.numKvHeads,
+        headDim: c.headDim,
+      }));
+    }
     if (isQuantLayer(kv)) {
       // KIVI layer (decode only): the append packs a full residual block; attention dequantises.
       if (o.mode !== "decode") throw new Error(`layer ${l} is quantised: prefill cannot extend it`);
@@ -188,7 +192,16 @@ export function forwardSteps(
         quantDecodeAttention(ctx, { cache: kv, q: acts.q, out: acts.attn, numHeads: c.numHeads }),
       );
     } else if (o.mode === "decode") {
-      steps.push(kvAppend(ctx, { cache: kv, k: acts.k, v: acts.v, m }));
+      const rotate = fuseRope
+        ? {
+          q: acts.q,
+          numHeads: c.numHeads,
+          positions: o.source.positions,
+          positionsOffset: o.source.positionsOffset,
+          invFreq: model.invFreq,
+        }
+        : undefined;
+      steps.push(kvAppend(ctx, { cache: kv, k: acts.k, v: acts.v, m, rope: rotate }));
       steps.push(
         decodeAttention(ctx, { cache: kv, q: acts.q, out: acts.attn, numHeads: c.numHeads }),
       );

@@ -49,6 +49,21 @@ export interface RopeArgs {
   kRowStride?: number;
 }
 
+/**
+ * WGSL `fn ropeCosSin(position: u32, invFreq: f32) -> vec2<f32>`: cos and sin of the angle
+ * `f32(position) · invFreq`, reduced to [−π, π] with the two-constant step of the module doc
+ * (shared by every kernel that rotates, so all round alike).
+ */
+export const ROPE_COS_SIN_WGSL = `const TWO_PI_HI = 6.28125;
+const TWO_PI_LO = 0.0019353071795864769;
+const INV_TWO_PI = 0.15915494309189535;
+fn ropeCosSin(position: u32, invFreq: f32) -> vec2<f32> {
+  let a = f32(position) * invFreq;
+  let n = round(a * INV_TWO_PI);
+  let r = (a - n * TWO_PI_HI) - n * TWO_PI_LO;
+  return vec2<f32>(cos(r), sin(r));
+}`;
+
 function code(withK: boolean): string {
   return `struct Params { H: u32, Hkv: u32, half: u32, M: u32, pos0: u32, ldq: u32, ldk: u32 };
 @group(0) @binding(0) var<uniform> p: Params;
@@ -56,9 +71,7 @@ function code(withK: boolean): string {
 @group(0) @binding(2) var<storage, read> pos: array<u32>;
 @group(0) @binding(3) var<storage, read> invFreq: array<f32>;
 ${withK ? "@group(0) @binding(4) var<storage, read_write> K: array<f32>;" : ""}
-const TWO_PI_HI = 6.28125;
-const TWO_PI_LO = 0.0019353071795864769;
-const INV_TWO_PI = 0.15915494309189535;
+${ROPE_COS_SIN_WGSL}
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) li: u32) {
@@ -68,11 +81,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let h = (t / p.half) % heads;
   let m = t / (p.half * heads);
   if (m >= p.M) { return; }
-  let a = f32(pos[p.pos0 + m]) * invFreq[i];
-  let n = round(a * INV_TWO_PI);
-  let r = (a - n * TWO_PI_HI) - n * TWO_PI_LO;
-  let c = cos(r);
-  let s = sin(r);
+  let cs = ropeCosSin(pos[p.pos0 + m], invFreq[i]);
+  let c = cs.x;
+  let s = cs.y;
   let D = 2u * p.half;
   if (h < p.H) {
     let j = m * p.ldq + h * D + i;
