@@ -110,7 +110,9 @@ gpuTest("matmul: GEMM register tiles and GEMV threads per row, odd sizes", async
       const W = uploadMatrix(ctx, { dtype, shape: [n, k], data: w.bytes, name: "w" });
       const X = ctx.upload(x);
       const want = refMatmul(x, w.values, m, n, k);
-      for (const tile of [[16, 4], [8, 4], [3, 5], [1, 1]] as [number, number][]) {
+      for (
+        const tile of [[16, 8], [8, 8], [16, 4], [3, 5], [1, 1], [32, 2]] as [number, number][]
+      ) {
         const Y = ctx.createBuffer(m * n * 4);
         runAndFree(ctx, [matmul(ctx, { x: X, w: W, y: Y, m, tile, path: "gemm" })]);
         assertClose(await ctx.readF32(Y, 0, m * n), want, 1e-5 * k, 1e-5, `tile ${tile} ${m}`);
