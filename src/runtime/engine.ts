@@ -8,10 +8,9 @@
 
 import { acquireDevice, type GpuContext } from "../gpu/device.ts";
 import { argmax } from "../gpu/kernels/argmax.ts";
-import { h2oColumnSums } from "../gpu/kernels/h2oColumnSums.ts";
 import { sample } from "../gpu/kernels/sample.ts";
-import type { KvCacheLayer, KvDType } from "../gpu/kvCache.ts";
-import { type GpuOp, sequenceOp } from "../gpu/op.ts";
+import type { KvDType } from "../gpu/kvCache.ts";
+import type { GpuOp } from "../gpu/op.ts";
 import { createSamplerState, readSampledIds, type SamplerState } from "../gpu/samplerState.ts";
 import { ModelError } from "../model/errors.ts";
 import { loadModel } from "../model/loadModel.ts";
@@ -25,138 +24,32 @@ import {
   forwardSteps,
   releaseActivations,
   type Step,
-  type TokenSource,
 } from "./forwardPass.ts";
 import { type GpuModelWeights, releaseWeights, uploadWeights } from "./gpuWeights.ts";
-import { type KvReport, kvReport } from "./kvReport.ts";
+import { kvReport } from "./kvReport.ts";
+import { afterAttentionOp, prefillChunks } from "./prefillPass.ts";
 import { RaggedKvCache } from "./raggedKvCache.ts";
 
-/** How tokens are drawn: greedy when `temperature` is 0. */
-export interface SamplingConfig {
-  /** 0 = greedy (argmax, lowest id on ties). */
-  temperature: number;
-  /** Keep the k most likely tokens (0 = off). */
-  topK: number;
-  /** Nucleus mass (1 = off). */
-  topP: number;
-  /** Seed of the sampler. */
-  seed: number;
-}
+export { chunkStarts } from "./prefillPass.ts";
 
-/** Attention probabilities recorded during prefill or the first decoding step. */
-export interface Observation {
-  /** Query rows recorded (the last `rows` queries). */
-  rows: number;
-  /** Keys per row. */
-  stride: number;
-  /** Per layer: `[H][rows][stride]` f32 on the GPU. */
-  buffers: GPUBuffer[];
-}
+import type {
+  ColumnSums,
+  GenerationRequest,
+  GenerationResult,
+  Observation,
+  SamplingConfig,
+} from "./generationTypes.ts";
 
-/** H2O's accumulated prompt attention, summed over every prompt query (see `h2oColumnSums`). */
-export interface ColumnSums {
-  /** Keys per head (the prompt length). */
-  stride: number;
-  /** Per layer: `[H][stride]` f32 on the GPU. */
-  buffers: GPUBuffer[];
-}
-
-/** What the press layer sees after prefill: the cache, to score and compact. */
-export interface PrefillState {
-  /** The cache holding the prompt (compact it to shrink it). */
-  cache: RaggedKvCache;
-  /** Prompt length. */
-  promptLength: number;
-  /** Entries per head now: the prompt, plus the first generated token if it was observed. */
-  cachedLength: number;
-  /** Tokens still to be appended while decoding (room to leave per head when compacting). */
-  decodeBudget: number;
-  /** The last prompt queries' attention, when requested. */
-  promptObservation?: Observation;
-  /** The first generated token's attention over prompt + itself, when requested. */
-  firstStepObservation?: Observation;
-  /** Attention column sums over all prompt queries, when requested (H2O). */
-  promptColumnSums?: ColumnSums;
-}
-
-/** Attention the press layer wants recorded (see {@link PrefillState}). */
-export interface ObserveRequest {
-  /** Last prompt queries to record (0 = none). */
-  promptWindow: number;
-  /** Record the first decoding step's attention (SimLayerKV measures laziness there). */
-  firstStep: boolean;
-  /** Accumulate every prompt query's attention per key (H2O's scores). */
-  columnSums?: boolean;
-}
-
-/** One generation request. */
-export interface GenerationRequest {
-  /** Prompt token ids (BOS included if the model wants it). */
-  promptIds: number[];
-  /** Tokens to generate (≥ 0). */
-  maxNewTokens: number;
-  /** Sampling; greedy by default. */
-  sampling?: SamplingConfig;
-  /** Generation stops after any of these ids (kept in `tokens`). */
-  stopIds?: number[];
-  /** Prompt tokens per prefill chunk. */
-  prefillChunk?: number;
-  /** Tokens decoded per readback (each readback costs ≥ 10 ms in Deno). */
-  readEvery?: number;
-  /** Called with each batch of new ids as they are read back. */
-  onTokens?: (ids: number[]) => void;
-  /** Attention to record for the press layer. */
-  observe?: ObserveRequest;
-  /** Called after prefill, before decoding: where presses compress the cache. */
-  afterPrefill?: (state: PrefillState) => Promise<void> | void;
-}
-
-/**
- * Timings of one generation. As in SnapKV and kvpress, compressing the cache is part of the
- * prefill stage: `prefillMs` runs from the start to the moment steady decoding can begin (prompt,
- * first token, a first-step observation if one was asked for, and the press), and the decode
- * rate counts only the tokens generated after that, over the time they took.
- */
-export interface GenerationTiming {
-  /** Prefill-stage wall time (ms): prompt, first token, observation step, press. */
-  prefillMs: number;
-  /** Of `prefillMs`, the time spent in `afterPrefill` (scoring, selection, compaction; GPU work included). */
-  pressMs: number;
-  /** Steady decoding wall time (ms), after the press. */
-  decodeMs: number;
-  /** Time to first token (ms): the first id read back, before the press runs. */
-  ttftMs: number;
-  /** Prompt tokens per second of the prefill stage. */
-  prefillTokensPerSecond: number;
-  /** Tokens generated after the prefill stage per second of `decodeMs` (0 when none). */
-  decodeTokensPerSecond: number;
-}
-
-/** The outcome of one generation. */
-export interface GenerationResult {
-  /** Generated ids (a stop id, if hit, is the last one). */
-  tokens: number[];
-  /** Why generation ended. */
-  stopReason: "stop" | "length";
-  /** Timings. */
-  timing: GenerationTiming;
-  /** KV-cache accounting at the end of generation. */
-  kv: KvReport;
-}
-
-/**
- * Chunk start offsets for a prompt of `n` tokens: chunks of `chunk` tokens, except that the last
- * chunk is made at least `minLast` long (so an observation window lies in one chunk).
- */
-export function chunkStarts(n: number, chunk: number, minLast: number): number[] {
-  const starts: number[] = [];
-  for (let s = 0; s < n; s += chunk) starts.push(s);
-  if (starts.length === 0) return [0];
-  const lastStart = Math.max(0, n - Math.max(minLast, n - starts[starts.length - 1]));
-  while (starts.length && starts[starts.length - 1] >= lastStart) starts.pop();
-  starts.push(lastStart);
-  return starts;
-}
+export type {
+  ColumnSums,
+  GenerationRequest,
+  GenerationResult,
+  GenerationTiming,
+  Observation,
+  ObserveRequest,
+  PrefillState,
+  SamplingConfig,
+} from "./generationTypes.ts";
 
 /**
  * `KVPOLICY_MAX_BINDING_BYTES` caps the bytes bound per buffer below the device's limit (to
@@ -254,14 +147,11 @@ export class Engine {
   }
 
   /**
-   * Runs the prompt through the model in chunks, appending to `cache`. With `logits: "all"`,
-   * returns every position's logits (read back per chunk; for tests and perplexity); otherwise
-   * leaves the last position's logits in `acts.logits` row 0. With `observe`, the last chunk
-   * (made at least that long) records its last rows' attention; with `columnSums`, every chunk
-   * adds its queries' attention to them. A cache with a step hook (H2O) is fed one token per
-   * chunk, each recording the hook.
+   * Runs the prompt through the model in chunks, appending to `cache`; see {@link prefillChunks}
+   * (`logits: "all"` returns every position's logits, `observe` records the last rows'
+   * attention, `columnSums` accumulates H2O's scores).
    */
-  async prefill(
+  prefill(
     cache: RaggedKvCache,
     ids: number[],
     chunk: number,
@@ -270,86 +160,14 @@ export class Engine {
     firstPosition = 0,
     columnSums?: ColumnSums,
   ): Promise<{ acts: Activations; logits: Float32Array[] }> {
-    const starts = chunkStarts(ids.length, chunk, observe?.rows ?? 0);
-    const rows = Math.max(1, ...starts.map((s, i) => (starts[i + 1] ?? ids.length) - s));
-    if (cache.stepHook && rows > 1) {
-      throw new ModelError(
-        `this cache's policy (H2O) evicts at every token: feed it one token per chunk, not ${rows}`,
-      );
-    }
-    const acts = createActivations(this.ctx, this.gpu, rows, logits === "all" ? rows : 1);
-    const out: Float32Array[] = [];
-    const prepared = new Map<string, Step[]>();
-    try {
-      for (let i = 0; i < starts.length; i++) {
-        const start = starts[i];
-        const m = (starts[i + 1] ?? ids.length) - start;
-        const last = i === starts.length - 1;
-        const positions = Uint32Array.from({ length: m }, (_, j) => firstPosition + start + j);
-        this.ctx.device.queue.writeBuffer(
-          acts.ids,
-          0,
-          Uint32Array.from(ids.slice(start, start + m)),
-        );
-        this.ctx.device.queue.writeBuffer(acts.positions, 0, positions);
-        const key = `${m}:${last && observe ? "observe" : ""}`;
-        let steps = prepared.get(key);
-        if (!steps) {
-          steps = forwardSteps(this.ctx, this.gpu, cache.layers, acts, {
-            m,
-            mode: "prefill",
-            logits,
-            source: { ids: acts.ids, idsOffset: 0, positions: acts.positions, positionsOffset: 0 },
-            observation: last && observe
-              ? { window: observe.rows, stride: observe.stride, buffers: observe.buffers }
-              : undefined,
-            afterAttention: (l, layer, a, source) =>
-              this.afterAttention(cache, l, layer, a, source, m, columnSums),
-          });
-          prepared.set(key, steps);
-        }
-        const encoder = this.ctx.device.createCommandEncoder();
-        encodeSteps(encoder, steps);
-        this.ctx.device.queue.submit([encoder.finish()]);
-        if (logits === "all") {
-          const V = this.config.vocabSize;
-          const flat = await this.ctx.readF32(acts.logits, 0, m * V);
-          for (let j = 0; j < m; j++) out.push(flat.slice(j * V, (j + 1) * V));
-        }
-      }
-    } catch (e) {
-      releaseActivations(this.ctx, acts);
-      throw e;
-    } finally {
-      for (const steps of prepared.values()) destroySteps(steps);
-    }
-    return { acts, logits: out };
-  }
-
-  /** The per-layer work recorded after attention: column sums and the cache's step hook. */
-  private afterAttention(
-    cache: RaggedKvCache,
-    l: number,
-    layer: KvCacheLayer,
-    acts: Activations,
-    source: TokenSource,
-    m: number,
-    columnSums?: ColumnSums,
-  ): GpuOp | undefined {
-    const ops: GpuOp[] = [];
-    if (columnSums) {
-      ops.push(h2oColumnSums(this.ctx, {
-        cache: layer,
-        q: acts.q,
-        m,
-        numHeads: this.config.numHeads,
-        sums: columnSums.buffers[l],
-        stride: columnSums.stride,
-      }));
-    }
-    const step = cache.stepHook?.op(l, layer, acts.q, source.positions, source.positionsOffset);
-    if (step) ops.push(step);
-    return ops.length ? sequenceOp("afterAttention", ops) : undefined;
+    return prefillChunks(this.ctx, this.gpu, cache, {
+      ids,
+      chunk,
+      logits,
+      observe,
+      firstPosition,
+      columnSums,
+    });
   }
 
   /** Logits at every prompt position with the full cache (a test and perplexity helper). */
@@ -487,7 +305,8 @@ export class Engine {
           mode: "decode",
           logits: "last",
           source,
-          afterAttention: (l, layer, a, src) => this.afterAttention(cache, l, layer, a, src, 1),
+          afterAttention: (l, layer, a, src) =>
+            afterAttentionOp(this.ctx, this.config, cache, l, layer, a, src, 1),
         });
         steps.push(this.sampleOp(decodeActs, sampler, sampling));
         owned.push(...steps);
