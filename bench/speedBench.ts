@@ -2,13 +2,15 @@
  * The speed and memory benchmark behind `deno task bench`: for several prompt lengths and
  * policies, side by side in one process, prefill and decode tokens/s, time to first token, KV
  * bytes, the time spent scoring/selecting/compacting, and the ratios to `full`; medians and
- * spreads over repetitions.
+ * spreads over repetitions. Each policy first runs once, untimed, on a short prompt, so that
+ * compiling its kernels is not timed.
  *
  * @module
  */
 
 import { compileOrThrow } from "../src/plan/compile.ts";
-import type { Engine } from "../src/runtime/engine.ts";
+import type { Plan } from "../src/plan/plan.ts";
+import type { Engine, GenerationResult } from "../src/runtime/engine.ts";
 import { checkExecutable } from "../src/runtime/executable.ts";
 import { PolicyExecutor } from "../src/runtime/policyExecutor.ts";
 
@@ -57,6 +59,27 @@ function median(xs: number[]): number {
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 }
 
+/** Prompt tokens of the untimed warm-up run of each policy. */
+const WARM_UP_PROMPT = 128;
+
+/** One generation with `plan` applied, all new tokens read back at once. */
+function runOnce(
+  engine: Engine,
+  plan: Plan,
+  ids: number[],
+  newTokens: number,
+): Promise<GenerationResult> {
+  const executor = new PolicyExecutor(plan, engine.config, engine.ctx);
+  return engine.generate({
+    promptIds: ids,
+    maxNewTokens: newTokens,
+    stopIds: [],
+    readEvery: newTokens,
+    observe: executor.observeRequest(),
+    afterPrefill: (state) => executor.apply(state),
+  });
+}
+
 /** Runs the plan on `engine`; `onRow` sees each row as it is measured. */
 export async function runSpeedBench(
   engine: Engine,
@@ -81,16 +104,10 @@ export async function runSpeedBench(
         press: number[] = [],
         prefillMs: number[] = [];
       let kvBytes = 0;
+      // Untimed, on a short prompt: compiles the policy's kernels (shader compilation is lazy).
+      await runOnce(engine, compiled, ids.slice(0, WARM_UP_PROMPT), 4);
       for (let r = 0; r < plan.repeats; r++) {
-        const executor = new PolicyExecutor(compiled, engine.config, engine.ctx);
-        const result = await engine.generate({
-          promptIds: ids,
-          maxNewTokens: plan.decodeTokens,
-          stopIds: [],
-          readEvery: plan.decodeTokens,
-          observe: executor.observeRequest(),
-          afterPrefill: (state) => executor.apply(state),
-        });
+        const result = await runOnce(engine, compiled, ids, plan.decodeTokens);
         prefill.push(result.timing.prefillTokensPerSecond);
         decode.push(result.timing.decodeTokensPerSecond);
         ttft.push(result.timing.ttftMs);
