@@ -1,7 +1,8 @@
 /**
  * Per-kernel profile of prefill and one decode step:
- * `deno run -A bench/profile.ts [--model DIR | --shape small|1b] [--prefill 1024,2048]
- * [--decode 1024,4096] [--chunk 512]`.
+ * `deno run -A bench/profile.ts [--model DIR | --shape small|small-mha|1b] [--prefill 1024,2048]
+ * [--decode 1024,4096] [--chunk 512] [--synthetic]` (`--synthetic`: decode contexts of zero
+ * rows instead of a prefill, see {@link profileDecode}; `--prefill ''` profiles no prefill).
  *
  * Every op of the forward pass is recorded in its own compute pass with `timestampWrites`
  * (Vulkan adapters; GL has no pass timestamps), so the times are the GPU's own, in context, with
@@ -119,13 +120,27 @@ export async function profilePrefill(engine: Engine, n: number, chunk: number): 
   return prof;
 }
 
-/** Profiles `steps` decode steps after a context of `n` tokens (average per step). */
-export async function profileDecode(engine: Engine, n: number, steps = 4): Promise<Profile> {
+/**
+ * Profiles `steps` decode steps after a context of `n` tokens (average per step). With
+ * `synthetic`, the context is `n` zero rows written as lengths only, not a prefill: a decode
+ * step's time does not depend on the cached values, and a 16K prefill takes minutes here.
+ */
+export async function profileDecode(
+  engine: Engine,
+  n: number,
+  steps = 4,
+  synthetic = false,
+): Promise<Profile> {
   const ctx = engine.ctx, c = engine.config;
   const cache = new RaggedKvCache(ctx, c, n + steps + 1);
   const ids = Array.from({ length: n }, (_, j) => (j * 7919 + 13) % c.vocabSize);
-  const { acts } = await engine.prefill(cache, ids, 512, "last");
-  releaseActivations(ctx, acts);
+  if (synthetic) {
+    const lengths = new Uint32Array(c.numKvHeads).fill(n);
+    for (const layer of cache.layers) ctx.write(layer.meta, c.numKvHeads * 4, lengths);
+  } else {
+    const { acts } = await engine.prefill(cache, ids, 512, "last");
+    releaseActivations(ctx, acts);
+  }
   const sampler = createSamplerState(ctx, {
     token: ids[n - 1],
     position: n - 1,
@@ -174,9 +189,12 @@ if (import.meta.main) {
     prefill: { type: "string" },
     decode: { type: "string" },
     chunk: { type: "string" },
+    synthetic: { type: "boolean" },
   });
   const a = values as Record<string, string | undefined>;
-  const list = (s: string | undefined, d: string) => (s ?? d).split(",").map(Number);
+  const synthetic = values.synthetic === true;
+  const list = (s: string | undefined, d: string) =>
+    (s ?? d).split(",").filter((x) => x.trim() !== "").map(Number);
   const prefillLens = list(a.prefill, "1024,2048");
   const decodeLens = list(a.decode, "1024,4096");
   const maxLen = Math.max(...prefillLens, ...decodeLens) + 16;
@@ -196,8 +214,8 @@ if (import.meta.main) {
       );
     }
     for (const n of decodeLens) {
-      const p = await profileDecode(engine, n);
-      console.log(`\n${profileTable(`Decode step at ${n}`, p)}`);
+      const p = await profileDecode(engine, n, 4, synthetic);
+      console.log(`\n${profileTable(`Decode step at ${n}${synthetic ? " (synthetic)" : ""}`, p)}`);
     }
   } finally {
     engine.close();
