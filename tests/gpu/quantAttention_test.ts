@@ -1,12 +1,15 @@
 /**
  * Decode attention over a quantised layer equals attention computed on the CPU over the
- * reference's dequantised entries plus the full-precision residual — with GQA, ragged heads, an
- * unquantised head in the same layer, and blocks packed between decode steps.
+ * reference's dequantised entries plus the full-precision residual — with GQA groups of 1 to 12
+ * (12: two chunks of 6 heads per thread), ragged and empty heads, an unquantised head in the same
+ * layer, splits that straddle key blocks and the packed / residual boundary, value groups that are
+ * not multiples of 4, and blocks packed between decode steps.
  */
 import { kvAppend } from "../../src/gpu/kernels/kvAppend.ts";
 import { quantAppend } from "../../src/gpu/kernels/quantAppend.ts";
 import { quantConvert } from "../../src/gpu/kernels/quantConvert.ts";
 import { quantDecodeAttention } from "../../src/gpu/kernels/quantDecodeAttention.ts";
+import type { GpuContext } from "../../src/gpu/device.ts";
 import { createKvCacheLayer, type KvDType } from "../../src/gpu/kvCache.ts";
 import { runOps } from "../../src/gpu/op.ts";
 import { createQuantKvLayer } from "../../src/gpu/quantKvCache.ts";
@@ -15,59 +18,113 @@ import { RefKvCache } from "./_kvReference.ts";
 import { refQuantStream } from "./_quantReference.ts";
 import { assertClose, randomF32, refAttend, rng } from "./_reference.ts";
 
+interface Case {
+  bits: number;
+  group: number;
+  residual: number;
+  D: number;
+  gqa: number;
+  dtype: KvDType;
+  splitSize?: number;
+  /** Entries per KV head before decoding (0: an empty head). */
+  caps: number[];
+  /** Per KV head: quantised (true) or a plain ring (false). */
+  quantised: boolean[];
+  /** Per KV head: whether decode appends reach it (false: it keeps its prefill entries only). */
+  grows: boolean[];
+}
+
+/** Prefill `caps`, convert, then decode 2G + 1 steps (attention also before the first append). */
+async function runCase(ctx: GpuContext, c: Case): Promise<void> {
+  const { bits, group, residual, D, gqa, dtype, caps } = c;
+  const rand = rng(7 * bits + D + 13 * gqa);
+  const p = { bits, group, residual };
+  const Hkv = caps.length, H = Hkv * gqa, T0 = Math.max(...caps), scale = 1 / Math.sqrt(D);
+  const steps = 2 * group + 1;
+  const src = createKvCacheLayer(ctx, { numKvHeads: Hkv, headDim: D, capacity: caps, dtype });
+  const ref = new RefKvCache(Hkv, dtype);
+  const k = randomF32(rand, T0 * Hkv * D, 2), v = randomF32(rand, T0 * Hkv * D);
+  runAndFree(ctx, [kvAppend(ctx, { cache: src, k: ctx.upload(k), v: ctx.upload(v), m: T0 })]);
+  ref.append(k, v, T0, D, caps);
+  const residuals = c.quantised.map((qz) => (qz ? residual : null));
+  const cache = createQuantKvLayer(ctx, {
+    headDim: D,
+    dtype,
+    quant: { bits, group, residuals },
+    maxEntries: caps.map((n, h) => n + (c.grows[h] ? steps : 0)),
+  });
+  runAndFree(ctx, [quantConvert(ctx, { src, dst: cache })]);
+  const q = ctx.createBuffer(H * D * 4), out = ctx.createBuffer(H * D * 4);
+  const kn = ctx.createBuffer(Hkv * D * 4), vn = ctx.createBuffer(Hkv * D * 4);
+  const append = quantAppend(ctx, { cache, k: kn, v: vn, m: 1 });
+  const attend = quantDecodeAttention(ctx, { cache, q, out, numHeads: H, splitSize: c.splitSize });
+  for (let step = -1; step < steps; step++) {
+    const qs = randomF32(rand, H * D, 2);
+    ctx.write(q, 0, qs);
+    if (step >= 0) {
+      const ks = randomF32(rand, Hkv * D, 2), vs = randomF32(rand, Hkv * D);
+      ctx.write(kn, 0, ks);
+      ctx.write(vn, 0, vs);
+      runOps(ctx, [append, attend]);
+      ref.append(ks, vs, 1, D, c.grows.map((g) => (g ? 1e9 : 0)));
+    } else {
+      runOps(ctx, [attend]);
+    }
+    const got = await ctx.readF32(out, 0, H * D);
+    for (let kvh = 0; kvh < Hkv; kvh++) {
+      const s = residuals[kvh] === null ? null : refQuantStream(ref.k[kvh], D, p);
+      const sv = residuals[kvh] === null ? null : refQuantStream(ref.v[kvh], D, p);
+      const keys = s ? s.attendKeys : ref.k[kvh], values = sv ? sv.attendValues : ref.v[kvh];
+      for (let h = kvh * gqa; h < (kvh + 1) * gqa; h++) {
+        const want = keys.length === 0
+          ? new Float64Array(D)
+          : refAttend(qs.subarray(h * D, h * D + D), keys, values, scale).out;
+        assertClose(got.subarray(h * D, h * D + D), want, 1e-4, 0, `step ${step} head ${h}`);
+      }
+    }
+  }
+  append.destroy();
+  attend.destroy();
+}
+
+const base = { caps: [97, 77, 57], quantised: [true, true, false], grows: [true, true, true] };
 // [bits, group, residual, head_dim, GQA group, dtype, split size]
 const cases: Array<[number, number, number, number, number, KvDType, number | undefined]> = [
   [4, 32, 32, 36, 2, "f32", 16],
   [2, 8, 5, 20, 3, "f16", 8],
   [8, 6, 4, 12, 1, "f32", undefined],
+  // Splits of 12 straddle blocks of 8 and the packed / residual boundary.
+  [4, 8, 4, 16, 4, "f32", 12],
+  [2, 16, 8, 24, 8, "f16", 20],
+  // 12 heads per KV head: two chunks of 6; value groups of 3 channels.
+  [8, 3, 2, 8, 12, "f32", 7],
+  [4, 5, 3, 28, 6, "f16", 9],
+  // The runtime's default quantisation and split size.
+  [4, 32, 32, 64, 4, "f32", undefined],
 ];
 
 for (const [bits, group, residual, D, gqa, dtype, splitSize] of cases) {
   gpuTest(
-    `quant attention b${bits} G${group} R${residual} D${D} GQA${gqa} ${dtype}: packed + residual`,
-    async (ctx) => {
-      const rand = rng(7 * bits + D);
-      const p = { bits, group, residual };
-      const Hkv = 3, H = Hkv * gqa, T0 = 97, steps = 2 * group + 1, scale = 1 / Math.sqrt(D);
-      const caps = [T0, T0 - 20, T0 - 40];
-      const src = createKvCacheLayer(ctx, { numKvHeads: Hkv, headDim: D, capacity: caps, dtype });
-      const ref = new RefKvCache(Hkv, dtype);
-      const k = randomF32(rand, T0 * Hkv * D, 2), v = randomF32(rand, T0 * Hkv * D);
-      runAndFree(ctx, [kvAppend(ctx, { cache: src, k: ctx.upload(k), v: ctx.upload(v), m: T0 })]);
-      ref.append(k, v, T0, D, caps);
-      const residuals = [residual, residual, null];
-      const cache = createQuantKvLayer(ctx, {
-        headDim: D,
-        dtype,
-        quant: { bits, group, residuals },
-        maxEntries: caps.map((c) => c + steps),
-      });
-      runAndFree(ctx, [quantConvert(ctx, { src, dst: cache })]);
-      const q = ctx.createBuffer(H * D * 4), out = ctx.createBuffer(H * D * 4);
-      const kn = ctx.createBuffer(Hkv * D * 4), vn = ctx.createBuffer(Hkv * D * 4);
-      const ops = [
-        quantAppend(ctx, { cache, k: kn, v: vn, m: 1 }),
-        quantDecodeAttention(ctx, { cache, q, out, numHeads: H, splitSize }),
-      ];
-      for (let step = 0; step < steps; step++) {
-        const qs = randomF32(rand, H * D, 2);
-        const ks = randomF32(rand, Hkv * D, 2), vs = randomF32(rand, Hkv * D);
-        ctx.write(q, 0, qs);
-        ctx.write(kn, 0, ks);
-        ctx.write(vn, 0, vs);
-        runOps(ctx, ops);
-        ref.append(ks, vs, 1, D, [1e9, 1e9, 1e9]);
-        const got = await ctx.readF32(out, 0, H * D);
-        for (let h = 0; h < H; h++) {
-          const kvh = Math.floor(h / gqa);
-          const quantised = residuals[kvh] !== null;
-          const keys = quantised ? refQuantStream(ref.k[kvh], D, p).attendKeys : ref.k[kvh];
-          const values = quantised ? refQuantStream(ref.v[kvh], D, p).attendValues : ref.v[kvh];
-          const r = refAttend(qs.subarray(h * D, h * D + D), keys, values, scale);
-          assertClose(got.subarray(h * D, h * D + D), r.out, 1e-4, 0, `step ${step} head ${h}`);
-        }
-      }
-      for (const op of ops) op.destroy();
-    },
+    `quant attention b${bits} G${group} R${residual} D${D} GQA${gqa} ${dtype} split ${
+      splitSize ?? "default"
+    }: packed + residual`,
+    (ctx) => runCase(ctx, { ...base, bits, group, residual, D, gqa, dtype, splitSize }),
   );
 }
+
+gpuTest(
+  "quant attention: empty heads (never filled, or filled only by decode) output zeros",
+  (ctx) =>
+    runCase(ctx, {
+      bits: 4,
+      group: 4,
+      residual: 3,
+      D: 8,
+      gqa: 2,
+      dtype: "f32",
+      splitSize: 8,
+      caps: [41, 0, 0, 23],
+      quantised: [true, true, true, false],
+      grows: [true, false, true, true],
+    }),
+);
