@@ -76,12 +76,16 @@ for (const [dtype, group, D] of cases) {
         kvCompact(ctx, { src: cache, dst, selection: uploadKvSelection(ctx, sel), maxCount: 30 }),
       ]);
       ref.compact(sel);
-      const q = ctx.createBuffer(H * D * 4), out = ctx.createBuffer(H * D * 4);
+      const q = ctx.createBuffer(H * D * 4);
+      const tiles = [undefined, 8, 3]; // the default tile and two other unrollings
+      const outs = tiles.map(() => ctx.createBuffer(H * D * 4));
       const kNew = ctx.createBuffer(Hkv * D * 4), vNew = ctx.createBuffer(Hkv * D * 4);
       // prepared once, encoded every step (lengths live on the GPU)
       const ops = [
         kvAppend(ctx, { cache: dst, k: kNew, v: vNew, m: 1 }),
-        decodeAttention(ctx, { cache: dst, q, out, numHeads: H, splitSize: 8 }),
+        ...tiles.map((tile, i) =>
+          decodeAttention(ctx, { cache: dst, q, out: outs[i], numHeads: H, splitSize: 8, tile })
+        ),
       ];
       for (let step = 0; step < 2; step++) {
         const qs = randomF32(rand, H * D, 2);
@@ -91,11 +95,14 @@ for (const [dtype, group, D] of cases) {
         ctx.write(vNew, 0, v);
         runOps(ctx, ops);
         ref.append(k, v, 1, D, dst.capacities);
-        const got = await ctx.readF32(out, 0, H * D);
-        for (let h = 0; h < H; h++) {
-          const kvh = Math.floor(h / group);
-          const r = refAttend(qs.subarray(h * D, h * D + D), ref.k[kvh], ref.v[kvh], scale);
-          assertClose(got.subarray(h * D, h * D + D), r.out, 2e-5, 1e-4, `decode ${step} h${h}`);
+        for (const [i, tile] of tiles.entries()) {
+          const got = await ctx.readF32(outs[i], 0, H * D);
+          for (let h = 0; h < H; h++) {
+            const kvh = Math.floor(h / group);
+            const r = refAttend(qs.subarray(h * D, h * D + D), ref.k[kvh], ref.v[kvh], scale);
+            const what = `decode ${step} h${h} tile ${tile ?? "default"}`;
+            assertClose(got.subarray(h * D, h * D + D), r.out, 2e-5, 1e-4, what);
+          }
         }
       }
       for (const op of ops) op.destroy();

@@ -42,7 +42,16 @@ export interface DecodeAttentionArgs {
   scratch?: GPUBuffer;
   /** Keys per split (default: about 64 splits over the largest capacity, at least 32). */
   splitSize?: number;
+  /** Keys per unrolled tile of the split loop (default {@link DECODE_TILE}). */
+  tile?: number;
 }
+
+/**
+ * Keys per unrolled tile of the split pass: 1 (llvmpipe, one layer, H8/KV2 and H8/KV8 of 64,
+ * three alternating rounds: 16K keys 3.5 ms vs 4.0–4.8 with tiles of 8, MHA 8.5 vs 11.6–13.3; 1K
+ * within noise, as the quantised kernel found).
+ */
+export const DECODE_TILE = 1;
 
 /** Split size used for a cache whose largest head capacity is `maxCapacity`. */
 export function defaultSplitSize(maxCapacity: number): number {
@@ -74,8 +83,7 @@ export function decodeHeadsPerThread(group: number): number {
  * row loaded serves the `G` heads. Generated unrolled (named registers) over tiles of `TILE` keys
  * with constant trip counts; keys past the split's end are masked by `select`.
  */
-function splitCode(dtype: KvDType, D4: number, G: number): string {
-  const T = ATTENTION_TILE;
+function splitCode(dtype: KvDType, D4: number, G: number, T: number): string {
   const dotRow = (r: number, k: (d: number) => string) =>
     each(D4, (d) => `dot(q${r}_${d}, ${k(d)})`, " + ");
   return `struct Params { H: u32, Hkv: u32, group: u32, splits: u32, splitSize: u32, scale: f32,
@@ -208,11 +216,12 @@ export function decodeAttention(ctx: GpuContext, a: DecodeAttentionArgs): GpuOp 
   if (scratch.size < need) throw new RangeError(`decodeAttention: scratch needs ${need} bytes`);
   const group = H / c.numKvHeads;
   const G = decodeHeadsPerThread(group), chunks = group / G;
+  const T = a.tile ?? DECODE_TILE;
   const split = dispatchOp(ctx, {
     label: "decodeAttention.split",
     pipeline: ctx.pipeline(
-      `decodeAttnSplitG:${c.dtype}:${D4}:${G}`,
-      () => splitCode(c.dtype, D4, G),
+      `decodeAttnSplitG:${c.dtype}:${D4}:${G}:${T}`,
+      () => splitCode(c.dtype, D4, G, T),
     ),
     params: packParams([
       ["u32", H],
