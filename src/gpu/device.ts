@@ -121,6 +121,7 @@ export class GpuContext {
   #lostPromise: Promise<GpuDeviceLostError>;
   #buffers = new Set<GPUBuffer>();
   #pipelines = new Map<string, GPUComputePipeline>();
+  #fence: GPUBuffer | null = null;
 
   /** Wraps a device; use {@link acquireDevice} instead. */
   constructor(
@@ -276,19 +277,21 @@ export class GpuContext {
     return this.#pipelines.size;
   }
 
-  /** Waits until submitted work is done (≈ 10 ms in Deno), then reports errors. */
+  /**
+   * Waits until submitted work is done (≈ 10 ms in Deno), then reports errors. Implemented as a
+   * 4-byte readback rather than `onSubmittedWorkDone`, whose promise never settles (a leaked op)
+   * when the device is destroyed while it waits; a map is rejected then, see {@link read}.
+   */
   async sync(): Promise<void> {
-    this.check();
-    const lost = this.#lostPromise.then((e) => Promise.reject(e));
-    lost.catch(() => {});
-    await Promise.race([this.device.queue.onSubmittedWorkDone(), lost]);
-    this.check();
+    this.#fence ??= this.createBuffer(16, STORAGE_USAGE, "fence");
+    await this.read(this.#fence, 0, 4);
   }
 
   /** Destroys every tracked buffer and the device. Later operations throw. */
   destroy(): void {
     for (const b of this.#buffers) b.destroy();
     this.#buffers.clear();
+    this.#fence = null;
     this.#pipelines.clear();
     this.device.destroy();
   }
