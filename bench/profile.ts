@@ -1,8 +1,9 @@
 /**
  * Per-kernel profile of prefill and one decode step:
  * `deno run -A bench/profile.ts [--model DIR | --shape small|small-mha|1b] [--prefill 1024,2048]
- * [--decode 1024,4096] [--chunk 512] [--synthetic]` (`--synthetic`: decode contexts of zero
- * rows instead of a prefill, see {@link profileDecode}; `--prefill ''` profiles no prefill).
+ * [--decode 1024,4096] [--chunk 512] [--synthetic | --policy TEXT]` (`--synthetic`: decode
+ * contexts of zero rows instead of a prefill, see {@link profileDecode}; `--policy`: the decode
+ * step after that policy compressed the prefilled cache; `--prefill ''` profiles no prefill).
  *
  * Every op of the forward pass is recorded in its own compute pass with `timestampWrites`
  * (Vulkan adapters; GL has no pass timestamps), so the times are the GPU's own, in context, with
@@ -24,6 +25,8 @@ import {
   type Step,
 } from "../src/runtime/forwardPass.ts";
 import { RaggedKvCache } from "../src/runtime/raggedKvCache.ts";
+import { compileOrThrow } from "../src/plan/compile.ts";
+import { planExecutor } from "../src/runtime/planGeneration.ts";
 import { randomModel } from "./randomModel.ts";
 import { parseFlags } from "../src/cli/args.ts";
 
@@ -130,6 +133,7 @@ export async function profileDecode(
   n: number,
   steps = 4,
   synthetic = false,
+  policy?: string,
 ): Promise<Profile> {
   const ctx = engine.ctx, c = engine.config;
   const cache = new RaggedKvCache(ctx, c, n + steps + 1);
@@ -137,6 +141,8 @@ export async function profileDecode(
   if (synthetic) {
     const lengths = new Uint32Array(c.numKvHeads).fill(n);
     for (const layer of cache.layers) ctx.write(layer.meta, c.numKvHeads * 4, lengths);
+  } else if (policy) {
+    await prefillCompressed(engine, cache, ids, policy, steps + 1);
   } else {
     const { acts } = await engine.prefill(cache, ids, 512, "last");
     releaseActivations(ctx, acts);
@@ -166,6 +172,38 @@ export async function profileDecode(
   return prof;
 }
 
+/** Prefills `ids` and applies `policy` to the cache, as a generation would before decoding. */
+async function prefillCompressed(
+  engine: Engine,
+  cache: RaggedKvCache,
+  ids: number[],
+  policy: string,
+  decodeBudget: number,
+): Promise<void> {
+  const executor = planExecutor(engine, compileOrThrow(policy));
+  await executor.prepare();
+  const want = executor.observeRequest();
+  if (want.firstStep) throw new Error("profile: first-step observations are not supported here");
+  const n = ids.length;
+  const obs = want.promptWindow > 0
+    ? engine.createObservation(Math.min(n, want.promptWindow), n)
+    : undefined;
+  const sums = want.columnSums
+    ? { stride: n, buffers: engine.createObservation(1, n).buffers }
+    : undefined;
+  const { acts } = await engine.prefill(cache, ids, 512, "last", obs, 0, sums);
+  releaseActivations(engine.ctx, acts);
+  await executor.apply({
+    cache,
+    promptLength: n,
+    cachedLength: n,
+    decodeBudget,
+    promptObservation: obs,
+    promptColumnSums: sums,
+  });
+  for (const b of [...obs?.buffers ?? [], ...sums?.buffers ?? []]) engine.ctx.release(b);
+}
+
 /** Formats a profile as a markdown table, largest first. */
 export function profileTable(title: string, p: Profile): string {
   const total = [...p.values()].reduce((a, e) => a + e.ms, 0);
@@ -190,6 +228,7 @@ if (import.meta.main) {
     decode: { type: "string" },
     chunk: { type: "string" },
     synthetic: { type: "boolean" },
+    policy: { type: "string" },
   });
   const a = values as Record<string, string | undefined>;
   const synthetic = values.synthetic === true;
@@ -214,8 +253,9 @@ if (import.meta.main) {
       );
     }
     for (const n of decodeLens) {
-      const p = await profileDecode(engine, n, 4, synthetic);
-      console.log(`\n${profileTable(`Decode step at ${n}${synthetic ? " (synthetic)" : ""}`, p)}`);
+      const p = await profileDecode(engine, n, 4, synthetic, a.policy);
+      const how = synthetic ? " (synthetic)" : a.policy ? ` after \`${a.policy}\`` : "";
+      console.log(`\n${profileTable(`Decode step at ${n}${how}`, p)}`);
     }
   } finally {
     engine.close();
