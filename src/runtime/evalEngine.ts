@@ -32,11 +32,17 @@ export async function openEvalEngine(modelDir: string): Promise<EvalEngine> {
     tokenizer,
     modelName: modelDir.replace(/\/+$/, "").split("/").at(-1) ?? modelDir,
     async generate(req) {
-      const { result: r } = await generateWithPlan(engine, req.plan, {
-        promptIds: req.promptIds,
-        maxNewTokens: req.maxNewTokens,
-        stopIds: req.stopIds,
-      });
+      const { result: r } = await generateWithPlan(
+        engine,
+        req.plan,
+        {
+          promptIds: req.promptIds,
+          maxNewTokens: req.maxNewTokens,
+          stopIds: req.stopIds,
+        },
+        undefined,
+        true,
+      );
       return {
         tokens: r.tokens,
         kv: { fullBytes: r.kv.fullBytes, keptBytes: r.kv.keptBytes },

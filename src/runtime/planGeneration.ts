@@ -32,16 +32,53 @@ export function planExecutor(
   return new PolicyExecutor(plan, engine.config, engine.ctx, registry, engineDetectors(engine));
 }
 
+/** Plans that have run once on each engine (their kernels compiled), by source hash. */
+const warmedUp = new WeakMap<Engine, Set<string>>();
+
+/** Prompt tokens of the untimed run that compiles a plan's kernels. */
+const WARM_UP_PROMPT = 64;
+
+/**
+ * Runs `plan` once, untimed, on the first tokens of `promptIds` (three new tokens), unless it
+ * already ran on this engine: shader compilation is lazy, and a policy's scoring, compaction,
+ * quantisation or eviction kernels would otherwise be compiled inside the timed generation.
+ */
+async function warmUpPlan(
+  engine: Engine,
+  plan: Plan,
+  promptIds: number[],
+  registry?: PluginRegistry,
+): Promise<void> {
+  const done = warmedUp.get(engine) ?? new Set<string>();
+  warmedUp.set(engine, done);
+  if (done.has(plan.sourceHash)) return;
+  const executor = planExecutor(engine, plan, registry);
+  await executor.prepare();
+  const ids = promptIds.slice(0, WARM_UP_PROMPT);
+  await engine.generate({
+    promptIds: ids,
+    maxNewTokens: Math.max(0, Math.min(3, engine.config.maxPositions - ids.length)),
+    stopIds: [],
+    observe: executor.observeRequest(),
+    afterPrefill: (state) => executor.apply(state),
+  });
+  done.add(plan.sourceHash);
+}
+
 /**
  * Generates with `plan` applied. Model-level detector results (the retrieval profile) are
- * fetched before generation starts, so a first-time probe is not timed as prefill or decoding.
+ * fetched before generation starts, so a first-time probe is not timed as prefill or decoding;
+ * with `warmUp` (when the timings matter: `run`, `eval`), the plan's kernels are compiled by an
+ * untimed run on a short prefix first (once per plan and engine).
  */
 export async function generateWithPlan(
   engine: Engine,
   plan: Plan,
   req: PlanRequest,
   registry?: PluginRegistry,
+  warmUp = false,
 ): Promise<PlanGeneration> {
+  if (warmUp) await warmUpPlan(engine, plan, req.promptIds, registry);
   const executor = planExecutor(engine, plan, registry);
   await executor.prepare();
   const result = await engine.generate({
