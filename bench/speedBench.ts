@@ -2,8 +2,8 @@
  * The speed and memory benchmark behind `deno task bench`: for several prompt lengths and
  * policies, side by side in one process, prefill and decode tokens/s, time to first token, KV
  * bytes, the time spent scoring/selecting/compacting, and the ratios to `full`; medians and
- * spreads over repetitions. Each policy first runs once, untimed, on a short prompt, so that
- * compiling its kernels is not timed.
+ * spreads over repetitions, taken round-robin over the policies. Each policy first runs once,
+ * untimed, on a short prompt, so that compiling its kernels is not timed.
  *
  * @module
  */
@@ -80,7 +80,22 @@ function runOnce(
   });
 }
 
-/** Runs the plan on `engine`; `onRow` sees each row as it is measured. */
+/** The timings of one policy's runs at one length. */
+interface Samples {
+  prefill: number[];
+  decode: number[];
+  ttft: number[];
+  press: number[];
+  prefillMs: number[];
+  kvBytes: number;
+}
+
+/**
+ * Runs the plan on `engine`; `onRow` sees each row as it is measured. At each length every policy
+ * first runs once untimed on a short prompt (compiling its kernels), then the repetitions go
+ * round-robin over the policies (full, window, snap, …, full, window, …), so that a slow minute of
+ * a shared machine lands on every policy alike instead of on one row.
+ */
 export async function runSpeedBench(
   engine: Engine,
   plan: BenchPlan,
@@ -88,45 +103,55 @@ export async function runSpeedBench(
 ): Promise<BenchRow[]> {
   const rows: BenchRow[] = [];
   const V = engine.config.vocabSize;
+  const runnable = plan.policies.flatMap((policy) => {
+    const compiled = compileOrThrow(policy);
+    try {
+      checkExecutable(compiled);
+      return [{ policy, compiled }];
+    } catch {
+      return []; // not executable yet: left out of the table (the caller notes it)
+    }
+  });
   for (const length of plan.lengths) {
     const ids = Array.from({ length }, (_, i) => (i * 7919 + 13) % V);
-    let full: BenchRow | undefined;
-    for (const policy of plan.policies) {
-      const compiled = compileOrThrow(policy);
-      try {
-        checkExecutable(compiled);
-      } catch {
-        continue; // not executable yet: left out of the table (the caller notes it)
-      }
-      const prefill: number[] = [],
-        decode: number[] = [],
-        ttft: number[] = [],
-        press: number[] = [],
-        prefillMs: number[] = [];
-      let kvBytes = 0;
-      // Untimed, on a short prompt: compiles the policy's kernels (shader compilation is lazy).
+    const samples: Samples[] = runnable.map(() => ({
+      prefill: [],
+      decode: [],
+      ttft: [],
+      press: [],
+      prefillMs: [],
+      kvBytes: 0,
+    }));
+    for (const { compiled } of runnable) {
       await runOnce(engine, compiled, ids.slice(0, WARM_UP_PROMPT), 4);
-      for (let r = 0; r < plan.repeats; r++) {
-        const result = await runOnce(engine, compiled, ids, plan.decodeTokens);
-        prefill.push(result.timing.prefillTokensPerSecond);
-        decode.push(result.timing.decodeTokensPerSecond);
-        ttft.push(result.timing.ttftMs);
-        prefillMs.push(result.timing.prefillMs);
-        press.push(result.timing.pressMs);
-        kvBytes = result.kv.keptBytes;
+    }
+    for (let r = 0; r < plan.repeats; r++) {
+      for (const [i, { compiled }] of runnable.entries()) {
+        const { timing, kv } = await runOnce(engine, compiled, ids, plan.decodeTokens);
+        const s = samples[i];
+        s.prefill.push(timing.prefillTokensPerSecond);
+        s.decode.push(timing.decodeTokensPerSecond);
+        s.ttft.push(timing.ttftMs);
+        s.prefillMs.push(timing.prefillMs);
+        s.press.push(timing.pressMs);
+        s.kvBytes = kv.keptBytes;
       }
+    }
+    let full: BenchRow | undefined;
+    for (const [i, { policy }] of runnable.entries()) {
+      const s = samples[i];
       const row: BenchRow = {
         policy,
         prompt_tokens: length,
-        prefill_tok_s: median(prefill),
-        decode_tok_s: median(decode),
-        ttft_ms: median(ttft),
-        kv_bytes: kvBytes,
-        press_ms: median(press),
-        press_share: median(press) / median(prefillMs),
+        prefill_tok_s: median(s.prefill),
+        decode_tok_s: median(s.decode),
+        ttft_ms: median(s.ttft),
+        kv_bytes: s.kvBytes,
+        press_ms: median(s.press),
+        press_share: median(s.press) / median(s.prefillMs),
         decode_ratio: 1,
         kv_ratio: 1,
-        decode_spread: [Math.min(...decode), Math.max(...decode)],
+        decode_spread: [Math.min(...s.decode), Math.max(...s.decode)],
         repeats: plan.repeats,
       };
       full ??= row;

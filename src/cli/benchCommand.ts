@@ -98,7 +98,7 @@ export async function benchCommand(args: string[]): Promise<number> {
   }
   const repeats = intFlag("repeats", v.repeats, quick ? 2 : 3, 1);
   const longRepeats = intFlag("long-repeats", v["long-repeats"], 1, 1);
-  const decodeTokens = intFlag("decode-tokens", v["decode-tokens"], quick ? 16 : 32, 2);
+  const decodeTokens = intFlag("decode-tokens", v["decode-tokens"], quick ? 32 : 64, 2);
   const maxLen = Math.max(...lengths) + decodeTokens;
   const log = (s: string) => v.json ? undefined : console.error(s);
   log(
