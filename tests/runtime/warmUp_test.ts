@@ -32,7 +32,9 @@ Deno.test("runtime: a warmed-up plan compiles nothing inside the timed generatio
   await withEngine(MODEL_DIR, async (engine) => {
     const calls = spyGenerate(engine);
     const promptIds = Array.from({ length: 300 }, (_, i) => 3 + (i * 29) % 500);
-    const plan = compileOrThrow("layers 0..1 -> snap(k=40) + quant(bits=4); else -> h2o(heavy=24, recent=24)");
+    const plan = compileOrThrow(
+      "layers 0..1 -> snap(k=40) + quant(bits=4); else -> h2o(heavy=24, recent=24)",
+    );
     const req = { promptIds, maxNewTokens: 6, stopIds: [] };
     const first = await generateWithPlan(engine, plan, req, undefined, true);
     assert.equal(first.result.tokens.length, 6);
