@@ -12,7 +12,7 @@ import { compileOrThrow } from "../src/plan/compile.ts";
 import type { Plan } from "../src/plan/plan.ts";
 import type { Engine, GenerationResult } from "../src/runtime/engine.ts";
 import { checkExecutable } from "../src/runtime/executable.ts";
-import { PolicyExecutor } from "../src/runtime/policyExecutor.ts";
+import { generateWithPlan } from "../src/runtime/planGeneration.ts";
 
 /** One measured policy × prompt length. */
 export interface BenchRow {
@@ -59,25 +59,18 @@ function median(xs: number[]): number {
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 }
 
-/** Prompt tokens of the untimed warm-up run of each policy. */
-const WARM_UP_PROMPT = 128;
-
-/** One generation with `plan` applied, all new tokens read back at once. */
-function runOnce(
+/**
+ * One generation with `plan` applied, all new tokens read back at once. The first call for a plan
+ * also runs it untimed on a short prefix (`generateWithPlan`'s warm-up), compiling its kernels.
+ */
+async function runOnce(
   engine: Engine,
   plan: Plan,
   ids: number[],
   newTokens: number,
 ): Promise<GenerationResult> {
-  const executor = new PolicyExecutor(plan, engine.config, engine.ctx);
-  return engine.generate({
-    promptIds: ids,
-    maxNewTokens: newTokens,
-    stopIds: [],
-    readEvery: newTokens,
-    observe: executor.observeRequest(),
-    afterPrefill: (state) => executor.apply(state),
-  });
+  const req = { promptIds: ids, maxNewTokens: newTokens, stopIds: [], readEvery: newTokens };
+  return (await generateWithPlan(engine, plan, req, undefined, true)).result;
 }
 
 /** The timings of one policy's runs at one length. */
@@ -91,9 +84,9 @@ interface Samples {
 }
 
 /**
- * Runs the plan on `engine`; `onRow` sees each row as it is measured. At each length every policy
- * first runs once untimed on a short prompt (compiling its kernels), then the repetitions go
- * round-robin over the policies (full, window, snap, …, full, window, …), so that a slow minute of
+ * Runs the plan on `engine`; `onRow` sees each row as it is measured. Every policy first runs once
+ * untimed on a short prompt (compiling its kernels; once per engine), then at each length the
+ * repetitions go round-robin over the policies (full, window, snap, …, full, window, …), so that a slow minute of
  * a shared machine lands on every policy alike instead of on one row.
  */
 export async function runSpeedBench(
@@ -122,9 +115,6 @@ export async function runSpeedBench(
       prefillMs: [],
       kvBytes: 0,
     }));
-    for (const { compiled } of runnable) {
-      await runOnce(engine, compiled, ids.slice(0, WARM_UP_PROMPT), 4);
-    }
     for (let r = 0; r < plan.repeats; r++) {
       for (const [i, { compiled }] of runnable.entries()) {
         const { timing, kv } = await runOnce(engine, compiled, ids, plan.decodeTokens);
