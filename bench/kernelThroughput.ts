@@ -1,7 +1,8 @@
 /**
  * Kernel throughput against the machine's own limit, measured in the same run: our matmul
- * (GEMM, f32 weights, 1024³) and GEMV (bf16 weights, 2048², bandwidth) next to a native BLAS
- * (numpy's, through python3, when present).
+ * (GEMM, GEMV) and decode attention next to the machine's native library on the same shapes —
+ * numpy's BLAS on a CPU adapter, PyTorch's CUDA kernels (cuBLAS) on a GPU adapter when python3
+ * has them. GPU shapes are larger, so that a run outgrows the caches and the launch overhead.
  *
  * @module
  */
@@ -17,80 +18,152 @@ import { uploadMatrix } from "../src/gpu/weights.ts";
 export interface ThroughputRow {
   /** What was measured. */
   kernel: string;
-  /** Ours: GFLOP/s (GEMM) or GB/s (GEMV). */
+  /** Ours: GFLOP/s (GEMM) or GB/s (GEMV, attention). */
   ours: number;
-  /** Native BLAS on this machine, same shape, or null when unavailable. */
+  /** The native reference on this machine, same shape, or null when unavailable. */
   native: number | null;
+  /** What the native figure is (e.g. "numpy (CPU BLAS)", "torch cuBLAS f32"). */
+  reference: string;
   /** Unit of both. */
   unit: "GFLOP/s" | "GB/s";
 }
 
-async function timeOp(ctx: GpuContext, op: GpuOp, reps: number): Promise<number> {
+/** Milliseconds per dispatch; repetitions grow until one timing spans ≥ 300 ms (sync floor). */
+async function timeOp(ctx: GpuContext, op: GpuOp, minReps: number): Promise<number> {
   runOps(ctx, [op]); // warm-up (pipeline compilation)
   await ctx.sync();
-  const t = performance.now();
-  runOps(ctx, Array(reps).fill(op));
-  await ctx.sync();
-  return (performance.now() - t) / reps;
+  for (let reps = minReps;; reps *= 4) {
+    const t = performance.now();
+    runOps(ctx, Array(reps).fill(op));
+    await ctx.sync();
+    const ms = performance.now() - t;
+    if (ms >= 300 || reps >= 16384) return ms / reps;
+  }
 }
 
-async function numpy(code: string): Promise<number | null> {
+/** Runs a python3 snippet that prints one number; null (with a note on stderr) on failure. */
+async function python(code: string): Promise<number | null> {
   try {
     const out = await new Deno.Command("python3", {
       args: ["-c", code],
       stdout: "piped",
-      stderr: "null",
-    })
-      .output();
+      stderr: "piped",
+    }).output();
     const value = Number(new TextDecoder().decode(out.stdout).trim());
-    return out.success && Number.isFinite(value) ? value : null;
-  } catch {
-    return null;
+    if (out.success && Number.isFinite(value)) return value;
+    const why = new TextDecoder().decode(out.stderr).trim().split("\n").at(-1);
+    console.error(`kernel throughput: python3 reference failed: ${why}`);
+  } catch (e) {
+    console.error(`kernel throughput: python3 unavailable: ${(e as Error).message}`);
   }
+  return null;
 }
 
 /**
- * Measures GEMM, GEMV and decode attention (one query over a 16K-key layer of the 'small' shape,
- * KV bytes read per second, against the same attention written in numpy); `reps` dispatches per
- * timing.
+ * A python3 program timing `expr` (after `setup`) and printing `work / seconds / 1e9`. With
+ * `cuda`, tensors live on the GPU (torch) and the timing synchronises the device.
+ */
+function timedSnippet(cuda: boolean, setup: string, expr: string, work: number): string {
+  const sync = cuda ? "torch.cuda.synchronize()" : "0";
+  return [
+    cuda
+      ? "import torch,time;torch.backends.cuda.matmul.allow_tf32=False;d='cuda'"
+      : "import numpy as np,time",
+    setup,
+    `f=lambda: ${expr}`,
+    // Results are dropped as they come (a list of them ran a GPU out of memory).
+    `for _ in range(3): f()\n${sync};n=1;t=time.perf_counter()`,
+    `while True:\n for _ in range(n): f()\n ${sync};s=time.perf_counter()-t\n if s>0.3: break\n n*=4;t=time.perf_counter()`,
+    `print(${work}*n/s/1e9)`,
+  ].join("\n");
+}
+
+/** True when python3 has torch with a CUDA device. */
+async function hasTorchCuda(): Promise<boolean> {
+  const code = "import importlib.util as u;print(0 if u.find_spec('torch') is None else " +
+    "__import__('torch').cuda.is_available()+0)";
+  return (await python(code)) === 1;
+}
+
+/**
+ * Measures GEMM, GEMV and decode attention against the native reference. On a CPU adapter:
+ * GEMM 1024³ f32, GEMV 2048² bf16, attention of 8 heads (2 KV) over 16K keys; on a GPU: GEMM
+ * 4096³ (f32 weights, and bf16 weights against cuBLAS bf16 tensor cores), GEMV 8192² bf16 and
+ * attention of 32 heads (8 KV) over 16K keys — each several times the GPU's L2 cache.
  */
 export async function kernelThroughput(ctx: GpuContext, reps = 5): Promise<ThroughputRow[]> {
+  const gpu = !ctx.isFallbackAdapter;
+  const cuda = gpu && await hasTorchCuda();
+  const ref = cuda ? "torch (cuBLAS)" : "numpy (CPU BLAS)";
   const rows: ThroughputRow[] = [];
-  {
-    const n = 1024;
-    const w = uploadMatrix(ctx, { dtype: "F32", shape: [n, n], data: new Uint8Array(n * n * 4) });
+  const gemmDtypes = gpu ? (["F32", "BF16"] as const) : (["F32"] as const);
+  for (const dtype of gemmDtypes) {
+    const n = gpu ? 4096 : 1024;
+    const bytes = dtype === "F32" ? 4 : 2;
+    const w = uploadMatrix(ctx, { dtype, shape: [n, n], data: new Uint8Array(n * n * bytes) });
     const x = ctx.createBuffer(n * n * 4), y = ctx.createBuffer(n * n * 4);
     const ms = await timeOp(ctx, matmul(ctx, { x, w, y, m: n }), reps);
-    const native = await numpy(
-      "import numpy as np,time;a=np.random.rand(1024,1024).astype(np.float32);b=a.copy();a@b;" +
-        "t=time.perf_counter();[a@b for _ in range(20)];print(2*1024**3*20/(time.perf_counter()-t)/1e9)",
+    const t = dtype === "F32" ? "float32" : "bfloat16";
+    const native = await python(
+      cuda
+        ? timedSnippet(
+          true,
+          `a=torch.rand(${n},${n},device=d,dtype=torch.${t});b=a.clone()`,
+          "a@b.T",
+          2 * n ** 3,
+        )
+        : timedSnippet(
+          false,
+          `a=np.random.rand(${n},${n}).astype(np.float32);b=a.copy()`,
+          "a@b",
+          2 * n ** 3,
+        ),
     );
     rows.push({
-      kernel: "GEMM 1024×1024×1024 f32",
+      kernel: `GEMM ${n}×${n}×${n}, ${dtype.toLowerCase()} weights (f32 arithmetic)`,
       ours: (2 * n ** 3) / ms / 1e6,
       native,
+      reference: cuda
+        ? `torch cuBLAS ${dtype === "F32" ? "f32 (no TF32)" : "bf16 (tensor cores)"}`
+        : ref,
       unit: "GFLOP/s",
     });
+    ctx.release(x);
+    ctx.release(y);
   }
   {
-    const n = 2048;
+    const n = gpu ? 8192 : 2048;
     const w = uploadMatrix(ctx, { dtype: "BF16", shape: [n, n], data: new Uint8Array(n * n * 2) });
     const x = ctx.createBuffer(n * 4), y = ctx.createBuffer(n * 4);
     const ms = await timeOp(ctx, matmul(ctx, { x, w, y, m: 1 }), reps * 4);
-    // numpy has no bf16: the same bytes as f16 weights (2 bytes each), a GEMV, in GB/s.
-    const native = await numpy(
-      "import numpy as np,time;w=np.random.rand(2048,2048).astype(np.float32);x=np.random.rand(2048).astype(np.float32);w@x;" +
-        "t=time.perf_counter();[w@x for _ in range(200)];print(2048*2048*4*200/(time.perf_counter()-t)/1e9)",
+    // numpy has no bf16: f32 weights there, counted in the bytes it reads.
+    const native = await python(
+      cuda
+        ? timedSnippet(
+          true,
+          `w=torch.rand(${n},${n},device=d,dtype=torch.bfloat16);x=torch.rand(1,${n},device=d,dtype=torch.bfloat16)`,
+          "x@w.T",
+          n * n * 2,
+        )
+        : timedSnippet(
+          false,
+          `w=np.random.rand(${n},${n}).astype(np.float32);x=np.random.rand(${n}).astype(np.float32)`,
+          "w@x",
+          n * n * 4,
+        ),
     );
     rows.push({
-      kernel: "GEMV 2048×2048 (weights bytes read)",
+      kernel: `GEMV ${n}×${n} bf16 (weight bytes read)`,
       ours: (n * n * 2) / ms / 1e6,
       native,
+      reference: cuda ? "torch cuBLAS bf16" : `${ref}, f32 weights`,
       unit: "GB/s",
     });
+    ctx.release(x);
+    ctx.release(y);
   }
   {
-    const [H, Hkv, D, L] = [8, 2, 64, 16384];
+    const [H, Hkv, D, L] = gpu ? [32, 8, 64, 16384] : [8, 2, 64, 16384];
     const cache = createKvCacheLayer(ctx, {
       numKvHeads: Hkv,
       headDim: D,
@@ -101,19 +174,24 @@ export async function kernelThroughput(ctx: GpuContext, reps = 5): Promise<Throu
     const out = ctx.createBuffer(H * D * 4);
     const ms = await timeOp(ctx, decodeAttention(ctx, { cache, q, out, numHeads: H }), reps * 4);
     const bytes = 2 * Hkv * L * D * 4; // K and V, f32
-    // The same attention in numpy (BLAS matmuls): scores, softmax, weighted sum per KV group, f32.
-    const native = await numpy(
-      "import numpy as np,time;H,G,D,L=8,2,64,16384;k=np.random.rand(G,L,D).astype(np.float32);" +
-        "v=np.random.rand(G,L,D).astype(np.float32);q=np.random.rand(G,H//G,D).astype(np.float32)\n" +
-        "def att():\n s=(q@k.transpose(0,2,1))/8.0;s=np.exp(s-s.max(-1,keepdims=True));" +
-        "return (s/s.sum(-1,keepdims=True))@v\n" +
-        "att();t=time.perf_counter();[att() for _ in range(20)];" +
-        "print(2*G*L*D*4*20/(time.perf_counter()-t)/1e9)",
-    );
+    // The same attention as matmuls: scores, softmax, weighted sum per KV group, f32.
+    const lib = cuda ? "torch" : "np";
+    const setup = cuda
+      ? `k=torch.rand(${Hkv},${L},${D},device=d);v=torch.rand_like(k);q=torch.rand(${Hkv},${
+        H / Hkv
+      },${D},device=d)`
+      : `k=np.random.rand(${Hkv},${L},${D}).astype(np.float32);v=np.random.rand(${Hkv},${L},${D}).astype(np.float32);q=np.random.rand(${Hkv},${
+        H / Hkv
+      },${D}).astype(np.float32)`;
+    const softmax = cuda
+      ? "torch.softmax(q@k.transpose(1,2)/8.0,-1)@v"
+      : "(lambda s: (lambda e: e/e.sum(-1,keepdims=True))(np.exp(s-s.max(-1,keepdims=True))))(q@k.transpose(0,2,1)/8.0)@v";
+    const native = await python(timedSnippet(cuda, setup, softmax, bytes));
     rows.push({
-      kernel: "decode attention H8/KV2 D64, 16K keys (KV bytes read)",
+      kernel: `decode attention H${H}/KV${Hkv} D${D}, ${L / 1024}K keys, f32 (KV bytes read)`,
       ours: bytes / ms / 1e6,
       native,
+      reference: `${lib === "torch" ? "torch (CUDA)" : "numpy"} matmuls + softmax`,
       unit: "GB/s",
     });
     ctx.release(q);

@@ -55,11 +55,16 @@ function table(rows: BenchRow[]): string {
 }
 
 function throughputTable(rows: ThroughputRow[]): string {
-  const lines = ["| kernel | ours | native BLAS (numpy) | ours / native |", "|---|---|---|---|"];
+  const lines = [
+    "| kernel | ours | native reference | native | ours / native |",
+    "|---|---|---|---|---|",
+  ];
   for (const r of rows) {
     const native = r.native === null ? "n/a" : `${r.native.toFixed(1)} ${r.unit}`;
     const ratio = r.native === null ? "n/a" : `${((100 * r.ours) / r.native).toFixed(1)}%`;
-    lines.push(`| ${r.kernel} | ${r.ours.toFixed(1)} ${r.unit} | ${native} | ${ratio} |`);
+    lines.push(
+      `| ${r.kernel} | ${r.ours.toFixed(1)} ${r.unit} | ${r.reference} | ${native} | ${ratio} |`,
+    );
   }
   return lines.join("\n");
 }

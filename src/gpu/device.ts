@@ -339,12 +339,15 @@ export async function acquireDevice(opts: AcquireOptions = {}): Promise<GpuConte
     requiredFeatures,
     label: opts.label ?? "kvpolicy",
   });
+  const info = adapter.info;
+  const description = info.description ||
+    [info.vendor, info.architecture, info.device].filter(Boolean).join(" ") || "unnamed adapter";
   const limits = {} as GpuLimits;
   for (const k of REQUESTED_LIMITS) limits[k] = device.limits[k];
   const cap = opts.maxBindingBytes ?? limits.maxStorageBufferBindingSize;
   return new GpuContext(
     device,
-    { description: adapter.info.description, isFallbackAdapter: adapter.info.isFallbackAdapter },
+    { description, isFallbackAdapter: info.isFallbackAdapter },
     limits,
     features,
     Math.min(cap, limits.maxStorageBufferBindingSize),

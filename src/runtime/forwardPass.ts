@@ -23,6 +23,7 @@ import { matmul } from "../gpu/kernels/matmul.ts";
 import { canFuseGemv, fusedGemv } from "../gpu/kernels/fusedGemv.ts";
 import type { GpuMatrix, GpuVector } from "../gpu/weights.ts";
 import { flashPrefillAttention } from "../gpu/kernels/flashPrefillAttention.ts";
+import { prefillAttention } from "../gpu/kernels/prefillAttention.ts";
 import { rmsNorm } from "../gpu/kernels/rmsNorm.ts";
 import { rope } from "../gpu/kernels/rope.ts";
 import { swiglu } from "../gpu/kernels/swiglu.ts";
@@ -210,16 +211,18 @@ export function forwardSteps(
     } else {
       steps.push(kvAppend(ctx, { cache: kv, k: acts.k, v: acts.v, m }));
       const obs = o.observation;
-      steps.push(flashPrefillAttention(ctx, {
-        cache: kv,
-        q: acts.q,
-        out: acts.attn,
-        m,
-        numHeads: c.numHeads,
-        window: obs ? obs.window : 0,
-        obs: obs?.buffers[l],
-        obsStride: obs?.stride,
-      }));
+      steps.push(
+        prefillAttentionFor(ctx)(ctx, {
+          cache: kv,
+          q: acts.q,
+          out: acts.attn,
+          m,
+          numHeads: c.numHeads,
+          window: obs ? obs.window : 0,
+          obs: obs?.buffers[l],
+          obsStride: obs?.stride,
+        }),
+      );
       const extra = o.afterAttention?.(l, kv, acts, o.source);
       if (extra) steps.push(extra);
     }
@@ -268,6 +271,19 @@ export function forwardSteps(
  * Decode (m = 1) on a CPU adapter: the GEMVs of one input fuse with the step before them
  * (`fusedGemv.ts`) when their weights are single bindings without biases.
  */
+/**
+ * The prefill attention kernel for this adapter: the register-blocked flash kernel on CPU
+ * adapters (llvmpipe), the thread-per-(query, head) kernel on GPUs. On an H100 the latter ran
+ * 128 queries × 4096 keys (H32/KV8, D64) in 18.5 ms against 46.8 ms, and the flash kernel's
+ * register blocks (8 queries × 128 dims per thread with the observation window) lost the device
+ * there (bench/NOTES.md, GPU section).
+ */
+function prefillAttentionFor(
+  ctx: GpuContext,
+): typeof flashPrefillAttention | typeof prefillAttention {
+  return ctx.isFallbackAdapter ? flashPrefillAttention : prefillAttention;
+}
+
 function fusible(ctx: GpuContext, m: number, ws: GpuMatrix[]): boolean {
   return m === 1 && ctx.isFallbackAdapter && canFuseGemv(ws);
 }

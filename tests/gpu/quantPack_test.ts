@@ -56,8 +56,10 @@ for (const [bits, group, residual, D, dtype, T0] of cases) {
           if (h === 2) continue;
           const want = { k: refQuantStream(ref.k[h], D, p), v: refQuantStream(ref.v[h], D, p) };
           const got = await readHeadPacked(ctx, dst, h, Q);
-          assertPackedEqual(got.keys, want.k.keys, `${when} head ${h} keys`);
-          assertPackedEqual(got.values, want.v.values, `${when} head ${h} values`);
+          // Bit for bit on CPU adapters; GPUs may round a boundary code the other way.
+          const tol = ctx.isFallbackAdapter ? 0 : bits;
+          assertPackedEqual(got.keys, want.k.keys, `${when} head ${h} keys`, tol);
+          assertPackedEqual(got.values, want.v.values, `${when} head ${h} values`, tol);
         }
       };
       await check("prefill");

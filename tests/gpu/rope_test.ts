@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { kvAppend } from "../../src/gpu/kernels/kvAppend.ts";
 import { rope, uploadInvFreq } from "../../src/gpu/kernels/rope.ts";
 import { createKvCacheLayer } from "../../src/gpu/kvCache.ts";
-import { gpuTest, runAndFree } from "./_gpu.ts";
+import { assertSameFloats, gpuTest, runAndFree } from "./_gpu.ts";
 import { assertClose, randomF32, rng } from "./_reference.ts";
 
 function refRope(x: Float32Array, pos: number[], heads: number, D: number, inv: Float32Array) {
@@ -53,46 +53,62 @@ for (const theta of [10000, 1e12]) {
 }
 
 for (const dtype of ["f32", "f16"] as const) {
-  gpuTest(`kvAppend with rope = rope then kvAppend, bit for bit (${dtype} cache)`, async (ctx) => {
-    const rand = rng(9);
-    for (const [H, Hkv, D, m, cap] of [[8, 2, 32, 1, 40], [6, 3, 16, 5, 7], [4, 4, 8, 3, 64]]) {
-      const invF64 = Array.from({ length: D / 2 }, (_, i) => 1 / 500000 ** ((2 * i) / D));
-      const q = randomF32(rand, m * H * D), k = randomF32(rand, m * Hkv * D);
-      const v = randomF32(rand, m * Hkv * D);
-      const P = ctx.upload(new Uint32Array([3, ...Array.from({ length: m }, (_, i) => 4090 + i)]));
-      const I = uploadInvFreq(ctx, invF64);
-      // Two caches holding the same 5 earlier rows (a ring from row 2, so cap 7 wraps).
-      const layers = [0, 1].map(() =>
-        createKvCacheLayer(ctx, {
-          numKvHeads: Hkv,
-          headDim: D,
-          capacity: cap,
-          dtype,
-          lengths: Array(Hkv).fill(5),
-          ringStart: Array(Hkv).fill(2),
-        })
-      );
-      const [Q1, K1, V] = [ctx.upload(q), ctx.upload(k), ctx.upload(v)];
-      const [Q2, K2] = [ctx.upload(q), ctx.upload(k)];
-      const geometry = { m, numHeads: H, numKvHeads: Hkv, headDim: D };
-      runAndFree(ctx, [
-        rope(ctx, { q: Q1, k: K1, positions: P, positionsOffset: 1, invFreq: I, ...geometry }),
-        kvAppend(ctx, { cache: layers[0], k: K1, v: V, m }),
-        kvAppend(ctx, {
-          cache: layers[1],
-          k: K2,
-          v: V,
-          m,
-          rope: { q: Q2, numHeads: H, positions: P, positionsOffset: 1, invFreq: I },
-        }),
-      ]);
-      const what = `H ${H}/${Hkv}, D ${D}, m ${m}`;
-      assert.deepEqual(await ctx.readF32(Q2), await ctx.readF32(Q1), `q, ${what}`);
-      assert.deepEqual(await ctx.readF32(K2), Float32Array.from(k), `source k untouched, ${what}`);
-      for (const part of ["k", "v", "meta"] as const) {
-        const [a, b] = [await ctx.read(layers[0][part]), await ctx.read(layers[1][part])];
-        assert.deepEqual(new Uint32Array(b), new Uint32Array(a), `${part}, ${what}`);
+  gpuTest(
+    `kvAppend with rope = rope then kvAppend, bit for bit on CPU adapters (${dtype} cache)`,
+    async (ctx) => {
+      const rand = rng(9);
+      for (const [H, Hkv, D, m, cap] of [[8, 2, 32, 1, 40], [6, 3, 16, 5, 7], [4, 4, 8, 3, 64]]) {
+        const invF64 = Array.from({ length: D / 2 }, (_, i) => 1 / 500000 ** ((2 * i) / D));
+        const q = randomF32(rand, m * H * D), k = randomF32(rand, m * Hkv * D);
+        const v = randomF32(rand, m * Hkv * D);
+        const P = ctx.upload(
+          new Uint32Array([3, ...Array.from({ length: m }, (_, i) => 4090 + i)]),
+        );
+        const I = uploadInvFreq(ctx, invF64);
+        // Two caches holding the same 5 earlier rows (a ring from row 2, so cap 7 wraps).
+        const layers = [0, 1].map(() =>
+          createKvCacheLayer(ctx, {
+            numKvHeads: Hkv,
+            headDim: D,
+            capacity: cap,
+            dtype,
+            lengths: Array(Hkv).fill(5),
+            ringStart: Array(Hkv).fill(2),
+          })
+        );
+        const [Q1, K1, V] = [ctx.upload(q), ctx.upload(k), ctx.upload(v)];
+        const [Q2, K2] = [ctx.upload(q), ctx.upload(k)];
+        const geometry = { m, numHeads: H, numKvHeads: Hkv, headDim: D };
+        runAndFree(ctx, [
+          rope(ctx, { q: Q1, k: K1, positions: P, positionsOffset: 1, invFreq: I, ...geometry }),
+          kvAppend(ctx, { cache: layers[0], k: K1, v: V, m }),
+          kvAppend(ctx, {
+            cache: layers[1],
+            k: K2,
+            v: V,
+            m,
+            rope: { q: Q2, numHeads: H, positions: P, positionsOffset: 1, invFreq: I },
+          }),
+        ]);
+        const what = `H ${H}/${Hkv}, D ${D}, m ${m}`;
+        assertSameFloats(ctx, await ctx.readF32(Q2), await ctx.readF32(Q1), `q, ${what}`);
+        assert.deepEqual(
+          await ctx.readF32(K2),
+          Float32Array.from(k),
+          `source k untouched, ${what}`,
+        );
+        for (const part of ["k", "v", "meta"] as const) {
+          const [a, b] = [await ctx.read(layers[0][part]), await ctx.read(layers[1][part])];
+          if (part === "meta" || dtype !== "f32") {
+            assert.deepEqual(new Uint32Array(b), new Uint32Array(a), `${part}, ${what}`);
+          } else {assertSameFloats(
+              ctx,
+              new Float32Array(b),
+              new Float32Array(a),
+              `${part}, ${what}`,
+            );}
+        }
       }
-    }
-  });
+    },
+  );
 }
