@@ -105,18 +105,22 @@ export function refMatmul(
   return y;
 }
 
-/** Softmax attention of one query over the given key/value rows (float64). */
+/**
+ * Softmax attention of one query over the given key/value rows (float64); `bias` adds a logit
+ * to one row's scaled score (the cache's logit-bias row).
+ */
 export function refAttend(
   q: ArrayLike<number>,
   keys: ArrayLike<number>[],
   values: ArrayLike<number>[],
   scale: number,
+  bias?: { row: number; value: number },
 ): { out: Float64Array; probs: Float64Array } {
   const d = q.length;
-  const s = keys.map((k) => {
+  const s = keys.map((k, j) => {
     let t = 0;
     for (let i = 0; i < d; i++) t += q[i] * k[i];
-    return t * scale;
+    return t * scale + (bias && j === bias.row ? bias.value : 0);
   });
   const mx = Math.max(...s);
   const e = s.map((x) => Math.exp(x - mx));

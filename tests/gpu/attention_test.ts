@@ -4,6 +4,7 @@ import { kvCompact, uploadKvSelection } from "../../src/gpu/kernels/kvCompact.ts
 import { prefillAttention } from "../../src/gpu/kernels/prefillAttention.ts";
 import { createKvCacheLayer, type KvDType } from "../../src/gpu/kvCache.ts";
 import { runOps } from "../../src/gpu/op.ts";
+import assert from "node:assert/strict";
 import { gpuTest, runAndFree } from "./_gpu.ts";
 import { randomSubset, RefKvCache } from "./_kvReference.ts";
 import { assertClose, randomF32, refAttend, rng } from "./_reference.ts";
@@ -77,14 +78,23 @@ for (const [dtype, group, D] of cases) {
       ]);
       ref.compact(sel);
       const q = ctx.createBuffer(H * D * 4);
-      const tiles = [undefined, 8, 3]; // the default tile and two other unrollings
-      const outs = tiles.map(() => ctx.createBuffer(H * D * 4));
+      // The thread-per-split pass with its default tile and two other unrollings; the
+      // workgroup-per-split pass (GPUs) with splits of 8 and 3 keys and its default split.
+      const variants = [
+        { splitSize: 8 },
+        { splitSize: 8, tile: 8 },
+        { splitSize: 8, tile: 3 },
+        { splitSize: 8, kernel: "workgroup" as const },
+        { splitSize: 3, kernel: "workgroup" as const },
+        { kernel: "workgroup" as const },
+      ];
+      const outs = variants.map(() => ctx.createBuffer(H * D * 4));
       const kNew = ctx.createBuffer(Hkv * D * 4), vNew = ctx.createBuffer(Hkv * D * 4);
       // prepared once, encoded every step (lengths live on the GPU)
       const ops = [
         kvAppend(ctx, { cache: dst, k: kNew, v: vNew, m: 1 }),
-        ...tiles.map((tile, i) =>
-          decodeAttention(ctx, { cache: dst, q, out: outs[i], numHeads: H, splitSize: 8, tile })
+        ...variants.map((variant, i) =>
+          decodeAttention(ctx, { cache: dst, q, out: outs[i], numHeads: H, ...variant })
         ),
       ];
       for (let step = 0; step < 2; step++) {
@@ -95,12 +105,12 @@ for (const [dtype, group, D] of cases) {
         ctx.write(vNew, 0, v);
         runOps(ctx, ops);
         ref.append(k, v, 1, D, dst.capacities);
-        for (const [i, tile] of tiles.entries()) {
+        for (const [i, variant] of variants.entries()) {
           const got = await ctx.readF32(outs[i], 0, H * D);
           for (let h = 0; h < H; h++) {
             const kvh = Math.floor(h / group);
             const r = refAttend(qs.subarray(h * D, h * D + D), ref.k[kvh], ref.v[kvh], scale);
-            const what = `decode ${step} h${h} tile ${tile ?? "default"}`;
+            const what = `decode ${step} h${h} ${JSON.stringify(variant)}`;
             assertClose(got.subarray(h * D, h * D + D), r.out, 2e-5, 1e-4, what);
           }
         }
@@ -110,9 +120,67 @@ for (const [dtype, group, D] of cases) {
   );
 }
 
-gpuTest("decodeAttention: empty heads give zeros, default split size", async (ctx) => {
-  const cache = createKvCacheLayer(ctx, { numKvHeads: 2, headDim: 4, capacity: 5 });
-  const q = ctx.upload(new Float32Array(8).fill(1)), out = ctx.upload(new Float32Array(8).fill(7));
-  runAndFree(ctx, [decodeAttention(ctx, { cache, q, out, numHeads: 2 })]);
-  assertClose(await ctx.readF32(out, 0, 8), Array(8).fill(0), 0);
-});
+for (const kernel of ["thread", "workgroup"] as const) {
+  gpuTest(
+    `decodeAttention (${kernel}): empty heads give zeros, default split size`,
+    async (ctx) => {
+      const cache = createKvCacheLayer(ctx, { numKvHeads: 2, headDim: 4, capacity: 5 });
+      const q = ctx.upload(new Float32Array(8).fill(1));
+      const out = ctx.upload(new Float32Array(8).fill(7));
+      runAndFree(ctx, [decodeAttention(ctx, { cache, q, out, numHeads: 2, kernel })]);
+      assertClose(await ctx.readF32(out, 0, 8), Array(8).fill(0), 0);
+    },
+  );
+}
+
+// The two split passes on long ragged heads with logit-bias rows, against the reference: group 8
+// (one workgroup per KV head holds all 8 heads), several default-size splits, an empty head.
+for (const dtype of ["f32", "f16"] as const) {
+  gpuTest(
+    `decodeAttention ${dtype}: thread and workgroup passes, bias rows, ragged heads`,
+    async (ctx) => {
+      const rand = rng(7);
+      const [Hkv, group, D] = [3, 8, 32], H = Hkv * group;
+      const lengths = [700, 0, 1300];
+      const bias = [{ row: 5, value: 2.5 }, undefined, { row: 1299, value: -1.5 }];
+      // Capacities = lengths: appending 1300 rows fills each head to its length (the rest drops).
+      const cache = createKvCacheLayer(ctx, {
+        numKvHeads: Hkv,
+        headDim: D,
+        capacity: lengths,
+        dtype,
+        bias,
+      });
+      const k = randomF32(rand, 1300 * Hkv * D), v = randomF32(rand, 1300 * Hkv * D);
+      const [K, V] = [ctx.upload(k), ctx.upload(v)];
+      runAndFree(ctx, [kvAppend(ctx, { cache, k: K, v: V, m: 1300 })]);
+      const ref = new RefKvCache(Hkv, dtype);
+      ref.append(k, v, 1300, D, lengths);
+      assert.deepEqual(ref.k.map((rows) => rows.length), lengths);
+      const q = ctx.upload(randomF32(rand, H * D, 2));
+      const qs = await ctx.readF32(q);
+      const kernels = ["thread", "workgroup"] as const;
+      const outs = kernels.map(() => ctx.createBuffer(H * D * 4));
+      runAndFree(
+        ctx,
+        kernels.map((kernel, i) =>
+          decodeAttention(ctx, { cache, q, out: outs[i], numHeads: H, kernel })
+        ),
+      );
+      for (const [i, kernel] of kernels.entries()) {
+        const got = await ctx.readF32(outs[i], 0, H * D);
+        for (let h = 0; h < H; h++) {
+          const kvh = Math.floor(h / group), n = lengths[kvh];
+          const want = n === 0 ? Array(D).fill(0) : refAttend(
+            qs.subarray(h * D, h * D + D),
+            ref.k[kvh].slice(0, n),
+            ref.v[kvh].slice(0, n),
+            1 / Math.sqrt(D),
+            bias[kvh],
+          ).out;
+          assertClose(got.subarray(h * D, h * D + D), want, 2e-5, 1e-4, `${kernel} h${h}`);
+        }
+      }
+    },
+  );
+}

@@ -23,6 +23,7 @@ import { type KvCacheLayer, kvDecl, type KvDType } from "../kvCache.ts";
 import { dispatchOp, type GpuOp, packParams, sequenceOp } from "../op.ts";
 import { ATTENTION_TILE } from "./attentionCommon.ts";
 import { each, maxOf } from "./wgslUnroll.ts";
+import { MAX_SPLIT, workgroupDecodeSplit } from "./workgroupDecodeAttention.ts";
 
 /** Arguments of {@link decodeAttention}. */
 export interface DecodeAttentionArgs {
@@ -44,6 +45,13 @@ export interface DecodeAttentionArgs {
   splitSize?: number;
   /** Keys per unrolled tile of the split loop (default {@link DECODE_TILE}). */
   tile?: number;
+  /** Split threads per workgroup of the thread-per-split pass (default {@link SPLIT_WG}). */
+  workgroupSize?: number;
+  /**
+   * Split pass: `"thread"` (one thread per split, unrolled; CPU adapters) or `"workgroup"`
+   * (`workgroupDecodeAttention.ts`; GPUs). Default: by adapter.
+   */
+  kernel?: "thread" | "workgroup";
 }
 
 /**
@@ -53,10 +61,29 @@ export interface DecodeAttentionArgs {
  */
 export const DECODE_TILE = 1;
 
-/** Split size used for a cache whose largest head capacity is `maxCapacity`. */
-export function defaultSplitSize(maxCapacity: number): number {
-  return Math.max(32, Math.ceil(maxCapacity / 64 / ATTENTION_TILE) * ATTENTION_TILE);
+/**
+ * Split size used for a cache whose largest head capacity is `maxCapacity`: about `splits`
+ * splits (default 64, {@link decodeSplitTarget} picks per adapter), at least 32 keys each.
+ */
+export function defaultSplitSize(maxCapacity: number, splits = 64): number {
+  return Math.max(32, Math.ceil(maxCapacity / splits / ATTENTION_TILE) * ATTENTION_TILE);
 }
+
+/**
+ * Splits to aim for: 64 on CPU adapters (a few per core is enough), 256 on GPUs, where one
+ * thread per split must fill far more lanes. H100, 16K keys, split pass + reduce (µs, splits of
+ * 32/64/128/256 keys): H8/KV2 388/335/418/725, H8/KV8 358/256/271/421, H32/KV8 474/434/630/1217;
+ * at 1K keys 32-key splits (the minimum) are within 25% of the best (bench/NOTES.md, GPU).
+ */
+export function decodeSplitTarget(ctx: GpuContext): number {
+  return ctx.isFallbackAdapter ? 64 : 256;
+}
+
+/**
+ * Split threads per workgroup: 16, so a few dozen splits still spread over CPU cores; on an H100
+ * 16 was also as fast as 64 or faster in every shape measured (the sweep above).
+ */
+export const SPLIT_WG = 16;
 
 /** Scratch bytes needed by {@link decodeAttention}. */
 export function decodeScratchBytes(
@@ -69,9 +96,6 @@ export function decodeScratchBytes(
   return numHeads * splits * (headDim / 4 + 1) * 16;
 }
 
-/** Split threads per workgroup: small, so a few dozen splits still spread over the cores. */
-const SPLIT_WG = 16;
-
 /** Query heads per split thread for a GQA group: the whole group up to 8, else its largest divisor ≤ 8. */
 export function decodeHeadsPerThread(group: number): number {
   for (let g = Math.min(group, 8); g > 1; g--) if (group % g === 0) return g;
@@ -83,7 +107,7 @@ export function decodeHeadsPerThread(group: number): number {
  * row loaded serves the `G` heads. Generated unrolled (named registers) over tiles of `TILE` keys
  * with constant trip counts; keys past the split's end are masked by `select`.
  */
-function splitCode(dtype: KvDType, D4: number, G: number, T: number): string {
+function splitCode(dtype: KvDType, D4: number, G: number, T: number, WG: number): string {
   const dotRow = (r: number, k: (d: number) => string) =>
     each(D4, (d) => `dot(q${r}_${d}, ${k(d)})`, " + ");
   return `struct Params { H: u32, Hkv: u32, group: u32, splits: u32, splitSize: u32, scale: f32,
@@ -96,7 +120,7 @@ const NEG = -3.0e38;
 ${kvDecl("KC", 3, dtype, false)}
 ${kvDecl("VC", 4, dtype, false)}
 @group(0) @binding(5) var<storage, read_write> part: array<vec4<f32>>;
-@compute @workgroup_size(${SPLIT_WG})
+@compute @workgroup_size(${WG})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let s = gid.x;
   if (s >= p.splits) { return; }
@@ -208,7 +232,11 @@ export function decodeAttention(ctx: GpuContext, a: DecodeAttentionArgs): GpuOp 
   const qOffset = a.qOffset ?? 0;
   if (qOffset % 4 !== 0) throw new RangeError("decodeAttention: qOffset must be a multiple of 4");
   const maxCap = Math.max(1, ...c.capacities);
-  const splitSize = a.splitSize ?? defaultSplitSize(maxCap);
+  const kernel = a.kernel ?? (ctx.isFallbackAdapter ? "thread" : "workgroup");
+  const splitSize = a.splitSize ??
+    (kernel === "workgroup"
+      ? Math.min(MAX_SPLIT, defaultSplitSize(maxCap))
+      : defaultSplitSize(maxCap, decodeSplitTarget(ctx)));
   const splits = Math.max(1, Math.ceil(maxCap / splitSize));
   const need = decodeScratchBytes(H, D, maxCap, splitSize);
   let owned: GPUBuffer | null = null;
@@ -217,25 +245,39 @@ export function decodeAttention(ctx: GpuContext, a: DecodeAttentionArgs): GpuOp 
   const group = H / c.numKvHeads;
   const G = decodeHeadsPerThread(group), chunks = group / G;
   const T = a.tile ?? DECODE_TILE;
-  const split = dispatchOp(ctx, {
-    label: "decodeAttention.split",
-    pipeline: ctx.pipeline(
-      `decodeAttnSplitG:${c.dtype}:${D4}:${G}:${T}`,
-      () => splitCode(c.dtype, D4, G, T),
-    ),
-    params: packParams([
-      ["u32", H],
-      ["u32", c.numKvHeads],
-      ["u32", H / c.numKvHeads],
-      ["u32", splits],
-      ["u32", splitSize],
-      ["f32", a.scale ?? 1 / Math.sqrt(D)],
-      ["u32", qOffset / 4],
-      ["u32", chunks],
-    ]),
-    buffers: [a.q, c.meta, c.k, c.v, scratch],
-    workgroups: [Math.ceil(splits / SPLIT_WG), c.numKvHeads * chunks],
-  });
+  const WG = a.workgroupSize ?? SPLIT_WG;
+  const scale = a.scale ?? 1 / Math.sqrt(D);
+  const split = kernel === "workgroup"
+    ? workgroupDecodeSplit(ctx, {
+      cache: c,
+      q: a.q,
+      qOffset,
+      numHeads: H,
+      scale,
+      scratch,
+      splits,
+      splitSize,
+      headsPerGroup: G,
+    })
+    : dispatchOp(ctx, {
+      label: "decodeAttention.split",
+      pipeline: ctx.pipeline(
+        `decodeAttnSplitG:${c.dtype}:${D4}:${G}:${T}:${WG}`,
+        () => splitCode(c.dtype, D4, G, T, WG),
+      ),
+      params: packParams([
+        ["u32", H],
+        ["u32", c.numKvHeads],
+        ["u32", H / c.numKvHeads],
+        ["u32", splits],
+        ["u32", splitSize],
+        ["f32", scale],
+        ["u32", qOffset / 4],
+        ["u32", chunks],
+      ]),
+      buffers: [a.q, c.meta, c.k, c.v, scratch],
+      workgroups: [Math.ceil(splits / WG), c.numKvHeads * chunks],
+    });
   const reduce = decodeReduce(ctx, { scratch, out: a.out, numHeads: H, headDim: D, splits });
   return withOwnedScratch(ctx, sequenceOp("decodeAttention", [split, reduce]), owned);
 }

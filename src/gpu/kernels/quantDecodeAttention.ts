@@ -41,7 +41,9 @@ import {
   decodeHeadsPerThread,
   decodeReduce,
   decodeScratchBytes,
+  decodeSplitTarget,
   defaultSplitSize,
+  SPLIT_WG,
   withOwnedScratch,
 } from "./decodeAttention.ts";
 import { each } from "./wgslUnroll.ts";
@@ -68,9 +70,6 @@ export interface QuantDecodeAttentionArgs {
 export function quantMaxEntries(c: QuantKvLayer): number {
   return Math.max(1, ...c.quantCapacities.map((q, h) => q + c.residualCapacities[h]));
 }
-
-/** Split threads per workgroup: small, so a few dozen splits still spread over the cores. */
-const SPLIT_WG = 16;
 
 /** Where an entry lives and how its key / value vec4s are read (WGSL snippets). */
 interface EntrySource {
@@ -106,7 +105,7 @@ ${each(G, (r) => `        o${r}_${d} = o${r}_${d} * c${r} + p${r} * v;`)} }`)
 }
 
 /** Split pass for layer `c`, `G` query heads per thread (see the module doc). */
-function splitCode(c: QuantKvLayer, G: number): string {
+function splitCode(c: QuantKvLayer, G: number, WG: number): string {
   const D = c.headDim, D4 = D / 4, { bits, group } = c.quant;
   const perWord = 32 / bits, W = codeWords(D, bits), NG = Math.ceil(D / group);
   // Channels 4d … 4d+3 lie in one code word (32/bits is a multiple of 4): constant word, shifts.
@@ -150,7 +149,7 @@ ${kvDecl("RK", 3, c.dtype, false)}
 ${kvDecl("RV", 4, c.dtype, false)}
 ${quantBuffersWgsl(5, false)}
 @group(0) @binding(7) var<storage, read_write> part: array<vec4<f32>>;
-@compute @workgroup_size(${SPLIT_WG})
+@compute @workgroup_size(${WG})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let s = gid.x;
   if (s >= p.splits) { return; }
@@ -212,7 +211,7 @@ export function quantDecodeAttention(ctx: GpuContext, a: QuantDecodeAttentionArg
     throw new RangeError(`quantDecodeAttention: ${H} query heads for ${c.numKvHeads} KV heads`);
   }
   const maxEntries = quantMaxEntries(c);
-  const splitSize = a.splitSize ?? defaultSplitSize(maxEntries);
+  const splitSize = a.splitSize ?? defaultSplitSize(maxEntries, decodeSplitTarget(ctx));
   const splits = Math.max(1, Math.ceil(maxEntries / splitSize));
   const need = decodeScratchBytes(H, D, maxEntries, splitSize);
   let owned: GPUBuffer | null = null;
@@ -220,10 +219,11 @@ export function quantDecodeAttention(ctx: GpuContext, a: QuantDecodeAttentionArg
   if (scratch.size < need) throw new RangeError(`quantDecodeAttention: scratch needs ${need} B`);
   const group = H / c.numKvHeads;
   const G = decodeHeadsPerThread(group), chunks = group / G;
-  const key = `quantDecodeAttnG:${c.dtype}:${D}:${c.quant.bits}:${c.quant.group}:${G}`;
+  const WG = SPLIT_WG;
+  const key = `quantDecodeAttnG:${c.dtype}:${D}:${c.quant.bits}:${c.quant.group}:${G}:${WG}`;
   const split = dispatchOp(ctx, {
     label: "quantDecodeAttention.split",
-    pipeline: ctx.pipeline(key, () => splitCode(c, G)),
+    pipeline: ctx.pipeline(key, () => splitCode(c, G, WG)),
     params: packParams([
       ["u32", H],
       ["u32", c.numKvHeads],
@@ -236,7 +236,7 @@ export function quantDecodeAttention(ctx: GpuContext, a: QuantDecodeAttentionArg
       ["u32", chunks],
     ]),
     buffers: [a.q, c.meta, c.rk, c.rv, c.codes, c.params, scratch],
-    workgroups: [Math.ceil(splits / SPLIT_WG), c.numKvHeads * chunks],
+    workgroups: [Math.ceil(splits / WG), c.numKvHeads * chunks],
   });
   const reduce = decodeReduce(ctx, { scratch, out: a.out, numHeads: H, headDim: D, splits });
   return withOwnedScratch(ctx, sequenceOp("quantDecodeAttention", [split, reduce]), owned);

@@ -1,0 +1,193 @@
+/**
+ * The split pass of decode attention for GPUs: one workgroup of {@link WG} threads per (split of
+ * up to {@link MAX_SPLIT} keys, KV head, chunk of `G` query heads of its group), where the
+ * thread-per-split pass of `decodeAttention.ts` (written for CPU adapters) leaves a GPU's lanes
+ * idle and reads each key row from one lane. Here:
+ *
+ * 1. the group's queries go to workgroup memory; thread t scores keys `t, t + WG, …` of the split
+ *    against all `G` heads (scores kept in workgroup memory, logit-bias row honoured);
+ * 2. per-head maximum and sum of `exp(s − max)` by tree reductions in workgroup memory;
+ * 3. each thread owns one (head, 4 dims) pair of the output and one slice of the keys, so a value
+ *    row is read by consecutive threads (coalesced); slices are summed in workgroup memory.
+ *
+ * It writes the same partials as the thread-per-split pass — `(O unnormalised, m, l)` per (head,
+ * split) in `[H][splits][D/4 + 1]` vec4, `l = 0` for splits past a head's length — so the same
+ * reduce pass (`decodeReduce`) merges them.
+ *
+ * Bindings: 0 params, 1 q f32 (read), 2 meta, 3 K cache, 4 V cache (read), 5 scratch (rw).
+ *
+ * @module
+ */
+
+import type { BufferRef, GpuContext } from "../device.ts";
+import { type KvCacheLayer, kvDecl, type KvDType } from "../kvCache.ts";
+import { dispatchOp, type GpuOp, packParams } from "../op.ts";
+import { each } from "./wgslUnroll.ts";
+
+/** Threads per workgroup. */
+export const WG = 64;
+/** Largest split (keys per workgroup): the scores of a split live in workgroup memory. */
+export const MAX_SPLIT = 512;
+
+/** Arguments of {@link workgroupDecodeSplit}. */
+export interface WorkgroupDecodeSplitArgs {
+  /** The layer's cache. */
+  cache: KvCacheLayer;
+  /** Query `[H·D]` f32 after RoPE. */
+  q: BufferRef;
+  /** First query element (a multiple of 4). */
+  qOffset: number;
+  /** Query heads. */
+  numHeads: number;
+  /** Softmax scale. */
+  scale: number;
+  /** Partials buffer (see the module doc). */
+  scratch: GPUBuffer;
+  /** Splits per head. */
+  splits: number;
+  /** Keys per split, at most {@link MAX_SPLIT}. */
+  splitSize: number;
+  /** Query heads per workgroup (a divisor of the GQA group). */
+  headsPerGroup: number;
+}
+
+function code(dtype: KvDType, D4: number, G: number): string {
+  const pairs = G * D4;
+  // Key slices per output pair in step 3: spare threads take a share of the keys.
+  const reps = Math.max(1, Math.floor(WG / pairs));
+  const tree = (op: (a: string, b: string) => string) =>
+    `  for (var st = ${WG / 2}u; st > 0u; st >>= 1u) {
+    if (t < st) {
+${
+      each(G, (g) => {
+        const [a, b] = [`red[${g * WG}u + t]`, `red[${g * WG}u + t + st]`];
+        return `      ${a} = ${op(a, b)};`;
+      })
+    }
+    }
+    workgroupBarrier();
+  }`;
+  return `struct Params { H: u32, Hkv: u32, group: u32, splits: u32, splitSize: u32, scale: f32,
+  q04: u32, chunks: u32 };
+@group(0) @binding(0) var<uniform> p: Params;
+const D4 = ${D4}u;
+const G = ${G}u;
+const S = ${MAX_SPLIT}u;
+const NEG = -3.0e38;
+@group(0) @binding(1) var<storage, read> Q: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> kvmeta: array<u32>;
+${kvDecl("KC", 3, dtype, false)}
+${kvDecl("VC", 4, dtype, false)}
+@group(0) @binding(5) var<storage, read_write> part: array<vec4<f32>>;
+var<workgroup> qs: array<vec4<f32>, ${pairs}>;
+var<workgroup> sc: array<f32, ${G * MAX_SPLIT}>;
+var<workgroup> red: array<f32, ${G * WG}>;
+var<workgroup> acc: array<vec4<f32>, ${reps * pairs}>;
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
+  let s = wid.x;
+  let kvh = wid.y / p.chunks;
+  let h0 = kvh * p.group + (wid.y % p.chunks) * G;
+  let base = kvmeta[kvh];
+  let len = kvmeta[p.Hkv + kvh];
+  let br = kvmeta[5u * p.Hkv + kvh];
+  let biasRow = select(0xffffffffu, base + br, br != 0xffffffffu);
+  let biasValue = bitcast<f32>(kvmeta[6u * p.Hkv + kvh]);
+  let j0 = s * p.splitSize;
+  let n = select(0u, min(p.splitSize, len - j0), j0 < len);
+  for (var i = t; i < G * D4; i += ${WG}u) {
+    qs[i] = Q[p.q04 + (h0 + i / D4) * D4 + i % D4] * p.scale;
+  }
+  workgroupBarrier();
+  // 1. scores, and each thread's maximum per head
+${each(G, (g) => `  var m${g} = NEG;`)}
+  for (var jj = t; jj < n; jj += ${WG}u) {
+    let e = base + j0 + jj;
+    let row = e * D4;
+    let bias = select(0.0, biasValue, e == biasRow);
+${each(D4, (d) => `    let k${d} = KC4(row + ${d}u);`)}
+${
+    each(G, (g) =>
+      `    let s${g} = ${
+        each(D4, (d) => `dot(qs[${g * D4 + d}u], k${d})`, " + ")
+      } + bias;
+    sc[${g}u * S + jj] = s${g};
+    m${g} = max(m${g}, s${g});`)
+  }
+  }
+  // 2. maxima, then probabilities and their sums
+${each(G, (g) => `  red[${g * WG}u + t] = m${g};`)}
+  workgroupBarrier();
+${tree((a, b) => `max(${a}, ${b})`)}
+${each(G, (g) => `  let mx${g} = red[${g * WG}u];`)}
+  workgroupBarrier();
+${each(G, (g) => `  var l${g} = 0.0;`)}
+  for (var jj = t; jj < n; jj += ${WG}u) {
+${
+    each(G, (g) =>
+      `    let e${g} = exp(sc[${g}u * S + jj] - mx${g});
+    sc[${g}u * S + jj] = e${g};
+    l${g} += e${g};`)
+  }
+  }
+${each(G, (g) => `  red[${g * WG}u + t] = l${g};`)}
+  workgroupBarrier();
+${tree((a, b) => `${a} + ${b}`)}
+  // 3. O = Σ p_j v_j: thread t owns pair t % ${pairs} (head, 4 dims) and keys ≡ t / ${pairs}
+  for (var i = t; i < ${reps * pairs}u; i += ${WG}u) {
+    let pair = i % ${pairs}u;
+    let g = pair / D4;
+    let d = pair % D4;
+    var o = vec4<f32>(0.0);
+    for (var jj = i / ${pairs}u; jj < n; jj += ${reps}u) {
+      o += sc[g * S + jj] * VC4((base + j0 + jj) * D4 + d);
+    }
+    acc[i] = o;
+  }
+  workgroupBarrier();
+  for (var pair = t; pair < ${pairs}u; pair += ${WG}u) {
+    var o = acc[pair];
+    for (var r = 1u; r < ${reps}u; r++) { o += acc[r * ${pairs}u + pair]; }
+    let g = pair / D4;
+    part[((h0 + g) * p.splits + s) * (D4 + 1u) + pair % D4] = o;
+  }
+${
+    each(G, (g) =>
+      `  if (t == ${g}u) {
+    part[((h0 + ${g}u) * p.splits + s) * (D4 + 1u) + D4] = vec4<f32>(mx${g}, red[${
+        g * WG
+      }u], 0.0, 0.0);
+  }`)
+  }
+}
+`;
+}
+
+/**
+ * Prepares the workgroup-per-split pass (one dispatch). The caller owns the scratch and adds the
+ * reduce pass; `decodeAttention` does both and picks this pass on GPUs.
+ */
+export function workgroupDecodeSplit(ctx: GpuContext, a: WorkgroupDecodeSplitArgs): GpuOp {
+  const c = a.cache;
+  const D4 = c.headDim / 4, G = a.headsPerGroup;
+  const group = a.numHeads / c.numKvHeads;
+  if (a.splitSize < 1 || a.splitSize > MAX_SPLIT) {
+    throw new RangeError(`workgroupDecodeSplit: split of ${a.splitSize} keys (1..${MAX_SPLIT})`);
+  }
+  return dispatchOp(ctx, {
+    label: "decodeAttention.split",
+    pipeline: ctx.pipeline(`decodeAttnWg:${c.dtype}:${D4}:${G}`, () => code(c.dtype, D4, G)),
+    params: packParams([
+      ["u32", a.numHeads],
+      ["u32", c.numKvHeads],
+      ["u32", group],
+      ["u32", a.splits],
+      ["u32", a.splitSize],
+      ["f32", a.scale],
+      ["u32", a.qOffset / 4],
+      ["u32", group / G],
+    ]),
+    buffers: [a.q, c.meta, c.k, c.v, a.scratch],
+    workgroups: [a.splits, c.numKvHeads * (group / G)],
+  });
+}
