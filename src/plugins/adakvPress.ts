@@ -31,7 +31,7 @@ export const adakvPress: PressSchema = {
     SNAP_POOL_PARAM,
   ],
   doc: "Ada-KV: head-adaptive budgets inside a layer on SnapKV scores.",
-  needs: { observationWindow: (p) => p.window as number },
+  needs: { observationWindow: (p) => p.window as number, windowVotesOnly: true },
   select: (input, p) => selectAdakv(input, p as unknown as AdakvParams),
 };
 
@@ -50,7 +50,7 @@ export interface AdakvParams {
 /** What Ada-KV needs from the runtime (SnapKV's window attention). */
 export type AdakvInput = Pick<
   LayerScoresInput,
-  "promptLength" | "numKvHeads" | "groupSize" | "windowAttention"
+  "promptLength" | "numKvHeads" | "groupSize" | "windowAttention" | "windowVotes"
 >;
 
 /**

@@ -40,6 +40,14 @@ export interface LayerScoresInput {
    */
   windowAttention(window: number): Float32Array[];
   /**
+   * SnapKV's votes: per QUERY head (H arrays of length N), entry `j` is the sum over the last
+   * `window` prompt queries of their probability on key `j` — the column sums of
+   * `windowAttention(window)`. Optional: inputs without it are summed from `windowAttention`.
+   * The runtime computes it on the GPU (f32 sums in row order) for presses that declare
+   * `needs.windowVotesOnly`, and then offers no `windowAttention`.
+   */
+  windowVotes?(window: number): Float32Array[];
+  /**
    * H2O's accumulated attention: per QUERY head (H arrays of length N), entry `j` is the sum over
    * ALL prompt queries `i ≥ j` of their causal softmax probability on key `j`.
    */

@@ -31,7 +31,7 @@ export const pyramidPress: PressSchema = {
     SNAP_POOL_PARAM,
   ],
   doc: "PyramidKV: SnapKV scores with linearly decreasing per-layer budgets.",
-  needs: { observationWindow: (p) => p.window as number },
+  needs: { observationWindow: (p) => p.window as number, windowVotesOnly: true },
   select: (input, p) => selectPyramid(input, p as unknown as PyramidParams),
 };
 
@@ -50,7 +50,13 @@ export interface PyramidParams {
 /** What PyramidKV needs from the runtime (SnapKV's window attention plus the layer index). */
 export type PyramidInput = Pick<
   LayerScoresInput,
-  "layer" | "numLayers" | "promptLength" | "numKvHeads" | "groupSize" | "windowAttention"
+  | "layer"
+  | "numLayers"
+  | "promptLength"
+  | "numKvHeads"
+  | "groupSize"
+  | "windowAttention"
+  | "windowVotes"
 >;
 
 /**

@@ -53,6 +53,12 @@ export type PressRole = "select" | "augment" | "store";
 export interface PressNeeds {
   /** Rows of observation-window attention (SnapKV-style scoring), if any. */
   observationWindow?: (params: Record<string, ParamValue>) => number;
+  /**
+   * The press reads the observation only through `windowVotes(min(window, N))` (never
+   * `windowAttention`): the runtime then sums the window on the GPU and reads back `H × N`
+   * values per layer instead of `H × window × N`.
+   */
+  windowVotesOnly?: boolean;
   /** Post-RoPE keys of the prompt. */
   keys?: boolean;
 }

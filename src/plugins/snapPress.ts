@@ -48,7 +48,7 @@ export const snapPress: PressSchema = {
     },
   ],
   doc: "SnapKV: observation-window votes, pooled, per-head top-k after prefill.",
-  needs: { observationWindow: (p) => p.window as number },
+  needs: { observationWindow: (p) => p.window as number, windowVotesOnly: true },
   select: (input, p) => selectSnap(input, p as unknown as SnapParams),
 };
 
@@ -67,7 +67,7 @@ export interface SnapParams {
 /** What SnapKV scoring needs from the runtime. */
 export type SnapInput = Pick<
   LayerScoresInput,
-  "promptLength" | "numKvHeads" | "groupSize" | "windowAttention"
+  "promptLength" | "numKvHeads" | "groupSize" | "windowAttention" | "windowVotes"
 >;
 
 /**
@@ -110,18 +110,24 @@ export function snapPrefixScores(
 ): Float64Array[] {
   const n = input.promptLength;
   const prefix = n - window;
-  const attention = input.windowAttention(window);
-  const perQueryHead = attention.map((probs) => {
-    if (probs.length !== window * n) {
-      throw new RangeError(`window attention must be ${window}×${n}, got ${probs.length} values`);
-    }
-    const votes = new Float64Array(prefix);
-    for (let r = 0; r < window; r++) {
-      const row = r * n;
-      for (let j = 0; j < prefix; j++) votes[j] += probs[row + j];
-    }
-    return votes;
-  });
+  const perQueryHead = input.windowVotes
+    ? input.windowVotes(window).map((votes) => {
+      if (votes.length !== n) {
+        throw new RangeError(`window votes must be ${n}, got ${votes.length}`);
+      }
+      return votes.subarray(0, prefix);
+    })
+    : input.windowAttention(window).map((probs) => {
+      if (probs.length !== window * n) {
+        throw new RangeError(`window attention must be ${window}×${n}, got ${probs.length} values`);
+      }
+      const votes = new Float64Array(prefix);
+      for (let r = 0; r < window; r++) {
+        const row = r * n;
+        for (let j = 0; j < prefix; j++) votes[j] += probs[row + j];
+      }
+      return votes;
+    });
   const grouped = averageOverGroups(perQueryHead, input.numKvHeads, input.groupSize);
   return grouped.map((votes) => poolScores(votes, pool, reduce));
 }

@@ -28,6 +28,13 @@ import { BUILTIN_NAMES, checkExecutable, UnsupportedPolicyError } from "./execut
 import { createH2oStepHook, h2oCapacity } from "./h2oRuntime.ts";
 import type { CompactCompensation } from "./raggedKvCache.ts";
 import { type HeadAssignment, resolvePlan } from "./planResolver.ts";
+import {
+  readWindowVotes,
+  sumWindowRows,
+  votesKey,
+  votesRequests,
+  type WindowVotes,
+} from "./observationVotes.ts";
 
 /** What a policy did to one KV head. */
 export interface HeadTrace {
@@ -168,15 +175,30 @@ export class PolicyExecutor {
     });
     this.assignments = resolvePlan(this.plan, c.numLayers, c.numKvHeads, verdicts);
     const promptObs = state.promptObservation;
+    const votes = promptObs
+      ? await readWindowVotes(
+        this.ctx,
+        promptObs,
+        c.numHeads,
+        votesRequests(
+          this.assignments,
+          (p) => this.press(p).needs,
+          state.promptLength,
+        ),
+      )
+      : new Map();
     const h2oStates: (H2oHeadState | undefined)[][] = [];
     for (let l = 0; l < c.numLayers; l++) {
       const row = this.assignments[l];
       let obsCache: Float32Array | undefined;
       const readObs = async () => (obsCache ??= await this.readObservation(promptObs!, l));
       const keysCache = new Map<number, Float32Array>();
-      // Everything the layer's presses may ask for, read lazily.
+      // Everything the layer's presses may ask for (the whole window only if some press reads it).
       const needsObs = row.some((a) =>
-        a.pipeline.some((p) => this.press(p).needs?.observationWindow)
+        a.pipeline.some((p) => {
+          const needs = this.press(p).needs;
+          return needs?.observationWindow && !needs.windowVotesOnly;
+        })
       );
       const needsKeys = row.some((a) => a.pipeline.some((p) => this.press(p).needs?.keys));
       const obs = needsObs ? await readObs() : undefined;
@@ -188,7 +210,7 @@ export class PolicyExecutor {
       const sums = row.some((a) => a.pipeline.some((p) => p.name === "h2o"))
         ? await this.readColumnSums(state, l)
         : undefined;
-      const input = this.scoresInput(l, state.promptLength, obs, promptObs, keysCache, sums);
+      const input = this.scoresInput(l, state.promptLength, obs, promptObs, keysCache, sums, votes);
       const keep: number[][] = [];
       const extra: number[] = [];
       const ring: (number | undefined)[] = [];
@@ -321,7 +343,8 @@ export class PolicyExecutor {
     obs: Float32Array | undefined,
     promptObs: Observation | undefined,
     keys: Map<number, Float32Array>,
-    columnSums?: Float32Array[],
+    columnSums: Float32Array[] | undefined,
+    votes: WindowVotes,
   ): LayerScoresInput {
     const c = this.config;
     return {
@@ -333,13 +356,24 @@ export class PolicyExecutor {
       headDim: c.headDim,
       windowAttention: (window: number) => {
         if (!obs || !promptObs || window > promptObs.rows) {
-          throw new Error(`observation window ${window} was not recorded`);
+          throw new Error(
+            `observation window ${window} was not recorded (or, for presses that declare ` +
+              "needs.windowVotesOnly, not read back)",
+          );
         }
         const rows = promptObs.rows, N = promptObs.stride;
         return Array.from(
           { length: c.numHeads },
           (_, h) => obs.subarray((h * rows + rows - window) * N, (h * rows + rows) * N),
         );
+      },
+      windowVotes: (window: number) => {
+        const summed = votes.get(votesKey(layer, window));
+        if (summed) return summed;
+        if (!obs || !promptObs || window > promptObs.rows) {
+          throw new Error(`window votes over ${window} rows were not computed`);
+        }
+        return sumWindowRows(obs, promptObs, window, c.numHeads);
       },
       attentionColumnSums: () => {
         if (!columnSums) throw new Error("attention column sums were not recorded");
