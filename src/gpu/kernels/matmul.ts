@@ -2,7 +2,7 @@
  * `y[M, N] (+)= x[M, K] · W[N, K]ᵀ (+ bias)` with W in its checkpoint dtype (F32 / F16 / BF16).
  *
  * Two kernels, both without workgroup memory in their inner loops, generated unrolled with named
- * register variables (see `wgslUnroll.ts`):
+ * register variables (see `wgslUnroll.ts`), and a third, `tiledGemm.ts` (`path: "tiled"`):
  * - GEMV (M = 1, decode): on CPU adapters 8 rows per thread, 16 threads per workgroup, x loaded
  *   once per k for all 8 rows; on GPUs `TPR` threads per row striding over K with `vec4` loads and
  *   a workgroup-memory tree reduction.
@@ -16,11 +16,11 @@
  * @module
  */
 
-import type { DType } from "../../model/types.ts";
 import type { BufferRef, GpuContext } from "../device.ts";
 import { dispatchOp, type GpuOp, grid2d, packParams, sequenceOp } from "../op.ts";
 import type { GpuMatrix, GpuVector } from "../weights.ts";
-import { weightDecl } from "../wgslDtype.ts";
+import { matmulDecls, type MatmulVariant } from "./matmulCommon.ts";
+import { TILED_BLOCK, tiledGemmCode } from "./tiledGemm.ts";
 import { each } from "./wgslUnroll.ts";
 
 /** Arguments of {@link matmul}. */
@@ -41,8 +41,11 @@ export interface MatmulArgs {
   xRowStride?: number;
   /** Elements between rows of y. */
   yRowStride?: number;
-  /** Force a path (tests); default GEMV for m = 1, GEMM otherwise. */
-  path?: "gemv" | "gemm";
+  /**
+   * Force a path; default GEMV for m = 1, the register GEMM otherwise. `"tiled"`: the
+   * workgroup-memory GEMM of `tiledGemm.ts` (a GPU candidate, not yet a default).
+   */
+  path?: "gemv" | "gemm" | "tiled";
   /** GEMM register tile: rows of x × rows of W per thread (default {@link gemmTile}). */
   tile?: [number, number];
   /** GEMV threads per row (a power of two ≤ 64; default {@link gemvThreadsPerRow}). */
@@ -64,43 +67,9 @@ export function gemvThreadsPerRow(ctx: GpuContext): number {
   return ctx.isFallbackAdapter ? 1 : 16;
 }
 
-interface Variant {
-  dtype: DType;
-  xVec: boolean;
-  bias: DType | null;
-  accumulate: boolean;
-}
-
-const PARAMS =
-  `struct Params { K: u32, rows: u32, n0: u32, ldy: u32, kStride4: u32, ldx: u32, M: u32 };
-@group(0) @binding(0) var<uniform> p: Params;
-`;
-
-function commonDecls(v: Variant): string {
-  const x = v.xVec
-    ? `@group(0) @binding(2) var<storage, read> X: array<vec4<f32>>;
-fn x4(m: u32, k4: u32) -> vec4<f32> { return X[m * (p.ldx >> 2u) + k4]; }`
-    : `@group(0) @binding(2) var<storage, read> X: array<f32>;
-fn xs(m: u32, k: u32) -> f32 { return select(0.0, X[m * p.ldx + k], k < p.K); }
-fn x4(m: u32, k4: u32) -> vec4<f32> {
-  let k = k4 * 4u;
-  return vec4<f32>(xs(m, k), xs(m, k + 1u), xs(m, k + 2u), xs(m, k + 3u));
-}`;
-  return PARAMS + weightDecl("W", 1, v.dtype) + x + `
-@group(0) @binding(3) var<storage, read_write> Y: array<f32>;
-` + (v.bias ? weightDecl("B", 4, v.bias) : "") + `
-fn store(m: u32, r: u32, acc: f32) {
-  let i = m * p.ldy + p.n0 + r;
-  var v = acc${v.bias ? " + B1(p.n0 + r)" : ""};
-  ${v.accumulate ? "v += Y[i];" : ""}
-  Y[i] = v;
-}
-`;
-}
-
 /** GEMV with a workgroup reduction: `TPR` threads per row stride over K (GPU adapters). */
-function gemvReduceCode(v: Variant, tpr: number, rowsPerWg: number): string {
-  return commonDecls(v) + `
+function gemvReduceCode(v: MatmulVariant, tpr: number, rowsPerWg: number): string {
+  return matmulDecls(v) + `
 const TPR = ${tpr}u;
 const ROWS = ${rowsPerWg}u;
 var<workgroup> red: array<f32, ${tpr * rowsPerWg}>;
@@ -139,8 +108,8 @@ export const GEMV_WG = 16;
  * the x address are uniform across the workgroup, so llvmpipe loads x once per SIMD group and
  * gathers only W; K is unrolled by `U` vec4s.
  */
-function gemvRowCode(v: Variant, RPT: number, WG: number): string {
-  return commonDecls(v) + `
+function gemvRowCode(v: MatmulVariant, RPT: number, WG: number): string {
+  return matmulDecls(v) + `
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) li: u32) {
@@ -210,8 +179,8 @@ ${
  * `TM×TN` register tile (named scalars, unrolled). The x rows come from the workgroup id only, so
  * their loads are uniform (one load per SIMD group on llvmpipe) and only W is gathered.
  */
-function gemmCode(v: Variant, TM: number, TN: number, wg: number): string {
-  return commonDecls(v) + `
+function gemmCode(v: MatmulVariant, TM: number, TN: number, wg: number): string {
+  return matmulDecls(v) + `
 @compute @workgroup_size(${wg})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
   let r0 = (wid.x * ${wg}u + li) * ${TN}u;
@@ -252,7 +221,7 @@ export function matmul(ctx: GpuContext, a: MatmulArgs): GpuOp {
     throw new Error(`matmul: bias ${a.bias.name} has ${a.bias.length} elements, W has ${N} rows`);
   }
   const path = a.path ?? (m === 1 ? "gemv" : "gemm");
-  const v: Variant = {
+  const v: MatmulVariant = {
     dtype: w.dtype,
     xVec: K % 4 === 0 && ldx % 4 === 0,
     bias: a.bias?.dtype ?? null,
@@ -296,6 +265,15 @@ export function matmul(ctx: GpuContext, a: MatmulArgs): GpuOp {
       );
       const wgs = grid2d(Math.ceil(seg.rows / rowsPerWg));
       return dispatchOp(ctx, { label, pipeline, params, buffers, workgroups: wgs });
+    }
+    if (path === "tiled") {
+      return dispatchOp(ctx, {
+        label,
+        pipeline: ctx.pipeline(`gemmTiled:${vkey}`, () => tiledGemmCode(v)),
+        params,
+        buffers,
+        workgroups: [Math.ceil(seg.rows / TILED_BLOCK), Math.ceil(m / TILED_BLOCK)],
+      });
     }
     // threads per workgroup: 64, or the power of two ≥ 8 that covers a short segment
     const wg = Math.min(64, Math.max(8, 2 ** Math.ceil(Math.log2(Math.ceil(seg.rows / TN)))));
