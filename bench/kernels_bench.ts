@@ -13,6 +13,7 @@ import { flashPrefillAttention } from "../src/gpu/kernels/flashPrefillAttention.
 import { fusedGemv } from "../src/gpu/kernels/fusedGemv.ts";
 import { matmul } from "../src/gpu/kernels/matmul.ts";
 import { prefillAttention } from "../src/gpu/kernels/prefillAttention.ts";
+import { workgroupPrefillAttention } from "../src/gpu/kernels/workgroupPrefillAttention.ts";
 import { createKvCacheLayer } from "../src/gpu/kvCache.ts";
 import { type GpuOp, runOps } from "../src/gpu/op.ts";
 import { uploadMatrix, uploadVector } from "../src/gpu/weights.ts";
@@ -73,6 +74,10 @@ for (const dtype of ["F32", "F16", "BF16"] as const) {
   bench(
     `prefillAttention 128 queries H32/KV8 D64 L4096`,
     prefillAttention(ctx, { cache, q, out, m: 128, numHeads: H }),
+  );
+  bench(
+    `workgroupPrefillAttention 128 queries H32/KV8 D64 L4096`,
+    workgroupPrefillAttention(ctx, { cache, q, out, m: 128, numHeads: H }),
   );
   bench(
     `flashPrefillAttention 128 queries H32/KV8 D64 L4096`,

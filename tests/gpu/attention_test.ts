@@ -2,6 +2,7 @@ import { decodeAttention } from "../../src/gpu/kernels/decodeAttention.ts";
 import { kvAppend } from "../../src/gpu/kernels/kvAppend.ts";
 import { kvCompact, uploadKvSelection } from "../../src/gpu/kernels/kvCompact.ts";
 import { prefillAttention } from "../../src/gpu/kernels/prefillAttention.ts";
+import { workgroupPrefillAttention } from "../../src/gpu/kernels/workgroupPrefillAttention.ts";
 import { createKvCacheLayer, type KvDType } from "../../src/gpu/kvCache.ts";
 import { runOps } from "../../src/gpu/op.ts";
 import assert from "node:assert/strict";
@@ -26,40 +27,48 @@ for (const [dtype, group, D] of cases) {
       for (const [m, window] of [[23, 0], [18, 5]]) {
         const k = randomF32(rand, m * Hkv * D, 2), v = randomF32(rand, m * Hkv * D);
         const q = randomF32(rand, m * H * D, 2);
-        const Q = ctx.upload(q), out = ctx.createBuffer(m * H * D * 4);
+        const Q = ctx.upload(q);
         const obsStride = 48;
-        const obs = ctx.createBuffer(Math.max(1, H * window * obsStride) * 4);
+        // The thread-per-row kernel and the workgroup-tiled one (GPU candidate), same contract.
+        const kernels = [prefillAttention, workgroupPrefillAttention];
+        const outs = kernels.map(() => ctx.createBuffer(m * H * D * 4));
+        const obss = kernels.map(() => ctx.createBuffer(Math.max(1, H * window * obsStride) * 4));
         runAndFree(ctx, [
           kvAppend(ctx, { cache, k: ctx.upload(k), v: ctx.upload(v), m }),
-          prefillAttention(ctx, {
-            cache,
-            q: Q,
-            out,
-            m,
-            numHeads: H,
-            window,
-            obs: window ? obs : undefined,
-            obsStride,
-          }),
+          ...kernels.map((kernel, i) =>
+            kernel(ctx, {
+              cache,
+              q: Q,
+              out: outs[i],
+              m,
+              numHeads: H,
+              window,
+              obs: window ? obss[i] : undefined,
+              obsStride,
+            })
+          ),
         ]);
         ref.append(k, v, m, D, caps);
-        const got = await ctx.readF32(out, 0, m * H * D);
-        const gotObs = await ctx.readF32(obs, 0, H * window * obsStride);
-        for (let i = 0; i < m; i++) {
-          for (let h = 0; h < H; h++) {
-            const kvh = Math.floor(h / group), n = p0 + i + 1;
-            const r = refAttend(
-              q.subarray((i * H + h) * D, (i * H + h + 1) * D),
-              ref.k[kvh].slice(0, n),
-              ref.v[kvh].slice(0, n),
-              scale,
-            );
-            const at = (i * H + h) * D;
-            assertClose(got.subarray(at, at + D), r.out, 2e-5, 1e-4, `prefill q${i} h${h}`);
-            if (i >= m - window) {
-              const w = i - (m - window), o = (h * window + w) * obsStride;
-              const want = [...r.probs, ...Array(obsStride - n).fill(0)];
-              assertClose(gotObs.subarray(o, o + obsStride), want, 1e-6, 1e-4, `obs ${i} ${h}`);
+        for (const [ki, kernel] of kernels.entries()) {
+          const got = await ctx.readF32(outs[ki], 0, m * H * D);
+          const gotObs = await ctx.readF32(obss[ki], 0, H * window * obsStride);
+          for (let i = 0; i < m; i++) {
+            for (let h = 0; h < H; h++) {
+              const kvh = Math.floor(h / group), n = p0 + i + 1;
+              const r = refAttend(
+                q.subarray((i * H + h) * D, (i * H + h + 1) * D),
+                ref.k[kvh].slice(0, n),
+                ref.v[kvh].slice(0, n),
+                scale,
+              );
+              const at = (i * H + h) * D;
+              const what = `${kernel.name} q${i} h${h}`;
+              assertClose(got.subarray(at, at + D), r.out, 2e-5, 1e-4, `prefill ${what}`);
+              if (i >= m - window) {
+                const w = i - (m - window), o = (h * window + w) * obsStride;
+                const want = [...r.probs, ...Array(obsStride - n).fill(0)];
+                assertClose(gotObs.subarray(o, o + obsStride), want, 1e-6, 1e-4, `obs ${what}`);
+              }
             }
           }
         }
@@ -181,6 +190,53 @@ for (const dtype of ["f32", "f16"] as const) {
           assertClose(got.subarray(h * D, h * D + D), want, 2e-5, 1e-4, `${kernel} h${h}`);
         }
       }
+    },
+  );
+}
+
+// The workgroup-tiled prefill kernel against the thread-per-row one (tested against the CPU
+// reference above) on what the small cases miss: several query blocks and key tiles, ragged heads
+// (one empty), logit-bias rows, GQA 8, head dims 128 (16-key tiles) and 12.
+for (const [group, D] of [[8, 128], [3, 12]]) {
+  gpuTest(
+    `workgroupPrefillAttention GQA ${group} D ${D}: ragged heads, bias rows, window`,
+    async (ctx) => {
+      const rand = rng(group * 100 + D);
+      const Hkv = 3, H = Hkv * group, m = 100, window = 7, obsStride = 330;
+      const lengths = [300, 0, 170]; // after the chunk's append: head 1 holds nothing
+      const bias = [{ row: 3, value: 1.5 }, undefined, { row: 169, value: -2 }];
+      const cache = createKvCacheLayer(ctx, {
+        numKvHeads: Hkv,
+        headDim: D,
+        capacity: lengths,
+        bias,
+      });
+      const k = randomF32(rand, 300 * Hkv * D, 2), v = randomF32(rand, 300 * Hkv * D);
+      runAndFree(ctx, [kvAppend(ctx, { cache, k: ctx.upload(k), v: ctx.upload(v), m: 300 })]);
+      const Q = ctx.upload(randomF32(rand, m * H * D, 2));
+      const kernels = [prefillAttention, workgroupPrefillAttention];
+      const outs = kernels.map(() => ctx.createBuffer(m * H * D * 4));
+      const obss = kernels.map(() => ctx.createBuffer(H * window * obsStride * 4));
+      runAndFree(
+        ctx,
+        kernels.map((kernel, i) =>
+          kernel(ctx, {
+            cache,
+            q: Q,
+            out: outs[i],
+            m,
+            numHeads: H,
+            window,
+            obs: obss[i],
+            obsStride,
+          })
+        ),
+      );
+      const [want, got] = await Promise.all(outs.map((o) => ctx.readF32(o)));
+      assertClose(got, want, 2e-5, 1e-4, "out");
+      const [wantObs, gotObs] = await Promise.all(obss.map((o) => ctx.readF32(o)));
+      assertClose(gotObs, wantObs, 1e-6, 1e-4, "obs");
+      assert.ok(wantObs.some((x) => x > 0), "the window recorded something");
     },
   );
 }

@@ -1,0 +1,171 @@
+/**
+ * Prefill attention with K/V tiles in workgroup memory, the GPU layout of flash attention: the
+ * same contract as `prefillAttention.ts` (causal over a ragged cache that already holds the chunk,
+ * GQA, logit-bias row, optional SnapKV observation window), with a workgroup of 64 threads per
+ * block of `64 / G` consecutive queries × `G` query heads of one KV group (one (query, head) row
+ * per thread, q and the output accumulator in registers). For every tile of `BK` keys the
+ * workgroup stages K and V rows once (coalesced), then each thread scores the tile with broadcast
+ * reads and updates its online softmax — each K/V row is read from memory once per block instead
+ * of once per (query, head). The observation window makes a second pass over the key tiles for the
+ * blocks that hold window rows.
+ *
+ * A GPU candidate next to the thread-per-row kernel (the default on GPUs), used by
+ * calling it directly (tests, `kernels_bench`) until a GPU run measures it and decides.
+ *
+ * Bindings: 0 params, 1 q f32 (read), 2 meta, 3 K cache, 4 V cache (read), 5 out f32
+ * (read_write), 6 obs f32 (read_write, only with `window > 0`).
+ *
+ * @module
+ */
+
+import type { GpuContext } from "../device.ts";
+import { kvDecl, type KvDType } from "../kvCache.ts";
+import { dispatchOp, type GpuOp, packParams } from "../op.ts";
+import { type PrefillAttentionArgs, prefillLayout } from "./prefillAttention.ts";
+import { each } from "./wgslUnroll.ts";
+
+/** Threads (query, head rows) per workgroup. */
+const WG = 64;
+
+/** Keys staged per tile: 32, or 16 for head dims above 64 (workgroup memory ≤ 16 KiB). */
+export function prefillKeyTile(headDim: number): number {
+  return headDim > 64 ? 16 : 32;
+}
+
+/** Query heads per workgroup for a GQA group: the largest of 8, 4, 2, 1 dividing it. */
+function headsPerBlock(group: number): number {
+  for (const g of [8, 4, 2]) if (group % g === 0) return g;
+  return 1;
+}
+
+function code(dtype: KvDType, D4: number, G: number, BK: number, withObs: boolean): string {
+  const BQ = WG / G;
+  const dot = (k: (d: number) => string) => each(D4, (d) => `dot(q${d}, ${k(d)})`, " + ");
+  // Cooperative load of keys [t0, t0 + BK) (clamped) into workgroup memory.
+  const load = (kv: boolean) =>
+    `    for (var e = li; e < ${BK * D4}u; e += ${WG}u) {
+      let row = base + min(t0 + e / D4, max(jmax, 1u) - 1u);
+      kt[e] = KC4(row * D4 + e % D4);
+${kv ? "      vt[e] = VC4(row * D4 + e % D4);" : ""}
+    }
+    workgroupBarrier();`;
+  const obs = withObs
+    ? `
+  // Observation window: probabilities of the rows i ≥ M − window over every visible key.
+  if (i0 + ${BQ}u + p.window > p.M) {
+    let inWindow = valid && i + p.window >= p.M;
+    let at = ((h * p.window + select(0u, i + p.window - p.M, inWindow)) * p.obsStride);
+    let inv = select(0.0, 1.0 / l, l > 0.0);
+    for (var t0 = 0u; t0 < p.obsStride; t0 += ${BK}u) {
+${load(false)}
+      for (var t = 0u; t < ${BK}u; t++) {
+        let j = t0 + t;
+        if (inWindow && j < p.obsStride) {
+          var pr = 0.0;
+          if (j < lim) {
+            pr = exp(${
+      dot((d) => `kt[t * D4 + ${d}u]`)
+    } + select(0.0, biasValue, base + j == biasRow) - mx) * inv;
+          }
+          obs[at + j] = pr;
+        }
+      }
+      workgroupBarrier();
+    }
+  }`
+    : "";
+  return `struct Params { H: u32, Hkv: u32, group: u32, M: u32, ldq4: u32, q04: u32, ldo4: u32,
+  scale: f32, window: u32, obsStride: u32, chunks: u32 };
+@group(0) @binding(0) var<uniform> p: Params;
+const D4 = ${D4}u;
+const NEG = -3.0e38;
+@group(0) @binding(1) var<storage, read> Q: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> kvmeta: array<u32>;
+${kvDecl("KC", 3, dtype, false)}
+${kvDecl("VC", 4, dtype, false)}
+@group(0) @binding(5) var<storage, read_write> out: array<vec4<f32>>;
+${withObs ? "@group(0) @binding(6) var<storage, read_write> obs: array<f32>;" : ""}
+var<workgroup> kt: array<vec4<f32>, ${BK * D4}>;
+var<workgroup> vt: array<vec4<f32>, ${BK * D4}>;
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let i0 = wid.x * ${BQ}u;
+  let kvh = wid.y / p.chunks;
+  let h = kvh * p.group + (wid.y % p.chunks) * ${G}u + li % ${G}u;
+  let i = i0 + li / ${G}u;
+  let valid = i < p.M;
+  let qi = min(i, p.M - 1u);
+  let base = kvmeta[kvh];
+  let len = kvmeta[p.Hkv + kvh];
+  let br = kvmeta[5u * p.Hkv + kvh];
+  let biasRow = select(0xffffffffu, base + br, br != 0xffffffffu);
+  let biasValue = bitcast<f32>(kvmeta[6u * p.Hkv + kvh]);
+  let lim = u32(max(i32(len) - i32(p.M) + i32(qi) + 1, 0));
+  // Keys any row of the block sees: up to the last (clamped) query's limit.
+  let jmax = u32(max(i32(len) - i32(p.M) + i32(min(i0 + ${BQ - 1}u, p.M - 1u)) + 1, 0));
+  let qb = p.q04 + qi * p.ldq4 + h * D4;
+${each(D4, (d) => `  let q${d} = Q[qb + ${d}u] * p.scale;`)}
+${each(D4, (d) => `  var o${d} = vec4<f32>(0.0);`)}
+  var mx = NEG;
+  var l = 0.0;
+  for (var t0 = 0u; t0 < jmax; t0 += ${BK}u) {
+${load(true)}
+    let n = min(${BK}u, jmax - t0);
+    for (var t = 0u; t < n; t++) {
+      let j = t0 + t;
+      if (j < lim) {
+        let s = ${dot((d) => `kt[t * D4 + ${d}u]`)} + select(0.0, biasValue, base + j == biasRow);
+        let mnew = max(mx, s);
+        let c = exp(mx - mnew);
+        let pk = exp(s - mnew);
+        l = l * c + pk;
+${each(D4, (d) => `        o${d} = o${d} * c + pk * vt[t * D4 + ${d}u];`)}
+        mx = mnew;
+      }
+    }
+    workgroupBarrier();
+  }
+  if (valid) {
+    let inv = select(0.0, 1.0 / l, l > 0.0);
+    let ob = i * p.ldo4 + h * D4;
+${each(D4, (d) => `    out[ob + ${d}u] = o${d} * inv;`)}
+  }${obs}
+}
+`;
+}
+
+/** Prepares workgroup-tiled prefill attention for one chunk of one layer (one dispatch). */
+export function workgroupPrefillAttention(ctx: GpuContext, a: PrefillAttentionArgs): GpuOp {
+  const c = a.cache;
+  const H = a.numHeads, D = c.headDim, D4 = D / 4;
+  if (H % c.numKvHeads !== 0) {
+    throw new RangeError(
+      `workgroupPrefillAttention: ${H} query heads for ${c.numKvHeads} KV heads`,
+    );
+  }
+  const group = H / c.numKvHeads;
+  const G = headsPerBlock(group), BK = prefillKeyTile(D);
+  const { ldq, q0, ldo, window, withObs, buffers } = prefillLayout("workgroupPrefillAttention", a);
+  return dispatchOp(ctx, {
+    label: "prefillAttention",
+    pipeline: ctx.pipeline(
+      `prefillAttnWg:${c.dtype}:${D4}:${G}:${BK}:${withObs}`,
+      () => code(c.dtype, D4, G, BK, withObs),
+    ),
+    params: packParams([
+      ["u32", H],
+      ["u32", c.numKvHeads],
+      ["u32", group],
+      ["u32", a.m],
+      ["u32", ldq / 4],
+      ["u32", q0 / 4],
+      ["u32", ldo / 4],
+      ["f32", a.scale ?? 1 / Math.sqrt(D)],
+      ["u32", window],
+      ["u32", a.obsStride ?? 0],
+      ["u32", group / G],
+    ]),
+    buffers,
+    workgroups: [Math.ceil(a.m / (WG / G)), c.numKvHeads * (group / G)],
+  });
+}
