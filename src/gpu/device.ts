@@ -5,6 +5,8 @@
  * @module
  */
 
+import { defaultKernels, type KernelChoice } from "./kernelChoice.ts";
+
 /** Limits that the kernels depend on, as granted by the device (adapter maxima). */
 export interface GpuLimits {
   /** Largest storage-buffer binding in bytes. */
@@ -58,6 +60,8 @@ export interface AcquireOptions {
    * tests to exercise the split-binding paths with small tensors.
    */
   maxBindingBytes?: number;
+  /** Kernel choices over the adapter's defaults (see `kernelChoice.ts`). */
+  kernels?: Partial<KernelChoice>;
 }
 
 /** Thrown by every operation on a context whose device was lost or destroyed. */
@@ -116,6 +120,8 @@ export class GpuContext {
   readonly features: GpuFeatures;
   /** Largest storage binding the kernels use (bytes): the device limit or a smaller test cap. */
   readonly maxBindingBytes: number;
+  /** Which kernel runs ops that have several (by adapter kind, or as requested). */
+  readonly kernels: KernelChoice;
   #lost: GpuDeviceLostError | null = null;
   #error: GpuValidationError | null = null;
   #lostPromise: Promise<GpuDeviceLostError>;
@@ -130,6 +136,7 @@ export class GpuContext {
     limits: GpuLimits,
     features: GpuFeatures,
     maxBindingBytes: number,
+    kernels: KernelChoice = defaultKernels(info.isFallbackAdapter),
   ) {
     this.device = device;
     this.adapterDescription = info.description;
@@ -137,6 +144,7 @@ export class GpuContext {
     this.limits = limits;
     this.features = features;
     this.maxBindingBytes = maxBindingBytes;
+    this.kernels = kernels;
     this.#lostPromise = device.lost.then((i) => {
       this.#lost = new GpuDeviceLostError(i.reason ?? "unknown", i.message);
       return this.#lost;
@@ -351,5 +359,6 @@ export async function acquireDevice(opts: AcquireOptions = {}): Promise<GpuConte
     limits,
     features,
     Math.min(cap, limits.maxStorageBufferBindingSize),
+    { ...defaultKernels(info.isFallbackAdapter), ...opts.kernels },
   );
 }

@@ -7,6 +7,7 @@
  */
 
 import { acquireDevice, type GpuContext } from "../gpu/device.ts";
+import { type KernelChoice, parseKernelChoice } from "../gpu/kernelChoice.ts";
 import { argmax } from "../gpu/kernels/argmax.ts";
 import { sample } from "../gpu/kernels/sample.ts";
 import type { KvDType } from "../gpu/kvCache.ts";
@@ -66,6 +67,20 @@ function bindingCapFromEnv(): number | undefined {
   return text && Number.isInteger(n) && n > 0 ? n : undefined;
 }
 
+/**
+ * `KVPOLICY_KERNELS` (e.g. `prefill=workgroup,gemm=tiled`) overrides the adapter's kernel choices
+ * (`kernelChoice.ts`); unset or without --allow-env means the defaults.
+ */
+function kernelsFromEnv(): Partial<KernelChoice> | undefined {
+  let text: string | undefined;
+  try {
+    text = Deno.env.get("KVPOLICY_KERNELS");
+  } catch {
+    return undefined; // no --allow-env
+  }
+  return text ? parseKernelChoice(text) : undefined;
+}
+
 /** Default prompt tokens per prefill chunk. */
 export const DEFAULT_PREFILL_CHUNK = 512;
 const DEFAULT_READ_EVERY = 16;
@@ -76,6 +91,8 @@ export interface EngineOptions {
   kvDtype?: KvDType;
   /** Progress of loading (`phase`, done, total). */
   onProgress?: (phase: "read" | "upload", done: number, total: number) => void;
+  /** Kernel choices over the adapter's defaults and `KVPOLICY_KERNELS` (see `kernelChoice.ts`). */
+  kernels?: Partial<KernelChoice>;
 }
 
 /** A model on a GPU, ready to generate. */
@@ -107,7 +124,10 @@ export class Engine {
     tokenizer: TextTokenizer | null,
     opts: EngineOptions = {},
   ): Promise<Engine> {
-    const ctx = await acquireDevice({ maxBindingBytes: bindingCapFromEnv() });
+    const ctx = await acquireDevice({
+      maxBindingBytes: bindingCapFromEnv(),
+      kernels: { ...kernelsFromEnv(), ...opts.kernels },
+    });
     try {
       const gpu = uploadWeights(ctx, weights, (d, t) => opts.onProgress?.("upload", d, t));
       const engine = new Engine(ctx, weights, gpu, tokenizer, opts.kvDtype ?? "f32");

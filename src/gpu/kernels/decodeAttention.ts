@@ -49,7 +49,7 @@ export interface DecodeAttentionArgs {
   workgroupSize?: number;
   /**
    * Split pass: `"thread"` (one thread per split, unrolled; CPU adapters) or `"workgroup"`
-   * (`workgroupDecodeAttention.ts`; GPUs). Default: by adapter.
+   * (`workgroupDecodeAttention.ts`; GPUs). Default: `ctx.kernels.decode`.
    */
   kernel?: "thread" | "workgroup";
 }
@@ -232,7 +232,7 @@ export function decodeAttention(ctx: GpuContext, a: DecodeAttentionArgs): GpuOp 
   const qOffset = a.qOffset ?? 0;
   if (qOffset % 4 !== 0) throw new RangeError("decodeAttention: qOffset must be a multiple of 4");
   const maxCap = Math.max(1, ...c.capacities);
-  const kernel = a.kernel ?? (ctx.isFallbackAdapter ? "thread" : "workgroup");
+  const kernel = a.kernel ?? ctx.kernels.decode;
   const splitSize = a.splitSize ??
     (kernel === "workgroup"
       ? Math.min(MAX_SPLIT, defaultSplitSize(maxCap))

@@ -42,8 +42,8 @@ export interface MatmulArgs {
   /** Elements between rows of y. */
   yRowStride?: number;
   /**
-   * Force a path; default GEMV for m = 1, the register GEMM otherwise. `"tiled"`: the
-   * workgroup-memory GEMM of `tiledGemm.ts` (a GPU candidate, not yet a default).
+   * Force a path; default GEMV for m = 1, otherwise the GEMM of `ctx.kernels.gemm` (the register
+   * GEMM; `"tiled"`: the workgroup-memory GEMM of `tiledGemm.ts`, a GPU candidate).
    */
   path?: "gemv" | "gemm" | "tiled";
   /** GEMM register tile: rows of x × rows of W per thread (default {@link gemmTile}). */
@@ -220,7 +220,7 @@ export function matmul(ctx: GpuContext, a: MatmulArgs): GpuOp {
   if (a.bias && a.bias.length !== N) {
     throw new Error(`matmul: bias ${a.bias.name} has ${a.bias.length} elements, W has ${N} rows`);
   }
-  const path = a.path ?? (m === 1 ? "gemv" : "gemm");
+  const path = a.path ?? (m === 1 ? "gemv" : ctx.kernels.gemm === "tiled" ? "tiled" : "gemm");
   const v: MatmulVariant = {
     dtype: w.dtype,
     xVec: K % 4 === 0 && ldx % 4 === 0,

@@ -1,0 +1,62 @@
+/**
+ * Which kernel runs an op that has more than one implementation: the kernels tuned on llvmpipe
+ * (CPU adapters) and their GPU counterparts, plus GPU candidates that wait for a GPU measurement
+ * before they become defaults. Chosen per device by adapter kind; `KVPOLICY_KERNELS` (e.g.
+ * `prefill=workgroup,gemm=tiled`) overrides single choices, so the end-to-end benchmark can compare
+ * them (see `bench/NOTES.md`, section 4).
+ *
+ * @module
+ */
+
+import { UserError } from "../userError.ts";
+
+/** The kernel of each op with alternatives. */
+export interface KernelChoice {
+  /**
+   * Prefill attention: `flash` (register-blocked, `flashPrefillAttention.ts`; CPU adapters),
+   * `thread` (a thread per query × head, `prefillAttention.ts`; GPUs) or `workgroup` (K/V tiles in
+   * workgroup memory, `workgroupPrefillAttention.ts`; GPU candidate).
+   */
+  prefill: "flash" | "thread" | "workgroup";
+  /** Prefill GEMM: `register` tiles (`matmul.ts`) or `tiled` (`tiledGemm.ts`; GPU candidate). */
+  gemm: "register" | "tiled";
+  /** Decode attention's split pass: `thread` per split (CPU adapters) or `workgroup` (GPUs). */
+  decode: "thread" | "workgroup";
+}
+
+const OPTIONS: { [K in keyof KernelChoice]: readonly KernelChoice[K][] } = {
+  prefill: ["flash", "thread", "workgroup"],
+  gemm: ["register", "tiled"],
+  decode: ["thread", "workgroup"],
+};
+
+/** The measured defaults: llvmpipe's kernels on CPU adapters, the GPU variants elsewhere. */
+export function defaultKernels(isFallbackAdapter: boolean): KernelChoice {
+  return isFallbackAdapter
+    ? { prefill: "flash", gemm: "register", decode: "thread" }
+    : { prefill: "thread", gemm: "register", decode: "workgroup" };
+}
+
+/**
+ * Parses `op=kernel` pairs (comma-separated, e.g. `prefill=workgroup,gemm=tiled`); ops not named
+ * keep the adapter's default. Throws a {@link UserError} naming the variable and the accepted
+ * values on anything else.
+ */
+export function parseKernelChoice(text: string): Partial<KernelChoice> {
+  const out: Partial<KernelChoice> = {};
+  for (const part of text.split(",").map((s) => s.trim()).filter(Boolean)) {
+    const [op, value, ...rest] = part.split("=").map((s) => s.trim());
+    const accepted = Object.entries(OPTIONS).map(([k, vs]) => `${k}=${vs.join("|")}`).join(", ");
+    if (!(op in OPTIONS) || rest.length || !value) {
+      throw new UserError(`KVPOLICY_KERNELS: '${part}' is not op=kernel (${accepted})`);
+    }
+    const key = op as keyof KernelChoice;
+    if (!(OPTIONS[key] as readonly string[]).includes(value)) {
+      throw new UserError(
+        `KVPOLICY_KERNELS: unknown ${key} kernel '${value}' (${OPTIONS[key].join(", ")})`,
+      );
+    }
+    (out as Record<string, string>)[key] = value;
+  }
+  return out;
+}

@@ -1,0 +1,63 @@
+/**
+ * Kernel choices: every alternative kernel gives the model the same logits and greedy ids as the
+ * adapter's defaults (tiny-needle, prompt logits through chunked prefill, then decoding), and
+ * `KVPOLICY_KERNELS` is parsed strictly.
+ */
+import assert from "node:assert/strict";
+import {
+  defaultKernels,
+  type KernelChoice,
+  parseKernelChoice,
+} from "../../src/gpu/kernelChoice.ts";
+import { Engine } from "../../src/runtime/engine.ts";
+import { assertClose } from "../gpu/_reference.ts";
+import { GPU_AVAILABLE } from "../gpu/_gpu.ts";
+
+const MODEL = new URL("../../models/tiny-needle", import.meta.url).pathname;
+
+Deno.test("KVPOLICY_KERNELS: op=kernel pairs, clear errors otherwise", () => {
+  assert.deepEqual(parseKernelChoice("prefill=workgroup, gemm=tiled"), {
+    prefill: "workgroup",
+    gemm: "tiled",
+  });
+  assert.deepEqual(parseKernelChoice(""), {});
+  assert.throws(
+    () => parseKernelChoice("prefill=fast"),
+    /unknown prefill kernel 'fast' \(flash, thread, workgroup\)/,
+  );
+  assert.throws(() => parseKernelChoice("attention=thread"), /'attention=thread' is not op=kernel/);
+  assert.throws(() => parseKernelChoice("gemm"), /'gemm' is not op=kernel/);
+  assert.equal(defaultKernels(true).prefill, "flash");
+  assert.equal(defaultKernels(false).decode, "workgroup");
+});
+
+Deno.test({
+  name: "every kernel choice gives the default's logits and greedy ids (tiny-needle)",
+  ignore: !GPU_AVAILABLE,
+  async fn() {
+    const ids = Array.from({ length: 150 }, (_, i) => 3 + (i * 37) % 1500);
+    const run = async (kernels: Partial<KernelChoice>) => {
+      const engine = await Engine.open(MODEL, { kernels });
+      try {
+        assert.deepEqual({ ...engine.ctx.kernels, ...kernels }, engine.ctx.kernels);
+        const logits = await engine.promptLogits(ids, 64);
+        const gen = await engine.generate({ promptIds: ids, maxNewTokens: 6 });
+        return { logits: logits.at(-1)!, tokens: gen.tokens };
+      } finally {
+        engine.close();
+      }
+    };
+    const base = await run({});
+    const choices: Partial<KernelChoice>[] = [
+      { prefill: "flash", gemm: "tiled", decode: "workgroup" },
+      { prefill: "thread", gemm: "register", decode: "thread" },
+      { prefill: "workgroup", gemm: "tiled", decode: "thread" },
+    ];
+    for (const kernels of choices) {
+      const got = await run(kernels);
+      const what = JSON.stringify(kernels);
+      assertClose(got.logits, base.logits, 1e-3, 1e-3, what);
+      assert.deepEqual(got.tokens, base.tokens, what);
+    }
+  },
+});
