@@ -20,8 +20,8 @@
 
 import type { GpuContext } from "../device.ts";
 import { kvDecl, type KvDType } from "../kvCache.ts";
-import { dispatchOp, type GpuOp, packParams } from "../op.ts";
-import { type PrefillAttentionArgs, prefillLayout } from "./prefillAttention.ts";
+import { dispatchOp, type GpuOp } from "../op.ts";
+import { type PrefillAttentionArgs, prefillLayout, prefillParams } from "./prefillAttention.ts";
 import { each, maxOf } from "./wgslUnroll.ts";
 
 /** Arguments of {@link flashPrefillAttention}: those of `prefillAttention` plus the block shape. */
@@ -181,28 +181,16 @@ export function flashPrefillAttention(ctx: GpuContext, a: FlashPrefillAttentionA
   if (!(Number.isInteger(QT) && QT >= 1 && QT <= 8) || group % HT !== 0) {
     throw new RangeError(`flashPrefillAttention: ${QT} queries × ${HT} heads per thread`);
   }
-  const { ldq, q0, ldo, window, withObs, buffers } = prefillLayout("flashPrefillAttention", a);
+  const layout = prefillLayout("flashPrefillAttention", a);
   const chunks = group / HT;
   return dispatchOp(ctx, {
     label: "flashPrefillAttention",
     pipeline: ctx.pipeline(
-      `flashPrefillAttn:${c.dtype}:${D4}:${QT}:${HT}:${withObs}`,
-      () => code(c.dtype, D4, QT, HT, withObs),
+      `flashPrefillAttn:${c.dtype}:${D4}:${QT}:${HT}:${layout.withObs}`,
+      () => code(c.dtype, D4, QT, HT, layout.withObs),
     ),
-    params: packParams([
-      ["u32", H],
-      ["u32", c.numKvHeads],
-      ["u32", group],
-      ["u32", a.m],
-      ["u32", ldq / 4],
-      ["u32", q0 / 4],
-      ["u32", ldo / 4],
-      ["f32", a.scale ?? 1 / Math.sqrt(D)],
-      ["u32", window],
-      ["u32", a.obsStride ?? 0],
-      ["u32", chunks],
-    ]),
-    buffers,
+    params: prefillParams(a, layout, chunks),
+    buffers: layout.buffers,
     workgroups: [Math.ceil(a.m / QT / 64), c.numKvHeads * chunks],
   });
 }

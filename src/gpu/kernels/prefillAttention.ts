@@ -132,6 +132,32 @@ export function prefillLayout(label: string, a: PrefillAttentionArgs): PrefillLa
   return { ldq, q0, ldo, window, withObs: window > 0, buffers };
 }
 
+/**
+ * The uniform block of the prefill attention kernels: `H, Hkv, group, M, ldq4, q04, ldo4, scale,
+ * window, obsStride`, then `chunks` (query-head chunks per KV head) for the blocked kernels.
+ */
+export function prefillParams(
+  a: PrefillAttentionArgs,
+  l: PrefillLayout,
+  chunks?: number,
+): ArrayBuffer {
+  const c = a.cache;
+  const fields: Array<["u32" | "f32", number]> = [
+    ["u32", a.numHeads],
+    ["u32", c.numKvHeads],
+    ["u32", a.numHeads / c.numKvHeads],
+    ["u32", a.m],
+    ["u32", l.ldq / 4],
+    ["u32", l.q0 / 4],
+    ["u32", l.ldo / 4],
+    ["f32", a.scale ?? 1 / Math.sqrt(c.headDim)],
+    ["u32", l.window],
+    ["u32", a.obsStride ?? 0],
+  ];
+  if (chunks !== undefined) fields.push(["u32", chunks]);
+  return packParams(fields);
+}
+
 /** Prepares prefill attention for one chunk of one layer (one dispatch). */
 export function prefillAttention(ctx: GpuContext, a: PrefillAttentionArgs): GpuOp {
   const c = a.cache;
@@ -139,26 +165,15 @@ export function prefillAttention(ctx: GpuContext, a: PrefillAttentionArgs): GpuO
   if (H % c.numKvHeads !== 0) {
     throw new RangeError(`prefillAttention: ${H} query heads for ${c.numKvHeads} KV heads`);
   }
-  const { ldq, q0, ldo, window, withObs, buffers } = prefillLayout("prefillAttention", a);
+  const layout = prefillLayout("prefillAttention", a);
   return dispatchOp(ctx, {
     label: "prefillAttention",
     pipeline: ctx.pipeline(
-      `prefillAttn:${c.dtype}:${D4}:${withObs}`,
-      () => code(c.dtype, D4, withObs),
+      `prefillAttn:${c.dtype}:${D4}:${layout.withObs}`,
+      () => code(c.dtype, D4, layout.withObs),
     ),
-    params: packParams([
-      ["u32", H],
-      ["u32", c.numKvHeads],
-      ["u32", H / c.numKvHeads],
-      ["u32", a.m],
-      ["u32", ldq / 4],
-      ["u32", q0 / 4],
-      ["u32", ldo / 4],
-      ["f32", a.scale ?? 1 / Math.sqrt(D)],
-      ["u32", window],
-      ["u32", a.obsStride ?? 0],
-    ]),
-    buffers,
+    params: prefillParams(a, layout),
+    buffers: layout.buffers,
     workgroups: [Math.ceil(a.m / 64), H],
   });
 }

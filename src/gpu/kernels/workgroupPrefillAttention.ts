@@ -20,8 +20,8 @@
 
 import type { GpuContext } from "../device.ts";
 import { kvDecl, type KvDType } from "../kvCache.ts";
-import { dispatchOp, type GpuOp, packParams } from "../op.ts";
-import { type PrefillAttentionArgs, prefillLayout } from "./prefillAttention.ts";
+import { dispatchOp, type GpuOp } from "../op.ts";
+import { type PrefillAttentionArgs, prefillLayout, prefillParams } from "./prefillAttention.ts";
 import { each } from "./wgslUnroll.ts";
 
 /** Threads (query, head rows) per workgroup. */
@@ -145,27 +145,15 @@ export function workgroupPrefillAttention(ctx: GpuContext, a: PrefillAttentionAr
   }
   const group = H / c.numKvHeads;
   const G = headsPerBlock(group), BK = prefillKeyTile(D);
-  const { ldq, q0, ldo, window, withObs, buffers } = prefillLayout("workgroupPrefillAttention", a);
+  const layout = prefillLayout("workgroupPrefillAttention", a);
   return dispatchOp(ctx, {
     label: "prefillAttention",
     pipeline: ctx.pipeline(
-      `prefillAttnWg:${c.dtype}:${D4}:${G}:${BK}:${withObs}`,
-      () => code(c.dtype, D4, G, BK, withObs),
+      `prefillAttnWg:${c.dtype}:${D4}:${G}:${BK}:${layout.withObs}`,
+      () => code(c.dtype, D4, G, BK, layout.withObs),
     ),
-    params: packParams([
-      ["u32", H],
-      ["u32", c.numKvHeads],
-      ["u32", group],
-      ["u32", a.m],
-      ["u32", ldq / 4],
-      ["u32", q0 / 4],
-      ["u32", ldo / 4],
-      ["f32", a.scale ?? 1 / Math.sqrt(D)],
-      ["u32", window],
-      ["u32", a.obsStride ?? 0],
-      ["u32", group / G],
-    ]),
-    buffers,
+    params: prefillParams(a, layout, group / G),
+    buffers: layout.buffers,
     workgroups: [Math.ceil(a.m / (WG / G)), c.numKvHeads * (group / G)],
   });
 }
