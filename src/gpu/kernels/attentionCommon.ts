@@ -1,8 +1,11 @@
 /**
- * WGSL shared by the attention kernels: an online-softmax accumulator over tiles of keys.
+ * WGSL shared by the attention kernels: an online-softmax accumulator over tiles of keys, and the
+ * preamble of the decode split passes.
  *
  * @module
  */
+
+import { kvDecl, type KvDType } from "../kvCache.ts";
 
 /** Keys scored per online-softmax rescale. */
 export const ATTENTION_TILE = 8;
@@ -66,4 +69,21 @@ ${entries}fn attend(base: u32, j0: u32, j1: u32) {
   }
 }
 `;
+}
+
+/**
+ * The WGSL a decode split pass starts with: its params (H, Hkv, group, splits, splitSize, scale,
+ * q04, chunks), `D4`, `NEG` and bindings 1–5 (q, meta, K, V, partials).
+ */
+export function decodeSplitPreambleWgsl(dtype: KvDType, D4: number): string {
+  return `struct Params { H: u32, Hkv: u32, group: u32, splits: u32, splitSize: u32, scale: f32,
+  q04: u32, chunks: u32 };
+@group(0) @binding(0) var<uniform> p: Params;
+const D4 = ${D4}u;
+const NEG = -3.0e38;
+@group(0) @binding(1) var<storage, read> Q: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> kvmeta: array<u32>;
+${kvDecl("KC", 3, dtype, false)}
+${kvDecl("VC", 4, dtype, false)}
+@group(0) @binding(5) var<storage, read_write> part: array<vec4<f32>>;`;
 }

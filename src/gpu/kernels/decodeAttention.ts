@@ -19,9 +19,9 @@
  */
 
 import type { BufferRef, GpuContext } from "../device.ts";
-import { type KvCacheLayer, kvDecl, type KvDType } from "../kvCache.ts";
+import type { KvCacheLayer, KvDType } from "../kvCache.ts";
 import { dispatchOp, type GpuOp, packParams, sequenceOp } from "../op.ts";
-import { ATTENTION_TILE } from "./attentionCommon.ts";
+import { ATTENTION_TILE, decodeSplitPreambleWgsl } from "./attentionCommon.ts";
 import { each, maxOf } from "./wgslUnroll.ts";
 import { MAX_SPLIT, workgroupDecodeSplit } from "./workgroupDecodeAttention.ts";
 
@@ -110,16 +110,7 @@ export function decodeHeadsPerThread(group: number): number {
 function splitCode(dtype: KvDType, D4: number, G: number, T: number, WG: number): string {
   const dotRow = (r: number, k: (d: number) => string) =>
     each(D4, (d) => `dot(q${r}_${d}, ${k(d)})`, " + ");
-  return `struct Params { H: u32, Hkv: u32, group: u32, splits: u32, splitSize: u32, scale: f32,
-  q04: u32, chunks: u32 };
-@group(0) @binding(0) var<uniform> p: Params;
-const D4 = ${D4}u;
-const NEG = -3.0e38;
-@group(0) @binding(1) var<storage, read> Q: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> kvmeta: array<u32>;
-${kvDecl("KC", 3, dtype, false)}
-${kvDecl("VC", 4, dtype, false)}
-@group(0) @binding(5) var<storage, read_write> part: array<vec4<f32>>;
+  return `${decodeSplitPreambleWgsl(dtype, D4)}
 @compute @workgroup_size(${WG})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let s = gid.x;

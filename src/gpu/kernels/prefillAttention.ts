@@ -65,16 +65,7 @@ function code(dtype: KvDType, D4: number, withObs: boolean): string {
     }
   }`
     : "";
-  return `struct Params { H: u32, Hkv: u32, group: u32, M: u32, ldq4: u32, q04: u32, ldo4: u32,
-  scale: f32, window: u32, obsStride: u32 };
-@group(0) @binding(0) var<uniform> p: Params;
-const D4 = ${D4}u;
-@group(0) @binding(1) var<storage, read> Q: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> kvmeta: array<u32>;
-${kvDecl("KC", 3, dtype, false)}
-${kvDecl("VC", 4, dtype, false)}
-@group(0) @binding(5) var<storage, read_write> out: array<vec4<f32>>;
-${withObs ? "@group(0) @binding(6) var<storage, read_write> obs: array<f32>;" : ""}
+  return `${prefillPreambleWgsl(dtype, D4, withObs, false)}
 ${onlineSoftmaxWgsl()}
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -97,6 +88,28 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   for (var d = 0u; d < D4; d++) { out[i * p.ldo4 + h * D4 + d] = o[d] * inv; }${obs}
 }
 `;
+}
+
+/**
+ * The WGSL every prefill attention kernel starts with: the params of {@link prefillParams}
+ * (`chunks` last for the blocked kernels), `D4`, and bindings 1–6 (q, meta, K, V, out, obs).
+ */
+export function prefillPreambleWgsl(
+  dtype: KvDType,
+  D4: number,
+  withObs: boolean,
+  chunks: boolean,
+): string {
+  return `struct Params { H: u32, Hkv: u32, group: u32, M: u32, ldq4: u32, q04: u32, ldo4: u32,
+  scale: f32, window: u32, obsStride: u32${chunks ? ", chunks: u32" : ""} };
+@group(0) @binding(0) var<uniform> p: Params;
+const D4 = ${D4}u;
+@group(0) @binding(1) var<storage, read> Q: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> kvmeta: array<u32>;
+${kvDecl("KC", 3, dtype, false)}
+${kvDecl("VC", 4, dtype, false)}
+@group(0) @binding(5) var<storage, read_write> out: array<vec4<f32>>;
+${withObs ? "@group(0) @binding(6) var<storage, read_write> obs: array<f32>;" : ""}`;
 }
 
 /** Strides, observation window and bindings shared by the prefill attention kernels. */

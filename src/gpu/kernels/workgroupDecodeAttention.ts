@@ -20,7 +20,8 @@
  */
 
 import type { BufferRef, GpuContext } from "../device.ts";
-import { type KvCacheLayer, kvDecl, type KvDType } from "../kvCache.ts";
+import type { KvCacheLayer, KvDType } from "../kvCache.ts";
+import { decodeSplitPreambleWgsl } from "./attentionCommon.ts";
 import { dispatchOp, type GpuOp, packParams } from "../op.ts";
 import { each } from "./wgslUnroll.ts";
 
@@ -67,18 +68,9 @@ ${
     }
     workgroupBarrier();
   }`;
-  return `struct Params { H: u32, Hkv: u32, group: u32, splits: u32, splitSize: u32, scale: f32,
-  q04: u32, chunks: u32 };
-@group(0) @binding(0) var<uniform> p: Params;
-const D4 = ${D4}u;
+  return `${decodeSplitPreambleWgsl(dtype, D4)}
 const G = ${G}u;
 const S = ${MAX_SPLIT}u;
-const NEG = -3.0e38;
-@group(0) @binding(1) var<storage, read> Q: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> kvmeta: array<u32>;
-${kvDecl("KC", 3, dtype, false)}
-${kvDecl("VC", 4, dtype, false)}
-@group(0) @binding(5) var<storage, read_write> part: array<vec4<f32>>;
 var<workgroup> qs: array<vec4<f32>, ${pairs}>;
 var<workgroup> sc: array<f32, ${G * MAX_SPLIT}>;
 var<workgroup> red: array<f32, ${G * WG}>;

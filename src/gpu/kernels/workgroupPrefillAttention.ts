@@ -19,9 +19,14 @@
  */
 
 import type { GpuContext } from "../device.ts";
-import { kvDecl, type KvDType } from "../kvCache.ts";
+import type { KvDType } from "../kvCache.ts";
 import { dispatchOp, type GpuOp } from "../op.ts";
-import { type PrefillAttentionArgs, prefillLayout, prefillParams } from "./prefillAttention.ts";
+import {
+  type PrefillAttentionArgs,
+  prefillLayout,
+  prefillParams,
+  prefillPreambleWgsl,
+} from "./prefillAttention.ts";
 import { each } from "./wgslUnroll.ts";
 
 /** Threads (query, head rows) per workgroup. */
@@ -74,17 +79,8 @@ ${load(false)}
     }
   }`
     : "";
-  return `struct Params { H: u32, Hkv: u32, group: u32, M: u32, ldq4: u32, q04: u32, ldo4: u32,
-  scale: f32, window: u32, obsStride: u32, chunks: u32 };
-@group(0) @binding(0) var<uniform> p: Params;
-const D4 = ${D4}u;
+  return `${prefillPreambleWgsl(dtype, D4, withObs, true)}
 const NEG = -3.0e38;
-@group(0) @binding(1) var<storage, read> Q: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> kvmeta: array<u32>;
-${kvDecl("KC", 3, dtype, false)}
-${kvDecl("VC", 4, dtype, false)}
-@group(0) @binding(5) var<storage, read_write> out: array<vec4<f32>>;
-${withObs ? "@group(0) @binding(6) var<storage, read_write> obs: array<f32>;" : ""}
 var<workgroup> kt: array<vec4<f32>, ${BK * D4}>;
 var<workgroup> vt: array<vec4<f32>, ${BK * D4}>;
 @compute @workgroup_size(${WG})
