@@ -73,15 +73,30 @@ export function keepAllHeads(numKvHeads: number, n: number): number[][] {
 
 /**
  * The indices of the `count` largest `scores` (higher score first, ties → lower index),
- * returned in increasing index order. `count` is clamped to `[0, scores.length]`.
+ * returned in increasing index order. `count` is clamped to `[0, scores.length]`; scores must not
+ * be NaN. The threshold (the `count`-th largest score) comes from a native numeric sort of a
+ * copy, then one pass keeps everything above it and the first of the ties: 16K scores × 8 heads
+ * took ≈ 60 ms per layer with an index sort by comparator, the press's main CPU cost on a GPU.
  */
 export function topPositions(scores: ArrayLike<number>, count: number): number[] {
   const n = scores.length;
   const take = Math.max(0, Math.min(count, n));
   if (take === n) return allPositions(n);
-  const order = allPositions(n);
-  order.sort((a, b) => scores[b] - scores[a] || a - b);
-  return order.slice(0, take).sort((a, b) => a - b);
+  if (take === 0) return [];
+  const sorted = Float64Array.from(scores).sort();
+  const threshold = sorted[n - take];
+  let ties = take;
+  for (let i = n - take; i < n; i++) if (sorted[i] > threshold) ties--;
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const s = scores[i];
+    if (s > threshold) out.push(i);
+    else if (s === threshold && ties > 0) {
+      out.push(i);
+      ties--;
+    }
+  }
+  return out;
 }
 
 /**
