@@ -5,7 +5,7 @@
  * @module
  */
 
-import { defaultKernels, type KernelChoice } from "./kernelChoice.ts";
+import { defaultKernels, type KernelChoice, parseKernelChoice } from "./kernelChoice.ts";
 
 /** Limits that the kernels depend on, as granted by the device (adapter maxima). */
 export interface GpuLimits {
@@ -269,7 +269,12 @@ export class GpuContext {
     this.check();
     let p = this.#pipelines.get(key);
     if (!p) {
-      const module = this.device.createShaderModule({ code: code(), label: key });
+      const wgsl = code();
+      // f16 storage (kernels.f16 = native) needs the directive, which must open the module.
+      const module = this.device.createShaderModule({
+        code: /\bf16\b/.test(wgsl) ? `enable f16;\n${wgsl}` : wgsl,
+        label: key,
+      });
       p = this.device.createComputePipeline({
         layout: "auto",
         compute: { module, entryPoint: "main" },
@@ -323,6 +328,20 @@ export const NO_ADAPTER_MESSAGE =
   "or a GPU driver, and select a backend with DENO_WEBGPU_BACKEND=vulkan|gl if needed";
 
 /**
+ * `KVPOLICY_KERNELS` (e.g. `prefill=workgroup,gemm=tiled,f16=native`) overrides the adapter's
+ * kernel choices (`kernelChoice.ts`); unset, or without --allow-env, means the defaults.
+ */
+function kernelsFromEnv(): Partial<KernelChoice> | undefined {
+  let text: string | undefined;
+  try {
+    text = Deno.env.get("KVPOLICY_KERNELS");
+  } catch {
+    return undefined; // no --allow-env
+  }
+  return text ? parseKernelChoice(text) : undefined;
+}
+
+/**
  * Requests an adapter and a device with the adapter's real compute limits, enabling
  * `shader-f16` and `timestamp-query` when present. Throws a clear error when WebGPU or an
  * adapter is unavailable.
@@ -342,12 +361,22 @@ export async function acquireDevice(opts: AcquireOptions = {}): Promise<GpuConte
   };
   if (features.shaderF16) requiredFeatures.push("shader-f16");
   if (features.timestampQuery) requiredFeatures.push("timestamp-query");
+  const info = adapter.info;
+  const kernels = {
+    ...defaultKernels(info.isFallbackAdapter),
+    ...kernelsFromEnv(),
+    ...opts.kernels,
+  };
+  if (kernels.f16 === "native" && !features.shaderF16) {
+    throw new GpuUnavailableError(
+      "f16=native (KVPOLICY_KERNELS) needs the shader-f16 feature, which this adapter lacks",
+    );
+  }
   const device = await adapter.requestDevice({
     requiredLimits,
     requiredFeatures,
     label: opts.label ?? "kvpolicy",
   });
-  const info = adapter.info;
   const description = info.description ||
     [info.vendor, info.architecture, info.device].filter(Boolean).join(" ") || "unnamed adapter";
   const limits = {} as GpuLimits;
@@ -359,6 +388,6 @@ export async function acquireDevice(opts: AcquireOptions = {}): Promise<GpuConte
     limits,
     features,
     Math.min(cap, limits.maxStorageBufferBindingSize),
-    { ...defaultKernels(info.isFallbackAdapter), ...opts.kernels },
+    kernels,
   );
 }

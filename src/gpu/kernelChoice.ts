@@ -22,19 +22,26 @@ export interface KernelChoice {
   gemm: "register" | "tiled";
   /** Decode attention's split pass: `thread` per split (CPU adapters) or `workgroup` (GPUs). */
   decode: "thread" | "workgroup";
+  /**
+   * How f16 weights and f16 KV caches are read: `packed` (u32 pairs unpacked with
+   * `unpack2x16float`, core WGSL) or `native` (`array<vec4<f16>>` under `enable f16`; adapters
+   * with `shader-f16`). Arithmetic stays f32 either way.
+   */
+  f16: "packed" | "native";
 }
 
 const OPTIONS: { [K in keyof KernelChoice]: readonly KernelChoice[K][] } = {
   prefill: ["flash", "thread", "workgroup"],
   gemm: ["register", "tiled"],
   decode: ["thread", "workgroup"],
+  f16: ["packed", "native"],
 };
 
 /** The measured defaults: llvmpipe's kernels on CPU adapters, the GPU variants elsewhere. */
 export function defaultKernels(isFallbackAdapter: boolean): KernelChoice {
   return isFallbackAdapter
-    ? { prefill: "flash", gemm: "register", decode: "thread" }
-    : { prefill: "thread", gemm: "register", decode: "workgroup" };
+    ? { prefill: "flash", gemm: "register", decode: "thread", f16: "packed" }
+    : { prefill: "thread", gemm: "register", decode: "workgroup", f16: "packed" };
 }
 
 /**

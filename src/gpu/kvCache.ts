@@ -167,11 +167,28 @@ export async function readKvLengths(
 }
 
 /**
+ * How a cache's elements are read in WGSL: its dtype, or `f16:native` — f16 read as
+ * `array<vec4<f16>>` (`shader-f16`) instead of u32 pairs; the bytes are the same.
+ */
+export type KvStorage = KvDType | "f16:native";
+
+/** The storage form of `dtype` on this device (`ctx.kernels.f16`). */
+export function kvStorage(ctx: GpuContext, dtype: KvDType): KvStorage {
+  return dtype === "f16" && ctx.kernels.f16 === "native" ? "f16:native" : dtype;
+}
+
+/**
  * WGSL declaring a cache buffer `NAME` at `binding` with `fn NAME4(i4: u32) -> vec4<f32>`
  * (elements 4·i4 .. 4·i4+3) and, when writable, `fn NAMEw(i4: u32, v: vec4<f32>)`.
  */
-export function kvDecl(name: string, binding: number, dtype: KvDType, writable: boolean): string {
+export function kvDecl(name: string, binding: number, dtype: KvStorage, writable: boolean): string {
   const access = writable ? "read_write" : "read";
+  if (dtype === "f16:native") {
+    return `@group(0) @binding(${binding}) var<storage, ${access}> ${name}: array<vec4<f16>>;
+fn ${name}4(i4: u32) -> vec4<f32> { return vec4<f32>(${name}[i4]); }
+${writable ? `fn ${name}w(i4: u32, v: vec4<f32>) { ${name}[i4] = vec4<f16>(v); }` : ""}
+`;
+  }
   if (dtype === "f32") {
     return `@group(0) @binding(${binding}) var<storage, ${access}> ${name}: array<vec4<f32>>;
 fn ${name}4(i4: u32) -> vec4<f32> { return ${name}[i4]; }

@@ -1,12 +1,25 @@
 /**
- * WGSL snippets that read weights in their checkpoint dtype with core WGSL only: f32 as
- * `vec4<f32>`, f16 and bf16 as `vec2<u32>` (four 16-bit values) unpacked with
- * `unpack2x16float` or `bitcast<f32>(u << 16u)` / `bitcast<f32>(u & 0xffff0000u)`.
+ * WGSL snippets that read weights in their checkpoint dtype: f32 as `vec4<f32>`, f16 and bf16 as
+ * `vec2<u32>` (four 16-bit values) unpacked with `unpack2x16float` or `bitcast<f32>(u << 16u)` /
+ * `bitcast<f32>(u & 0xffff0000u)` (core WGSL) — or, for f16 with `ctx.kernels.f16 = "native"`,
+ * as `vec4<f16>` under `shader-f16` (same bytes; `GpuContext.pipeline` adds `enable f16;`).
  *
  * @module
  */
 
 import type { DType } from "../model/types.ts";
+import type { GpuContext } from "./device.ts";
+
+/**
+ * How a weight is read in WGSL: its dtype, or `F16:native` — f16 read as `array<vec4<f16>>`
+ * (`shader-f16`) instead of u32 pairs; the bytes are the same.
+ */
+export type WeightStorage = DType | "F16:native";
+
+/** The storage form of `dtype` on this device (`ctx.kernels.f16`). */
+export function weightStorage(ctx: GpuContext, dtype: DType): WeightStorage {
+  return dtype === "F16" && ctx.kernels.f16 === "native" ? "F16:native" : dtype;
+}
 
 /** Bytes per element of a checkpoint dtype. */
 export function dtypeBytes(dtype: DType): number {
@@ -14,15 +27,19 @@ export function dtypeBytes(dtype: DType): number {
 }
 
 /** WGSL array type that a weight of `dtype` is bound as (one entry = four elements). */
-export function weightArrayType(dtype: DType): string {
-  return dtype === "F32" ? "array<vec4<f32>>" : "array<vec2<u32>>";
+export function weightArrayType(dtype: WeightStorage): string {
+  return dtype === "F32"
+    ? "array<vec4<f32>>"
+    : dtype === "F16:native"
+    ? "array<vec4<f16>>"
+    : "array<vec2<u32>>";
 }
 
 /**
  * Declares `var<storage, read> NAME: <array>` at `binding` plus two loaders:
  * `fn NAME4(i4: u32) -> vec4<f32>` (elements 4·i4 .. 4·i4+3) and `fn NAME1(i: u32) -> f32`.
  */
-export function weightDecl(name: string, binding: number, dtype: DType): string {
+export function weightDecl(name: string, binding: number, dtype: WeightStorage): string {
   const decl = `@group(0) @binding(${binding}) var<storage, read> ${name}: ${
     weightArrayType(dtype)
   };\n`;
@@ -30,6 +47,10 @@ export function weightDecl(name: string, binding: number, dtype: DType): string 
     case "F32":
       return decl + `fn ${name}4(i4: u32) -> vec4<f32> { return ${name}[i4]; }
 fn ${name}1(i: u32) -> f32 { return ${name}[i >> 2u][i & 3u]; }
+`;
+    case "F16:native":
+      return decl + `fn ${name}4(i4: u32) -> vec4<f32> { return vec4<f32>(${name}[i4]); }
+fn ${name}1(i: u32) -> f32 { return f32(${name}[i >> 2u][i & 3u]); }
 `;
     case "F16":
       return decl + `fn ${name}4(i4: u32) -> vec4<f32> {

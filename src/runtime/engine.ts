@@ -7,7 +7,7 @@
  */
 
 import { acquireDevice, type GpuContext } from "../gpu/device.ts";
-import { type KernelChoice, parseKernelChoice } from "../gpu/kernelChoice.ts";
+import type { KernelChoice } from "../gpu/kernelChoice.ts";
 import { argmax } from "../gpu/kernels/argmax.ts";
 import { sample } from "../gpu/kernels/sample.ts";
 import type { KvDType } from "../gpu/kvCache.ts";
@@ -67,20 +67,6 @@ function bindingCapFromEnv(): number | undefined {
   return text && Number.isInteger(n) && n > 0 ? n : undefined;
 }
 
-/**
- * `KVPOLICY_KERNELS` (e.g. `prefill=workgroup,gemm=tiled`) overrides the adapter's kernel choices
- * (`kernelChoice.ts`); unset or without --allow-env means the defaults.
- */
-function kernelsFromEnv(): Partial<KernelChoice> | undefined {
-  let text: string | undefined;
-  try {
-    text = Deno.env.get("KVPOLICY_KERNELS");
-  } catch {
-    return undefined; // no --allow-env
-  }
-  return text ? parseKernelChoice(text) : undefined;
-}
-
 /** Default prompt tokens per prefill chunk. */
 export const DEFAULT_PREFILL_CHUNK = 512;
 const DEFAULT_READ_EVERY = 16;
@@ -126,7 +112,7 @@ export class Engine {
   ): Promise<Engine> {
     const ctx = await acquireDevice({
       maxBindingBytes: bindingCapFromEnv(),
-      kernels: { ...kernelsFromEnv(), ...opts.kernels },
+      kernels: opts.kernels,
     });
     try {
       const gpu = uploadWeights(ctx, weights, (d, t) => opts.onProgress?.("upload", d, t));

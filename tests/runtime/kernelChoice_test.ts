@@ -36,8 +36,8 @@ Deno.test({
   ignore: !GPU_AVAILABLE,
   async fn() {
     const ids = Array.from({ length: 150 }, (_, i) => 3 + (i * 37) % 1500);
-    const run = async (kernels: Partial<KernelChoice>) => {
-      const engine = await Engine.open(MODEL, { kernels });
+    const run = async (kernels: Partial<KernelChoice>, kvDtype: "f32" | "f16" = "f32") => {
+      const engine = await Engine.open(MODEL, { kernels, kvDtype });
       try {
         assert.deepEqual({ ...engine.ctx.kernels, ...kernels }, engine.ctx.kernels);
         const logits = await engine.promptLogits(ids, 64);
@@ -58,6 +58,14 @@ Deno.test({
       const what = JSON.stringify(kernels);
       assertClose(got.logits, base.logits, 1e-3, 1e-3, what);
       assert.deepEqual(got.tokens, base.tokens, what);
+    }
+    // An f16 KV cache read as packed u32 pairs or natively (shader-f16) gives the same model.
+    const adapter = await navigator.gpu.requestAdapter();
+    if (adapter?.features.has("shader-f16")) {
+      const packed = await run({ f16: "packed" }, "f16");
+      const native = await run({ f16: "native" }, "f16");
+      assertClose(native.logits, packed.logits, 1e-4, 1e-4, "f16 cache: native vs packed");
+      assert.deepEqual(native.tokens, packed.tokens, "f16 cache: native vs packed");
     }
   },
 });

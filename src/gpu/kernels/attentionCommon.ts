@@ -5,7 +5,7 @@
  * @module
  */
 
-import { kvDecl, type KvDType } from "../kvCache.ts";
+import { kvDecl, type KvStorage } from "../kvCache.ts";
 
 /** Keys scored per online-softmax rescale. */
 export const ATTENTION_TILE = 8;
@@ -75,7 +75,7 @@ ${entries}fn attend(base: u32, j0: u32, j1: u32) {
  * The WGSL a decode split pass starts with: its params (H, Hkv, group, splits, splitSize, scale,
  * q04, chunks), `D4`, `NEG` and bindings 1–5 (q, meta, K, V, partials).
  */
-export function decodeSplitPreambleWgsl(dtype: KvDType, D4: number): string {
+export function decodeSplitPreambleWgsl(dtype: KvStorage, D4: number): string {
   return `struct Params { H: u32, Hkv: u32, group: u32, splits: u32, splitSize: u32, scale: f32,
   q04: u32, chunks: u32 };
 @group(0) @binding(0) var<uniform> p: Params;

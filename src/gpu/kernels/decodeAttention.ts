@@ -19,7 +19,7 @@
  */
 
 import type { BufferRef, GpuContext } from "../device.ts";
-import type { KvCacheLayer, KvDType } from "../kvCache.ts";
+import { type KvCacheLayer, type KvStorage, kvStorage } from "../kvCache.ts";
 import { dispatchOp, type GpuOp, packParams, sequenceOp } from "../op.ts";
 import { ATTENTION_TILE, decodeSplitPreambleWgsl } from "./attentionCommon.ts";
 import { each, maxOf } from "./wgslUnroll.ts";
@@ -107,7 +107,7 @@ export function decodeHeadsPerThread(group: number): number {
  * row loaded serves the `G` heads. Generated unrolled (named registers) over tiles of `TILE` keys
  * with constant trip counts; keys past the split's end are masked by `select`.
  */
-function splitCode(dtype: KvDType, D4: number, G: number, T: number, WG: number): string {
+function splitCode(dtype: KvStorage, D4: number, G: number, T: number, WG: number): string {
   const dotRow = (r: number, k: (d: number) => string) =>
     each(D4, (d) => `dot(q${r}_${d}, ${k(d)})`, " + ");
   return `${decodeSplitPreambleWgsl(dtype, D4)}
@@ -254,7 +254,7 @@ export function decodeAttention(ctx: GpuContext, a: DecodeAttentionArgs): GpuOp 
       label: "decodeAttention.split",
       pipeline: ctx.pipeline(
         `decodeAttnSplitG:${c.dtype}:${D4}:${G}:${T}:${WG}`,
-        () => splitCode(c.dtype, D4, G, T, WG),
+        () => splitCode(kvStorage(ctx, c.dtype), D4, G, T, WG),
       ),
       params: packParams([
         ["u32", H],

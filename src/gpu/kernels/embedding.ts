@@ -9,11 +9,10 @@
  * @module
  */
 
-import type { DType } from "../../model/types.ts";
 import type { BufferRef, GpuContext } from "../device.ts";
 import { dispatchOp, type GpuOp, grid2d, packParams, sequenceOp } from "../op.ts";
 import type { GpuMatrix } from "../weights.ts";
-import { weightDecl } from "../wgslDtype.ts";
+import { weightDecl, type WeightStorage, weightStorage } from "../wgslDtype.ts";
 
 /** Arguments of {@link embedding}. */
 export interface EmbeddingArgs {
@@ -31,7 +30,7 @@ export interface EmbeddingArgs {
   outRowStride?: number;
 }
 
-function code(dtype: DType): string {
+function code(dtype: WeightStorage): string {
   return `struct Params { H: u32, M: u32, idsOffset: u32, rowStart: u32, rows: u32, stride4: u32,
   ldo: u32 };
 @group(0) @binding(0) var<uniform> p: Params;
@@ -60,7 +59,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 /** Prepares the lookup of `m` ids (one dispatch per table segment). */
 export function embedding(ctx: GpuContext, a: EmbeddingArgs): GpuOp {
   const t = a.table;
-  const pipeline = ctx.pipeline(`embedding:${t.dtype}`, () => code(t.dtype));
+  const pipeline = ctx.pipeline(`embedding:${t.dtype}`, () => code(weightStorage(ctx, t.dtype)));
   const threads = a.m * Math.ceil(t.cols / 4);
   const ops = t.segments.map((seg, si) =>
     dispatchOp(ctx, {

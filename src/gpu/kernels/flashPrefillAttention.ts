@@ -19,7 +19,7 @@
  */
 
 import type { GpuContext } from "../device.ts";
-import type { KvDType } from "../kvCache.ts";
+import { type KvStorage, kvStorage } from "../kvCache.ts";
 import { dispatchOp, type GpuOp } from "../op.ts";
 import {
   type PrefillAttentionArgs,
@@ -69,7 +69,7 @@ ${
   }`);
 }
 
-function code(dtype: KvDType, D4: number, QT: number, HT: number, withObs: boolean): string {
+function code(dtype: KvStorage, D4: number, QT: number, HT: number, withObs: boolean): string {
   const R = QT * HT;
   const rows = (f: (r: number, a: number, b: number) => string, sep = "\n") =>
     each(R, (r) => f(r, Math.floor(r / HT), r % HT), sep);
@@ -183,7 +183,7 @@ export function flashPrefillAttention(ctx: GpuContext, a: FlashPrefillAttentionA
     label: "flashPrefillAttention",
     pipeline: ctx.pipeline(
       `flashPrefillAttn:${c.dtype}:${D4}:${QT}:${HT}:${layout.withObs}`,
-      () => code(c.dtype, D4, QT, HT, layout.withObs),
+      () => code(kvStorage(ctx, c.dtype), D4, QT, HT, layout.withObs),
     ),
     params: prefillParams(a, layout, chunks),
     buffers: layout.buffers,

@@ -17,11 +17,10 @@
  * @module
  */
 
-import type { DType } from "../../model/types.ts";
 import type { BufferRef, GpuContext } from "../device.ts";
 import { dispatchOp, type GpuOp, packParams } from "../op.ts";
 import type { GpuMatrix, GpuVector } from "../weights.ts";
-import { weightDecl } from "../wgslDtype.ts";
+import { weightDecl, type WeightStorage, weightStorage } from "../wgslDtype.ts";
 import { GEMV_ROWS_PER_THREAD, GEMV_WG, gemvRowsWgsl } from "./matmul.ts";
 import { each } from "./wgslUnroll.ts";
 
@@ -61,7 +60,7 @@ export function canFuseGemv(ws: GpuMatrix[]): boolean {
     ws.every((w) => w.cols === K && w.segments.length === 1);
 }
 
-function inputWgsl(input: FusedGemvInput["kind"], normDtype: DType): string {
+function inputWgsl(input: FusedGemvInput["kind"], normDtype: WeightStorage): string {
   switch (input) {
     case "plain":
       return "fn xin(k4: u32) -> vec4<f32> { return X[k4]; }";
@@ -76,8 +75,8 @@ fn xin(k4: u32) -> vec4<f32> { let g = X[k4]; return g / (1.0 + exp(-g)) * U[k4]
 
 function code(
   input: FusedGemvInput["kind"],
-  normDtype: DType,
-  dtypes: DType[],
+  normDtype: WeightStorage,
+  dtypes: WeightStorage[],
   acc: boolean[],
 ): string {
   const n = dtypes.length, R = GEMV_ROWS_PER_THREAD, first = input === "plain" ? 2 : 3;
@@ -159,7 +158,13 @@ export function fusedGemv(ctx: GpuContext, a: FusedGemvArgs): GpuOp {
   const at = (i: number, f: (w: GpuMatrix) => number) => (ws[i] ? f(ws[i]) : 0);
   return dispatchOp(ctx, {
     label: `fusedGemv(${kind}: ${ws.map((w) => w.name).join(", ")})`,
-    pipeline: ctx.pipeline(key, () => code(kind, normDtype, ws.map((w) => w.dtype), acc)),
+    pipeline: ctx.pipeline(key, () =>
+      code(
+        kind,
+        weightStorage(ctx, normDtype),
+        ws.map((w) => weightStorage(ctx, w.dtype)),
+        acc,
+      )),
     params: packParams([
       ["u32", K],
       ["f32", a.input.kind === "norm" ? a.input.eps : 0],

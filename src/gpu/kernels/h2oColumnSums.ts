@@ -22,7 +22,7 @@
  */
 
 import type { BufferRef, GpuContext } from "../device.ts";
-import { type KvCacheLayer, kvDecl, type KvDType } from "../kvCache.ts";
+import { type KvCacheLayer, kvDecl, type KvStorage, kvStorage } from "../kvCache.ts";
 import { dispatchOp, type GpuOp, packParams, sequenceOp } from "../op.ts";
 import { withOwnedScratch } from "./decodeAttention.ts";
 
@@ -63,7 +63,7 @@ fn dotQuery(qrow: u32, h: u32) -> f32 {
 }`;
 }
 
-function statsCode(dtype: KvDType, D4: number): string {
+function statsCode(dtype: KvStorage, D4: number): string {
   return `${HEADER}
 @group(0) @binding(1) var<storage, read> Q: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> kvmeta: array<u32>;
@@ -96,7 +96,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 `;
 }
 
-function accumulateCode(dtype: KvDType, D4: number): string {
+function accumulateCode(dtype: KvStorage, D4: number): string {
   return `${HEADER}
 @group(0) @binding(1) var<storage, read> Q: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> kvmeta: array<u32>;
@@ -148,14 +148,20 @@ export function h2oColumnSums(ctx: GpuContext, a: H2oColumnSumsArgs): GpuOp {
   const stats = ctx.createBuffer(statsBytes(H, a.m), undefined, "h2o stats");
   const statsOp = dispatchOp(ctx, {
     label: "h2oColumnSums.stats",
-    pipeline: ctx.pipeline(`h2oStats:${c.dtype}:${D4}`, () => statsCode(c.dtype, D4)),
+    pipeline: ctx.pipeline(
+      `h2oStats:${c.dtype}:${D4}`,
+      () => statsCode(kvStorage(ctx, c.dtype), D4),
+    ),
     params,
     buffers: [a.q, c.meta, c.k, stats],
     workgroups: [Math.ceil(a.m / 64), H],
   });
   const accumulate = dispatchOp(ctx, {
     label: "h2oColumnSums.accumulate",
-    pipeline: ctx.pipeline(`h2oAccumulate:${c.dtype}:${D4}`, () => accumulateCode(c.dtype, D4)),
+    pipeline: ctx.pipeline(
+      `h2oAccumulate:${c.dtype}:${D4}`,
+      () => accumulateCode(kvStorage(ctx, c.dtype), D4),
+    ),
     params,
     buffers: [a.q, c.meta, c.k, stats, a.sums],
     workgroups: [Math.max(1, Math.ceil(a.stride / 64)), H],

@@ -28,7 +28,7 @@
  */
 
 import type { BufferRef, GpuContext } from "../device.ts";
-import { type KvCacheLayer, kvDecl, type KvDType } from "../kvCache.ts";
+import { type KvCacheLayer, kvDecl, type KvStorage, kvStorage } from "../kvCache.ts";
 import { dispatchOp, type GpuOp, packParams } from "../op.ts";
 
 /** Limit meaning "not an H2O head". */
@@ -54,7 +54,7 @@ export interface H2oEvictArgs {
   scale?: number;
 }
 
-function code(dtype: KvDType, D4: number): string {
+function code(dtype: KvStorage, D4: number): string {
   return `struct Params { Hkv: u32, group: u32, scale: f32, pos0: u32 };
 @group(0) @binding(0) var<uniform> p: Params;
 const D4 = ${D4}u;
@@ -192,7 +192,7 @@ export function h2oEvict(ctx: GpuContext, a: H2oEvictArgs): GpuOp {
   }
   return dispatchOp(ctx, {
     label: "h2oEvict",
-    pipeline: ctx.pipeline(`h2oEvict:${c.dtype}:${D4}`, () => code(c.dtype, D4)),
+    pipeline: ctx.pipeline(`h2oEvict:${c.dtype}:${D4}`, () => code(kvStorage(ctx, c.dtype), D4)),
     params: packParams([
       ["u32", c.numKvHeads],
       ["u32", a.numHeads / c.numKvHeads],

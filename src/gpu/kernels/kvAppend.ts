@@ -21,7 +21,7 @@
  */
 
 import type { BufferRef, GpuContext } from "../device.ts";
-import { type KvCacheLayer, kvDecl, type KvDType } from "../kvCache.ts";
+import { type KvCacheLayer, kvDecl, type KvStorage, kvStorage } from "../kvCache.ts";
 import { dispatchOp, type GpuOp, packParams } from "../op.ts";
 import { ROPE_COS_SIN_WGSL } from "./rope.ts";
 
@@ -106,7 +106,7 @@ fn rotK(t: u32, src: u32, d4: u32) -> vec4<f32> {
 }`;
 }
 
-function code(dtype: KvDType, withRope: boolean): string {
+function code(dtype: KvStorage, withRope: boolean): string {
   return `struct Params { Hkv: u32, D4: u32, M: u32, ldk4: u32, ldv4: u32, k04: u32, v04: u32,
   H: u32, ldq4: u32, pos0: u32 };
 @group(0) @binding(0) var<uniform> p: Params;
@@ -171,7 +171,7 @@ export function kvAppend(ctx: GpuContext, a: KvAppendArgs): GpuOp {
   if (r) buffers.push(r.q, r.positions, r.invFreq);
   return dispatchOp(ctx, {
     label: r ? "kvAppend+rope" : "kvAppend",
-    pipeline: ctx.pipeline(`kvAppend:${c.dtype}:${!!r}`, () => code(c.dtype, !!r)),
+    pipeline: ctx.pipeline(`kvAppend:${c.dtype}:${!!r}`, () => code(kvStorage(ctx, c.dtype), !!r)),
     params: packParams([
       ["u32", c.numKvHeads],
       ["u32", D / 4],

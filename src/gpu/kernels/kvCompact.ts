@@ -17,7 +17,7 @@
  */
 
 import type { BufferRef, GpuContext } from "../device.ts";
-import { type KvCacheLayer, kvDecl, type KvDType } from "../kvCache.ts";
+import { type KvCacheLayer, kvDecl, type KvStorage, kvStorage } from "../kvCache.ts";
 import { dispatchOp, type GpuOp, packParams } from "../op.ts";
 
 /** Arguments of {@link kvCompact}. */
@@ -52,7 +52,7 @@ export function uploadKvSelection(ctx: GpuContext, perHead: number[][]): GPUBuff
   return ctx.upload(encodeKvSelection(perHead));
 }
 
-function code(src: KvDType, dst: KvDType): string {
+function code(src: KvStorage, dst: KvStorage): string {
   return `struct Params { Hkv: u32, D4: u32 };
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> sel: array<u32>;
@@ -90,7 +90,10 @@ export function kvCompact(ctx: GpuContext, a: KvCompactArgs): GpuOp {
   const D4 = src.headDim / 4;
   return dispatchOp(ctx, {
     label: "kvCompact",
-    pipeline: ctx.pipeline(`kvCompact:${src.dtype}:${dst.dtype}`, () => code(src.dtype, dst.dtype)),
+    pipeline: ctx.pipeline(
+      `kvCompact:${src.dtype}:${dst.dtype}`,
+      () => code(kvStorage(ctx, src.dtype), kvStorage(ctx, dst.dtype)),
+    ),
     params: packParams([["u32", src.numKvHeads], ["u32", D4]]),
     buffers: [a.selection, src.meta, src.k, src.v, dst.meta, dst.k, dst.v],
     workgroups: [Math.max(1, Math.ceil((a.maxCount * D4) / 64)), src.numKvHeads],

@@ -16,7 +16,7 @@
  */
 
 import type { BufferRef, GpuContext } from "../device.ts";
-import { type KvCacheLayer, kvDecl, type KvDType } from "../kvCache.ts";
+import { type KvCacheLayer, kvDecl, type KvStorage, kvStorage } from "../kvCache.ts";
 import { dispatchOp, type GpuOp, packParams } from "../op.ts";
 
 /** One head's compensation: the dropped indices (into the source head) and the target row. */
@@ -53,7 +53,7 @@ export interface KvCompensateArgs {
   list: BufferRef;
 }
 
-function code(src: KvDType, dst: KvDType): string {
+function code(src: KvStorage, dst: KvStorage): string {
   return `struct Params { Hkv: u32, D4: u32 };
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> list: array<u32>;
@@ -96,7 +96,7 @@ export function kvCompensate(ctx: GpuContext, a: KvCompensateArgs): GpuOp {
     label: "kvCompensate",
     pipeline: ctx.pipeline(
       `kvCompensate:${src.dtype}:${dst.dtype}`,
-      () => code(src.dtype, dst.dtype),
+      () => code(kvStorage(ctx, src.dtype), kvStorage(ctx, dst.dtype)),
     ),
     params: packParams([["u32", src.numKvHeads], ["u32", D4]]),
     buffers: [a.list, src.meta, src.k, src.v, dst.meta, dst.k, dst.v],

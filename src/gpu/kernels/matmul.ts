@@ -21,6 +21,7 @@ import { dispatchOp, type GpuOp, grid2d, packParams, sequenceOp } from "../op.ts
 import type { GpuMatrix, GpuVector } from "../weights.ts";
 import { matmulDecls, type MatmulVariant } from "./matmulCommon.ts";
 import { TILED_BLOCK, tiledGemmCode } from "./tiledGemm.ts";
+import { weightStorage } from "../wgslDtype.ts";
 import { each } from "./wgslUnroll.ts";
 
 /** Arguments of {@link matmul}. */
@@ -222,9 +223,9 @@ export function matmul(ctx: GpuContext, a: MatmulArgs): GpuOp {
   }
   const path = a.path ?? (m === 1 ? "gemv" : ctx.kernels.gemm === "tiled" ? "tiled" : "gemm");
   const v: MatmulVariant = {
-    dtype: w.dtype,
+    dtype: weightStorage(ctx, w.dtype),
     xVec: K % 4 === 0 && ldx % 4 === 0,
-    bias: a.bias?.dtype ?? null,
+    bias: a.bias ? weightStorage(ctx, a.bias.dtype) : null,
     accumulate: a.accumulate ?? false,
   };
   const vkey = `${v.dtype}:${v.xVec}:${v.bias}:${v.accumulate}`;

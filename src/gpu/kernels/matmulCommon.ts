@@ -6,17 +6,16 @@
  * @module
  */
 
-import type { DType } from "../../model/types.ts";
-import { weightDecl } from "../wgslDtype.ts";
+import { weightDecl, type WeightStorage } from "../wgslDtype.ts";
 
 /** The specialisation of a matmul kernel. */
 export interface MatmulVariant {
-  /** Weight dtype. */
-  dtype: DType;
+  /** Weight dtype (storage form). */
+  dtype: WeightStorage;
   /** x rows are vec4-aligned (K and the row stride multiples of 4). */
   xVec: boolean;
-  /** Bias dtype, or null. */
-  bias: DType | null;
+  /** Bias dtype (storage form), or null. */
+  bias: WeightStorage | null;
   /** `y +=` instead of `y =`. */
   accumulate: boolean;
 }

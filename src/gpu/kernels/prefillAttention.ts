@@ -19,7 +19,7 @@
  */
 
 import type { BufferRef, GpuContext } from "../device.ts";
-import { type KvCacheLayer, kvDecl, type KvDType } from "../kvCache.ts";
+import { type KvCacheLayer, kvDecl, type KvStorage, kvStorage } from "../kvCache.ts";
 import { dispatchOp, type GpuOp, packParams } from "../op.ts";
 import { onlineSoftmaxWgsl } from "./attentionCommon.ts";
 
@@ -51,7 +51,7 @@ export interface PrefillAttentionArgs {
   obsStride?: number;
 }
 
-function code(dtype: KvDType, D4: number, withObs: boolean): string {
+function code(dtype: KvStorage, D4: number, withObs: boolean): string {
   const obs = withObs
     ? `
   if (i + p.window >= p.M) {
@@ -95,7 +95,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
  * (`chunks` last for the blocked kernels), `D4`, and bindings 1–6 (q, meta, K, V, out, obs).
  */
 export function prefillPreambleWgsl(
-  dtype: KvDType,
+  dtype: KvStorage,
   D4: number,
   withObs: boolean,
   chunks: boolean,
@@ -183,7 +183,7 @@ export function prefillAttention(ctx: GpuContext, a: PrefillAttentionArgs): GpuO
     label: "prefillAttention",
     pipeline: ctx.pipeline(
       `prefillAttn:${c.dtype}:${D4}:${layout.withObs}`,
-      () => code(c.dtype, D4, layout.withObs),
+      () => code(kvStorage(ctx, c.dtype), D4, layout.withObs),
     ),
     params: prefillParams(a, layout),
     buffers: layout.buffers,

@@ -24,7 +24,7 @@
  */
 
 import type { BufferRef, GpuContext } from "../device.ts";
-import { type KvCacheLayer, kvDecl, type KvDType } from "../kvCache.ts";
+import { type KvCacheLayer, kvDecl, type KvStorage, kvStorage } from "../kvCache.ts";
 import { dispatchOp, type GpuOp, packParams } from "../op.ts";
 
 /** Query positions reduced per workgroup (and per partial slot). */
@@ -50,7 +50,7 @@ export interface ProbeScoresArgs {
   scale?: number;
 }
 
-function code(dtype: KvDType, D4: number): string {
+function code(dtype: KvStorage, D4: number): string {
   const G = PROBE_POSITIONS_PER_GROUP;
   return `struct Params { H: u32, Hkv: u32, group: u32, M: u32, block: u32, offset: u32,
   scale: f32 };
@@ -131,7 +131,10 @@ export function probeScores(ctx: GpuContext, a: ProbeScoresArgs): GpuOp {
   }
   return dispatchOp(ctx, {
     label: "probeScores",
-    pipeline: ctx.pipeline(`probeScores:${c.dtype}:${D / 4}`, () => code(c.dtype, D / 4)),
+    pipeline: ctx.pipeline(
+      `probeScores:${c.dtype}:${D / 4}`,
+      () => code(kvStorage(ctx, c.dtype), D / 4),
+    ),
     params: packParams([
       ["u32", H],
       ["u32", c.numKvHeads],

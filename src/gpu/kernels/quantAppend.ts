@@ -18,7 +18,7 @@
  */
 
 import type { BufferRef, GpuContext } from "../device.ts";
-import { kvDecl } from "../kvCache.ts";
+import { kvDecl, type KvStorage, kvStorage } from "../kvCache.ts";
 import { dispatchOp, type GpuOp, packParams } from "../op.ts";
 import { quantBuffersWgsl, quantConstsWgsl, type QuantKvLayer } from "../quantKvCache.ts";
 import { packBlockWgsl } from "./quantPackWgsl.ts";
@@ -35,13 +35,13 @@ export interface QuantAppendArgs {
   m: number;
 }
 
-function code(c: QuantKvLayer): string {
+function code(c: QuantKvLayer, storage: KvStorage): string {
   return `struct Params { Hkv: u32, M: u32, vq0: u32, vp0: u32, one: f32 };
 @group(0) @binding(0) var<uniform> p: Params;
 ${quantConstsWgsl(c.headDim, c.quant)}
 @group(0) @binding(1) var<storage, read_write> kvmeta: array<u32>;
-${kvDecl("RK", 2, c.dtype, true)}
-${kvDecl("RV", 3, c.dtype, true)}
+${kvDecl("RK", 2, storage, true)}
+${kvDecl("RV", 3, storage, true)}
 @group(0) @binding(4) var<storage, read> ks: array<vec4<f32>>;
 @group(0) @binding(5) var<storage, read> vs: array<vec4<f32>>;
 ${quantBuffersWgsl(6, true)}
@@ -95,7 +95,7 @@ export function quantAppend(ctx: GpuContext, a: QuantAppendArgs): GpuOp {
   const key = `quantAppend:${c.dtype}:${c.headDim}:${c.quant.bits}:${c.quant.group}`;
   return dispatchOp(ctx, {
     label: "quantAppend",
-    pipeline: ctx.pipeline(key, () => code(c)),
+    pipeline: ctx.pipeline(key, () => code(c, kvStorage(ctx, c.dtype))),
     params: packParams([
       ["u32", c.numKvHeads],
       ["u32", a.m],

@@ -15,7 +15,7 @@
  */
 
 import type { GpuContext } from "../device.ts";
-import { type KvCacheLayer, kvDecl } from "../kvCache.ts";
+import { type KvCacheLayer, kvDecl, type KvStorage, kvStorage } from "../kvCache.ts";
 import { dispatchOp, type GpuOp, packParams } from "../op.ts";
 import { quantBuffersWgsl, quantConstsWgsl, type QuantKvLayer } from "../quantKvCache.ts";
 import { packBlockWgsl } from "./quantPackWgsl.ts";
@@ -28,16 +28,16 @@ export interface QuantConvertArgs {
   dst: QuantKvLayer;
 }
 
-function code(src: KvCacheLayer, dst: QuantKvLayer): string {
+function code(dst: QuantKvLayer, ss: KvStorage, ds: KvStorage): string {
   return `struct Params { Hkv: u32, last: u32, vq0: u32, vp0: u32, one: f32 };
 @group(0) @binding(0) var<uniform> p: Params;
 ${quantConstsWgsl(dst.headDim, dst.quant)}
 @group(0) @binding(1) var<storage, read> smeta: array<u32>;
-${kvDecl("SK", 2, src.dtype, false)}
-${kvDecl("SV", 3, src.dtype, false)}
+${kvDecl("SK", 2, ss, false)}
+${kvDecl("SV", 3, ss, false)}
 @group(0) @binding(4) var<storage, read_write> dmeta: array<u32>;
-${kvDecl("RK", 5, dst.dtype, true)}
-${kvDecl("RV", 6, dst.dtype, true)}
+${kvDecl("RK", 5, ds, true)}
+${kvDecl("RV", 6, ds, true)}
 ${quantBuffersWgsl(7, true)}
 ${packBlockWgsl("SK4", "SV4")}
 var<workgroup> wm: array<u32, 7>;
@@ -93,7 +93,10 @@ export function quantConvert(ctx: GpuContext, a: QuantConvertArgs): GpuOp {
   const key = `quantConvert:${src.dtype}:${dst.dtype}:${dst.headDim}:${dst.quant.bits}:${G}`;
   return dispatchOp(ctx, {
     label: "quantConvert",
-    pipeline: ctx.pipeline(key, () => code(src, dst)),
+    pipeline: ctx.pipeline(
+      key,
+      () => code(dst, kvStorage(ctx, src.dtype), kvStorage(ctx, dst.dtype)),
+    ),
     params: packParams([
       ["u32", dst.numKvHeads],
       ["u32", maxBlocks],

@@ -29,7 +29,7 @@
  */
 
 import type { BufferRef, GpuContext } from "../device.ts";
-import { kvDecl } from "../kvCache.ts";
+import { kvDecl, type KvStorage, kvStorage } from "../kvCache.ts";
 import { dispatchOp, type GpuOp, packParams, sequenceOp } from "../op.ts";
 import {
   codeWords,
@@ -105,7 +105,7 @@ ${each(G, (r) => `        o${r}_${d} = o${r}_${d} * c${r} + p${r} * v;`)} }`)
 }
 
 /** Split pass for layer `c`, `G` query heads per thread (see the module doc). */
-function splitCode(c: QuantKvLayer, G: number, WG: number): string {
+function splitCode(c: QuantKvLayer, G: number, WG: number, storage: KvStorage): string {
   const D = c.headDim, D4 = D / 4, { bits, group } = c.quant;
   const perWord = 32 / bits, W = codeWords(D, bits), NG = Math.ceil(D / group);
   // Channels 4d … 4d+3 lie in one code word (32/bits is a multiple of 4): constant word, shifts.
@@ -145,8 +145,8 @@ ${each(D4, (d) => `      let k${d} = RK4(row + ${d}u);`)}`,
 ${quantConstsWgsl(D, c.quant)}
 @group(0) @binding(1) var<storage, read> Q: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> kvmeta: array<u32>;
-${kvDecl("RK", 3, c.dtype, false)}
-${kvDecl("RV", 4, c.dtype, false)}
+${kvDecl("RK", 3, storage, false)}
+${kvDecl("RV", 4, storage, false)}
 ${quantBuffersWgsl(5, false)}
 @group(0) @binding(7) var<storage, read_write> part: array<vec4<f32>>;
 @compute @workgroup_size(${WG})
@@ -223,7 +223,7 @@ export function quantDecodeAttention(ctx: GpuContext, a: QuantDecodeAttentionArg
   const key = `quantDecodeAttnG:${c.dtype}:${D}:${c.quant.bits}:${c.quant.group}:${G}:${WG}`;
   const split = dispatchOp(ctx, {
     label: "quantDecodeAttention.split",
-    pipeline: ctx.pipeline(key, () => splitCode(c, G, WG)),
+    pipeline: ctx.pipeline(key, () => splitCode(c, G, WG, kvStorage(ctx, c.dtype))),
     params: packParams([
       ["u32", H],
       ["u32", c.numKvHeads],

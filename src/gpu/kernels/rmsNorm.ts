@@ -7,11 +7,10 @@
  * @module
  */
 
-import type { DType } from "../../model/types.ts";
 import type { BufferRef, GpuContext } from "../device.ts";
 import { dispatchOp, type GpuOp, grid2d, packParams } from "../op.ts";
 import type { GpuVector } from "../weights.ts";
-import { weightDecl } from "../wgslDtype.ts";
+import { weightDecl, type WeightStorage, weightStorage } from "../wgslDtype.ts";
 
 /** Arguments of {@link rmsNorm}. */
 export interface RmsNormArgs {
@@ -31,7 +30,7 @@ export interface RmsNormArgs {
   outRowStride?: number;
 }
 
-function code(dtype: DType): string {
+function code(dtype: WeightStorage): string {
   return `struct Params { H: u32, M: u32, eps: f32, ldx: u32, ldo: u32 };
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> X: array<f32>;
@@ -68,7 +67,10 @@ export function rmsNorm(ctx: GpuContext, a: RmsNormArgs): GpuOp {
   const H = a.weight.length;
   return dispatchOp(ctx, {
     label: `rmsNorm(${a.weight.name})`,
-    pipeline: ctx.pipeline(`rmsNorm:${a.weight.dtype}`, () => code(a.weight.dtype)),
+    pipeline: ctx.pipeline(
+      `rmsNorm:${a.weight.dtype}`,
+      () => code(weightStorage(ctx, a.weight.dtype)),
+    ),
     params: packParams([
       ["u32", H],
       ["u32", a.m],

@@ -20,7 +20,7 @@
  */
 
 import type { BufferRef, GpuContext } from "../device.ts";
-import type { KvCacheLayer, KvDType } from "../kvCache.ts";
+import { type KvCacheLayer, type KvStorage, kvStorage } from "../kvCache.ts";
 import { decodeSplitPreambleWgsl } from "./attentionCommon.ts";
 import { dispatchOp, type GpuOp, packParams } from "../op.ts";
 import { each } from "./wgslUnroll.ts";
@@ -52,7 +52,7 @@ export interface WorkgroupDecodeSplitArgs {
   headsPerGroup: number;
 }
 
-function code(dtype: KvDType, D4: number, G: number): string {
+function code(dtype: KvStorage, D4: number, G: number): string {
   const pairs = G * D4;
   // Key slices per output pair in step 3: spare threads take a share of the keys.
   const reps = Math.max(1, Math.floor(WG / pairs));
@@ -168,7 +168,10 @@ export function workgroupDecodeSplit(ctx: GpuContext, a: WorkgroupDecodeSplitArg
   }
   return dispatchOp(ctx, {
     label: "decodeAttention.split",
-    pipeline: ctx.pipeline(`decodeAttnWg:${c.dtype}:${D4}:${G}`, () => code(c.dtype, D4, G)),
+    pipeline: ctx.pipeline(
+      `decodeAttnWg:${c.dtype}:${D4}:${G}`,
+      () => code(kvStorage(ctx, c.dtype), D4, G),
+    ),
     params: packParams([
       ["u32", a.numHeads],
       ["u32", c.numKvHeads],

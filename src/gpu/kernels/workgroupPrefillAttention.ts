@@ -19,7 +19,7 @@
  */
 
 import type { GpuContext } from "../device.ts";
-import type { KvDType } from "../kvCache.ts";
+import { type KvStorage, kvStorage } from "../kvCache.ts";
 import { dispatchOp, type GpuOp } from "../op.ts";
 import {
   type PrefillAttentionArgs,
@@ -43,7 +43,7 @@ function headsPerBlock(group: number): number {
   return 1;
 }
 
-function code(dtype: KvDType, D4: number, G: number, BK: number, withObs: boolean): string {
+function code(dtype: KvStorage, D4: number, G: number, BK: number, withObs: boolean): string {
   const BQ = WG / G;
   const dot = (k: (d: number) => string) => each(D4, (d) => `dot(q${d}, ${k(d)})`, " + ");
   // Cooperative load of keys [t0, t0 + BK) (clamped) into workgroup memory.
@@ -146,7 +146,7 @@ export function workgroupPrefillAttention(ctx: GpuContext, a: PrefillAttentionAr
     label: "prefillAttention",
     pipeline: ctx.pipeline(
       `prefillAttnWg:${c.dtype}:${D4}:${G}:${BK}:${layout.withObs}`,
-      () => code(c.dtype, D4, G, BK, layout.withObs),
+      () => code(kvStorage(ctx, c.dtype), D4, G, BK, layout.withObs),
     ),
     params: prefillParams(a, layout, group / G),
     buffers: layout.buffers,
