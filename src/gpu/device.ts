@@ -270,9 +270,10 @@ export class GpuContext {
     let p = this.#pipelines.get(key);
     if (!p) {
       const wgsl = code();
-      // f16 storage (kernels.f16 = native) needs the directive, which must open the module.
+      // f16 storage (kernels.f16 = native: `vec4<f16>` arrays) needs the directive, which must
+      // open the module.
       const module = this.device.createShaderModule({
-        code: /\bf16\b/.test(wgsl) ? `enable f16;\n${wgsl}` : wgsl,
+        code: wgsl.includes("<f16>") ? `enable f16;\n${wgsl}` : wgsl,
         label: key,
       });
       p = this.device.createComputePipeline({
