@@ -72,21 +72,48 @@ export function keepAllHeads(numKvHeads: number, n: number): number[][] {
 }
 
 /**
+ * The value at index `k` of `a` sorted ascending (quickselect, median-of-three pivots; reorders
+ * `a`). Falls back to a native sort of the remaining range after ~4·log₂(n) partitions.
+ */
+function nthSmallest(a: Float64Array, k: number): number {
+  let lo = 0, hi = a.length - 1;
+  let budget = 4 * Math.ceil(Math.log2(a.length + 1)) + 8;
+  while (hi > lo) {
+    if (budget-- === 0) return a.subarray(lo, hi + 1).sort()[k - lo];
+    const x = a[lo], y = a[(lo + hi) >>> 1], z = a[hi];
+    const pivot = x < y ? (y < z ? y : x < z ? z : x) : (x < z ? x : y < z ? z : y);
+    let i = lo, j = hi;
+    while (i <= j) {
+      while (a[i] < pivot) i++;
+      while (a[j] > pivot) j--;
+      if (i <= j) {
+        const t = a[i];
+        a[i++] = a[j];
+        a[j--] = t;
+      }
+    }
+    if (k <= j) hi = j;
+    else if (k >= i) lo = i;
+    else return a[k];
+  }
+  return a[k];
+}
+
+/**
  * The indices of the `count` largest `scores` (higher score first, ties → lower index),
  * returned in increasing index order. `count` is clamped to `[0, scores.length]`; scores must not
- * be NaN. The threshold (the `count`-th largest score) comes from a native numeric sort of a
- * copy, then one pass keeps everything above it and the first of the ties: 16K scores × 8 heads
- * took ≈ 60 ms per layer with an index sort by comparator, the press's main CPU cost on a GPU.
+ * be NaN. The threshold (the `count`-th largest score) comes from a quickselect on a copy, then one
+ * pass keeps everything above it and the first of the ties: 16K scores × 8 heads took ≈ 60 ms per
+ * layer with an index sort by comparator, the press's main CPU cost on a GPU.
  */
 export function topPositions(scores: ArrayLike<number>, count: number): number[] {
   const n = scores.length;
   const take = Math.max(0, Math.min(count, n));
   if (take === n) return allPositions(n);
   if (take === 0) return [];
-  const sorted = Float64Array.from(scores).sort();
-  const threshold = sorted[n - take];
+  const threshold = nthSmallest(Float64Array.from(scores), n - take);
   let ties = take;
-  for (let i = n - take; i < n; i++) if (sorted[i] > threshold) ties--;
+  for (let i = 0; i < n; i++) if (scores[i] > threshold) ties--;
   const out: number[] = [];
   for (let i = 0; i < n; i++) {
     const s = scores[i];

@@ -29,3 +29,22 @@ Deno.test("topPositions equals the index sort on random scores with many ties", 
   assert.deepEqual(topPositions(Float32Array.of(0, -0, 0), 2), [0, 1]);
   assert.deepEqual(topPositions([3, 1, 3, 2, 3], 2), [0, 2]);
 });
+
+Deno.test("topPositions equals the index sort on long, sorted, reversed, constant and organ-pipe inputs", () => {
+  let state = 11;
+  const rand = () => (state = (state * 1103515245 + 12345) >>> 0) / 4294967296;
+  const n = 3000;
+  const inputs: Record<string, number[]> = {
+    random: Array.from({ length: n }, rand),
+    ascending: Array.from({ length: n }, (_, i) => i),
+    descending: Array.from({ length: n }, (_, i) => n - i),
+    constant: Array(n).fill(0.5),
+    organPipe: Array.from({ length: n }, (_, i) => Math.min(i, n - 1 - i)),
+    fewLevels: Array.from({ length: n }, () => Math.floor(rand() * 3)),
+  };
+  for (const [name, scores] of Object.entries(inputs)) {
+    for (const count of [1, 7, 992, 1500, n - 1]) {
+      assert.deepEqual(topPositions(scores, count), byIndexSort(scores, count), `${name} ${count}`);
+    }
+  }
+});
