@@ -87,3 +87,16 @@ ${kvDecl("KC", 3, dtype, false)}
 ${kvDecl("VC", 4, dtype, false)}
 @group(0) @binding(5) var<storage, read_write> part: array<vec4<f32>>;`;
 }
+
+/**
+ * WGSL statements reading KV head `kvh`'s cache metadata (`kvCache.ts` meta; `kvmeta` and `p.Hkv`
+ * in scope): `base` (first row), `len`, and its logit bias as `biasRow` (absolute row, or
+ * 0xffffffff for none) and `biasValue`.
+ */
+export function kvHeadMetaWgsl(): string {
+  return `  let base = kvmeta[kvh];
+  let len = kvmeta[p.Hkv + kvh];
+  let br = kvmeta[5u * p.Hkv + kvh];
+  let biasRow = select(0xffffffffu, base + br, br != 0xffffffffu);
+  let biasValue = bitcast<f32>(kvmeta[6u * p.Hkv + kvh]);`;
+}

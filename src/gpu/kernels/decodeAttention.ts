@@ -21,7 +21,7 @@
 import type { BufferRef, GpuContext } from "../device.ts";
 import { type KvCacheLayer, type KvStorage, kvStorage } from "../kvCache.ts";
 import { dispatchOp, type GpuOp, packParams, sequenceOp } from "../op.ts";
-import { ATTENTION_TILE, decodeSplitPreambleWgsl } from "./attentionCommon.ts";
+import { ATTENTION_TILE, decodeSplitPreambleWgsl, kvHeadMetaWgsl } from "./attentionCommon.ts";
 import { each, maxOf } from "./wgslUnroll.ts";
 import { MAX_SPLIT, workgroupDecodeSplit } from "./workgroupDecodeAttention.ts";
 
@@ -117,11 +117,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   if (s >= p.splits) { return; }
   let kvh = gid.y / p.chunks;
   let h0 = kvh * p.group + (gid.y % p.chunks) * ${G}u;
-  let base = kvmeta[kvh];
-  let len = kvmeta[p.Hkv + kvh];
-  let br = kvmeta[5u * p.Hkv + kvh];
-  let biasRow = select(0xffffffffu, base + br, br != 0xffffffffu);
-  let biasValue = bitcast<f32>(kvmeta[6u * p.Hkv + kvh]);
+${kvHeadMetaWgsl()}
   let j0 = s * p.splitSize;
   let j1 = min(j0 + p.splitSize, len);
 ${

@@ -27,6 +27,7 @@ import {
   prefillParams,
   prefillPreambleWgsl,
 } from "./prefillAttention.ts";
+import { kvHeadMetaWgsl } from "./attentionCommon.ts";
 import { each, maxOf } from "./wgslUnroll.ts";
 
 /** Arguments of {@link flashPrefillAttention}: those of `prefillAttention` plus the block shape. */
@@ -81,11 +82,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   if (i0 >= p.M) { return; }
   let kvh = gid.y / p.chunks;
   let h0 = kvh * p.group + (gid.y % p.chunks) * ${HT}u;
-  let base = kvmeta[kvh];
-  let len = kvmeta[p.Hkv + kvh];
-  let br = kvmeta[5u * p.Hkv + kvh];
-  let biasRow = select(0xffffffffu, base + br, br != 0xffffffffu);
-  let biasValue = bitcast<f32>(kvmeta[6u * p.Hkv + kvh]);
+${kvHeadMetaWgsl()}
 ${
     each(QT, (a) =>
       `  let qi${a} = min(i0 + ${a}u, p.M - 1u);

@@ -21,7 +21,7 @@
 
 import type { BufferRef, GpuContext } from "../device.ts";
 import { type KvCacheLayer, type KvStorage, kvStorage } from "../kvCache.ts";
-import { decodeSplitPreambleWgsl } from "./attentionCommon.ts";
+import { decodeSplitPreambleWgsl, kvHeadMetaWgsl } from "./attentionCommon.ts";
 import { dispatchOp, type GpuOp, packParams } from "../op.ts";
 import { each } from "./wgslUnroll.ts";
 
@@ -80,11 +80,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let s = wid.x;
   let kvh = wid.y / p.chunks;
   let h0 = kvh * p.group + (wid.y % p.chunks) * G;
-  let base = kvmeta[kvh];
-  let len = kvmeta[p.Hkv + kvh];
-  let br = kvmeta[5u * p.Hkv + kvh];
-  let biasRow = select(0xffffffffu, base + br, br != 0xffffffffu);
-  let biasValue = bitcast<f32>(kvmeta[6u * p.Hkv + kvh]);
+${kvHeadMetaWgsl()}
   let j0 = s * p.splitSize;
   let n = select(0u, min(p.splitSize, len - j0), j0 < len);
   for (var i = t; i < G * D4; i += ${WG}u) {

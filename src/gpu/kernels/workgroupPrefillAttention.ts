@@ -27,6 +27,7 @@ import {
   prefillParams,
   prefillPreambleWgsl,
 } from "./prefillAttention.ts";
+import { kvHeadMetaWgsl } from "./attentionCommon.ts";
 import { each } from "./wgslUnroll.ts";
 
 /** Threads (query, head rows) per workgroup. */
@@ -91,11 +92,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let i = i0 + li / ${G}u;
   let valid = i < p.M;
   let qi = min(i, p.M - 1u);
-  let base = kvmeta[kvh];
-  let len = kvmeta[p.Hkv + kvh];
-  let br = kvmeta[5u * p.Hkv + kvh];
-  let biasRow = select(0xffffffffu, base + br, br != 0xffffffffu);
-  let biasValue = bitcast<f32>(kvmeta[6u * p.Hkv + kvh]);
+${kvHeadMetaWgsl()}
   let lim = u32(max(i32(len) - i32(p.M) + i32(qi) + 1, 0));
   // Keys any row of the block sees: up to the last (clamped) query's limit.
   let jmax = u32(max(i32(len) - i32(p.M) + i32(min(i0 + ${BQ - 1}u, p.M - 1u)) + 1, 0));
