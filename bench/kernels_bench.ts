@@ -13,6 +13,9 @@ import { flashPrefillAttention } from "../src/gpu/kernels/flashPrefillAttention.
 import { fusedGemv } from "../src/gpu/kernels/fusedGemv.ts";
 import { matmul } from "../src/gpu/kernels/matmul.ts";
 import { prefillAttention } from "../src/gpu/kernels/prefillAttention.ts";
+import { quantConvert } from "../src/gpu/kernels/quantConvert.ts";
+import { quantDecodeAttention } from "../src/gpu/kernels/quantDecodeAttention.ts";
+import { createQuantKvLayer } from "../src/gpu/quantKvCache.ts";
 import { workgroupPrefillAttention } from "../src/gpu/kernels/workgroupPrefillAttention.ts";
 import { createKvCacheLayer } from "../src/gpu/kvCache.ts";
 import { type GpuOp, runOps } from "../src/gpu/op.ts";
@@ -69,6 +72,20 @@ for (const dtype of ["F32", "F16", "BF16"] as const) {
     bench(
       `decodeAttention (${kernel}) H32/KV8 D64 L4096`,
       decodeAttention(ctx, { cache, q, out, numHeads: H, kernel }),
+    );
+  }
+  // The same cache quantised to 4 bits (groups of 32, a residual of 32): the `quant` press's layout.
+  const quant = createQuantKvLayer(ctx, {
+    headDim: D,
+    dtype: "f32",
+    quant: { bits: 4, group: 32, residuals: Array(Hkv).fill(32) },
+    maxEntries: Array(Hkv).fill(L),
+  });
+  runOps(ctx, [quantConvert(ctx, { src: cache, dst: quant })]);
+  for (const kernel of ["thread", "workgroup"] as const) {
+    bench(
+      `quantDecodeAttention (${kernel}) 4-bit H32/KV8 D64 L4096`,
+      quantDecodeAttention(ctx, { cache: quant, q, out, numHeads: H, kernel }),
     );
   }
   bench(

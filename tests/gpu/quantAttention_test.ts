@@ -3,7 +3,8 @@
  * reference's dequantised entries plus the full-precision residual — with GQA groups of 1 to 12
  * (12: two chunks of 6 heads per thread), ragged and empty heads, an unquantised head in the same
  * layer, splits that straddle key blocks and the packed / residual boundary, value groups that are
- * not multiples of 4, and blocks packed between decode steps.
+ * not multiples of 4, and blocks packed between decode steps; both split passes (thread per split
+ * for CPU adapters, workgroup per split for GPUs).
  */
 import { kvAppend } from "../../src/gpu/kernels/kvAppend.ts";
 import { quantAppend } from "../../src/gpu/kernels/quantAppend.ts";
@@ -32,6 +33,8 @@ interface Case {
   quantised: boolean[];
   /** Per KV head: whether decode appends reach it (false: it keeps its prefill entries only). */
   grows: boolean[];
+  /** Split pass. */
+  kernel: "thread" | "workgroup";
 }
 
 /** Prefill `caps`, convert, then decode 2G + 1 steps (attention also before the first append). */
@@ -57,7 +60,14 @@ async function runCase(ctx: GpuContext, c: Case): Promise<void> {
   const q = ctx.createBuffer(H * D * 4), out = ctx.createBuffer(H * D * 4);
   const kn = ctx.createBuffer(Hkv * D * 4), vn = ctx.createBuffer(Hkv * D * 4);
   const append = quantAppend(ctx, { cache, k: kn, v: vn, m: 1 });
-  const attend = quantDecodeAttention(ctx, { cache, q, out, numHeads: H, splitSize: c.splitSize });
+  const attend = quantDecodeAttention(ctx, {
+    cache,
+    q,
+    out,
+    numHeads: H,
+    splitSize: c.splitSize,
+    kernel: c.kernel,
+  });
   for (let step = -1; step < steps; step++) {
     const qs = randomF32(rand, H * D, 2);
     ctx.write(q, 0, qs);
@@ -103,28 +113,33 @@ const cases: Array<[number, number, number, number, number, KvDType, number | un
   [4, 32, 32, 64, 4, "f32", undefined],
 ];
 
-for (const [bits, group, residual, D, gqa, dtype, splitSize] of cases) {
-  gpuTest(
-    `quant attention b${bits} G${group} R${residual} D${D} GQA${gqa} ${dtype} split ${
-      splitSize ?? "default"
-    }: packed + residual`,
-    (ctx) => runCase(ctx, { ...base, bits, group, residual, D, gqa, dtype, splitSize }),
-  );
+for (const kernel of ["thread", "workgroup"] as const) {
+  for (const [bits, group, residual, D, gqa, dtype, splitSize] of cases) {
+    gpuTest(
+      `quant attention (${kernel}) b${bits} G${group} R${residual} D${D} GQA${gqa} ${dtype} split ${
+        splitSize ?? "default"
+      }: packed + residual`,
+      (ctx) => runCase(ctx, { ...base, bits, group, residual, D, gqa, dtype, splitSize, kernel }),
+    );
+  }
 }
 
-gpuTest(
-  "quant attention: empty heads (never filled, or filled only by decode) output zeros",
-  (ctx) =>
-    runCase(ctx, {
-      bits: 4,
-      group: 4,
-      residual: 3,
-      D: 8,
-      gqa: 2,
-      dtype: "f32",
-      splitSize: 8,
-      caps: [41, 0, 0, 23],
-      quantised: [true, true, true, false],
-      grows: [true, false, true, true],
-    }),
-);
+for (const kernel of ["thread", "workgroup"] as const) {
+  gpuTest(
+    `quant attention (${kernel}): empty heads (never filled, or filled only by decode) give zeros`,
+    (ctx) =>
+      runCase(ctx, {
+        kernel,
+        bits: 4,
+        group: 4,
+        residual: 3,
+        D: 8,
+        gqa: 2,
+        dtype: "f32",
+        splitSize: 8,
+        caps: [41, 0, 0, 23],
+        quantised: [true, true, true, false],
+        grows: [true, false, true, true],
+      }),
+  );
+}

@@ -25,6 +25,9 @@
  * Split bindings: 0 params, 1 q f32, 2 meta, 3 residual K, 4 residual V, 5 codes, 6 pairs (read),
  * 7 scratch (read_write).
  *
+ * That split pass is the one for CPU adapters; where `ctx.kernels.decode` is `workgroup` (GPUs),
+ * `workgroupQuantDecodeAttention.ts` writes the same partials with a workgroup per split.
+ *
  * @module
  */
 
@@ -47,6 +50,8 @@ import {
   withOwnedScratch,
 } from "./decodeAttention.ts";
 import { each } from "./wgslUnroll.ts";
+import { MAX_SPLIT } from "./workgroupDecodeAttention.ts";
+import { workgroupQuantDecodeSplit } from "./workgroupQuantDecodeAttention.ts";
 
 /** Arguments of {@link quantDecodeAttention}. */
 export interface QuantDecodeAttentionArgs {
@@ -64,6 +69,8 @@ export interface QuantDecodeAttentionArgs {
   scratch?: GPUBuffer;
   /** Entries per split (default: about 64 splits over the largest head, at least 32). */
   splitSize?: number;
+  /** Split pass: thread per split (CPU adapters) or workgroup per split (default: `ctx.kernels`). */
+  kernel?: "thread" | "workgroup";
 }
 
 /** Largest number of entries any head of `c` can hold (packed slots + residual rows). */
@@ -211,7 +218,11 @@ export function quantDecodeAttention(ctx: GpuContext, a: QuantDecodeAttentionArg
     throw new RangeError(`quantDecodeAttention: ${H} query heads for ${c.numKvHeads} KV heads`);
   }
   const maxEntries = quantMaxEntries(c);
-  const splitSize = a.splitSize ?? defaultSplitSize(maxEntries, decodeSplitTarget(ctx));
+  const kernel = a.kernel ?? ctx.kernels.decode;
+  const splitSize = a.splitSize ??
+    (kernel === "workgroup"
+      ? Math.min(MAX_SPLIT, defaultSplitSize(maxEntries))
+      : defaultSplitSize(maxEntries, decodeSplitTarget(ctx)));
   const splits = Math.max(1, Math.ceil(maxEntries / splitSize));
   const need = decodeScratchBytes(H, D, maxEntries, splitSize);
   let owned: GPUBuffer | null = null;
@@ -221,23 +232,35 @@ export function quantDecodeAttention(ctx: GpuContext, a: QuantDecodeAttentionArg
   const G = decodeHeadsPerThread(group), chunks = group / G;
   const WG = SPLIT_WG;
   const key = `quantDecodeAttnG:${c.dtype}:${D}:${c.quant.bits}:${c.quant.group}:${G}:${WG}`;
-  const split = dispatchOp(ctx, {
-    label: "quantDecodeAttention.split",
-    pipeline: ctx.pipeline(key, () => splitCode(c, G, WG, kvStorage(ctx, c.dtype))),
-    params: packParams([
-      ["u32", H],
-      ["u32", c.numKvHeads],
-      ["u32", group],
-      ["u32", splits],
-      ["u32", splitSize],
-      ["f32", a.scale ?? 1 / Math.sqrt(D)],
-      ["u32", c.valueCodes],
-      ["u32", c.valueParams],
-      ["u32", chunks],
-    ]),
-    buffers: [a.q, c.meta, c.rk, c.rv, c.codes, c.params, scratch],
-    workgroups: [Math.ceil(splits / WG), c.numKvHeads * chunks],
-  });
+  const scale = a.scale ?? 1 / Math.sqrt(D);
+  const split = kernel === "workgroup"
+    ? workgroupQuantDecodeSplit(ctx, {
+      cache: c,
+      q: a.q,
+      numHeads: H,
+      scale,
+      scratch,
+      splits,
+      splitSize,
+      headsPerGroup: G,
+    })
+    : dispatchOp(ctx, {
+      label: "quantDecodeAttention.split",
+      pipeline: ctx.pipeline(key, () => splitCode(c, G, WG, kvStorage(ctx, c.dtype))),
+      params: packParams([
+        ["u32", H],
+        ["u32", c.numKvHeads],
+        ["u32", group],
+        ["u32", splits],
+        ["u32", splitSize],
+        ["f32", scale],
+        ["u32", c.valueCodes],
+        ["u32", c.valueParams],
+        ["u32", chunks],
+      ]),
+      buffers: [a.q, c.meta, c.rk, c.rv, c.codes, c.params, scratch],
+      workgroups: [Math.ceil(splits / WG), c.numKvHeads * chunks],
+    });
   const reduce = decodeReduce(ctx, { scratch, out: a.out, numHeads: H, headDim: D, splits });
   return withOwnedScratch(ctx, sequenceOp("quantDecodeAttention", [split, reduce]), owned);
 }

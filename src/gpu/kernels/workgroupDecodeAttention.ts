@@ -52,10 +52,46 @@ export interface WorkgroupDecodeSplitArgs {
   headsPerGroup: number;
 }
 
-function code(dtype: KvStorage, D4: number, G: number): string {
+/**
+ * WGSL declarations shared by the workgroup split passes (this one and the quantised one in
+ * `workgroupQuantDecodeAttention.ts`): `S`, and the workgroup arrays `qs` (the chunk's `G`
+ * scaled queries), `sc` (scores, then probabilities, `[G][S]`), `red` (tree reductions) and `acc`
+ * (value slices).
+ */
+export function workgroupSplitDeclsWgsl(G: number, D4: number): string {
   const pairs = G * D4;
-  // Key slices per output pair in step 3: spare threads take a share of the keys.
-  const reps = Math.max(1, Math.floor(WG / pairs));
+  return `const S = ${MAX_SPLIT}u;
+var<workgroup> qs: array<vec4<f32>, ${pairs}>;
+var<workgroup> sc: array<f32, ${G * MAX_SPLIT}>;
+var<workgroup> red: array<f32, ${G * WG}>;
+var<workgroup> acc: array<vec4<f32>, ${valueSlices(G, D4) * pairs}>;`;
+}
+
+/** Key slices per output pair in step 3: spare threads take a share of the keys. */
+function valueSlices(G: number, D4: number): number {
+  return Math.max(1, Math.floor(WG / (G * D4)));
+}
+
+/**
+ * WGSL statements loading the chunk's `G` queries (heads `h0 …`), scaled by `p.scale`, into `qs`
+ * (`p.q04`: first query vec4).
+ */
+export function workgroupLoadQueriesWgsl(G: number, D4: number): string {
+  return `  for (var i = t; i < ${G * D4}u; i += ${WG}u) {
+    qs[i] = Q[p.q04 + (h0 + i / ${D4}u) * ${D4}u + i % ${D4}u] * p.scale;
+  }
+  workgroupBarrier();`;
+}
+
+/**
+ * WGSL statements after the scores: with `sc` filled for entries `0 … n−1` of the split and each
+ * thread's maxima in `m0 … m{G−1}`, computes the per-head maxima and sums, then O = Σ p_j v_j
+ * (thread t owns one (head, 4 dims) pair and a slice of the entries, so a value row is read by
+ * consecutive threads) and writes the partials of split `s`. `value` is a WGSL expression of the
+ * value vec4 `d` (runtime) of split entry `jj`.
+ */
+export function workgroupSoftmaxValuesWgsl(G: number, D4: number, value: string): string {
+  const pairs = G * D4, reps = valueSlices(G, D4);
   const tree = (op: (a: string, b: string) => string) =>
     `  for (var st = ${WG / 2}u; st > 0u; st >>= 1u) {
     if (t < st) {
@@ -68,42 +104,7 @@ ${
     }
     workgroupBarrier();
   }`;
-  return `${decodeSplitPreambleWgsl(dtype, D4)}
-const G = ${G}u;
-const S = ${MAX_SPLIT}u;
-var<workgroup> qs: array<vec4<f32>, ${pairs}>;
-var<workgroup> sc: array<f32, ${G * MAX_SPLIT}>;
-var<workgroup> red: array<f32, ${G * WG}>;
-var<workgroup> acc: array<vec4<f32>, ${reps * pairs}>;
-@compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
-  let s = wid.x;
-  let kvh = wid.y / p.chunks;
-  let h0 = kvh * p.group + (wid.y % p.chunks) * G;
-${kvHeadMetaWgsl()}
-  let j0 = s * p.splitSize;
-  let n = select(0u, min(p.splitSize, len - j0), j0 < len);
-  for (var i = t; i < G * D4; i += ${WG}u) {
-    qs[i] = Q[p.q04 + (h0 + i / D4) * D4 + i % D4] * p.scale;
-  }
-  workgroupBarrier();
-  // 1. scores, and each thread's maximum per head
-${each(G, (g) => `  var m${g} = NEG;`)}
-  for (var jj = t; jj < n; jj += ${WG}u) {
-    let e = base + j0 + jj;
-    let row = e * D4;
-    let bias = select(0.0, biasValue, e == biasRow);
-${each(D4, (d) => `    let k${d} = KC4(row + ${d}u);`)}
-${
-    each(G, (g) =>
-      `    let s${g} = ${
-        each(D4, (d) => `dot(qs[${g * D4 + d}u], k${d})`, " + ")
-      } + bias;
-    sc[${g}u * S + jj] = s${g};
-    m${g} = max(m${g}, s${g});`)
-  }
-  }
-  // 2. maxima, then probabilities and their sums
+  return `  // 2. maxima, then probabilities and their sums
 ${each(G, (g) => `  red[${g * WG}u + t] = m${g};`)}
   workgroupBarrier();
 ${tree((a, b) => `max(${a}, ${b})`)}
@@ -124,11 +125,11 @@ ${tree((a, b) => `${a} + ${b}`)}
   // 3. O = Σ p_j v_j: thread t owns pair t % ${pairs} (head, 4 dims) and keys ≡ t / ${pairs}
   for (var i = t; i < ${reps * pairs}u; i += ${WG}u) {
     let pair = i % ${pairs}u;
-    let g = pair / D4;
-    let d = pair % D4;
+    let g = pair / ${D4}u;
+    let d = pair % ${D4}u;
     var o = vec4<f32>(0.0);
     for (var jj = i / ${pairs}u; jj < n; jj += ${reps}u) {
-      o += sc[g * S + jj] * VC4((base + j0 + jj) * D4 + d);
+      o += sc[g * S + jj] * ${value};
     }
     acc[i] = o;
   }
@@ -136,17 +137,48 @@ ${tree((a, b) => `${a} + ${b}`)}
   for (var pair = t; pair < ${pairs}u; pair += ${WG}u) {
     var o = acc[pair];
     for (var r = 1u; r < ${reps}u; r++) { o += acc[r * ${pairs}u + pair]; }
-    let g = pair / D4;
-    part[((h0 + g) * p.splits + s) * (D4 + 1u) + pair % D4] = o;
+    let g = pair / ${D4}u;
+    part[((h0 + g) * p.splits + s) * (${D4}u + 1u) + pair % ${D4}u] = o;
   }
 ${
     each(G, (g) =>
       `  if (t == ${g}u) {
-    part[((h0 + ${g}u) * p.splits + s) * (D4 + 1u) + D4] = vec4<f32>(mx${g}, red[${
+    part[((h0 + ${g}u) * p.splits + s) * (${D4}u + 1u) + ${D4}u] = vec4<f32>(mx${g}, red[${
         g * WG
       }u], 0.0, 0.0);
   }`)
+  }`;
+}
+
+function code(dtype: KvStorage, D4: number, G: number): string {
+  return `${decodeSplitPreambleWgsl(dtype, D4)}
+${workgroupSplitDeclsWgsl(G, D4)}
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
+  let s = wid.x;
+  let kvh = wid.y / p.chunks;
+  let h0 = kvh * p.group + (wid.y % p.chunks) * ${G}u;
+${kvHeadMetaWgsl()}
+  let j0 = s * p.splitSize;
+  let n = select(0u, min(p.splitSize, len - j0), j0 < len);
+${workgroupLoadQueriesWgsl(G, D4)}
+  // 1. scores, and each thread's maximum per head
+${each(G, (g) => `  var m${g} = NEG;`)}
+  for (var jj = t; jj < n; jj += ${WG}u) {
+    let e = base + j0 + jj;
+    let row = e * D4;
+    let bias = select(0.0, biasValue, e == biasRow);
+${each(D4, (d) => `    let k${d} = KC4(row + ${d}u);`)}
+${
+    each(G, (g) =>
+      `    let s${g} = ${
+        each(D4, (d) => `dot(qs[${g * D4 + d}u], k${d})`, " + ")
+      } + bias;
+    sc[${g}u * S + jj] = s${g};
+    m${g} = max(m${g}, s${g});`)
   }
+  }
+${workgroupSoftmaxValuesWgsl(G, D4, "VC4((base + j0 + jj) * D4 + d)")}
 }
 `;
 }
