@@ -9,6 +9,10 @@
  * 2. reduce pass — one workgroup per query head merges its splits:
  *    `out = Σ O_s·e^{m_s−M} / Σ l_s·e^{m_s−M}` (a head with no keys outputs zeros).
  *
+ * Both passes have a GPU form, chosen by `ctx.kernels.decode` (`workgroup`):
+ * `workgroupDecodeAttention.ts` (a workgroup per split) and `workgroupDecodeReduce.ts` (the splits
+ * merged in parallel).
+ *
  * Lengths (and a head's logit-bias row, see `kvCache.ts`) are read from the cache's `meta` on the GPU, so the op is prepared once per layer and
  * encoded every step. Scratch layout: `[H][numSplits][D/4 + 1]` vec4 (O, then (m, l, 0, 0)).
  *
@@ -24,6 +28,7 @@ import { dispatchOp, type GpuOp, packParams, sequenceOp } from "../op.ts";
 import { ATTENTION_TILE, decodeSplitPreambleWgsl, kvHeadMetaWgsl } from "./attentionCommon.ts";
 import { each, maxOf } from "./wgslUnroll.ts";
 import { MAX_SPLIT, workgroupDecodeSplit } from "./workgroupDecodeAttention.ts";
+import { workgroupDecodeReduce } from "./workgroupDecodeReduce.ts";
 
 /** Arguments of {@link decodeAttention}. */
 export interface DecodeAttentionArgs {
@@ -265,7 +270,14 @@ export function decodeAttention(ctx: GpuContext, a: DecodeAttentionArgs): GpuOp 
       buffers: [a.q, c.meta, c.k, c.v, scratch],
       workgroups: [Math.ceil(splits / WG), c.numKvHeads * chunks],
     });
-  const reduce = decodeReduce(ctx, { scratch, out: a.out, numHeads: H, headDim: D, splits });
+  const reduce = decodeReduce(ctx, {
+    scratch,
+    out: a.out,
+    numHeads: H,
+    headDim: D,
+    splits,
+    kernel,
+  });
   return withOwnedScratch(ctx, sequenceOp("decodeAttention", [split, reduce]), owned);
 }
 
@@ -281,10 +293,16 @@ export interface DecodeReduceArgs {
   headDim: number;
   /** Splits per head. */
   splits: number;
+  /**
+   * `thread`: each thread walks every split (CPU adapters); `workgroup`: the splits are merged in
+   * parallel by `workgroupDecodeReduce.ts` (GPUs). Default: `ctx.kernels.decode`.
+   */
+  kernel?: "thread" | "workgroup";
 }
 
 /** The reduce pass of split-KV decoding (shared by every split pass writing the same partials). */
 export function decodeReduce(ctx: GpuContext, a: DecodeReduceArgs): GpuOp {
+  if ((a.kernel ?? ctx.kernels.decode) === "workgroup") return workgroupDecodeReduce(ctx, a);
   const D4 = a.headDim / 4;
   return dispatchOp(ctx, {
     label: "decodeAttention.reduce",

@@ -261,6 +261,13 @@ export function quantDecodeAttention(ctx: GpuContext, a: QuantDecodeAttentionArg
       buffers: [a.q, c.meta, c.rk, c.rv, c.codes, c.params, scratch],
       workgroups: [Math.ceil(splits / WG), c.numKvHeads * chunks],
     });
-  const reduce = decodeReduce(ctx, { scratch, out: a.out, numHeads: H, headDim: D, splits });
+  const reduce = decodeReduce(ctx, {
+    scratch,
+    out: a.out,
+    numHeads: H,
+    headDim: D,
+    splits,
+    kernel,
+  });
   return withOwnedScratch(ctx, sequenceOp("quantDecodeAttention", [split, reduce]), owned);
 }
