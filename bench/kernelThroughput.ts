@@ -97,8 +97,8 @@ export async function kernelThroughput(ctx: GpuContext, reps = 5): Promise<Throu
   const ref = cuda ? "torch (cuBLAS)" : "numpy (CPU BLAS)";
   const rows: ThroughputRow[] = [];
   const gemmDtypes = gpu ? (["F32", "BF16"] as const) : (["F32"] as const);
-  // On GPUs the workgroup-memory GEMM is measured next to the register GEMM (the default).
-  const gemmPaths = gpu ? (["gemm", "tiled"] as const) : (["gemm"] as const);
+  // On GPUs the workgroup-memory GEMMs are measured next to the register GEMM (the default).
+  const gemmPaths = gpu ? (["gemm", "tiled", "tiled128"] as const) : (["gemm"] as const);
   for (const dtype of gemmDtypes) {
     for (const path of gemmPaths) {
       const n = gpu ? 4096 : 1024;
@@ -124,7 +124,7 @@ export async function kernelThroughput(ctx: GpuContext, reps = 5): Promise<Throu
       );
       rows.push({
         kernel: `GEMM ${n}×${n}×${n}, ${dtype.toLowerCase()} weights (f32 arithmetic)${
-          path === "tiled" ? ", tiled" : ""
+          path === "gemm" ? "" : `, ${path}`
         }`,
         ours: (2 * n ** 3) / ms / 1e6,
         native,

@@ -44,7 +44,9 @@ for (const dtype of ["F32", "F16", "BF16"] as const) {
   const x = ctx.createBuffer(64 * K * 4), y = ctx.createBuffer(64 * N * 4);
   bench(`gemv ${dtype} 2048×2048`, matmul(ctx, { x, w, y, m: 1 }));
   bench(`gemm ${dtype} 64×2048×2048`, matmul(ctx, { x, w, y, m: 64 }));
-  bench(`gemm (tiled) ${dtype} 64×2048×2048`, matmul(ctx, { x, w, y, m: 64, path: "tiled" }));
+  for (const path of ["tiled", "tiled128"] as const) {
+    bench(`gemm (${path}) ${dtype} 64×2048×2048`, matmul(ctx, { x, w, y, m: 64, path }));
+  }
   bench(
     `fusedGemv(rmsnorm) ${dtype} 2048×2048`,
     fusedGemv(ctx, {

@@ -291,6 +291,11 @@ export class GpuContext {
     return this.#pipelines.size;
   }
 
+  /** Keys of the cached pipelines (which kernel variants ran; for diagnostics and tests). */
+  pipelineKeys(): string[] {
+    return [...this.#pipelines.keys()];
+  }
+
   /**
    * Waits until submitted work is done (≈ 10 ms in Deno), then reports errors. Implemented as a
    * 4-byte readback rather than `onSubmittedWorkDone`, whose promise never settles (a leaked op)

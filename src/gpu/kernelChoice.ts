@@ -18,8 +18,11 @@ export interface KernelChoice {
    * workgroup memory, `workgroupPrefillAttention.ts`; GPU candidate).
    */
   prefill: "flash" | "thread" | "workgroup";
-  /** Prefill GEMM: `register` tiles (`matmul.ts`) or `tiled` (`tiledGemm.ts`; GPU candidate). */
-  gemm: "register" | "tiled";
+  /**
+   * Prefill GEMM: `register` tiles (`matmul.ts`), or workgroup-memory tiles (`tiledGemm.ts`; GPU
+   * candidates): `tiled` (64×64 blocks, 4×4 per thread) or `tiled128` (128×128, 8×8).
+   */
+  gemm: "register" | "tiled" | "tiled128";
   /** Decode attention's split pass: `thread` per split (CPU adapters) or `workgroup` (GPUs). */
   decode: "thread" | "workgroup";
   /**
@@ -32,7 +35,7 @@ export interface KernelChoice {
 
 const OPTIONS: { [K in keyof KernelChoice]: readonly KernelChoice[K][] } = {
   prefill: ["flash", "thread", "workgroup"],
-  gemm: ["register", "tiled"],
+  gemm: ["register", "tiled", "tiled128"],
   decode: ["thread", "workgroup"],
   f16: ["packed", "native"],
 };

@@ -126,34 +126,41 @@ gpuTest("matmul: GEMM register tiles and GEMV threads per row, odd sizes", async
   }
 });
 
-gpuTest(
-  "matmul: the tiled GEMM (workgroup-memory tiles) on odd sizes, segments, bias, accumulate",
-  async (ctx) => {
-    const rand = rng(29);
-    for (const dtype of DTYPES) {
-      for (
-        const [m, n, k] of [[1, 5, 3], [65, 130, 70], [64, 64, 16], [3, 200, 33], [130, 9, 129]]
-      ) {
-        const w = encode(randomF32(rand, n * k), dtype);
-        const bias = encode(randomF32(rand, n), dtype);
-        const x = randomF32(rand, m * k), y0 = randomF32(rand, m * n);
-        // Several weight segments for the larger shapes (rows of at most 40).
-        const rowBytes = Math.ceil(k / 4) * 4 * (dtype === "F32" ? 4 : 2);
-        const W = uploadMatrix(ctx, { dtype, shape: [n, k], data: w.bytes, name: "w" }, {
-          maxBindingBytes: n > 64 ? 40 * rowBytes : undefined,
-        });
-        const B = uploadVector(ctx, { dtype, shape: [n], data: bias.bytes, name: "b" });
-        const X = ctx.upload(x), Y = ctx.createBuffer(m * n * 4), Yacc = ctx.upload(y0);
-        runAndFree(ctx, [
-          matmul(ctx, { x: X, w: W, y: Y, m, bias: B, path: "tiled" }),
-          matmul(ctx, { x: X, w: W, y: Yacc, m, accumulate: true, path: "tiled" }),
-        ]);
-        const what = `${dtype} [${m},${n},${k}] (${W.segments.length} segments)`;
-        const want = refMatmul(x, w.values, m, n, k, bias.values);
-        assertClose(await ctx.readF32(Y, 0, m * n), want, 1e-5 * k, 1e-5, what);
-        const wantAcc = refMatmul(x, w.values, m, n, k).map((v, i) => v + y0[i]);
-        assertClose(await ctx.readF32(Yacc, 0, m * n), wantAcc, 1e-5 * k, 1e-5, `${what} y+=`);
+for (const path of ["tiled", "tiled128"] as const) {
+  gpuTest(
+    `matmul: the ${path} GEMM (workgroup-memory tiles) on odd sizes, segments, bias, accumulate`,
+    async (ctx) => {
+      const rand = rng(29);
+      for (const dtype of DTYPES) {
+        // Sizes around both block sizes (64, 128) and the K slices (16, 8).
+        for (
+          const [m, n, k] of [[1, 5, 3], [65, 130, 70], [64, 64, 16], [3, 200, 33], [130, 9, 129], [
+            129,
+            257,
+            24,
+          ]]
+        ) {
+          const w = encode(randomF32(rand, n * k), dtype);
+          const bias = encode(randomF32(rand, n), dtype);
+          const x = randomF32(rand, m * k), y0 = randomF32(rand, m * n);
+          // Several weight segments for the larger shapes (rows of at most 40).
+          const rowBytes = Math.ceil(k / 4) * 4 * (dtype === "F32" ? 4 : 2);
+          const W = uploadMatrix(ctx, { dtype, shape: [n, k], data: w.bytes, name: "w" }, {
+            maxBindingBytes: n > 64 ? 40 * rowBytes : undefined,
+          });
+          const B = uploadVector(ctx, { dtype, shape: [n], data: bias.bytes, name: "b" });
+          const X = ctx.upload(x), Y = ctx.createBuffer(m * n * 4), Yacc = ctx.upload(y0);
+          runAndFree(ctx, [
+            matmul(ctx, { x: X, w: W, y: Y, m, bias: B, path }),
+            matmul(ctx, { x: X, w: W, y: Yacc, m, accumulate: true, path }),
+          ]);
+          const what = `${dtype} [${m},${n},${k}] (${W.segments.length} segments)`;
+          const want = refMatmul(x, w.values, m, n, k, bias.values);
+          assertClose(await ctx.readF32(Y, 0, m * n), want, 1e-5 * k, 1e-5, what);
+          const wantAcc = refMatmul(x, w.values, m, n, k).map((v, i) => v + y0[i]);
+          assertClose(await ctx.readF32(Yacc, 0, m * n), wantAcc, 1e-5 * k, 1e-5, `${what} y+=`);
+        }
       }
-    }
-  },
-);
+    },
+  );
+}

@@ -10,6 +10,8 @@ import {
   parseKernelChoice,
 } from "../../src/gpu/kernelChoice.ts";
 import { Engine } from "../../src/runtime/engine.ts";
+import { compileOrThrow } from "../../src/plan/compile.ts";
+import { generateWithPlan } from "../../src/runtime/planGeneration.ts";
 import { assertClose } from "../gpu/_reference.ts";
 import { GPU_AVAILABLE } from "../gpu/_gpu.ts";
 
@@ -52,6 +54,7 @@ Deno.test({
       { prefill: "flash", gemm: "tiled", decode: "workgroup" },
       { prefill: "thread", gemm: "register", decode: "thread" },
       { prefill: "workgroup", gemm: "tiled", decode: "thread" },
+      { prefill: "thread", gemm: "tiled128", decode: "workgroup" },
     ];
     for (const kernels of choices) {
       const got = await run(kernels);
@@ -67,5 +70,31 @@ Deno.test({
       assertClose(native.logits, packed.logits, 1e-4, 1e-4, "f16 cache: native vs packed");
       assert.deepEqual(native.tokens, packed.tokens, "f16 cache: native vs packed");
     }
+  },
+});
+
+Deno.test({
+  name: "a 4-bit quantised cache decodes the same tokens with either decode kernel (tiny-needle)",
+  ignore: !GPU_AVAILABLE,
+  async fn() {
+    const ids = Array.from({ length: 150 }, (_, i) => 3 + (i * 37) % 1500);
+    const plan = compileOrThrow("else -> quant(bits=4);");
+    const tokens: number[][] = [];
+    for (const decode of ["thread", "workgroup"] as const) {
+      const engine = await Engine.open(MODEL, { kernels: { decode } });
+      try {
+        const req = { promptIds: ids, maxNewTokens: 12, stopIds: [] };
+        const { result } = await generateWithPlan(engine, plan, req);
+        // The cache really is quantised: far fewer bytes than the f32 entries it holds.
+        assert.ok(result.kv.keptBytes < 0.6 * result.kv.fullBytes, JSON.stringify(result.kv));
+        // …and decoded by the chosen split pass.
+        const key = decode === "workgroup" ? "quantDecodeAttnWg:" : "quantDecodeAttnG:";
+        assert.ok(engine.ctx.pipelineKeys().some((k) => k.startsWith(key)), key);
+        tokens.push(result.tokens);
+      } finally {
+        engine.close();
+      }
+    }
+    assert.deepEqual(tokens[1], tokens[0]);
   },
 });

@@ -20,7 +20,7 @@ import type { BufferRef, GpuContext } from "../device.ts";
 import { dispatchOp, type GpuOp, grid2d, packParams, sequenceOp } from "../op.ts";
 import type { GpuMatrix, GpuVector } from "../weights.ts";
 import { matmulDecls, type MatmulVariant } from "./matmulCommon.ts";
-import { TILED_BLOCK, tiledGemmCode } from "./tiledGemm.ts";
+import { TILED_SHAPES, tiledGemmCode } from "./tiledGemm.ts";
 import { weightStorage } from "../wgslDtype.ts";
 import { each } from "./wgslUnroll.ts";
 
@@ -44,9 +44,9 @@ export interface MatmulArgs {
   yRowStride?: number;
   /**
    * Force a path; default GEMV for m = 1, otherwise the GEMM of `ctx.kernels.gemm` (the register
-   * GEMM; `"tiled"`: the workgroup-memory GEMM of `tiledGemm.ts`, a GPU candidate).
+   * GEMM; `"tiled"` / `"tiled128"`: the workgroup-memory GEMMs of `tiledGemm.ts`, GPU candidates).
    */
-  path?: "gemv" | "gemm" | "tiled";
+  path?: "gemv" | "gemm" | "tiled" | "tiled128";
   /** GEMM register tile: rows of x × rows of W per thread (default {@link gemmTile}). */
   tile?: [number, number];
   /** GEMV threads per row (a power of two ≤ 64; default {@link gemvThreadsPerRow}). */
@@ -221,7 +221,8 @@ export function matmul(ctx: GpuContext, a: MatmulArgs): GpuOp {
   if (a.bias && a.bias.length !== N) {
     throw new Error(`matmul: bias ${a.bias.name} has ${a.bias.length} elements, W has ${N} rows`);
   }
-  const path = a.path ?? (m === 1 ? "gemv" : ctx.kernels.gemm === "tiled" ? "tiled" : "gemm");
+  const path = a.path ??
+    (m === 1 ? "gemv" : ctx.kernels.gemm === "register" ? "gemm" : ctx.kernels.gemm);
   const v: MatmulVariant = {
     dtype: weightStorage(ctx, w.dtype),
     xVec: K % 4 === 0 && ldx % 4 === 0,
@@ -267,13 +268,14 @@ export function matmul(ctx: GpuContext, a: MatmulArgs): GpuOp {
       const wgs = grid2d(Math.ceil(seg.rows / rowsPerWg));
       return dispatchOp(ctx, { label, pipeline, params, buffers, workgroups: wgs });
     }
-    if (path === "tiled") {
+    if (path === "tiled" || path === "tiled128") {
+      const shape = TILED_SHAPES[path];
       return dispatchOp(ctx, {
         label,
-        pipeline: ctx.pipeline(`gemmTiled:${vkey}`, () => tiledGemmCode(v)),
+        pipeline: ctx.pipeline(`gemmTiled:${path}:${vkey}`, () => tiledGemmCode(v, shape)),
         params,
         buffers,
-        workgroups: [Math.ceil(seg.rows / TILED_BLOCK), Math.ceil(m / TILED_BLOCK)],
+        workgroups: [Math.ceil(seg.rows / shape.block), Math.ceil(m / shape.block)],
       });
     }
     // threads per workgroup: 64, or the power of two ≥ 8 that covers a short segment
