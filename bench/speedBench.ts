@@ -13,6 +13,7 @@ import type { Plan } from "../src/plan/plan.ts";
 import type { Engine, GenerationResult } from "../src/runtime/engine.ts";
 import { checkExecutable } from "../src/runtime/executable.ts";
 import { generateWithPlan } from "../src/runtime/planGeneration.ts";
+import type { PressTiming } from "../src/runtime/pressClock.ts";
 
 /** One measured policy × prompt length. */
 export interface BenchRow {
@@ -30,6 +31,12 @@ export interface BenchRow {
   kv_bytes: number;
   /** Median time in scoring + selection + compaction (ms). */
   press_ms: number;
+  /** Median part of press_ms reading scores back from the GPU (votes, windows, keys). */
+  press_read_ms: number;
+  /** Median part of press_ms on the CPU: detectors, scoring, top-k selection. */
+  press_select_ms: number;
+  /** Median rest of press_ms: compaction / quantisation, encoded and run on the GPU. */
+  press_compact_ms: number;
   /** press_ms / prefill time. */
   press_share: number;
   /** decode_tok_s / full's. */
@@ -68,9 +75,10 @@ async function runOnce(
   plan: Plan,
   ids: number[],
   newTokens: number,
-): Promise<GenerationResult> {
+): Promise<{ result: GenerationResult; press: PressTiming }> {
   const req = { promptIds: ids, maxNewTokens: newTokens, stopIds: [], readEvery: newTokens };
-  return (await generateWithPlan(engine, plan, req, undefined, true)).result;
+  const { result, executor } = await generateWithPlan(engine, plan, req, undefined, true);
+  return { result, press: executor.timing };
 }
 
 /** The timings of one policy's runs at one length. */
@@ -79,6 +87,9 @@ interface Samples {
   decode: number[];
   ttft: number[];
   press: number[];
+  read: number[];
+  select: number[];
+  compact: number[];
   prefillMs: number[];
   kvBytes: number;
 }
@@ -112,18 +123,25 @@ export async function runSpeedBench(
       decode: [],
       ttft: [],
       press: [],
+      read: [],
+      select: [],
+      compact: [],
       prefillMs: [],
       kvBytes: 0,
     }));
     for (let r = 0; r < plan.repeats; r++) {
       for (const [i, { compiled }] of runnable.entries()) {
-        const { timing, kv } = await runOnce(engine, compiled, ids, plan.decodeTokens);
+        const { result, press } = await runOnce(engine, compiled, ids, plan.decodeTokens);
+        const { timing, kv } = result;
         const s = samples[i];
         s.prefill.push(timing.prefillTokensPerSecond);
         s.decode.push(timing.decodeTokensPerSecond);
         s.ttft.push(timing.ttftMs);
         s.prefillMs.push(timing.prefillMs);
         s.press.push(timing.pressMs);
+        s.read.push(press.readMs);
+        s.select.push(press.selectMs);
+        s.compact.push(Math.max(0, timing.pressMs - press.readMs - press.selectMs));
         s.kvBytes = kv.keptBytes;
       }
     }
@@ -138,6 +156,9 @@ export async function runSpeedBench(
         ttft_ms: median(s.ttft),
         kv_bytes: s.kvBytes,
         press_ms: median(s.press),
+        press_read_ms: median(s.read),
+        press_select_ms: median(s.select),
+        press_compact_ms: median(s.compact),
         press_share: median(s.press) / median(s.prefillMs),
         decode_ratio: 1,
         kv_ratio: 1,

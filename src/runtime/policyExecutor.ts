@@ -35,6 +35,7 @@ import {
   votesRequests,
   type WindowVotes,
 } from "./observationVotes.ts";
+import { PressClock, type PressTiming } from "./pressClock.ts";
 
 /** What a policy did to one KV head. */
 export interface HeadTrace {
@@ -80,6 +81,8 @@ export class PolicyExecutor {
   trace: LayerTrace[] = [];
   /** Per layer and KV head, filled by {@link apply}. */
   assignments: HeadAssignment[][] = [];
+  /** Phases of the last {@link apply} (the benchmark's press breakdown). */
+  timing: PressTiming = { readMs: 0, selectMs: 0, compactMs: 0 };
   private registry: PluginRegistry;
   private retrieval: HeadScores[] | undefined;
 
@@ -159,6 +162,7 @@ export class PolicyExecutor {
   /** The `afterPrefill` hook: detect, select, compact. */
   async apply(state: PrefillState): Promise<void> {
     const c = this.config;
+    const clock = new PressClock();
     this.trace = Array.from({ length: c.numLayers }, () => ({ heads: [] }));
     await this.prepare();
     const { verdicts, lazy } = await runDetectors(
@@ -176,22 +180,22 @@ export class PolicyExecutor {
     this.assignments = resolvePlan(this.plan, c.numLayers, c.numKvHeads, verdicts);
     const promptObs = state.promptObservation;
     const votes = promptObs
-      ? await readWindowVotes(
-        this.ctx,
-        promptObs,
-        c.numHeads,
-        votesRequests(
-          this.assignments,
-          (p) => this.press(p).needs,
-          state.promptLength,
-        ),
+      ? await clock.read(() =>
+        readWindowVotes(
+          this.ctx,
+          promptObs,
+          c.numHeads,
+          votesRequests(this.assignments, (p) => this.press(p).needs, state.promptLength),
+        )
       )
       : new Map();
     const h2oStates: (H2oHeadState | undefined)[][] = [];
     for (let l = 0; l < c.numLayers; l++) {
       const row = this.assignments[l];
       let obsCache: Float32Array | undefined;
-      const readObs = async () => (obsCache ??= await this.readObservation(promptObs!, l));
+      const readObs = async () => (obsCache ??= await clock.read(() =>
+        this.readObservation(promptObs!, l)
+      ));
       const keysCache = new Map<number, Float32Array>();
       // Everything the layer's presses may ask for (the whole window only if some press reads it).
       const needsObs = row.some((a) =>
@@ -204,11 +208,11 @@ export class PolicyExecutor {
       const obs = needsObs ? await readObs() : undefined;
       if (needsKeys) {
         for (let h = 0; h < c.numKvHeads; h++) {
-          keysCache.set(h, await state.cache.readKeys(l, h, state.promptLength));
+          keysCache.set(h, await clock.read(() => state.cache.readKeys(l, h, state.promptLength)));
         }
       }
       const sums = row.some((a) => a.pipeline.some((p) => p.name === "h2o"))
-        ? await this.readColumnSums(state, l)
+        ? await clock.read(() => this.readColumnSums(state, l))
         : undefined;
       const input = this.scoresInput(l, state.promptLength, obs, promptObs, keysCache, sums, votes);
       const keep: number[][] = [];
@@ -286,13 +290,16 @@ export class PolicyExecutor {
       }
       const compensated = compensation.rows.some((r) => r);
       if (changed) {
-        state.cache.compact(l, keep, extra, ring, compensated ? compensation : undefined);
+        clock.compact(() =>
+          state.cache.compact(l, keep, extra, ring, compensated ? compensation : undefined)
+        );
       }
-      this.quantize(state, l, row, keep.map((k, h) => k.length + extra[h]));
+      clock.compact(() => this.quantize(state, l, row, keep.map((k, h) => k.length + extra[h])));
     }
     if (h2oStates.some((heads) => heads.some((s) => s))) {
       state.cache.stepHook = createH2oStepHook(this.ctx, state.cache, c.numHeads, h2oStates);
     }
+    this.timing = clock.done();
   }
 
   /** H2O's column sums of `layer`, per query head (refused if a decoding step already ran). */

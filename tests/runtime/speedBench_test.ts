@@ -30,11 +30,19 @@ Deno.test("bench: rows, ratios and exact KV bytes on tiny-needle", async () => {
       assert.equal(full.kv_bytes, (n + 3) * rowBytes);
       assert.equal(window.kv_bytes, 16 * rowBytes);
       assert.equal(snap.kv_bytes, 19 * rowBytes);
+      // Only snap reads scores back (its observation-window votes); full and window read nothing.
+      assert.ok(snap.press_read_ms > 0, JSON.stringify(snap));
+      assert.equal(full.press_read_ms, 0);
+      assert.equal(window.press_read_ms, 0);
       for (const r of [full, window, snap]) {
         assert.equal(r.repeats, 2);
         assert.ok(r.decode_tok_s > 0 && r.prefill_tok_s > 0 && r.ttft_ms > 0, JSON.stringify(r));
         assert.ok(r.decode_spread[0] <= r.decode_tok_s && r.decode_tok_s <= r.decode_spread[1]);
         assert.ok(r.press_share >= 0 && r.press_share < 1, `press share ${r.press_share}`);
+        // The breakdown: non-negative parts that cover the press (medians of per-run parts).
+        const parts = [r.press_read_ms, r.press_select_ms, r.press_compact_ms];
+        assert.ok(parts.every((p) => p >= 0), JSON.stringify(parts));
+        assert.ok(parts[0] + parts[1] + parts[2] >= r.press_ms - 1e-6, JSON.stringify(r));
         assert.equal(r.decode_ratio, r.decode_tok_s / full.decode_tok_s);
         assert.equal(r.kv_ratio, r.kv_bytes / full.kv_bytes);
       }
