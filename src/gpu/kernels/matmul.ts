@@ -7,8 +7,14 @@
  *   once per k for all 8 rows; on GPUs `TPR` threads per row striding over K with `vec4` loads and
  *   a workgroup-memory tree reduction.
  * - GEMM (M > 1, prefill): each thread owns a TM×TN register tile (rows of x × rows of W,
- *   {@link gemmTile}); the x rows are chosen by the workgroup id only, so their loads are uniform
- *   (a broadcast on llvmpipe) and only W is gathered; 16–64 threads per workgroup.
+ *   {@link gemmTile}); the x rows are chosen by the workgroup id only, so every thread of a
+ *   workgroup reads the same x values; 16–64 threads per workgroup.
+ *
+ * On llvmpipe every storage-buffer load is gathered lane by lane, even where all lanes read the
+ * same address (Mesa takes its scalar path only for "always uniform" indices — constants and push
+ * constants, not workgroup ids or uniform-buffer values; a GEMV whose x index was made
+ * lane-dependent ran as fast as this one), so what these kernels save is the number of loads per
+ * multiply-add: each loaded x value serves TN (GEMM) or 8 (GEMV) rows of W.
  *
  * Bindings: 0 params (uniform), 1 W segment (read), 2 x f32 (read), 3 y f32 (read_write),
  * 4 bias (read, optional). One dispatch per weight segment (see `weights.ts`).
@@ -105,9 +111,8 @@ export const GEMV_ROWS_PER_THREAD = 8;
 export const GEMV_WG = 16;
 
 /**
- * GEMV without a reduction (CPU adapters): each thread owns `RPT` rows; the K loop counter and
- * the x address are uniform across the workgroup, so llvmpipe loads x once per SIMD group and
- * gathers only W; K is unrolled by `U` vec4s.
+ * GEMV without a reduction (CPU adapters): each thread owns `RPT` rows, so each x vec4 loaded
+ * serves `RPT` rows of W; K is unrolled by `U` vec4s.
  */
 function gemvRowCode(v: MatmulVariant, RPT: number, WG: number): string {
   return matmulDecls(v) + `
@@ -177,8 +182,8 @@ ${
 
 /**
  * GEMM: a workgroup of `wg` threads (64, fewer for short W) covers `wg·TN` rows of W × `TM` rows of x; each thread owns a
- * `TM×TN` register tile (named scalars, unrolled). The x rows come from the workgroup id only, so
- * their loads are uniform (one load per SIMD group on llvmpipe) and only W is gathered.
+ * `TM×TN` register tile (named scalars, unrolled): per K step TM x vec4s and TN W vec4s are loaded
+ * for TM·TN dot products.
  */
 function gemmCode(v: MatmulVariant, TM: number, TN: number, wg: number): string {
   return matmulDecls(v) + `
