@@ -249,6 +249,19 @@ const LEVELS = ${2 ** bits - 1}.0;
 }
 
 /**
+ * WGSL statements reading KV head `kvh`'s quantised-layer meta (`kvmeta` and `p.Hkv` in scope):
+ * `rbase`, `len` (T), `rcap`, `rstart`, `nq` (Q) and `qbase` (see the module doc).
+ */
+export function quantHeadMetaWgsl(): string {
+  return `  let rbase = kvmeta[kvh];
+  let len = kvmeta[p.Hkv + kvh];
+  let rcap = kvmeta[2u * p.Hkv + kvh];
+  let rstart = kvmeta[4u * p.Hkv + kvh];
+  let nq = kvmeta[5u * p.Hkv + kvh];
+  let qbase = kvmeta[7u * p.Hkv + kvh];`;
+}
+
+/**
  * WGSL declaring the packed buffers at bindings `first` (`QC`, u32 codes) and `first + 1` (`QP`,
  * f32 pairs) with accessors `kq(i)`, `vq(i)` (code words), `kp(i)`, `vp(i)` (pair elements) and,
  * when writable, `kqw`, `vqw`, `kpw`, `vpw`; the kernel's uniform `p` must have fields `vq0`

@@ -224,16 +224,15 @@ export function decodeAttention(ctx: GpuContext, a: DecodeAttentionArgs): GpuOp 
   const qOffset = a.qOffset ?? 0;
   if (qOffset % 4 !== 0) throw new RangeError("decodeAttention: qOffset must be a multiple of 4");
   const maxCap = Math.max(1, ...c.capacities);
-  const kernel = a.kernel ?? ctx.kernels.decode;
-  const splitSize = a.splitSize ??
-    (kernel === "workgroup"
-      ? Math.min(MAX_SPLIT, defaultSplitSize(maxCap))
-      : defaultSplitSize(maxCap, decodeSplitTarget(ctx)));
-  const splits = Math.max(1, Math.ceil(maxCap / splitSize));
-  const need = decodeScratchBytes(H, D, maxCap, splitSize);
-  let owned: GPUBuffer | null = null;
-  const scratch = a.scratch ?? (owned = ctx.createBuffer(need));
-  if (scratch.size < need) throw new RangeError(`decodeAttention: scratch needs ${need} bytes`);
+  const plan = planDecodeSplits(ctx, "decodeAttention", {
+    entries: maxCap,
+    numHeads: H,
+    headDim: D,
+    kernel: a.kernel,
+    splitSize: a.splitSize,
+    scratch: a.scratch,
+  });
+  const { kernel, splitSize, splits, scratch } = plan;
   const group = H / c.numKvHeads;
   const G = decodeHeadsPerThread(group), chunks = group / G;
   const T = a.tile ?? DECODE_TILE;
@@ -270,15 +269,66 @@ export function decodeAttention(ctx: GpuContext, a: DecodeAttentionArgs): GpuOp 
       buffers: [a.q, c.meta, c.k, c.v, scratch],
       workgroups: [Math.ceil(splits / WG), c.numKvHeads * chunks],
     });
-  const reduce = decodeReduce(ctx, {
-    scratch,
-    out: a.out,
-    numHeads: H,
-    headDim: D,
-    splits,
-    kernel,
-  });
-  return withOwnedScratch(ctx, sequenceOp("decodeAttention", [split, reduce]), owned);
+  return splitDecodeOp(ctx, "decodeAttention", split, plan, a.out, H, D);
+}
+
+/** How a decode attention op splits its entries (see {@link planDecodeSplits}). */
+export interface DecodeSplitPlan {
+  /** Split and reduce passes. */
+  kernel: "thread" | "workgroup";
+  /** Entries per split. */
+  splitSize: number;
+  /** Splits per head. */
+  splits: number;
+  /** Partials buffer. */
+  scratch: GPUBuffer;
+  /** The scratch, when the op allocated it (released with the op). */
+  owned: GPUBuffer | null;
+}
+
+/**
+ * Kernel, split size and partials buffer of a decode attention op over heads of at most `entries`
+ * entries, shared by the plain and the quantised op: the workgroup pass takes about 64 splits of
+ * at most `MAX_SPLIT` entries, the thread pass {@link decodeSplitTarget} splits.
+ */
+export function planDecodeSplits(
+  ctx: GpuContext,
+  what: string,
+  a: {
+    entries: number;
+    numHeads: number;
+    headDim: number;
+    kernel?: "thread" | "workgroup";
+    splitSize?: number;
+    scratch?: GPUBuffer;
+  },
+): DecodeSplitPlan {
+  const kernel = a.kernel ?? ctx.kernels.decode;
+  const splitSize = a.splitSize ??
+    (kernel === "workgroup"
+      ? Math.min(MAX_SPLIT, defaultSplitSize(a.entries))
+      : defaultSplitSize(a.entries, decodeSplitTarget(ctx)));
+  const splits = Math.max(1, Math.ceil(a.entries / splitSize));
+  const need = decodeScratchBytes(a.numHeads, a.headDim, a.entries, splitSize);
+  const owned = a.scratch ? null : ctx.createBuffer(need);
+  const scratch = a.scratch ?? owned!;
+  if (scratch.size < need) throw new RangeError(`${what}: scratch needs ${need} bytes`);
+  return { kernel, splitSize, splits, scratch, owned };
+}
+
+/** `split` followed by the plan's reduce pass, as one op that releases an owned scratch. */
+export function splitDecodeOp(
+  ctx: GpuContext,
+  label: string,
+  split: GpuOp,
+  plan: DecodeSplitPlan,
+  out: BufferRef,
+  numHeads: number,
+  headDim: number,
+): GpuOp {
+  const { scratch, splits, kernel } = plan;
+  const reduce = decodeReduce(ctx, { scratch, out, numHeads, headDim, splits, kernel });
+  return withOwnedScratch(ctx, sequenceOp(label, [split, reduce]), plan.owned);
 }
 
 /** Arguments of {@link decodeReduce}. */

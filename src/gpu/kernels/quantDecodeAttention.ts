@@ -33,24 +33,21 @@
 
 import type { BufferRef, GpuContext } from "../device.ts";
 import { kvDecl, type KvStorage, kvStorage } from "../kvCache.ts";
-import { dispatchOp, type GpuOp, packParams, sequenceOp } from "../op.ts";
+import { dispatchOp, type GpuOp, packParams } from "../op.ts";
 import {
   codeWords,
   quantBuffersWgsl,
   quantConstsWgsl,
+  quantHeadMetaWgsl,
   type QuantKvLayer,
 } from "../quantKvCache.ts";
 import {
   decodeHeadsPerThread,
-  decodeReduce,
-  decodeScratchBytes,
-  decodeSplitTarget,
-  defaultSplitSize,
+  planDecodeSplits,
   SPLIT_WG,
-  withOwnedScratch,
+  splitDecodeOp,
 } from "./decodeAttention.ts";
 import { each } from "./wgslUnroll.ts";
-import { MAX_SPLIT } from "./workgroupDecodeAttention.ts";
 import { workgroupQuantDecodeSplit } from "./workgroupQuantDecodeAttention.ts";
 
 /** Arguments of {@link quantDecodeAttention}. */
@@ -162,12 +159,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   if (s >= p.splits) { return; }
   let kvh = gid.y / p.chunks;
   let h0 = kvh * p.group + (gid.y % p.chunks) * ${G}u;
-  let rbase = kvmeta[kvh];
-  let len = kvmeta[p.Hkv + kvh];
-  let rcap = kvmeta[2u * p.Hkv + kvh];
-  let rstart = kvmeta[4u * p.Hkv + kvh];
-  let nq = kvmeta[5u * p.Hkv + kvh];
-  let qbase = kvmeta[7u * p.Hkv + kvh];
+${quantHeadMetaWgsl()}
   let j0 = s * p.splitSize;
   let j1 = min(j0 + p.splitSize, len);
 ${
@@ -217,17 +209,15 @@ export function quantDecodeAttention(ctx: GpuContext, a: QuantDecodeAttentionArg
   if (H % c.numKvHeads !== 0) {
     throw new RangeError(`quantDecodeAttention: ${H} query heads for ${c.numKvHeads} KV heads`);
   }
-  const maxEntries = quantMaxEntries(c);
-  const kernel = a.kernel ?? ctx.kernels.decode;
-  const splitSize = a.splitSize ??
-    (kernel === "workgroup"
-      ? Math.min(MAX_SPLIT, defaultSplitSize(maxEntries))
-      : defaultSplitSize(maxEntries, decodeSplitTarget(ctx)));
-  const splits = Math.max(1, Math.ceil(maxEntries / splitSize));
-  const need = decodeScratchBytes(H, D, maxEntries, splitSize);
-  let owned: GPUBuffer | null = null;
-  const scratch = a.scratch ?? (owned = ctx.createBuffer(need));
-  if (scratch.size < need) throw new RangeError(`quantDecodeAttention: scratch needs ${need} B`);
+  const plan = planDecodeSplits(ctx, "quantDecodeAttention", {
+    entries: quantMaxEntries(c),
+    numHeads: H,
+    headDim: D,
+    kernel: a.kernel,
+    splitSize: a.splitSize,
+    scratch: a.scratch,
+  });
+  const { kernel, splitSize, splits, scratch } = plan;
   const group = H / c.numKvHeads;
   const G = decodeHeadsPerThread(group), chunks = group / G;
   const WG = SPLIT_WG;
@@ -261,13 +251,5 @@ export function quantDecodeAttention(ctx: GpuContext, a: QuantDecodeAttentionArg
       buffers: [a.q, c.meta, c.rk, c.rv, c.codes, c.params, scratch],
       workgroups: [Math.ceil(splits / WG), c.numKvHeads * chunks],
     });
-  const reduce = decodeReduce(ctx, {
-    scratch,
-    out: a.out,
-    numHeads: H,
-    headDim: D,
-    splits,
-    kernel,
-  });
-  return withOwnedScratch(ctx, sequenceOp("quantDecodeAttention", [split, reduce]), owned);
+  return splitDecodeOp(ctx, "quantDecodeAttention", split, plan, a.out, H, D);
 }

@@ -22,38 +22,32 @@
  * @module
  */
 
-import type { BufferRef, GpuContext } from "../device.ts";
+import type { GpuContext } from "../device.ts";
 import { kvDecl, type KvStorage, kvStorage } from "../kvCache.ts";
 import { dispatchOp, type GpuOp, packParams } from "../op.ts";
-import { quantBuffersWgsl, quantConstsWgsl, type QuantKvLayer } from "../quantKvCache.ts";
+import {
+  quantBuffersWgsl,
+  quantConstsWgsl,
+  quantHeadMetaWgsl,
+  type QuantKvLayer,
+} from "../quantKvCache.ts";
 import {
   MAX_SPLIT,
   WG,
+  type WorkgroupDecodeSplitArgs,
   workgroupLoadQueriesWgsl,
   workgroupSoftmaxValuesWgsl,
   workgroupSplitDeclsWgsl,
 } from "./workgroupDecodeAttention.ts";
 import { each } from "./wgslUnroll.ts";
 
-/** Arguments of {@link workgroupQuantDecodeSplit}. */
-export interface WorkgroupQuantDecodeSplitArgs {
-  /** The layer's quantised cache. */
-  cache: QuantKvLayer;
-  /** Query `[H·D]` f32 after RoPE. */
-  q: BufferRef;
-  /** Query heads. */
-  numHeads: number;
-  /** Softmax scale. */
-  scale: number;
-  /** Partials buffer `[H][splits][D/4 + 1]` vec4. */
-  scratch: GPUBuffer;
-  /** Splits per head. */
-  splits: number;
-  /** Entries per split, at most {@link MAX_SPLIT}. */
-  splitSize: number;
-  /** Query heads per workgroup (a divisor of the GQA group). */
-  headsPerGroup: number;
-}
+/** Arguments of {@link workgroupQuantDecodeSplit}: those of the plain pass, over a quantised layer. */
+export type WorkgroupQuantDecodeSplitArgs =
+  & Omit<WorkgroupDecodeSplitArgs, "cache" | "qOffset">
+  & {
+    /** The layer's quantised cache. */
+    cache: QuantKvLayer;
+  };
 
 function code(c: QuantKvLayer, G: number, storage: KvStorage): string {
   const D = c.headDim, D4 = D / 4, { bits } = c.quant;
@@ -100,12 +94,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let s = wid.x;
   let kvh = wid.y / p.chunks;
   let h0 = kvh * p.group + (wid.y % p.chunks) * ${G}u;
-  let rbase = kvmeta[kvh];
-  let len = kvmeta[p.Hkv + kvh];
-  let rcap = kvmeta[2u * p.Hkv + kvh];
-  let rstart = kvmeta[4u * p.Hkv + kvh];
-  let nq = kvmeta[5u * p.Hkv + kvh];
-  let qbase = kvmeta[7u * p.Hkv + kvh];
+${quantHeadMetaWgsl()}
   let j0 = s * p.splitSize;
   let n = select(0u, min(p.splitSize, len - j0), j0 < len);
 ${workgroupLoadQueriesWgsl(G, D4)}
