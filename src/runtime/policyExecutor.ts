@@ -190,6 +190,9 @@ export class PolicyExecutor {
       )
       : new Map();
     const h2oStates: (H2oHeadState | undefined)[][] = [];
+    // Heads that keep everything share one position list (and its prompt part for the trace).
+    const all = Array.from({ length: state.cachedLength }, (_, i) => i);
+    const allPrompt = all.slice(0, state.promptLength);
     for (let l = 0; l < c.numLayers; l++) {
       const row = this.assignments[l];
       let obsCache: Float32Array | undefined;
@@ -265,7 +268,7 @@ export class PolicyExecutor {
           ring.push(undefined);
           if (kept.length < state.cachedLength) changed = true;
         } else {
-          kept = Array.from({ length: state.cachedLength }, (_, i) => i);
+          kept = all;
           extra.push(state.decodeBudget);
           ring.push(undefined);
         }
@@ -280,7 +283,7 @@ export class PolicyExecutor {
         this.trace[l].heads.push({
           rule: a.rule,
           pipeline: a.pipeline.map(describe).join(" + ") || "full",
-          kept: kept.filter((p) => p < state.promptLength),
+          kept: kept === all ? allPrompt : kept.filter((p) => p < state.promptLength),
           ...(this.retrieval && {
             retrieval_score: this.retrieval[l].induction[h],
             echo_score: this.retrieval[l].echo[h],
