@@ -15,7 +15,6 @@
 import type { Plan, PlanPress } from "../plan/plan.ts";
 import { defaultRegistry } from "../plugins/builtins.ts";
 import type { HeadScores } from "../plugins/retrievalDetector.ts";
-import type { LayerScoresInput } from "../plugins/press.ts";
 import { type H2oHeadState, type H2oParams, h2oPrefill } from "../plugins/h2oPress.ts";
 import type { PluginRegistry } from "../plugins/registry.ts";
 import { formatParamValue, type PressSchema } from "../plugins/schema.ts";
@@ -28,14 +27,9 @@ import { BUILTIN_NAMES, checkExecutable, UnsupportedPolicyError } from "./execut
 import { createH2oStepHook, h2oCapacity } from "./h2oRuntime.ts";
 import type { CompactCompensation } from "./raggedKvCache.ts";
 import { type HeadAssignment, resolvePlan } from "./planResolver.ts";
-import {
-  readWindowVotes,
-  sumWindowRows,
-  votesKey,
-  votesRequests,
-  type WindowVotes,
-} from "./observationVotes.ts";
+import { readWindowVotes, votesRequests } from "./observationVotes.ts";
 import { PressClock, type PressTiming } from "./pressClock.ts";
+import { layerScoresInput } from "./layerScoresInput.ts";
 
 /** What a policy did to one KV head. */
 export interface HeadTrace {
@@ -217,7 +211,15 @@ export class PolicyExecutor {
       const sums = row.some((a) => a.pipeline.some((p) => p.name === "h2o"))
         ? await clock.read(() => this.readColumnSums(state, l))
         : undefined;
-      const input = this.scoresInput(l, state.promptLength, obs, promptObs, keysCache, sums, votes);
+      const input = layerScoresInput(this.config, {
+        layer: l,
+        promptLength: state.promptLength,
+        obs,
+        promptObs,
+        keys: keysCache,
+        columnSums: sums,
+        votes,
+      });
       const keep: number[][] = [];
       const extra: number[] = [];
       const ring: (number | undefined)[] = [];
@@ -345,56 +347,6 @@ export class PolicyExecutor {
     });
     const residuals = specs.map((s) => s ? s.params.residual as number : null);
     state.cache.quantize(l, { bits, group, residuals }, maxEntries);
-  }
-
-  private scoresInput(
-    layer: number,
-    promptLength: number,
-    obs: Float32Array | undefined,
-    promptObs: Observation | undefined,
-    keys: Map<number, Float32Array>,
-    columnSums: Float32Array[] | undefined,
-    votes: WindowVotes,
-  ): LayerScoresInput {
-    const c = this.config;
-    return {
-      layer,
-      numLayers: c.numLayers,
-      promptLength,
-      numKvHeads: c.numKvHeads,
-      groupSize: c.numHeads / c.numKvHeads,
-      headDim: c.headDim,
-      windowAttention: (window: number) => {
-        if (!obs || !promptObs || window > promptObs.rows) {
-          throw new Error(
-            `observation window ${window} was not recorded (or, for presses that declare ` +
-              "needs.windowVotesOnly, not read back)",
-          );
-        }
-        const rows = promptObs.rows, N = promptObs.stride;
-        return Array.from(
-          { length: c.numHeads },
-          (_, h) => obs.subarray((h * rows + rows - window) * N, (h * rows + rows) * N),
-        );
-      },
-      windowVotes: (window: number) => {
-        const summed = votes.get(votesKey(layer, window));
-        if (summed) return summed;
-        if (!obs || !promptObs || window > promptObs.rows) {
-          throw new Error(`window votes over ${window} rows were not computed`);
-        }
-        return sumWindowRows(obs, promptObs, window, c.numHeads);
-      },
-      attentionColumnSums: () => {
-        if (!columnSums) throw new Error("attention column sums were not recorded");
-        return columnSums;
-      },
-      keys: (kvHead: number) => {
-        const k = keys.get(kvHead);
-        if (!k) throw new Error("keys were not read back");
-        return k;
-      },
-    };
   }
 
   private async readObservation(o: Observation, layer: number): Promise<Float32Array> {
