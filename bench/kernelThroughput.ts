@@ -13,12 +13,14 @@ import { matmul } from "../src/gpu/kernels/matmul.ts";
 import { createKvCacheLayer, releaseKvCacheLayer } from "../src/gpu/kvCache.ts";
 import { type GpuOp, runOps } from "../src/gpu/op.ts";
 import { uploadMatrix } from "../src/gpu/weights.ts";
+import { workgroupPrefillAttention } from "../src/gpu/kernels/workgroupPrefillAttention.ts";
+import { prefillAttentionFor } from "../src/runtime/forwardPass.ts";
 
 /** One throughput figure. */
 export interface ThroughputRow {
   /** What was measured. */
   kernel: string;
-  /** Ours: GFLOP/s (GEMM) or GB/s (GEMV, attention). */
+  /** Ours: GFLOP/s (GEMM, prefill attention) or GB/s (GEMV, decode attention). */
   ours: number;
   /** The native reference on this machine, same shape, or null when unavailable. */
   native: number | null;
@@ -86,10 +88,12 @@ async function hasTorchCuda(): Promise<boolean> {
 }
 
 /**
- * Measures GEMM, GEMV and decode attention against the native reference. On a CPU adapter:
- * GEMM 1024³ f32, GEMV 2048² bf16, attention of 8 heads (2 KV) over 16K keys; on a GPU: GEMM
- * 4096³ (f32 weights, and bf16 weights against cuBLAS bf16 tensor cores), GEMV 8192² bf16 and
- * attention of 32 heads (8 KV) over 16K keys — each several times the GPU's L2 cache.
+ * Measures GEMM, GEMV, decode and prefill attention against the native reference. On a CPU
+ * adapter: GEMM 1024³ f32, GEMV 2048² bf16, decode attention of 8 heads (2 KV) over 16K keys,
+ * prefill attention of 512 queries over 4K keys; on a GPU: GEMM 4096³ (f32 weights, and bf16
+ * weights against cuBLAS bf16 tensor cores), GEMV 8192² bf16, decode attention of 32 heads (8 KV)
+ * over 16K keys — each several times the GPU's L2 cache — and prefill attention of 512 queries
+ * over 16K keys.
  */
 export async function kernelThroughput(ctx: GpuContext, reps = 5): Promise<ThroughputRow[]> {
   const gpu = !ctx.isFallbackAdapter;
@@ -205,5 +209,67 @@ export async function kernelThroughput(ctx: GpuContext, reps = 5): Promise<Throu
     ctx.release(out);
     releaseKvCacheLayer(ctx, cache);
   }
+  rows.push(...await prefillAttentionRows(ctx, gpu, cuda, reps));
+  return rows;
+}
+
+/**
+ * Prefill attention: a chunk of M queries at the end of L cached keys (causal), the device's
+ * kernel (and on GPUs the workgroup-tiled candidate), in GFLOP/s of the causal work (4·D FLOPs
+ * per query head and visible key), against the same attention in numpy (matmuls, mask, softmax)
+ * or torch's `scaled_dot_product_attention` with the same mask.
+ */
+async function prefillAttentionRows(
+  ctx: GpuContext,
+  gpu: boolean,
+  cuda: boolean,
+  reps: number,
+): Promise<ThroughputRow[]> {
+  const [H, Hkv, D, L, M] = gpu ? [32, 8, 64, 16384, 512] : [8, 2, 64, 4096, 512];
+  const G = H / Hkv;
+  const cache = createKvCacheLayer(ctx, {
+    numKvHeads: Hkv,
+    headDim: D,
+    capacity: L,
+    lengths: Array(Hkv).fill(L),
+  });
+  const q = ctx.upload(Float32Array.from({ length: M * H * D }, (_, i) => Math.sin(i)));
+  const out = ctx.createBuffer(M * H * D * 4);
+  const visible = M * (L - M) + (M * (M + 1)) / 2; // keys seen, summed over the queries
+  const flops = 4 * D * H * visible;
+  // Query i (0-based in the chunk) sees keys 0 … L − M + i.
+  const setup = cuda
+    ? `import torch.nn.functional as F;q=torch.rand(1,${H},${M},${D},device=d);k=torch.rand(1,${Hkv},${L},${D},device=d);v=torch.rand_like(k);mask=torch.arange(${L},device=d)[None,:]<=(${
+      L - M
+    }+torch.arange(${M},device=d))[:,None]`
+    : `q=np.random.rand(${Hkv},${
+      G * M
+    },${D}).astype(np.float32);k=np.random.rand(${Hkv},${L},${D}).astype(np.float32);v=np.random.rand(${Hkv},${L},${D}).astype(np.float32);mask=np.tile(np.arange(${L})[None,:]<=(${
+      L - M
+    }+np.arange(${M}))[:,None],(${G},1))`;
+  const expr = cuda
+    ? "F.scaled_dot_product_attention(q,k,v,attn_mask=mask,enable_gqa=True)"
+    : "(lambda s: (lambda e: e/e.sum(-1,keepdims=True))(np.exp(s-s.max(-1,keepdims=True))))(np.where(mask,q@k.transpose(0,2,1)/8.0,-np.inf))@v";
+  const native = await python(timedSnippet(cuda, setup, expr, flops));
+  const chosen = prefillAttentionFor(ctx);
+  const kernels = gpu && chosen !== workgroupPrefillAttention
+    ? [chosen, workgroupPrefillAttention]
+    : [chosen];
+  const rows: ThroughputRow[] = [];
+  for (const kernel of kernels) {
+    const ms = await timeOp(ctx, kernel(ctx, { cache, q, out, m: M, numHeads: H }), reps);
+    rows.push({
+      kernel: `prefill attention (${kernel.name}) ${M} queries × ${
+        L / 1024
+      }K keys, causal, H${H}/KV${Hkv} D${D}, f32`,
+      ours: flops / ms / 1e6,
+      native,
+      reference: cuda ? "torch scaled_dot_product_attention" : "numpy matmuls + mask + softmax",
+      unit: "GFLOP/s",
+    });
+  }
+  ctx.release(q);
+  ctx.release(out);
+  releaseKvCacheLayer(ctx, cache);
   return rows;
 }

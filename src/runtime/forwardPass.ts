@@ -269,17 +269,13 @@ export function forwardSteps(
 }
 
 /**
- * Decode (m = 1) on a CPU adapter: the GEMVs of one input fuse with the step before them
- * (`fusedGemv.ts`) when their weights are single bindings without biases.
- */
-/**
  * The prefill attention kernel chosen for this device (`ctx.kernels.prefill`): by default the
  * register-blocked flash kernel on CPU adapters (llvmpipe) and the thread-per-(query, head) kernel
  * on GPUs. On an H100 the latter ran 128 queries × 4096 keys (H32/KV8, D64) in 18.5 ms against
  * 46.8 ms, and the flash kernel's register blocks (8 queries × 128 dims per thread with the
  * observation window) lost the device there (bench/NOTES.md, section 4).
  */
-function prefillAttentionFor(ctx: GpuContext): typeof prefillAttention {
+export function prefillAttentionFor(ctx: GpuContext): typeof prefillAttention {
   switch (ctx.kernels.prefill) {
     case "flash":
       return flashPrefillAttention;
@@ -290,6 +286,10 @@ function prefillAttentionFor(ctx: GpuContext): typeof prefillAttention {
   }
 }
 
+/**
+ * Decode (m = 1) on a CPU adapter: the GEMVs of one input fuse with the step before them
+ * (`fusedGemv.ts`) when their weights are single bindings without biases.
+ */
 function fusible(ctx: GpuContext, m: number, ws: GpuMatrix[]): boolean {
   return m === 1 && ctx.isFallbackAdapter && canFuseGemv(ws);
 }
