@@ -32,15 +32,9 @@
  */
 
 import type { BufferRef, GpuContext } from "../device.ts";
-import { kvDecl, type KvStorage, kvStorage } from "../kvCache.ts";
-import { dispatchOp, type GpuOp, packParams } from "../op.ts";
-import {
-  codeWords,
-  quantBuffersWgsl,
-  quantConstsWgsl,
-  quantHeadMetaWgsl,
-  type QuantKvLayer,
-} from "../quantKvCache.ts";
+import { type KvStorage, kvStorage } from "../kvCache.ts";
+import { dispatchOp, type GpuOp } from "../op.ts";
+import { codeWords, quantHeadMetaWgsl, type QuantKvLayer } from "../quantKvCache.ts";
 import {
   decodeHeadsPerThread,
   planDecodeSplits,
@@ -48,6 +42,7 @@ import {
   splitDecodeOp,
 } from "./decodeAttention.ts";
 import { each } from "./wgslUnroll.ts";
+import { quantDecodeParams, quantDecodePreambleWgsl } from "./quantDecodeCommon.ts";
 import { workgroupQuantDecodeSplit } from "./workgroupQuantDecodeAttention.ts";
 
 /** Arguments of {@link quantDecodeAttention}. */
@@ -143,16 +138,7 @@ ${each(D4, (d) => `      let k${d} = RK4(row + ${d}u);`)}`,
     valuePrelude: "",
     value: (d) => `RV4(row + ${d}u)`,
   };
-  return `struct Params { H: u32, Hkv: u32, group: u32, splits: u32, splitSize: u32, scale: f32,
-  vq0: u32, vp0: u32, chunks: u32 };
-@group(0) @binding(0) var<uniform> p: Params;
-${quantConstsWgsl(D, c.quant)}
-@group(0) @binding(1) var<storage, read> Q: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> kvmeta: array<u32>;
-${kvDecl("RK", 3, storage, false)}
-${kvDecl("RV", 4, storage, false)}
-${quantBuffersWgsl(5, false)}
-@group(0) @binding(7) var<storage, read_write> part: array<vec4<f32>>;
+  return `${quantDecodePreambleWgsl(c, storage)}
 @compute @workgroup_size(${WG})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let s = gid.x;
@@ -237,17 +223,7 @@ export function quantDecodeAttention(ctx: GpuContext, a: QuantDecodeAttentionArg
     : dispatchOp(ctx, {
       label: "quantDecodeAttention.split",
       pipeline: ctx.pipeline(key, () => splitCode(c, G, WG, kvStorage(ctx, c.dtype))),
-      params: packParams([
-        ["u32", H],
-        ["u32", c.numKvHeads],
-        ["u32", group],
-        ["u32", splits],
-        ["u32", splitSize],
-        ["f32", scale],
-        ["u32", c.valueCodes],
-        ["u32", c.valueParams],
-        ["u32", chunks],
-      ]),
+      params: quantDecodeParams(c, { numHeads: H, splits, splitSize, scale, headsPerGroup: G }),
       buffers: [a.q, c.meta, c.rk, c.rv, c.codes, c.params, scratch],
       workgroups: [Math.ceil(splits / WG), c.numKvHeads * chunks],
     });

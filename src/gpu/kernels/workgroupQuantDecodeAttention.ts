@@ -23,14 +23,9 @@
  */
 
 import type { GpuContext } from "../device.ts";
-import { kvDecl, type KvStorage, kvStorage } from "../kvCache.ts";
-import { dispatchOp, type GpuOp, packParams } from "../op.ts";
-import {
-  quantBuffersWgsl,
-  quantConstsWgsl,
-  quantHeadMetaWgsl,
-  type QuantKvLayer,
-} from "../quantKvCache.ts";
+import { type KvStorage, kvStorage } from "../kvCache.ts";
+import { dispatchOp, type GpuOp } from "../op.ts";
+import { quantHeadMetaWgsl, type QuantKvLayer } from "../quantKvCache.ts";
 import {
   MAX_SPLIT,
   WG,
@@ -40,6 +35,7 @@ import {
   workgroupSplitDeclsWgsl,
 } from "./workgroupDecodeAttention.ts";
 import { each } from "./wgslUnroll.ts";
+import { quantDecodeParams, quantDecodePreambleWgsl } from "./quantDecodeCommon.ts";
 
 /** Arguments of {@link workgroupQuantDecodeSplit}: those of the plain pass, over a quantised layer. */
 export type WorkgroupQuantDecodeSplitArgs =
@@ -61,17 +57,7 @@ function code(c: QuantKvLayer, G: number, storage: KvStorage): string {
     return `      k${d} = vec4<f32>(${pair(0)}) + vec4<f32>((vec4<u32>(kq(sl * W + ${word}u)) >> ` +
       `vec4<u32>(${shifts})) & vec4<u32>(MASK)) * vec4<f32>(${pair(1)});`;
   };
-  return `struct Params { H: u32, Hkv: u32, group: u32, splits: u32, splitSize: u32, scale: f32,
-  q04: u32, chunks: u32, vq0: u32, vp0: u32 };
-@group(0) @binding(0) var<uniform> p: Params;
-${quantConstsWgsl(D, c.quant)}
-const NEG = -3.0e38;
-@group(0) @binding(1) var<storage, read> Q: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> kvmeta: array<u32>;
-${kvDecl("RK", 3, storage, false)}
-${kvDecl("RV", 4, storage, false)}
-${quantBuffersWgsl(5, false)}
-@group(0) @binding(7) var<storage, read_write> part: array<vec4<f32>>;
+  return `${quantDecodePreambleWgsl(c, storage)}
 ${workgroupSplitDeclsWgsl(G, D4)}
 
 /** Value vec4 \`d\` (channels 4d … 4d+3) of packed slot \`sl\`: per-token pairs per channel group. */
@@ -155,18 +141,7 @@ export function workgroupQuantDecodeSplit(
   return dispatchOp(ctx, {
     label: "quantDecodeAttention.split",
     pipeline: ctx.pipeline(key, () => code(c, G, kvStorage(ctx, c.dtype))),
-    params: packParams([
-      ["u32", a.numHeads],
-      ["u32", c.numKvHeads],
-      ["u32", group],
-      ["u32", a.splits],
-      ["u32", a.splitSize],
-      ["f32", a.scale],
-      ["u32", 0],
-      ["u32", group / G],
-      ["u32", c.valueCodes],
-      ["u32", c.valueParams],
-    ]),
+    params: quantDecodeParams(c, { ...a, headsPerGroup: G }),
     buffers: [a.q, c.meta, c.rk, c.rv, c.codes, c.params, a.scratch],
     workgroups: [a.splits, c.numKvHeads * (group / G)],
   });
