@@ -224,14 +224,7 @@ export function decodeAttention(ctx: GpuContext, a: DecodeAttentionArgs): GpuOp 
   const qOffset = a.qOffset ?? 0;
   if (qOffset % 4 !== 0) throw new RangeError("decodeAttention: qOffset must be a multiple of 4");
   const maxCap = Math.max(1, ...c.capacities);
-  const plan = planDecodeSplits(ctx, "decodeAttention", {
-    entries: maxCap,
-    numHeads: H,
-    headDim: D,
-    kernel: a.kernel,
-    splitSize: a.splitSize,
-    scratch: a.scratch,
-  });
+  const plan = planDecodeSplits(ctx, "decodeAttention", { ...a, entries: maxCap, headDim: D });
   const { kernel, splitSize, splits, scratch } = plan;
   const group = H / c.numKvHeads;
   const G = decodeHeadsPerThread(group), chunks = group / G;
@@ -240,14 +233,12 @@ export function decodeAttention(ctx: GpuContext, a: DecodeAttentionArgs): GpuOp 
   const scale = a.scale ?? 1 / Math.sqrt(D);
   const split = kernel === "workgroup"
     ? workgroupDecodeSplit(ctx, {
+      ...plan,
       cache: c,
       q: a.q,
       qOffset,
       numHeads: H,
       scale,
-      scratch,
-      splits,
-      splitSize,
       headsPerGroup: G,
     })
     : dispatchOp(ctx, {

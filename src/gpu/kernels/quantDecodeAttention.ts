@@ -42,7 +42,7 @@ import {
   splitDecodeOp,
 } from "./decodeAttention.ts";
 import { each } from "./wgslUnroll.ts";
-import { quantDecodeParams, quantDecodePreambleWgsl } from "./quantDecodeCommon.ts";
+import { codesVec4Wgsl, quantDecodeParams, quantDecodePreambleWgsl } from "./quantDecodeCommon.ts";
 import { workgroupQuantDecodeSplit } from "./workgroupQuantDecodeAttention.ts";
 
 /** Arguments of {@link quantDecodeAttention}. */
@@ -106,13 +106,9 @@ ${each(G, (r) => `        o${r}_${d} = o${r}_${d} * c${r} + p${r} * v;`)} }`)
 /** Split pass for layer `c`, `G` query heads per thread (see the module doc). */
 function splitCode(c: QuantKvLayer, G: number, WG: number, storage: KvStorage): string {
   const D = c.headDim, D4 = D / 4, { bits, group } = c.quant;
-  const perWord = 32 / bits, W = codeWords(D, bits), NG = Math.ceil(D / group);
-  // Channels 4d … 4d+3 lie in one code word (32/bits is a multiple of 4): constant word, shifts.
-  const codes = (w: string, d: number) => {
-    const sh = ((4 * d) % perWord) * bits, word = Math.floor((4 * d) / perWord);
-    const shifts = each(4, (i) => `${sh + i * bits}u`, ", ");
-    return `vec4<f32>((vec4<u32>(${w}${word}) >> vec4<u32>(${shifts})) & vec4<u32>(MASK))`;
-  };
+  const W = codeWords(D, bits), NG = Math.ceil(D / group);
+  // Codes of channels 4d … 4d+3 from the entry's words, loaded as `kw0 …` / `vw0 …`.
+  const codes = (w: string, d: number) => codesVec4Wgsl((i) => `${w}${i}`, d, bits);
   // Value (min, scale) of channels 4d … 4d+3: one broadcast scalar when they share a group.
   const vgroup = (name: string, d: number) => {
     const gs = Array.from({ length: 4 }, (_, i) => Math.floor((4 * d + i) / group));
@@ -196,36 +192,27 @@ export function quantDecodeAttention(ctx: GpuContext, a: QuantDecodeAttentionArg
     throw new RangeError(`quantDecodeAttention: ${H} query heads for ${c.numKvHeads} KV heads`);
   }
   const plan = planDecodeSplits(ctx, "quantDecodeAttention", {
+    ...a,
     entries: quantMaxEntries(c),
-    numHeads: H,
     headDim: D,
-    kernel: a.kernel,
-    splitSize: a.splitSize,
-    scratch: a.scratch,
   });
-  const { kernel, splitSize, splits, scratch } = plan;
-  const group = H / c.numKvHeads;
-  const G = decodeHeadsPerThread(group), chunks = group / G;
-  const WG = SPLIT_WG;
+  const G = decodeHeadsPerThread(H / c.numKvHeads), WG = SPLIT_WG;
+  const pass = {
+    ...plan,
+    q: a.q,
+    numHeads: H,
+    scale: a.scale ?? 1 / Math.sqrt(D),
+    headsPerGroup: G,
+  };
   const key = `quantDecodeAttnG:${c.dtype}:${D}:${c.quant.bits}:${c.quant.group}:${G}:${WG}`;
-  const scale = a.scale ?? 1 / Math.sqrt(D);
-  const split = kernel === "workgroup"
-    ? workgroupQuantDecodeSplit(ctx, {
-      cache: c,
-      q: a.q,
-      numHeads: H,
-      scale,
-      scratch,
-      splits,
-      splitSize,
-      headsPerGroup: G,
-    })
+  const split = plan.kernel === "workgroup"
+    ? workgroupQuantDecodeSplit(ctx, { ...pass, cache: c })
     : dispatchOp(ctx, {
       label: "quantDecodeAttention.split",
       pipeline: ctx.pipeline(key, () => splitCode(c, G, WG, kvStorage(ctx, c.dtype))),
-      params: quantDecodeParams(c, { numHeads: H, splits, splitSize, scale, headsPerGroup: G }),
-      buffers: [a.q, c.meta, c.rk, c.rv, c.codes, c.params, scratch],
-      workgroups: [Math.ceil(splits / WG), c.numKvHeads * chunks],
+      params: quantDecodeParams(c, pass),
+      buffers: [a.q, c.meta, c.rk, c.rv, c.codes, c.params, plan.scratch],
+      workgroups: [Math.ceil(plan.splits / WG), c.numKvHeads * (H / c.numKvHeads / G)],
     });
   return splitDecodeOp(ctx, "quantDecodeAttention", split, plan, a.out, H, D);
 }

@@ -7,10 +7,11 @@
 
 import { kvDecl, type KvStorage } from "../kvCache.ts";
 import { packParams } from "../op.ts";
+import { each } from "./wgslUnroll.ts";
 import { quantBuffersWgsl, quantConstsWgsl, type QuantKvLayer } from "../quantKvCache.ts";
 
 /**
- * WGSL both quantised split passes start with (this file's and `workgroupQuantDecodeAttention.ts`):
+ * WGSL both quantised split passes start with:
  * params (H, Hkv, group, splits, splitSize, scale, q04, chunks, vq0, vp0), the quantisation
  * constants, `NEG`, and bindings 1–7 (q, meta, residual K / V, codes, pairs, partials).
  */
@@ -46,4 +47,17 @@ export function quantDecodeParams(
     ["u32", c.valueCodes],
     ["u32", c.valueParams],
   ]);
+}
+
+/**
+ * WGSL expression of the 4 codes of channels 4d … 4d+3 as a `vec4<f32>`: they lie in one code
+ * word (32/bits is a multiple of 4), so the word index and the shifts are constants. `word(i)` is
+ * the WGSL expression of code word `i` of the entry.
+ */
+export function codesVec4Wgsl(word: (i: number) => string, d: number, bits: number): string {
+  const perWord = 32 / bits, sh = ((4 * d) % perWord) * bits;
+  const shifts = each(4, (i) => `${sh + i * bits}u`, ", ");
+  return `vec4<f32>((vec4<u32>(${
+    word(Math.floor((4 * d) / perWord))
+  }) >> vec4<u32>(${shifts})) & vec4<u32>(MASK))`;
 }

@@ -35,7 +35,7 @@ import {
   workgroupSplitDeclsWgsl,
 } from "./workgroupDecodeAttention.ts";
 import { each } from "./wgslUnroll.ts";
-import { quantDecodeParams, quantDecodePreambleWgsl } from "./quantDecodeCommon.ts";
+import { codesVec4Wgsl, quantDecodeParams, quantDecodePreambleWgsl } from "./quantDecodeCommon.ts";
 
 /** Arguments of {@link workgroupQuantDecodeSplit}: those of the plain pass, over a quantised layer. */
 export type WorkgroupQuantDecodeSplitArgs =
@@ -46,16 +46,13 @@ export type WorkgroupQuantDecodeSplitArgs =
   };
 
 function code(c: QuantKvLayer, G: number, storage: KvStorage): string {
-  const D = c.headDim, D4 = D / 4, { bits } = c.quant;
-  const perWord = 32 / bits;
-  // Key vec4 d of packed slot `sl`: channels 4d … 4d+3 share one code word (32/bits is a multiple
-  // of 4), so word and shifts are constants; (min, scale) pairs of the slot's block at `pa + 2c`.
+  const D = c.headDim, D4 = D / 4;
+  // Key vec4 d of packed slot `sl`: min + codes·scale, the (min, scale) pairs of the slot's key
+  // block at `pa + 2c` for channel c.
   const packedKey = (d: number) => {
-    const word = Math.floor((4 * d) / perWord), sh = ((4 * d) % perWord) * bits;
-    const shifts = each(4, (i) => `${sh + i * bits}u`, ", ");
     const pair = (o: number) => each(4, (i) => `kp(pa + ${8 * d + 2 * i + o}u)`, ", ");
-    return `      k${d} = vec4<f32>(${pair(0)}) + vec4<f32>((vec4<u32>(kq(sl * W + ${word}u)) >> ` +
-      `vec4<u32>(${shifts})) & vec4<u32>(MASK)) * vec4<f32>(${pair(1)});`;
+    const codes = codesVec4Wgsl((i) => `kq(sl * W + ${i}u)`, d, c.quant.bits);
+    return `      k${d} = vec4<f32>(${pair(0)}) + ${codes} * vec4<f32>(${pair(1)});`;
   };
   return `${quantDecodePreambleWgsl(c, storage)}
 ${workgroupSplitDeclsWgsl(G, D4)}
