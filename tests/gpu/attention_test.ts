@@ -1,14 +1,38 @@
 import { decodeAttention } from "../../src/gpu/kernels/decodeAttention.ts";
 import { kvAppend } from "../../src/gpu/kernels/kvAppend.ts";
 import { kvCompact, uploadKvSelection } from "../../src/gpu/kernels/kvCompact.ts";
-import { prefillAttention } from "../../src/gpu/kernels/prefillAttention.ts";
+import {
+  prefillAttention,
+  type PrefillAttentionArgs,
+} from "../../src/gpu/kernels/prefillAttention.ts";
 import { workgroupPrefillAttention } from "../../src/gpu/kernels/workgroupPrefillAttention.ts";
+import type { GpuContext } from "../../src/gpu/device.ts";
 import { createKvCacheLayer, type KvDType } from "../../src/gpu/kvCache.ts";
 import { runOps } from "../../src/gpu/op.ts";
 import assert from "node:assert/strict";
 import { gpuTest, runAndFree } from "./_gpu.ts";
 import { randomSubset, RefKvCache } from "./_kvReference.ts";
 import { assertClose, randomF32, refAttend, rng } from "./_reference.ts";
+
+/** The prefill kernels compared here: the thread-per-row one and the workgroup-tiled GPU candidate. */
+const PREFILL_KERNELS = [prefillAttention, workgroupPrefillAttention];
+
+/**
+ * Prepares every prefill kernel on the same inputs, each with its own output and observation
+ * buffers (`obsFloats` f32 each); `before` runs first in the same submission.
+ */
+function prefillKernelOps(
+  ctx: GpuContext,
+  a: Omit<PrefillAttentionArgs, "out" | "obs">,
+  obsFloats: number,
+) {
+  const outs = PREFILL_KERNELS.map(() => ctx.createBuffer(a.m * a.numHeads * a.cache.headDim * 4));
+  const obss = PREFILL_KERNELS.map(() => ctx.createBuffer(Math.max(1, obsFloats) * 4));
+  const ops = PREFILL_KERNELS.map((kernel, i) =>
+    kernel(ctx, { ...a, out: outs[i], obs: a.window ? obss[i] : undefined })
+  );
+  return { kernels: PREFILL_KERNELS, outs, obss, ops };
+}
 
 const cases: Array<[KvDType, number, number]> = [["f32", 1, 20], ["f16", 2, 8], ["f32", 4, 16]];
 
@@ -30,24 +54,12 @@ for (const [dtype, group, D] of cases) {
         const Q = ctx.upload(q);
         const obsStride = 48;
         // The thread-per-row kernel and the workgroup-tiled one (GPU candidate), same contract.
-        const kernels = [prefillAttention, workgroupPrefillAttention];
-        const outs = kernels.map(() => ctx.createBuffer(m * H * D * 4));
-        const obss = kernels.map(() => ctx.createBuffer(Math.max(1, H * window * obsStride) * 4));
-        runAndFree(ctx, [
-          kvAppend(ctx, { cache, k: ctx.upload(k), v: ctx.upload(v), m }),
-          ...kernels.map((kernel, i) =>
-            kernel(ctx, {
-              cache,
-              q: Q,
-              out: outs[i],
-              m,
-              numHeads: H,
-              window,
-              obs: window ? obss[i] : undefined,
-              obsStride,
-            })
-          ),
-        ]);
+        const { kernels, outs, obss, ops } = prefillKernelOps(
+          ctx,
+          { cache, q: Q, m, numHeads: H, window, obsStride },
+          H * window * obsStride,
+        );
+        runAndFree(ctx, [kvAppend(ctx, { cache, k: ctx.upload(k), v: ctx.upload(v), m }), ...ops]);
         ref.append(k, v, m, D, caps);
         for (const [ki, kernel] of kernels.entries()) {
           const got = await ctx.readF32(outs[ki], 0, m * H * D);
@@ -214,24 +226,12 @@ for (const [group, D] of [[8, 128], [3, 12]]) {
       const k = randomF32(rand, 300 * Hkv * D, 2), v = randomF32(rand, 300 * Hkv * D);
       runAndFree(ctx, [kvAppend(ctx, { cache, k: ctx.upload(k), v: ctx.upload(v), m: 300 })]);
       const Q = ctx.upload(randomF32(rand, m * H * D, 2));
-      const kernels = [prefillAttention, workgroupPrefillAttention];
-      const outs = kernels.map(() => ctx.createBuffer(m * H * D * 4));
-      const obss = kernels.map(() => ctx.createBuffer(H * window * obsStride * 4));
-      runAndFree(
+      const { outs, obss, ops } = prefillKernelOps(
         ctx,
-        kernels.map((kernel, i) =>
-          kernel(ctx, {
-            cache,
-            q: Q,
-            out: outs[i],
-            m,
-            numHeads: H,
-            window,
-            obs: obss[i],
-            obsStride,
-          })
-        ),
+        { cache, q: Q, m, numHeads: H, window, obsStride },
+        H * window * obsStride,
       );
+      runAndFree(ctx, ops);
       const [want, got] = await Promise.all(outs.map((o) => ctx.readF32(o)));
       assertClose(got, want, 2e-5, 1e-4, "out");
       const [wantObs, gotObs] = await Promise.all(obss.map((o) => ctx.readF32(o)));
