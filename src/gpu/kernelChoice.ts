@@ -31,6 +31,17 @@ export interface KernelChoice {
    * with `shader-f16`). Arithmetic stays f32 either way.
    */
   f16: "packed" | "native";
+  /**
+   * Decode GEMV body: `rows` (each thread owns 8 rows, x loaded once for all; CPU adapters) or
+   * `reduce` (16 threads per row striding over K, a workgroup tree reduction; GPUs).
+   */
+  gemv: "rows" | "reduce";
+  /**
+   * Decode dispatches: `fused` runs RMSNorm + q/k/v, RMSNorm + gate/up and SwiGLU + down as one
+   * GEMV dispatch each (`fusedGemv.ts`, 7 dispatches per layer instead of 13); `separate` keeps
+   * one dispatch per step.
+   */
+  fusion: "fused" | "separate";
 }
 
 const OPTIONS: { [K in keyof KernelChoice]: readonly KernelChoice[K][] } = {
@@ -38,13 +49,34 @@ const OPTIONS: { [K in keyof KernelChoice]: readonly KernelChoice[K][] } = {
   gemm: ["register", "tiled", "tiled128"],
   decode: ["thread", "workgroup"],
   f16: ["packed", "native"],
+  gemv: ["rows", "reduce"],
+  fusion: ["fused", "separate"],
 };
 
-/** The measured defaults: llvmpipe's kernels on CPU adapters, the GPU variants elsewhere. */
+/**
+ * The defaults: llvmpipe's kernels on CPU adapters, the GPU variants elsewhere. All measured,
+ * except GPUs' `fusion: "fused"` — chosen because a decode step there is mostly fixed cost per
+ * dispatch (H100: ≈ 9 µs for each of a 'small-mha' step's ≈ 110 dispatches, bench/NOTES.md
+ * section 4), and the fused GEMV keeps the measured GEMV's reduction shape.
+ */
 export function defaultKernels(isFallbackAdapter: boolean): KernelChoice {
   return isFallbackAdapter
-    ? { prefill: "flash", gemm: "register", decode: "thread", f16: "packed" }
-    : { prefill: "thread", gemm: "register", decode: "workgroup", f16: "packed" };
+    ? {
+      prefill: "flash",
+      gemm: "register",
+      decode: "thread",
+      f16: "packed",
+      gemv: "rows",
+      fusion: "fused",
+    }
+    : {
+      prefill: "thread",
+      gemm: "register",
+      decode: "workgroup",
+      f16: "packed",
+      gemv: "reduce",
+      fusion: "fused",
+    };
 }
 
 /**

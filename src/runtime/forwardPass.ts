@@ -287,11 +287,11 @@ export function prefillAttentionFor(ctx: GpuContext): typeof prefillAttention {
 }
 
 /**
- * Decode (m = 1) on a CPU adapter: the GEMVs of one input fuse with the step before them
- * (`fusedGemv.ts`) when their weights are single bindings without biases.
+ * Decode (m = 1) with `ctx.kernels.fusion === "fused"`: the GEMVs of one input fuse with the step
+ * before them (`fusedGemv.ts`) when their weights are single bindings without biases.
  */
 function fusible(ctx: GpuContext, m: number, ws: GpuMatrix[]): boolean {
-  return m === 1 && ctx.isFallbackAdapter && canFuseGemv(ws);
+  return m === 1 && ctx.kernels.fusion === "fused" && canFuseGemv(ws);
 }
 
 /** `acts.xn = rmsnorm(acts.x)` then `y = acts.xn·Wᵀ (+ b)` for each projection, fused if possible. */

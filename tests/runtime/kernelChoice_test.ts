@@ -31,6 +31,14 @@ Deno.test("KVPOLICY_KERNELS: op=kernel pairs, clear errors otherwise", () => {
   assert.throws(() => parseKernelChoice("gemm"), /'gemm' is not op=kernel/);
   assert.equal(defaultKernels(true).prefill, "flash");
   assert.equal(defaultKernels(false).decode, "workgroup");
+  assert.deepEqual(parseKernelChoice("gemv=reduce,fusion=separate"), {
+    gemv: "reduce",
+    fusion: "separate",
+  });
+  assert.throws(
+    () => parseKernelChoice("fusion=on"),
+    /unknown fusion kernel 'on' \(fused, separate\)/,
+  );
 });
 
 Deno.test({
@@ -44,6 +52,18 @@ Deno.test({
         assert.deepEqual({ ...engine.ctx.kernels, ...kernels }, engine.ctx.kernels);
         const logits = await engine.promptLogits(ids, 64);
         const gen = await engine.generate({ promptIds: ids, maxNewTokens: 6 });
+        // Decoding really ran the chosen GEMV body, fused or not (tiny-needle: all fusible).
+        const keys = engine.ctx.pipelineKeys();
+        const fused = keys.filter((k) => k.startsWith("fusedGemv:"));
+        const tpr = engine.ctx.kernels.gemv === "rows" ? 1 : 16;
+        if (engine.ctx.kernels.fusion === "fused") {
+          assert.ok(fused.length >= 3 && fused.every((k) => k.endsWith(`:${tpr}`)), `${keys}`);
+        } else {
+          assert.ok(
+            !fused.length && keys.some((k) => k.startsWith("gemv:") && k.endsWith(`:${tpr}`)),
+            `${keys}`,
+          );
+        }
         return { logits: logits.at(-1)!, tokens: gen.tokens };
       } finally {
         engine.close();
@@ -51,10 +71,10 @@ Deno.test({
     };
     const base = await run({});
     const choices: Partial<KernelChoice>[] = [
-      { prefill: "flash", gemm: "tiled", decode: "workgroup" },
-      { prefill: "thread", gemm: "register", decode: "thread" },
-      { prefill: "workgroup", gemm: "tiled", decode: "thread" },
-      { prefill: "thread", gemm: "tiled128", decode: "workgroup" },
+      { prefill: "flash", gemm: "tiled", decode: "workgroup", gemv: "reduce" },
+      { prefill: "thread", gemm: "register", decode: "thread", fusion: "separate" },
+      { prefill: "workgroup", gemm: "tiled", decode: "thread", gemv: "reduce", fusion: "separate" },
+      { prefill: "thread", gemm: "tiled128", decode: "workgroup", gemv: "rows" },
     ];
     for (const kernels of choices) {
       const got = await run(kernels);

@@ -1,15 +1,21 @@
 /**
- * Fused decode GEMV (CPU adapters, m = 1): up to three projections of the same input in one
- * dispatch, with the input's preceding elementwise step done on the fly —
+ * Fused decode GEMV (m = 1): up to three projections of the same input in one dispatch, with the
+ * input's preceding elementwise step done on the fly —
  *
- * - `norm`: `y_i = (rmsnorm(x)·g)·W_iᵀ` (the attention block's q/k/v, the MLP's gate/up): each
- *   thread recomputes `1/rms(x)` (K uniform loads) and scales its dot products by it;
+ * - `norm`: `y_i = (rmsnorm(x)·g)·W_iᵀ` (the attention block's q/k/v, the MLP's gate/up): the
+ *   dot products are scaled by `1/rms(x)` at the end;
  * - `swiglu`: `y = (silu(gate)·up)·Wᵀ` (the down projection);
  * - `plain`: `y_i = x·W_iᵀ`.
  *
- * Decode on llvmpipe pays ≈ 50–300 µs per dispatch, so removing the RMSNorm / SwiGLU passes and
- * merging q/k/v and gate/up saves 5 of 14 dispatches per layer. Workgroups are assigned to one
- * projection each (a uniform branch), 16 threads × 8 rows (`GEMV_ROWS_PER_THREAD`).
+ * Removing the RMSNorm / SwiGLU passes and merging q/k/v and gate/up leaves 7 of 13 dispatches
+ * per layer: decode on llvmpipe pays ≈ 50–300 µs per dispatch, on an H100 a 'small-mha' step
+ * measured ≈ 9 µs per dispatch of fixed cost. Workgroups are assigned to one projection each (a
+ * uniform branch). Two bodies, as `matmul.ts`'s GEMV (`threadsPerRow`):
+ *
+ * - 1 thread per row (CPU adapters): 16 threads × 8 rows, each input vec4 loaded once for its 8
+ *   rows; every thread recomputes `1/rms(x)` (K uniform loads);
+ * - `TPR` threads per row (GPUs): they stride over K with vec4 loads, accumulating the row's dot
+ *   product and (for `norm`) `Σx²` from the same loads, then a workgroup tree reduction.
  *
  * Bindings: 0 params, 1 x f32 (read), 2 norm weight (`norm`) or up f32 (`swiglu`) (read, absent
  * for `plain`), then W_0 … W_{n−1} (read), then y_0 … y_{n−1} f32 (read_write).
@@ -18,10 +24,10 @@
  */
 
 import type { BufferRef, GpuContext } from "../device.ts";
-import { dispatchOp, type GpuOp, packParams } from "../op.ts";
 import type { GpuMatrix, GpuVector } from "../weights.ts";
 import { weightDecl, type WeightStorage, weightStorage } from "../wgslDtype.ts";
-import { GEMV_ROWS_PER_THREAD, GEMV_WG, gemvRowsWgsl } from "./matmul.ts";
+import { dispatchOp, type GpuOp, grid2d, packParams } from "../op.ts";
+import { GEMV_ROWS_PER_THREAD, GEMV_WG, gemvRowsWgsl, gemvThreadsPerRow } from "./matmul.ts";
 import { each } from "./wgslUnroll.ts";
 
 /** The input's elementwise step. */
@@ -48,29 +54,87 @@ export interface FusedGemvArgs {
   input: FusedGemvInput;
   /** One to three projections sharing K. */
   outputs: FusedGemvOutput[];
+  /** Threads per row: 1, or a power of two ≤ 64 (default `gemvThreadsPerRow(ctx)`). */
+  threadsPerRow?: number;
 }
 
-/**
- * Whether these weights can go through {@link fusedGemv}: one segment each, K a multiple of 4.
- * (Tuned for CPU adapters: callers use it where `ctx.isFallbackAdapter`.)
- */
+/** Whether these weights can go through {@link fusedGemv}: one segment each, K a multiple of 4. */
 export function canFuseGemv(ws: GpuMatrix[]): boolean {
   const K = ws[0].cols;
   return K % 4 === 0 && ws.length <= 3 &&
     ws.every((w) => w.cols === K && w.segments.length === 1);
 }
 
+/** WGSL `xin(x, k4)`: the projections' input at vec4 `k4`, given `x = X[k4]`. */
 function inputWgsl(input: FusedGemvInput["kind"], normDtype: WeightStorage): string {
   switch (input) {
     case "plain":
-      return "fn xin(k4: u32) -> vec4<f32> { return X[k4]; }";
+      return "fn xin(x: vec4<f32>, k4: u32) -> vec4<f32> { return x; }";
     case "norm":
       return weightDecl("G", 2, normDtype) +
-        "fn xin(k4: u32) -> vec4<f32> { return X[k4] * G4(k4); }";
+        "fn xin(x: vec4<f32>, k4: u32) -> vec4<f32> { return x * G4(k4); }";
     case "swiglu":
       return `@group(0) @binding(2) var<storage, read> U: array<vec4<f32>>;
-fn xin(k4: u32) -> vec4<f32> { let g = X[k4]; return g / (1.0 + exp(-g)) * U[k4]; }`;
+fn xin(g: vec4<f32>, k4: u32) -> vec4<f32> { return g / (1.0 + exp(-g)) * U[k4]; }`;
   }
+}
+
+/** `Y_i[r] = s` (or `+= s`) as WGSL. */
+function storeWgsl(i: number, acc: boolean, r: string, s: string): string {
+  return `Y${i}[${r}] = ${acc ? `Y${i}[${r}] + ` : ""}${s};`;
+}
+
+/** Rows per workgroup of a body with `tpr` threads per row. */
+function rowsPerWorkgroup(tpr: number): number {
+  return tpr === 1 ? GEMV_WG * GEMV_ROWS_PER_THREAD : 64 / tpr;
+}
+
+/** The 1-thread-per-row body of projection `i` (CPU adapters; see the module doc). */
+function rowsProjWgsl(i: number, acc: boolean): string {
+  const R = GEMV_ROWS_PER_THREAD;
+  return `fn proj${i}(w: u32, li: u32, inv: f32) {
+  let r0 = (w * ${GEMV_WG}u + li) * ${R}u;
+${
+    gemvRowsWgsl({
+      rpt: R,
+      w4: `W${i}_4`,
+      x4: (k) => `xin(X[${k}], ${k})`,
+      rows: `p.rows${i}`,
+      kStride4: `p.ks${i}`,
+      K: "p.K",
+    })
+  }
+${
+    each(R, (j) =>
+      `  if (r0 + ${j}u < p.rows${i}) { ${storeWgsl(i, acc, `r0 + ${j}u`, `s${j} * inv`)} }`)
+  }
+}`;
+}
+
+/** The `tpr`-threads-per-row body of projection `i` (GPUs; see the module doc). */
+function reduceProjWgsl(i: number, acc: boolean, norm: boolean, tpr: number): string {
+  return `fn proj${i}(w: u32, li: u32, inv: f32) {
+  let r = w * ${64 / tpr}u + li / ${tpr}u;
+  let t = li % ${tpr}u;
+  let base = min(r, p.rows${i} - 1u) * p.ks${i};
+  var a = vec4<f32>(0.0);
+  var ss = 0.0;
+  for (var k4 = t; k4 < p.K / 4u; k4 += ${tpr}u) {
+    let x = X[k4];
+    ${norm ? "ss += dot(x, x);" : ""}
+    a += W${i}_4(base + k4) * xin(x, k4);
+  }
+  red[li] = vec2<f32>((a.x + a.y) + (a.z + a.w), ss);
+  workgroupBarrier();
+  for (var h = ${tpr / 2}u; h > 0u; h >>= 1u) {
+    if (t < h) { red[li] += red[li + h]; }
+    workgroupBarrier();
+  }
+  if (t == 0u && r < p.rows${i}) {
+    let s = red[li].x${norm ? " * inverseSqrt(red[li].y / f32(p.K) + p.eps)" : ""};
+    ${storeWgsl(i, acc, "r", "s")}
+  }
+}`;
 }
 
 function code(
@@ -78,32 +142,17 @@ function code(
   normDtype: WeightStorage,
   dtypes: WeightStorage[],
   acc: boolean[],
+  tpr: number,
 ): string {
-  const n = dtypes.length, R = GEMV_ROWS_PER_THREAD, first = input === "plain" ? 2 : 3;
-  const scale = input === "norm"
+  const n = dtypes.length, first = input === "plain" ? 2 : 3;
+  // The CPU body scales by 1/rms(x) computed up front; the GPU body from its own loads.
+  const scale = input === "norm" && tpr === 1
     ? `  var ss = 0.0;
   for (var k4 = 0u; k4 < p.K / 4u; k4++) { let v = X[k4]; ss += dot(v, v); }
   let inv = inverseSqrt(ss / f32(p.K) + p.eps);`
     : "  let inv = 1.0;";
   const proj = (i: number) =>
-    `fn proj${i}(r0: u32, inv: f32) {
-${
-      gemvRowsWgsl({
-        rpt: R,
-        w4: `W${i}_4`,
-        x4: (k) => `xin(${k})`,
-        rows: `p.rows${i}`,
-        kStride4: `p.ks${i}`,
-        K: "p.K",
-      })
-    }
-${
-      each(R, (j) =>
-        `  if (r0 + ${j}u < p.rows${i}) { Y${i}[r0 + ${j}u] = ${
-          acc[i] ? `Y${i}[r0 + ${j}u] + ` : ""
-        }s${j} * inv; }`)
-    }
-}`;
+    tpr === 1 ? rowsProjWgsl(i, acc[i]) : reduceProjWgsl(i, acc[i], input === "norm", tpr);
   return `struct Params { K: u32, eps: f32, rows0: u32, rows1: u32, rows2: u32, ks0: u32, ks1: u32,
   ks2: u32, wg0: u32, wg1: u32 };
 @group(0) @binding(0) var<uniform> p: Params;
@@ -114,16 +163,18 @@ ${
     each(n, (i) =>
       `@group(0) @binding(${first + n + i}) var<storage, read_write> Y${i}: array<f32>;`)
   }
+${tpr === 1 ? "" : `var<workgroup> red: array<vec2<f32>, 64>;`}
 ${each(n, proj, "\n\n")}
-@compute @workgroup_size(${GEMV_WG})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+@compute @workgroup_size(${tpr === 1 ? GEMV_WG : 64})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) li: u32) {
 ${scale}
-  var w = wid.x;
+  var w = wid.x + wid.y * nwg.x;
 ${
     each(n, (i) =>
       i === n - 1
-        ? `  proj${i}((w * ${GEMV_WG}u + li) * ${R}u, inv);`
-        : `  if (w < p.wg${i}) { proj${i}((w * ${GEMV_WG}u + li) * ${R}u, inv); return; }
+        ? `  proj${i}(w, li, inv);`
+        : `  if (w < p.wg${i}) { proj${i}(w, li, inv); return; }
   w -= p.wg${i};`)
   }
 }
@@ -138,7 +189,11 @@ export function fusedGemv(ctx: GpuContext, a: FusedGemvArgs): GpuOp {
       "fusedGemv: needs 1–3 single-segment weights with one K (a multiple of 4)",
     );
   }
-  const K = ws[0].cols, perWg = GEMV_WG * GEMV_ROWS_PER_THREAD;
+  const tpr = a.threadsPerRow ?? gemvThreadsPerRow(ctx);
+  if (!(tpr >= 1 && tpr <= 64 && (tpr & (tpr - 1)) === 0)) {
+    throw new RangeError(`fusedGemv: threadsPerRow ${tpr} must be a power of two ≤ 64`);
+  }
+  const K = ws[0].cols, perWg = rowsPerWorkgroup(tpr);
   const wgs = ws.map((w) => Math.ceil(w.rows / perWg));
   const kind = a.input.kind;
   const normDtype = a.input.kind === "norm" ? a.input.weight.dtype : "F32";
@@ -146,7 +201,7 @@ export function fusedGemv(ctx: GpuContext, a: FusedGemvArgs): GpuOp {
     throw new RangeError(`fusedGemv: norm weight of ${a.input.weight.length}, K ${K}`);
   }
   const acc = a.outputs.map((o) => o.accumulate ?? false);
-  const key = `fusedGemv:${kind}:${normDtype}:${ws.map((w) => w.dtype)}:${acc}`;
+  const key = `fusedGemv:${kind}:${normDtype}:${ws.map((w) => w.dtype)}:${acc}:${tpr}`;
   const buffers: BufferRef[] = [a.x];
   if (a.input.kind === "norm") buffers.push(a.input.weight.buffer);
   if (a.input.kind === "swiglu") buffers.push(a.input.up);
@@ -164,6 +219,7 @@ export function fusedGemv(ctx: GpuContext, a: FusedGemvArgs): GpuOp {
         weightStorage(ctx, normDtype),
         ws.map((w) => weightStorage(ctx, w.dtype)),
         acc,
+        tpr,
       )),
     params: packParams([
       ["u32", K],
@@ -178,6 +234,6 @@ export function fusedGemv(ctx: GpuContext, a: FusedGemvArgs): GpuOp {
       ["u32", wgs[1] ?? 0],
     ]),
     buffers,
-    workgroups: [wgs.reduce((x, y) => x + y, 0)],
+    workgroups: grid2d(wgs.reduce((x, y) => x + y, 0)),
   });
 }

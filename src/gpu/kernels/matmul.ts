@@ -69,9 +69,9 @@ export function gemmTile(m: number): [number, number] {
   return m >= 16 ? [16, 8] : [8, 8];
 }
 
-/** Threads per output row of the GEMV kernel for this adapter (1 on CPU adapters). */
+/** Threads per output row of the GEMV for `ctx.kernels.gemv`: 1 (`rows`) or 16 (`reduce`). */
 export function gemvThreadsPerRow(ctx: GpuContext): number {
-  return ctx.isFallbackAdapter ? 1 : 16;
+  return ctx.kernels.gemv === "rows" ? 1 : 16;
 }
 
 /** GEMV with a workgroup reduction: `TPR` threads per row stride over K (GPU adapters). */
