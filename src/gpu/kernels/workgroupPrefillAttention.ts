@@ -5,8 +5,9 @@
  * block of `64 / G` consecutive queries × `G` query heads of one KV group (one (query, head) row
  * per thread, q and the output accumulator in registers). For every tile of `BK` keys the
  * workgroup stages K and V rows once (coalesced), then each thread scores the tile with broadcast
- * reads and updates its online softmax — each K/V row is read from memory once per block instead
- * of once per (query, head). The observation window makes a second pass over the key tiles for the
+ * reads and updates its online softmax 8 keys at a time (one max, one rescale of the accumulator
+ * and one exp per key, as FlashAttention-2 does per block) — each K/V row is read from memory once
+ * per block instead of once per (query, head). The observation window makes a second pass over the key tiles for the
  * blocks that hold window rows.
  *
  * A GPU candidate next to the thread-per-row kernel (the default on GPUs), used by
@@ -28,7 +29,7 @@ import {
   prefillPreambleWgsl,
 } from "./prefillAttention.ts";
 import { kvHeadMetaWgsl } from "./attentionCommon.ts";
-import { each } from "./wgslUnroll.ts";
+import { each, maxOf } from "./wgslUnroll.ts";
 
 /** Threads (query, head rows) per workgroup. */
 const WG = 64;
@@ -43,6 +44,9 @@ function headsPerBlock(group: number): number {
   for (const g of [8, 4, 2]) if (group % g === 0) return g;
   return 1;
 }
+
+/** Keys per online-softmax step within a tile: one max and one rescale per 8 keys. */
+const ST = 8;
 
 function code(dtype: KvStorage, D4: number, G: number, BK: number, withObs: boolean): string {
   const BQ = WG / G;
@@ -103,16 +107,31 @@ ${each(D4, (d) => `  var o${d} = vec4<f32>(0.0);`)}
   var l = 0.0;
   for (var t0 = 0u; t0 < jmax; t0 += ${BK}u) {
 ${load(true)}
-    let n = min(${BK}u, jmax - t0);
-    for (var t = 0u; t < n; t++) {
-      let j = t0 + t;
-      if (j < lim) {
-        let s = ${dot((d) => `kt[t * D4 + ${d}u]`)} + select(0.0, biasValue, base + j == biasRow);
-        let mnew = max(mx, s);
+    for (var u = 0u; u < ${BK}u; u += ${ST}u) {
+      let j0 = t0 + u;
+      if (j0 < lim) {
+        // Scores of the sub-tile (keys past this row's causal limit masked), one max, one
+        // rescale of the accumulator, one exp per key.
+${
+    each(ST, (t) =>
+      `        let s${t} = select(NEG, ${
+        dot((d) =>
+          `kt[(u + ${t}u) * D4 + ${d}u]`
+        )
+      } + select(0.0, ` +
+      `biasValue, base + j0 + ${t}u == biasRow), j0 + ${t}u < lim);`)
+  }
+        let mnew = max(mx, ${maxOf(Array.from({ length: ST }, (_, t) => `s${t}`))});
         let c = exp(mx - mnew);
-        let pk = exp(s - mnew);
-        l = l * c + pk;
-${each(D4, (d) => `        o${d} = o${d} * c + pk * vt[t * D4 + ${d}u];`)}
+${each(ST, (t) => `        let e${t} = exp(s${t} - mnew);`)}
+        l = l * c + ${each(ST, (t) => `e${t}`, " + ")};
+${
+    each(D4, (d) =>
+      `        o${d} = o${d} * c + ${
+        each(ST, (t) =>
+          `e${t} * vt[(u + ${t}u) * D4 + ${d}u]`, " + ")
+      };`)
+  }
         mx = mnew;
       }
     }
