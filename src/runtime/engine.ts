@@ -70,6 +70,13 @@ function bindingCapFromEnv(): number | undefined {
 /** Default prompt tokens per prefill chunk. */
 export const DEFAULT_PREFILL_CHUNK = 512;
 const DEFAULT_READ_EVERY = 16;
+/**
+ * Decode steps per command buffer within a read batch: the GPU starts on the first steps while
+ * the host still encodes the next ones (one command buffer per batch kept the GPU idle during the
+ * whole batch's encoding: ≈ 3 µs per dispatch on the llvmpipe host, about a tenth of an H100's
+ * decode step for the '1b' shape). On llvmpipe 4 and 64 steps per buffer measured within noise.
+ */
+const SUBMIT_EVERY = 8;
 
 /** Options of {@link Engine.open}. */
 export interface EngineOptions {
@@ -318,9 +325,13 @@ export class Engine {
         owned.push(...steps);
         while (tokens.length < maxNew && stopReason === "length") {
           const batch = Math.min(readEvery, maxNew - tokens.length);
-          const encoder = this.ctx.device.createCommandEncoder();
-          for (let i = 0; i < batch; i++) encodeSteps(encoder, steps);
-          this.ctx.device.queue.submit([encoder.finish()]);
+          for (let done = 0; done < batch; done += SUBMIT_EVERY) {
+            const encoder = this.ctx.device.createCommandEncoder();
+            for (let i = done; i < Math.min(batch, done + SUBMIT_EVERY); i++) {
+              encodeSteps(encoder, steps);
+            }
+            this.ctx.device.queue.submit([encoder.finish()]);
+          }
           fed += batch;
           take(await readSampledIds(this.ctx, sampler, tokens.length, tokens.length + batch));
         }
