@@ -18,7 +18,9 @@ import { quantDecodeAttention } from "../src/gpu/kernels/quantDecodeAttention.ts
 import { createQuantKvLayer } from "../src/gpu/quantKvCache.ts";
 import { workgroupPrefillAttention } from "../src/gpu/kernels/workgroupPrefillAttention.ts";
 import { createKvCacheLayer } from "../src/gpu/kvCache.ts";
-import { type GpuOp, runOps } from "../src/gpu/op.ts";
+import { type GpuOp, runOps, sequenceOp } from "../src/gpu/op.ts";
+import { rmsNorm } from "../src/gpu/kernels/rmsNorm.ts";
+import { swiglu } from "../src/gpu/kernels/swiglu.ts";
 import { uploadMatrix, uploadVector } from "../src/gpu/weights.ts";
 
 const ctx = await acquireDevice();
@@ -58,6 +60,47 @@ for (const dtype of ["F32", "F16", "BF16"] as const) {
       },
       outputs: [{ w, y }],
     }),
+  );
+}
+
+{
+  // One decode MLP block of the '1b' shape (hidden 2048, MLP 8192, bf16): RMSNorm, gate, up,
+  // SwiGLU and down as five dispatches, or fused into two (`fusion=fused`, fusedGemv.ts).
+  const [Hd, I] = [2048, 8192];
+  const mat = (rows: number, cols: number) =>
+    uploadMatrix(ctx, {
+      dtype: "BF16",
+      shape: [rows, cols],
+      data: new Uint8Array(rows * cols * 2),
+    });
+  const [gate, up, down] = [mat(I, Hd), mat(I, Hd), mat(Hd, I)];
+  const norm = uploadVector(ctx, { dtype: "BF16", shape: [Hd], data: new Uint8Array(Hd * 2) });
+  const f32 = (n: number) => ctx.createBuffer(n * 4);
+  const [x, xn, g, u, act] = [f32(Hd), f32(Hd), f32(I), f32(I), f32(I)];
+  bench(
+    "decode MLP 2048→8192→2048 bf16, separate (5 dispatches)",
+    sequenceOp("mlp", [
+      rmsNorm(ctx, { x, weight: norm, out: xn, m: 1, eps: 1e-5 }),
+      matmul(ctx, { x: xn, w: gate, y: g, m: 1 }),
+      matmul(ctx, { x: xn, w: up, y: u, m: 1 }),
+      swiglu(ctx, { gate: g, up: u, out: act, m: 1, n: I }),
+      matmul(ctx, { x: act, w: down, y: x, m: 1, accumulate: true }),
+    ]),
+  );
+  bench(
+    "decode MLP 2048→8192→2048 bf16, fused (2 dispatches)",
+    sequenceOp("mlp", [
+      fusedGemv(ctx, {
+        x,
+        input: { kind: "norm", weight: norm, eps: 1e-5 },
+        outputs: [{ w: gate, y: g }, { w: up, y: u }],
+      }),
+      fusedGemv(ctx, {
+        x: g,
+        input: { kind: "swiglu", up: u },
+        outputs: [{ w: down, y: x, accumulate: true }],
+      }),
+    ]),
   );
 }
 
