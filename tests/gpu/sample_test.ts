@@ -18,7 +18,7 @@ function refSample(logits: Float32Array, t: number, k: number, p: number, u: num
   const ok = z.map((x) => !Number.isNaN(x));
   const sorted = z.filter((_, i) => ok[i]).sort((a, b) => b - a);
   const zmax = sorted[0];
-  let th = k > 0 && k < z.length ? sorted[k - 1] : -Infinity;
+  let th = k > 0 && k <= sorted.length ? sorted[k - 1] : -Infinity; // k beyond the numbers: all
   const w = z.map((x) => Math.exp(x - zmax));
   const mass = (t: number) => z.reduce((s, x, i) => s + (ok[i] && x >= t ? w[i] : 0), 0);
   if (p < 1) {
@@ -70,10 +70,16 @@ gpuTest("sample: seeded temperature/top-k/top-p matches the TypeScript reference
     [1.3, 0, 0.9],
     [0.8, 50, 0.8],
     [1, 1, 1],
+    [1, V - 1, 1], // k beyond the numbers (two logits are NaN): all numbers kept
+    [0.9, 3, 0.5],
+    [1, 0, 0.3],
   ];
   for (const [t, k, p] of settings) {
     const logits = randomF32(rand, V, 4);
-    logits[5] = NaN;
+    logits[5] = logits[6] = NaN;
+    // ties, some of them at the top, and a few equal negatives
+    for (const i of [17, 300, 301]) logits[i] = 9;
+    for (const i of [40, 41, 42, 600]) logits[i] = -1.5;
     const L = ctx.upload(logits);
     const s = createSamplerState(ctx, { token: 0, position: 0, idsCapacity: 16 });
     const seed = 2 ** 40 + 12345;
@@ -95,6 +101,7 @@ gpuTest("sample: seeded temperature/top-k/top-p matches the TypeScript reference
       (_, i) => refSample(logits, t, k, p, samplerUniform(seed, i)),
     );
     assert.deepEqual(got, want, `T=${t} k=${k} p=${p}`);
-    if (k === 1) assert.ok(got.every((id) => id === got[0]));
+    // top-1 keeps only the largest logit (the three tied at 9 here)
+    if (k === 1) assert.ok(got.every((id) => logits[id] === 9), `${got}`);
   }
 });

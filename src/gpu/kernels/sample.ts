@@ -3,8 +3,9 @@
  * threads), in Hugging Face's order: scale by 1/temperature, keep the top-k logits, then the
  * smallest set of most probable tokens whose probability reaches top-p, renormalise and draw.
  *
- * Thresholds are found exactly by bisection over the order-preserving u32 encoding of the scaled
- * logits (32 rounds each), so nothing is sorted; tokens tied at a threshold are all kept (as in
+ * Thresholds are found exactly by radix descent over the order-preserving u32 encoding of the
+ * scaled logits, 4 bits per pass (8 passes each: top-k counts keys per digit, top-p sums their
+ * probability mass per digit), so nothing is sorted; tokens tied at a threshold are all kept (as in
  * HF's top-k). The draw uses `u = samplerUniform(seed, step)` (see `prng.ts`; `step` is the
  * sampler state's counter) and returns the first token, in index order, whose cumulative kept
  * probability exceeds `u` — the same walk the TypeScript reference does. NaN logits are never
@@ -55,6 +56,7 @@ var<workgroup> ru: array<u32, WG>;
 var<workgroup> rf: array<f32, WG>;
 var<workgroup> zmaxShared: f32;
 var<workgroup> totalShared: f32;
+var<workgroup> hist: array<atomic<u32>, 16>;
 fn sumU(x: u32, li: u32) -> u32 {
   ru[li] = x;
   workgroupBarrier();
@@ -102,6 +104,29 @@ fn massAbove(t: u32, c0: u32, c1: u32) -> f32 {
   for (var i = c0; i < c1; i++) { if (key(i) >= t) { s += weight(i); } }
   return s;
 }
+// bin masses of the whole workgroup, each summed in one fixed order: 16 partials of each thread
+// are staged 8 bins at a time, 16 threads per bin add 16 partials each, one thread adds those
+var<workgroup> stage: array<f32, ${8 * 256}>;
+var<workgroup> binMass: array<f32, 16>;
+fn binSums(m: ptr<function, array<f32, 16>>, li: u32) {
+  for (var half = 0u; half < 2u; half++) {
+    for (var b = 0u; b < 8u; b++) { stage[b * WG + li] = (*m)[half * 8u + b]; }
+    workgroupBarrier();
+    if (li < 128u) {
+      let at = (li / 16u) * WG + (li % 16u) * 16u;
+      var s = 0.0;
+      for (var j = 0u; j < 16u; j++) { s += stage[at + j]; }
+      stage[at] = s;
+    }
+    workgroupBarrier();
+    if (li < 8u) {
+      var s = 0.0;
+      for (var j = 0u; j < 16u; j++) { s += stage[li * WG + j * 16u]; }
+      binMass[half * 8u + li] = s;
+    }
+    workgroupBarrier();
+  }
+}
 fn sumF(x: f32, li: u32) -> f32 {
   rf[li] = x;
   workgroupBarrier();
@@ -121,38 +146,88 @@ fn main(@builtin(local_invocation_index) li: u32) {
   let c0 = min(li * chunk, p.V);
   let c1 = min(c0 + chunk, p.V);
   var kmax = 0u;
-  for (var i = c0; i < c1; i++) { kmax = max(kmax, key(i)); }
+  var nv = 0u; // keys that are numbers
+  for (var i = c0; i < c1; i++) {
+    let k = key(i);
+    kmax = max(kmax, k);
+    nv += select(0u, 1u, k != 0u);
+  }
   kmax = maxU(kmax, li);
+  nv = sumU(nv, li);
   if (li == 0u) {
     let b = select(~kmax, kmax & 0x7fffffffu, (kmax & 0x80000000u) != 0u);
     zmaxShared = bitcast<f32>(b);
   }
   workgroupBarrier();
-  // top-k: largest threshold with at least k keys at or above it
-  var lo = 1u;
-  var hi = max(kmax, 1u);
+  // top-k: the k-th largest key (radix select, 4 bits per pass); all valid keys when fewer
+  var tk = 1u;
   if (p.topK > 0u && p.topK < p.V) {
-    for (var it = 0u; it < 32u; it++) {
-      let mid = lo + ((hi - lo) >> 1u) + ((hi - lo) & 1u);
-      var c = 0u;
-      for (var i = c0; i < c1; i++) { c += select(0u, 1u, key(i) >= mid); }
-      c = sumU(c, li);
-      if (c >= p.topK) { lo = mid; } else { hi = mid - 1u; }
+    var prefix = 0u;
+    var mask = 0u;
+    var need = p.topK;
+    for (var r = 0u; r < 8u; r++) {
+      let shift = 28u - 4u * r;
+      if (li < 16u) { atomicStore(&hist[li], 0u); }
+      workgroupBarrier();
+      var cnt = array<u32, 16>(); // (naga zeroes \`var cnt: T;\` in a loop only once)
+      for (var i = c0; i < c1; i++) {
+        let k = key(i);
+        if (k != 0u && (k & mask) == prefix) { cnt[(k >> shift) & 15u] += 1u; }
+      }
+      for (var b = 0u; b < 16u; b++) { if (cnt[b] > 0u) { atomicAdd(&hist[b], cnt[b]); } }
+      workgroupBarrier();
+      // the highest digit at which the count from the top reaches \`need\`
+      var d = 15u;
+      var above = 0u;
+      loop {
+        let c = atomicLoad(&hist[d]);
+        if (above + c >= need || d == 0u) { break; }
+        above += c;
+        d -= 1u;
+      }
+      need -= above;
+      prefix |= d << shift;
+      mask |= 15u << shift;
+      workgroupBarrier();
     }
+    tk = select(prefix, 1u, nv <= p.topK);
   }
-  let tk = lo;
-  // top-p: largest threshold ≥ tk whose mass reaches topP of the top-k mass
+  // top-p: the largest key t ≥ tk whose mass at or above it reaches topP of the top-k mass (radix
+  // descent: A is the mass above the current prefix's range, bins split the range by 4 bits)
   let zk = sumF(massAbove(tk, c0, c1), li);
-  lo = tk;
-  hi = max(kmax, tk);
+  var th = tk;
   if (p.topP < 1.0) {
-    for (var it = 0u; it < 32u; it++) {
-      let mid = lo + ((hi - lo) >> 1u) + ((hi - lo) & 1u);
-      let s = sumF(massAbove(mid, c0, c1), li);
-      if (s >= p.topP * zk) { lo = mid; } else { hi = mid - 1u; }
+    let goal = p.topP * zk;
+    var prefix = 0u;
+    var mask = 0u;
+    var above = 0.0;
+    var found = true;
+    for (var r = 0u; r < 8u; r++) {
+      let shift = 28u - 4u * r;
+      var m = array<f32, 16>();
+      for (var i = c0; i < c1; i++) {
+        let k = key(i);
+        if (k >= tk && (k & mask) == prefix) { m[(k >> shift) & 15u] += weight(i); }
+      }
+      binSums(&m, li);
+      var d = 15u;
+      var s = above;
+      var hit = false;
+      loop {
+        s += binMass[d];
+        if (s >= goal) { hit = true; break; }
+        if (d == 0u) { break; }
+        d -= 1u;
+      }
+      found = found && hit;
+      above = s - binMass[d];
+      prefix |= d << shift;
+      mask |= 15u << shift;
+      workgroupBarrier();
     }
+    // float sums that never reach the goal (topP ≈ 1) keep the whole top-k set
+    th = select(tk, prefix, found);
   }
-  let th = lo;
   // draw: walk the kept tokens in index order
   let part = massAbove(th, c0, c1);
   rf[li] = part;
