@@ -1,7 +1,7 @@
 /**
  * Per-kernel profile of prefill and one decode step:
  * `deno run -A bench/profile.ts [--model DIR | --shape small|small-mha|1b] [--prefill 1024,2048]
- * [--decode 1024,4096] [--chunk 512] [--synthetic | --policy TEXT]` (`--synthetic`: decode
+ * [--decode 1024,4096] [--chunk N] [--synthetic | --policy TEXT]` (`--synthetic`: decode
  * contexts of zero rows instead of a prefill, see {@link profileDecode}; `--policy`: the decode
  * step after that policy compressed the prefilled cache; `--prefill ''` profiles no prefill).
  *
@@ -16,7 +16,7 @@ import type { GpuContext } from "../src/gpu/device.ts";
 import { argmax } from "../src/gpu/kernels/argmax.ts";
 import type { GpuOp } from "../src/gpu/op.ts";
 import { createSamplerState } from "../src/gpu/samplerState.ts";
-import { Engine } from "../src/runtime/engine.ts";
+import { defaultPrefillChunk, Engine } from "../src/runtime/engine.ts";
 import {
   createActivations,
   destroySteps,
@@ -245,7 +245,7 @@ if (import.meta.main) {
     console.log(`Device: ${engine.ctx.adapterDescription}; model ${a.model ?? a.shape ?? "small"}`);
     for (const n of prefillLens) {
       const t = performance.now();
-      const p = await profilePrefill(engine, n, Number(a.chunk ?? 512));
+      const p = await profilePrefill(engine, n, Number(a.chunk ?? defaultPrefillChunk(engine.ctx)));
       console.log(
         `\n${profileTable(`Prefill ${n} tokens`, p)}\n(wall ${
           (performance.now() - t).toFixed(0)

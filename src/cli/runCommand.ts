@@ -135,7 +135,9 @@ export async function runCommand(args: string[]): Promise<number> {
         maxNewTokens,
         sampling,
         stopIds: engine.config.eosTokenIds,
-        prefillChunk: intFlag("prefill-chunk", v["prefill-chunk"], 512, 1),
+        prefillChunk: v["prefill-chunk"] === undefined
+          ? undefined
+          : intFlag("prefill-chunk", v["prefill-chunk"], 0, 1),
         onTokens: (ids) => {
           if (!stream) return;
           for (const id of ids) Deno.stdout.writeSync(encoder.encode(stream.push(id)));

@@ -67,8 +67,20 @@ function bindingCapFromEnv(): number | undefined {
   return text && Number.isInteger(n) && n > 0 ? n : undefined;
 }
 
-/** Default prompt tokens per prefill chunk. */
+/** Default prompt tokens per prefill chunk on CPU adapters (see {@link defaultPrefillChunk}). */
 export const DEFAULT_PREFILL_CHUNK = 512;
+
+/**
+ * Prompt tokens per prefill chunk on GPUs: a chunk's queries are the prefill attention kernel's
+ * threads, and 512 of them leave an H100 mostly idle (thread kernel, H32/KV8 D64 over 4096 keys:
+ * 128 queries 0.23 TFLOP/s, 512 queries 0.79; bench/NOTES.md section 4).
+ */
+export const GPU_PREFILL_CHUNK = 2048;
+
+/** The prefill chunk an engine on `ctx` uses unless a request names one. */
+export function defaultPrefillChunk(ctx: GpuContext): number {
+  return ctx.isFallbackAdapter ? DEFAULT_PREFILL_CHUNK : GPU_PREFILL_CHUNK;
+}
 const DEFAULT_READ_EVERY = 16;
 /**
  * Decode steps per command buffer within a read batch: the GPU starts on the first steps while
@@ -184,7 +196,10 @@ export class Engine {
   }
 
   /** Logits at every prompt position with the full cache (a test and perplexity helper). */
-  async promptLogits(ids: number[], chunk = DEFAULT_PREFILL_CHUNK): Promise<Float32Array[]> {
+  async promptLogits(
+    ids: number[],
+    chunk: number = defaultPrefillChunk(this.ctx),
+  ): Promise<Float32Array[]> {
     this.checkIds(ids, "prompt");
     const cache = new RaggedKvCache(this.ctx, this.config, Math.max(1, ids.length), this.kvDtype);
     try {
@@ -229,7 +244,7 @@ export class Engine {
     const sampling = req.sampling ?? { temperature: 0, topK: 0, topP: 1, seed: 0 };
     const stopIds = new Set(req.stopIds ?? []);
     const readEvery = Math.max(1, req.readEvery ?? DEFAULT_READ_EVERY);
-    const chunk = Math.max(1, req.prefillChunk ?? DEFAULT_PREFILL_CHUNK);
+    const chunk = Math.max(1, req.prefillChunk ?? defaultPrefillChunk(this.ctx));
     const observeWindow = Math.min(N, req.observe?.promptWindow ?? 0);
     const observeFirst = (req.observe?.firstStep ?? false) && maxNew >= 2;
 

@@ -9,7 +9,8 @@ import {
   type KernelChoice,
   parseKernelChoice,
 } from "../../src/gpu/kernelChoice.ts";
-import { Engine } from "../../src/runtime/engine.ts";
+import { defaultPrefillChunk, Engine } from "../../src/runtime/engine.ts";
+import type { GpuContext } from "../../src/gpu/device.ts";
 import { compileOrThrow } from "../../src/plan/compile.ts";
 import { generateWithPlan } from "../../src/runtime/planGeneration.ts";
 import { assertClose } from "../gpu/_reference.ts";
@@ -31,6 +32,10 @@ Deno.test("KVPOLICY_KERNELS: op=kernel pairs, clear errors otherwise", () => {
   assert.throws(() => parseKernelChoice("gemm"), /'gemm' is not op=kernel/);
   assert.equal(defaultKernels(true).prefill, "flash");
   assert.equal(defaultKernels(false).decode, "workgroup");
+  // Prefill chunks: 512 tokens on CPU adapters, 2048 on GPUs (more queries per attention dispatch).
+  const adapter = (isFallbackAdapter: boolean) => ({ isFallbackAdapter }) as GpuContext;
+  assert.equal(defaultPrefillChunk(adapter(true)), 512);
+  assert.equal(defaultPrefillChunk(adapter(false)), 2048);
   assert.deepEqual(parseKernelChoice("gemv=reduce,fusion=separate"), {
     gemv: "reduce",
     fusion: "separate",
