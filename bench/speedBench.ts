@@ -59,6 +59,8 @@ export interface BenchPlan {
   decodeTokens: number;
   /** Repetitions per cell. */
   repeats: number;
+  /** Prompt tokens per prefill chunk (default: the engine's, `defaultPrefillChunk`). */
+  prefillChunk?: number;
 }
 
 function median(xs: number[]): number {
@@ -75,8 +77,15 @@ async function runOnce(
   plan: Plan,
   ids: number[],
   newTokens: number,
+  prefillChunk?: number,
 ): Promise<{ result: GenerationResult; press: PressTiming }> {
-  const req = { promptIds: ids, maxNewTokens: newTokens, stopIds: [], readEvery: newTokens };
+  const req = {
+    promptIds: ids,
+    maxNewTokens: newTokens,
+    stopIds: [],
+    readEvery: newTokens,
+    prefillChunk,
+  };
   const { result, executor } = await generateWithPlan(engine, plan, req, undefined, true);
   return { result, press: executor.timing };
 }
@@ -131,7 +140,13 @@ export async function runSpeedBench(
     }));
     for (let r = 0; r < plan.repeats; r++) {
       for (const [i, { compiled }] of runnable.entries()) {
-        const { result, press } = await runOnce(engine, compiled, ids, plan.decodeTokens);
+        const { result, press } = await runOnce(
+          engine,
+          compiled,
+          ids,
+          plan.decodeTokens,
+          plan.prefillChunk,
+        );
         const { timing, kv } = result;
         const s = samples[i];
         s.prefill.push(timing.prefillTokensPerSecond);

@@ -19,6 +19,7 @@ Deno.test("bench: rows, ratios and exact KV bytes on tiny-needle", async () => {
       policies: ["else -> full", "else -> window(sink=4, recent=12)", "else -> snap(k=16)"],
       decodeTokens: 4,
       repeats: 2,
+      prefillChunk: 16, // several chunks per prompt
     });
     assert.equal(rows.length, 6);
     const rowBytes = c.numLayers * c.numKvHeads * c.headDim * 4 * 2; // f32 K and V, every head
@@ -50,9 +51,14 @@ Deno.test("bench: rows, ratios and exact KV bytes on tiny-needle", async () => {
   });
 });
 
-Deno.test("bench: an unknown --shape is a clear error before anything runs", async () => {
+Deno.test("bench: an unknown --shape or a bad --prefill-chunk is a clear error before anything runs", async () => {
   await assert.rejects(
     () => benchCommand(["--shape", "small,huge"]),
     (e: Error) => e instanceof UserError && /unknown --shape 'huge'.*small-mha/.test(e.message),
+  );
+  await assert.rejects(
+    () => benchCommand(["--prefill-chunk", "0"]),
+    (e: Error) =>
+      e instanceof UserError && /--prefill-chunk expects an integer ≥ 1/.test(e.message),
   );
 });
