@@ -13,7 +13,7 @@
  * uniform branch). Two bodies, as `matmul.ts`'s GEMV (`threadsPerRow`):
  *
  * - 1 thread per row (CPU adapters): 16 threads × 8 rows, each input vec4 loaded once for its 8
- *   rows; every thread recomputes `1/rms(x)` (K uniform loads);
+ *   rows, `Σx²` (for `norm`) accumulated from those loads;
  * - `TPR` threads per row (GPUs): they stride over K with vec4 loads, accumulating the row's dot
  *   product and (for `norm`) `Σx²` from the same loads, then a workgroup tree reduction.
  *
@@ -89,21 +89,29 @@ function rowsPerWorkgroup(tpr: number): number {
   return tpr === 1 ? GEMV_WG * GEMV_ROWS_PER_THREAD : 64 / tpr;
 }
 
+/**
+ * `xss(x, k4)`: `xin` that also adds `x·x` to the thread's `ss` (the CPU body loads each input
+ * vec4 once for all its rows, so `ss` ends as Σx² with no pass of its own).
+ */
+const SUM_OF_SQUARES_WGSL = `var<private> ss: f32 = 0.0;
+fn xss(x: vec4<f32>, k4: u32) -> vec4<f32> { ss += dot(x, x); return xin(x, k4); }`;
+
 /** The 1-thread-per-row body of projection `i` (CPU adapters; see the module doc). */
-function rowsProjWgsl(i: number, acc: boolean): string {
+function rowsProjWgsl(i: number, acc: boolean, norm: boolean): string {
   const R = GEMV_ROWS_PER_THREAD;
-  return `fn proj${i}(w: u32, li: u32, inv: f32) {
+  return `fn proj${i}(w: u32, li: u32) {
   let r0 = (w * ${GEMV_WG}u + li) * ${R}u;
 ${
     gemvRowsWgsl({
       rpt: R,
       w4: `W${i}_4`,
-      x4: (k) => `xin(X[${k}], ${k})`,
+      x4: (k) => `${norm ? "xss" : "xin"}(X[${k}], ${k})`,
       rows: `p.rows${i}`,
       kStride4: `p.ks${i}`,
       K: "p.K",
     })
   }
+  let inv = ${norm ? "inverseSqrt(ss / f32(p.K) + p.eps)" : "1.0"};
 ${
     each(R, (j) =>
       `  if (r0 + ${j}u < p.rows${i}) { ${storeWgsl(i, acc, `r0 + ${j}u`, `s${j} * inv`)} }`)
@@ -113,7 +121,7 @@ ${
 
 /** The `tpr`-threads-per-row body of projection `i` (GPUs; see the module doc). */
 function reduceProjWgsl(i: number, acc: boolean, norm: boolean, tpr: number): string {
-  return `fn proj${i}(w: u32, li: u32, inv: f32) {
+  return `fn proj${i}(w: u32, li: u32) {
   let r = w * ${64 / tpr}u + li / ${tpr}u;
   let t = li % ${tpr}u;
   let base = min(r, p.rows${i} - 1u) * p.ks${i};
@@ -144,15 +152,9 @@ function code(
   acc: boolean[],
   tpr: number,
 ): string {
-  const n = dtypes.length, first = input === "plain" ? 2 : 3;
-  // The CPU body scales by 1/rms(x) computed up front; the GPU body from its own loads.
-  const scale = input === "norm" && tpr === 1
-    ? `  var ss = 0.0;
-  for (var k4 = 0u; k4 < p.K / 4u; k4++) { let v = X[k4]; ss += dot(v, v); }
-  let inv = inverseSqrt(ss / f32(p.K) + p.eps);`
-    : "  let inv = 1.0;";
+  const n = dtypes.length, first = input === "plain" ? 2 : 3, norm = input === "norm";
   const proj = (i: number) =>
-    tpr === 1 ? rowsProjWgsl(i, acc[i]) : reduceProjWgsl(i, acc[i], input === "norm", tpr);
+    tpr === 1 ? rowsProjWgsl(i, acc[i], norm) : reduceProjWgsl(i, acc[i], norm, tpr);
   return `struct Params { K: u32, eps: f32, rows0: u32, rows1: u32, rows2: u32, ks0: u32, ks1: u32,
   ks2: u32, wg0: u32, wg1: u32 };
 @group(0) @binding(0) var<uniform> p: Params;
@@ -163,18 +165,15 @@ ${
     each(n, (i) =>
       `@group(0) @binding(${first + n + i}) var<storage, read_write> Y${i}: array<f32>;`)
   }
-${tpr === 1 ? "" : `var<workgroup> red: array<vec2<f32>, 64>;`}
+${tpr === 1 ? (norm ? SUM_OF_SQUARES_WGSL : "") : `var<workgroup> red: array<vec2<f32>, 64>;`}
 ${each(n, proj, "\n\n")}
 @compute @workgroup_size(${tpr === 1 ? GEMV_WG : 64})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) li: u32) {
-${scale}
   var w = wid.x + wid.y * nwg.x;
 ${
     each(n, (i) =>
-      i === n - 1
-        ? `  proj${i}(w, li, inv);`
-        : `  if (w < p.wg${i}) { proj${i}(w, li, inv); return; }
+      i === n - 1 ? `  proj${i}(w, li);` : `  if (w < p.wg${i}) { proj${i}(w, li); return; }
   w -= p.wg${i};`)
   }
 }
