@@ -16,7 +16,7 @@ import type { GpuContext } from "../src/gpu/device.ts";
 import { argmax } from "../src/gpu/kernels/argmax.ts";
 import type { GpuOp } from "../src/gpu/op.ts";
 import { createSamplerState } from "../src/gpu/samplerState.ts";
-import { defaultPrefillChunk, Engine } from "../src/runtime/engine.ts";
+import { Engine } from "../src/runtime/engine.ts";
 import {
   createActivations,
   destroySteps,
@@ -245,7 +245,7 @@ if (import.meta.main) {
     console.log(`Device: ${engine.ctx.adapterDescription}; model ${a.model ?? a.shape ?? "small"}`);
     for (const n of prefillLens) {
       const t = performance.now();
-      const p = await profilePrefill(engine, n, Number(a.chunk ?? defaultPrefillChunk(engine.ctx)));
+      const p = await profilePrefill(engine, n, Number(a.chunk ?? engine.prefillChunk));
       console.log(
         `\n${profileTable(`Prefill ${n} tokens`, p)}\n(wall ${
           (performance.now() - t).toFixed(0)

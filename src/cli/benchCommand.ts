@@ -14,7 +14,7 @@ import { kernelThroughput, type ThroughputRow } from "../../bench/kernelThroughp
 import { BENCH_SHAPES, randomModel } from "../../bench/randomModel.ts";
 import { type BenchRow, runSpeedBench } from "../../bench/speedBench.ts";
 import { parseLengths } from "../eval/gridSpec.ts";
-import { defaultPrefillChunk, Engine } from "../runtime/engine.ts";
+import { Engine } from "../runtime/engine.ts";
 import type { ModelConfig } from "../model/types.ts";
 import { intFlag, parseFlags } from "./args.ts";
 import { UserError } from "./errors.ts";
@@ -142,7 +142,7 @@ export async function benchCommand(args: string[]): Promise<number> {
     const engine = await Engine.fromWeights(randomModel(shape, maxLen), null);
     try {
       device = engine.ctx.adapterDescription;
-      chunk = prefillChunk ?? defaultPrefillChunk(engine.ctx);
+      chunk = prefillChunk ?? engine.prefillChunk;
       kernels = Object.entries(engine.ctx.kernels).map(([op, k]) => `${op}=${k}`).join(",");
       const rows = await measure(engine, lengths);
       sections.push({

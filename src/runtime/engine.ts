@@ -77,18 +77,32 @@ export const DEFAULT_PREFILL_CHUNK = 512;
  */
 export const GPU_PREFILL_CHUNK = 2048;
 
-/** The prefill chunk an engine on `ctx` uses unless a request names one. */
-export function defaultPrefillChunk(ctx: GpuContext): number {
-  return ctx.isFallbackAdapter ? DEFAULT_PREFILL_CHUNK : GPU_PREFILL_CHUNK;
+/**
+ * The prefill chunk an engine for `config` on `ctx` uses unless a request names one: by adapter
+ * kind, and never more rows than the widest activation buffer (`[rows, max(intermediate, H·D,
+ * hidden)]` f32) can bind.
+ */
+export function defaultPrefillChunk(
+  ctx: Pick<GpuContext, "isFallbackAdapter" | "maxBindingBytes">,
+  config: Pick<ModelConfig, "intermediateSize" | "numHeads" | "headDim" | "hiddenSize">,
+): number {
+  const widest = Math.max(
+    config.intermediateSize,
+    config.numHeads * config.headDim,
+    config.hiddenSize,
+  );
+  const fit = Math.max(1, Math.floor(ctx.maxBindingBytes / (4 * widest)));
+  return Math.min(ctx.isFallbackAdapter ? DEFAULT_PREFILL_CHUNK : GPU_PREFILL_CHUNK, fit);
 }
 const DEFAULT_READ_EVERY = 16;
 /**
- * Decode steps per command buffer within a read batch: the GPU starts on the first steps while
- * the host still encodes the next ones (one command buffer per batch kept the GPU idle during the
- * whole batch's encoding: ≈ 3 µs per dispatch on the llvmpipe host, about a tenth of an H100's
- * decode step for the '1b' shape). On llvmpipe 4 and 64 steps per buffer measured within noise.
+ * Decode steps per command buffer within a read batch on GPUs: the GPU starts on the first steps
+ * while the host still encodes the next ones (one command buffer per batch kept the GPU idle
+ * during the whole batch's encoding: ≈ 3 µs per dispatch on the llvmpipe host, about a tenth of an
+ * H100's decode step for the '1b' shape). CPU adapters run the GPU work on the cores that encode,
+ * so they keep one command buffer per batch (4 and 64 steps per buffer measured within noise).
  */
-const SUBMIT_EVERY = 8;
+const GPU_SUBMIT_EVERY = 8;
 
 /** Options of {@link Engine.open}. */
 export interface EngineOptions {
@@ -195,11 +209,17 @@ export class Engine {
     });
   }
 
-  /** Logits at every prompt position with the full cache (a test and perplexity helper). */
-  async promptLogits(
-    ids: number[],
-    chunk: number = defaultPrefillChunk(this.ctx),
-  ): Promise<Float32Array[]> {
+  /** Prompt tokens per prefill chunk when a request names none ({@link defaultPrefillChunk}). */
+  get prefillChunk(): number {
+    return defaultPrefillChunk(this.ctx, this.config);
+  }
+
+  /**
+   * Logits at every prompt position with the full cache (a test and perplexity helper). Chunks
+   * default to 512 tokens on every adapter: each chunk's logits buffer holds `chunk × vocab` f32
+   * (256 MiB for a 128K vocabulary), read back whole.
+   */
+  async promptLogits(ids: number[], chunk = DEFAULT_PREFILL_CHUNK): Promise<Float32Array[]> {
     this.checkIds(ids, "prompt");
     const cache = new RaggedKvCache(this.ctx, this.config, Math.max(1, ids.length), this.kvDtype);
     try {
@@ -244,7 +264,7 @@ export class Engine {
     const sampling = req.sampling ?? { temperature: 0, topK: 0, topP: 1, seed: 0 };
     const stopIds = new Set(req.stopIds ?? []);
     const readEvery = Math.max(1, req.readEvery ?? DEFAULT_READ_EVERY);
-    const chunk = Math.max(1, req.prefillChunk ?? defaultPrefillChunk(this.ctx));
+    const chunk = Math.max(1, req.prefillChunk ?? this.prefillChunk);
     const observeWindow = Math.min(N, req.observe?.promptWindow ?? 0);
     const observeFirst = (req.observe?.firstStep ?? false) && maxNew >= 2;
 
@@ -340,9 +360,10 @@ export class Engine {
         owned.push(...steps);
         while (tokens.length < maxNew && stopReason === "length") {
           const batch = Math.min(readEvery, maxNew - tokens.length);
-          for (let done = 0; done < batch; done += SUBMIT_EVERY) {
+          const every = this.ctx.isFallbackAdapter ? batch : GPU_SUBMIT_EVERY;
+          for (let done = 0; done < batch; done += every) {
             const encoder = this.ctx.device.createCommandEncoder();
-            for (let i = done; i < Math.min(batch, done + SUBMIT_EVERY); i++) {
+            for (let i = done; i < Math.min(batch, done + every); i++) {
               encodeSteps(encoder, steps);
             }
             this.ctx.device.queue.submit([encoder.finish()]);

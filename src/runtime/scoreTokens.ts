@@ -7,7 +7,7 @@
  */
 
 import { releaseActivations } from "./forwardPass.ts";
-import { type ColumnSums, defaultPrefillChunk, type Engine } from "./engine.ts";
+import type { ColumnSums, Engine } from "./engine.ts";
 import { type KvReport, kvReport } from "./kvReport.ts";
 import type { PolicyExecutor } from "./policyExecutor.ts";
 import { RaggedKvCache } from "./raggedKvCache.ts";
@@ -41,7 +41,7 @@ export async function scoreTokens(
   from: number,
   executor: PolicyExecutor,
   bounded: boolean,
-  chunk: number = defaultPrefillChunk(engine.ctx),
+  chunk: number = engine.prefillChunk,
 ): Promise<TokenScores> {
   if (!(from >= 1 && from < ids.length)) {
     throw new RangeError(`scoreTokens: from must be in [1, ${ids.length - 1}], not ${from}`);

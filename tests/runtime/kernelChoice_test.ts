@@ -10,7 +10,6 @@ import {
   parseKernelChoice,
 } from "../../src/gpu/kernelChoice.ts";
 import { defaultPrefillChunk, Engine } from "../../src/runtime/engine.ts";
-import type { GpuContext } from "../../src/gpu/device.ts";
 import { compileOrThrow } from "../../src/plan/compile.ts";
 import { generateWithPlan } from "../../src/runtime/planGeneration.ts";
 import { assertClose } from "../gpu/_reference.ts";
@@ -32,10 +31,18 @@ Deno.test("KVPOLICY_KERNELS: op=kernel pairs, clear errors otherwise", () => {
   assert.throws(() => parseKernelChoice("gemm"), /'gemm' is not op=kernel/);
   assert.equal(defaultKernels(true).prefill, "flash");
   assert.equal(defaultKernels(false).decode, "workgroup");
-  // Prefill chunks: 512 tokens on CPU adapters, 2048 on GPUs (more queries per attention dispatch).
-  const adapter = (isFallbackAdapter: boolean) => ({ isFallbackAdapter }) as GpuContext;
-  assert.equal(defaultPrefillChunk(adapter(true)), 512);
-  assert.equal(defaultPrefillChunk(adapter(false)), 2048);
+  // Prefill chunks: 512 tokens on CPU adapters, 2048 on GPUs (more queries per attention
+  // dispatch), fewer where the widest activation row times the chunk would not bind.
+  const shape = { intermediateSize: 8192, numHeads: 32, headDim: 64, hiddenSize: 2048 };
+  const gib = 2 ** 30;
+  assert.equal(defaultPrefillChunk({ isFallbackAdapter: true, maxBindingBytes: gib }, shape), 512);
+  assert.equal(
+    defaultPrefillChunk({ isFallbackAdapter: false, maxBindingBytes: gib }, shape),
+    2048,
+  );
+  const small = { isFallbackAdapter: false, maxBindingBytes: 2 ** 25 }; // 32 MiB: 1024 rows of 8192
+  assert.equal(defaultPrefillChunk(small, shape), 1024);
+  assert.equal(defaultPrefillChunk(small, { ...shape, intermediateSize: 2 ** 24 }), 1);
   assert.deepEqual(parseKernelChoice("gemv=reduce,fusion=separate"), {
     gemv: "reduce",
     fusion: "separate",
