@@ -104,6 +104,17 @@ const DEFAULT_READ_EVERY = 16;
  */
 const GPU_SUBMIT_EVERY = 8;
 
+/**
+ * How many decode steps each command buffer of a read batch holds: the whole batch on CPU
+ * adapters, {@link GPU_SUBMIT_EVERY} at a time (the rest last) on GPUs.
+ */
+export function decodeSubmissions(batch: number, isFallbackAdapter: boolean): number[] {
+  const every = isFallbackAdapter ? batch : GPU_SUBMIT_EVERY;
+  const sizes: number[] = [];
+  for (let done = 0; done < batch; done += every) sizes.push(Math.min(every, batch - done));
+  return sizes;
+}
+
 /** Options of {@link Engine.open}. */
 export interface EngineOptions {
   /** KV cache element type (default f32). */
@@ -360,12 +371,9 @@ export class Engine {
         owned.push(...steps);
         while (tokens.length < maxNew && stopReason === "length") {
           const batch = Math.min(readEvery, maxNew - tokens.length);
-          const every = this.ctx.isFallbackAdapter ? batch : GPU_SUBMIT_EVERY;
-          for (let done = 0; done < batch; done += every) {
+          for (const size of decodeSubmissions(batch, this.ctx.isFallbackAdapter)) {
             const encoder = this.ctx.device.createCommandEncoder();
-            for (let i = done; i < Math.min(batch, done + every); i++) {
-              encodeSteps(encoder, steps);
-            }
+            for (let i = 0; i < size; i++) encodeSteps(encoder, steps);
             this.ctx.device.queue.submit([encoder.finish()]);
           }
           fed += batch;

@@ -6,6 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { withEngine } from "./_helpers.ts";
+import { decodeSubmissions } from "../../src/runtime/engine.ts";
 
 const MODEL_DIR = new URL("../../models/tiny-needle", import.meta.url).pathname;
 const PRESS_WAIT_MS = 150;
@@ -49,4 +50,12 @@ Deno.test("runtime: press time is prefill time, the decode rate counts only late
       assert.ok(r.timing.prefillMs >= r.timing.ttftMs);
     });
   });
+});
+
+Deno.test("runtime: a read batch is one command buffer on CPU adapters, 8 steps each on GPUs", () => {
+  assert.deepEqual(decodeSubmissions(64, true), [64]);
+  assert.deepEqual(decodeSubmissions(64, false), [8, 8, 8, 8, 8, 8, 8, 8]);
+  assert.deepEqual(decodeSubmissions(19, false), [8, 8, 3]);
+  assert.deepEqual(decodeSubmissions(3, false), [3]);
+  assert.deepEqual(decodeSubmissions(1, true), [1]);
 });
