@@ -80,4 +80,5 @@ export {
   type SamplingConfig,
 } from "./src/runtime/engine.ts";
 export { type LayerTrace, PolicyExecutor } from "./src/runtime/policyExecutor.ts";
+export { PhaseGate } from "./src/runtime/phaseGate.ts";
 export type { KvReport } from "./src/runtime/kvReport.ts";

@@ -2,7 +2,8 @@
  * The speed and memory benchmark behind `deno task bench`: for several prompt lengths and
  * policies, side by side in one process, prefill and decode tokens/s, time to first token, KV
  * bytes, the time spent scoring/selecting/compacting, and the ratios to `full`; medians and
- * spreads over repetitions, taken round-robin over the policies. Each policy first runs once,
+ * spreads over repetitions; in each repetition every policy prefills, then every policy decodes,
+ * back to back (a `PhaseGate`). Each policy first runs once,
  * untimed, on a short prompt, so that compiling its kernels is not timed.
  *
  * @module
@@ -14,6 +15,7 @@ import type { Engine, GenerationResult } from "../src/runtime/engine.ts";
 import { checkExecutable } from "../src/runtime/executable.ts";
 import { generateWithPlan } from "../src/runtime/planGeneration.ts";
 import type { PressTiming } from "../src/runtime/pressClock.ts";
+import { PhaseGate } from "../src/runtime/phaseGate.ts";
 
 /** One measured policy × prompt length. */
 export interface BenchRow {
@@ -77,6 +79,7 @@ async function runOnce(
   plan: Plan,
   ids: number[],
   newTokens: number,
+  gate: PhaseGate,
   prefillChunk?: number,
 ): Promise<{ result: GenerationResult; press: PressTiming }> {
   const req = {
@@ -85,6 +88,7 @@ async function runOnce(
     stopIds: [],
     readEvery: newTokens,
     prefillChunk,
+    gate,
   };
   const { result, executor } = await generateWithPlan(engine, plan, req, undefined, true);
   return { result, press: executor.timing };
@@ -105,9 +109,12 @@ interface Samples {
 
 /**
  * Runs the plan on `engine`; `onRow` sees each row as it is measured. Every policy first runs once
- * untimed on a short prompt (compiling its kernels; once per engine), then at each length the
- * repetitions go round-robin over the policies (full, window, snap, …, full, window, …), so that a slow minute of
- * a shared machine lands on every policy alike instead of on one row.
+ * untimed on a short prompt (compiling its kernels; once per engine). Then, at each length and in
+ * each repetition, all policies' generations are alive at once and take turns through a
+ * {@link PhaseGate}: every policy's prefill (with its press), then every policy's decode, back to
+ * back — so the decode rates compared in a row are measured within seconds of each other, not
+ * minutes apart with prefills in between, and a slow minute of a shared machine lands on every
+ * policy alike.
  */
 export async function runSpeedBench(
   engine: Engine,
@@ -139,14 +146,14 @@ export async function runSpeedBench(
       kvBytes: 0,
     }));
     for (let r = 0; r < plan.repeats; r++) {
-      for (const [i, { compiled }] of runnable.entries()) {
-        const { result, press } = await runOnce(
-          engine,
-          compiled,
-          ids,
-          plan.decodeTokens,
-          plan.prefillChunk,
-        );
+      // All policies at once, taking turns: every prefill, then every decode back to back.
+      const gate = new PhaseGate();
+      const runs = await Promise.all(
+        runnable.map(({ compiled }) =>
+          runOnce(engine, compiled, ids, plan.decodeTokens, gate, plan.prefillChunk)
+        ),
+      );
+      for (const [i, { result, press }] of runs.entries()) {
         const { timing, kv } = result;
         const s = samples[i];
         s.prefill.push(timing.prefillTokensPerSecond);

@@ -188,7 +188,8 @@ export async function benchCommand(args: string[]): Promise<number> {
       new Date().toISOString().slice(0, 10)
     }.`,
     `Device: ${device}; kernels ${kernels} (\`KVPOLICY_KERNELS\`). Prefill in chunks of ${chunk} tokens. Decode: ${decodeTokens} tokens per run; medians over the runs (${repeats}, ` +
-    `${longRepeats} from ${LONG_PROMPT} tokens); one process, side by side. Prefill includes the ` +
+    `${longRepeats} from ${LONG_PROMPT} tokens); one process, side by side: in each run every ` +
+    "policy prefills, then every policy decodes, back to back. Prefill includes the " +
     "press (scoring, selection, compaction); decode tok/s counts the tokens after it. The press splits " +
     "into reading scores back from the GPU, CPU work (detectors, scoring, top-k) and the rest " +
     "(compaction / quantisation on the GPU, with the final sync); medians of each, so they need " +

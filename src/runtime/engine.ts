@@ -30,8 +30,15 @@ import { type GpuModelWeights, releaseWeights, uploadWeights } from "./gpuWeight
 import { kvReport } from "./kvReport.ts";
 import { afterAttentionOp, prefillChunks } from "./prefillPass.ts";
 import { RaggedKvCache } from "./raggedKvCache.ts";
+import { GateTurn } from "./phaseGate.ts";
 
 export { chunkStarts } from "./prefillPass.ts";
+import {
+  decodeSubmissions,
+  DEFAULT_PREFILL_CHUNK,
+  DEFAULT_READ_EVERY,
+  defaultPrefillChunk,
+} from "./workSizes.ts";
 
 import type {
   ColumnSums,
@@ -65,54 +72,6 @@ function bindingCapFromEnv(): number | undefined {
   }
   const n = Number(text);
   return text && Number.isInteger(n) && n > 0 ? n : undefined;
-}
-
-/** Default prompt tokens per prefill chunk on CPU adapters (see {@link defaultPrefillChunk}). */
-export const DEFAULT_PREFILL_CHUNK = 512;
-
-/**
- * Prompt tokens per prefill chunk on GPUs: a chunk's queries are the prefill attention kernel's
- * threads, and 512 of them leave an H100 mostly idle (thread kernel, H32/KV8 D64 over 4096 keys:
- * 128 queries 0.23 TFLOP/s, 512 queries 0.79; bench/NOTES.md section 4).
- */
-export const GPU_PREFILL_CHUNK = 2048;
-
-/**
- * The prefill chunk an engine for `config` on `ctx` uses unless a request names one: by adapter
- * kind, and never more rows than the widest activation buffer (`[rows, max(intermediate, H·D,
- * hidden)]` f32) can bind.
- */
-export function defaultPrefillChunk(
-  ctx: Pick<GpuContext, "isFallbackAdapter" | "maxBindingBytes">,
-  config: Pick<ModelConfig, "intermediateSize" | "numHeads" | "headDim" | "hiddenSize">,
-): number {
-  const widest = Math.max(
-    config.intermediateSize,
-    config.numHeads * config.headDim,
-    config.hiddenSize,
-  );
-  const fit = Math.max(1, Math.floor(ctx.maxBindingBytes / (4 * widest)));
-  return Math.min(ctx.isFallbackAdapter ? DEFAULT_PREFILL_CHUNK : GPU_PREFILL_CHUNK, fit);
-}
-const DEFAULT_READ_EVERY = 16;
-/**
- * Decode steps per command buffer within a read batch on GPUs: the GPU starts on the first steps
- * while the host still encodes the next ones (one command buffer per batch kept the GPU idle
- * during the whole batch's encoding: ≈ 3 µs per dispatch on the llvmpipe host, about a tenth of an
- * H100's decode step for the '1b' shape). CPU adapters run the GPU work on the cores that encode,
- * so they keep one command buffer per batch (4 and 64 steps per buffer measured within noise).
- */
-const GPU_SUBMIT_EVERY = 8;
-
-/**
- * How many decode steps each command buffer of a read batch holds: the whole batch on CPU
- * adapters, {@link GPU_SUBMIT_EVERY} at a time (the rest last) on GPUs.
- */
-export function decodeSubmissions(batch: number, isFallbackAdapter: boolean): number[] {
-  const every = isFallbackAdapter ? batch : GPU_SUBMIT_EVERY;
-  const sizes: number[] = [];
-  for (let done = 0; done < batch; done += every) sizes.push(Math.min(every, batch - done));
-  return sizes;
 }
 
 /** Options of {@link Engine.open}. */
@@ -276,9 +235,28 @@ export class Engine {
     const stopIds = new Set(req.stopIds ?? []);
     const readEvery = Math.max(1, req.readEvery ?? DEFAULT_READ_EVERY);
     const chunk = Math.max(1, req.prefillChunk ?? this.prefillChunk);
+    // With a gate, the prefill stage and each decode batch are phases run in turns (`phaseGate.ts`);
+    // the clocks run only while this generation holds the gate.
+    const turn = new GateTurn(req.gate);
+    try {
+      return await this.#run(req, turn, { sampling, stopIds, readEvery, chunk });
+    } finally {
+      turn.give();
+    }
+  }
+
+  async #run(
+    req: GenerationRequest,
+    turn: GateTurn,
+    o: { sampling: SamplingConfig; stopIds: Set<number>; readEvery: number; chunk: number },
+  ): Promise<GenerationResult> {
+    const c = this.config;
+    const N = req.promptIds.length;
+    const maxNew = req.maxNewTokens;
+    const { sampling, stopIds, readEvery, chunk } = o;
     const observeWindow = Math.min(N, req.observe?.promptWindow ?? 0);
     const observeFirst = (req.observe?.firstStep ?? false) && maxNew >= 2;
-
+    await turn.take();
     const t0 = performance.now();
     const cache = new RaggedKvCache(this.ctx, c, N + maxNew, this.kvDtype);
     const sampler = createSamplerState(this.ctx, {
@@ -358,7 +336,11 @@ export class Engine {
       const pressMs = req.afterPrefill ? t1 - tPress : 0;
       const prefillMs = t1 - t0;
       const beforeLoop = tokens.length;
+      let decodeMs = 0;
       if (stopReason === "length" && tokens.length < maxNew) {
+        turn.give(); // back in the queue, behind the others' prefills
+        await turn.take();
+        let tb = performance.now();
         const steps = forwardSteps(this.ctx, this.gpu, cache.layers, decodeActs, {
           m: 1,
           mode: "decode",
@@ -370,6 +352,7 @@ export class Engine {
         steps.push(this.sampleOp(decodeActs, sampler, sampling));
         owned.push(...steps);
         while (tokens.length < maxNew && stopReason === "length") {
+          if (await turn.take()) tb = performance.now();
           const batch = Math.min(readEvery, maxNew - tokens.length);
           for (const size of decodeSubmissions(batch, this.ctx.isFallbackAdapter)) {
             const encoder = this.ctx.device.createCommandEncoder();
@@ -378,9 +361,11 @@ export class Engine {
           }
           fed += batch;
           take(await readSampledIds(this.ctx, sampler, tokens.length, tokens.length + batch));
+          decodeMs += performance.now() - tb;
+          if (tokens.length < maxNew && stopReason === "length") turn.give();
         }
       }
-      const decodeMs = performance.now() - t1;
+      await turn.take();
       const lengths = await cache.lengths();
       const decoded = tokens.length - beforeLoop;
       return {

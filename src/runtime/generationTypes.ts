@@ -7,6 +7,7 @@
  */
 
 import type { KvReport } from "./kvReport.ts";
+import type { PhaseGate } from "./phaseGate.ts";
 import type { RaggedKvCache } from "./raggedKvCache.ts";
 
 /** How tokens are drawn: greedy when `temperature` is 0. */
@@ -87,6 +88,12 @@ export interface GenerationRequest {
   observe?: ObserveRequest;
   /** Called after prefill, before decoding: where presses compress the cache. */
   afterPrefill?: (state: PrefillState) => Promise<void> | void;
+  /**
+   * Take turns with other generations holding the same gate: the prefill stage (press included)
+   * and each decode batch of `readEvery` tokens are phases, and `prefillMs` / `decodeMs` count only
+   * the time this generation holds the gate.
+   */
+  gate?: PhaseGate;
 }
 
 /**
@@ -100,7 +107,7 @@ export interface GenerationTiming {
   prefillMs: number;
   /** Of `prefillMs`, the time spent in `afterPrefill` (scoring, selection, compaction; GPU work included). */
   pressMs: number;
-  /** Steady decoding wall time (ms), after the press. */
+  /** Steady decoding wall time (ms), after the press: the decode batches' times, summed. */
   decodeMs: number;
   /** Time to first token (ms): the first id read back, before the press runs. */
   ttftMs: number;

@@ -10,6 +10,7 @@ import type { Plan } from "../plan/plan.ts";
 import type { PluginRegistry } from "../plugins/registry.ts";
 import type { Engine, GenerationRequest, GenerationResult } from "./engine.ts";
 import { PolicyExecutor } from "./policyExecutor.ts";
+import { withPhase } from "./phaseGate.ts";
 import { engineDetectors } from "./retrievalProfile.ts";
 
 /** A generation and the executor that applied the plan (its trace and assignments). */
@@ -78,9 +79,12 @@ export async function generateWithPlan(
   registry?: PluginRegistry,
   warmUp = false,
 ): Promise<PlanGeneration> {
-  if (warmUp) await warmUpPlan(engine, plan, req.promptIds, registry);
   const executor = planExecutor(engine, plan, registry);
-  await executor.prepare();
+  // With a gate (`req.gate`), warming up and preparing are a phase of their own, untimed.
+  await withPhase(req.gate, async () => {
+    if (warmUp) await warmUpPlan(engine, plan, req.promptIds, registry);
+    await executor.prepare();
+  });
   const result = await engine.generate({
     ...req,
     observe: executor.observeRequest(),

@@ -9,7 +9,8 @@ import {
   type KernelChoice,
   parseKernelChoice,
 } from "../../src/gpu/kernelChoice.ts";
-import { defaultPrefillChunk, Engine } from "../../src/runtime/engine.ts";
+import { Engine } from "../../src/runtime/engine.ts";
+import { defaultPrefillChunk } from "../../src/runtime/workSizes.ts";
 import { compileOrThrow } from "../../src/plan/compile.ts";
 import { generateWithPlan } from "../../src/runtime/planGeneration.ts";
 import { assertClose } from "../gpu/_reference.ts";

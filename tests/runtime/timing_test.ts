@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { withEngine } from "./_helpers.ts";
-import { decodeSubmissions } from "../../src/runtime/engine.ts";
+import { decodeSubmissions } from "../../src/runtime/workSizes.ts";
 
 const MODEL_DIR = new URL("../../models/tiny-needle", import.meta.url).pathname;
 const PRESS_WAIT_MS = 150;
