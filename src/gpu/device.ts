@@ -41,6 +41,23 @@ const REQUESTED_LIMITS: (keyof GpuLimits)[] = [
   "minUniformBufferOffsetAlignment",
 ];
 
+/**
+ * Throws a {@link GpuUnavailableError} when `kernels` choose a `shader-f16` path (`f16=native`,
+ * `math=f16`) that `features` lack, naming the choices.
+ */
+export function checkKernelFeatures(kernels: KernelChoice, features: GpuFeatures): void {
+  const f16Choices = [
+    kernels.f16 === "native" ? "f16=native" : "",
+    kernels.math === "f16" ? "math=f16" : "",
+  ].filter(Boolean);
+  if (f16Choices.length && !features.shaderF16) {
+    throw new GpuUnavailableError(
+      `${f16Choices.join(", ")} (KVPOLICY_KERNELS) needs the shader-f16 feature, ` +
+        "which this adapter lacks",
+    );
+  }
+}
+
 /** Optional features the runtime can use; none is required. */
 export interface GpuFeatures {
   /** `shader-f16` is available (enabled on the device when present). */
@@ -373,11 +390,7 @@ export async function acquireDevice(opts: AcquireOptions = {}): Promise<GpuConte
     ...kernelsFromEnv(),
     ...opts.kernels,
   };
-  if (kernels.f16 === "native" && !features.shaderF16) {
-    throw new GpuUnavailableError(
-      "f16=native (KVPOLICY_KERNELS) needs the shader-f16 feature, which this adapter lacks",
-    );
-  }
+  checkKernelFeatures(kernels, features);
   const device = await adapter.requestDevice({
     requiredLimits,
     requiredFeatures,

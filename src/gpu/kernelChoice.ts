@@ -42,6 +42,13 @@ export interface KernelChoice {
    * one dispatch per step.
    */
   fusion: "fused" | "separate";
+  /**
+   * Prefill GEMM arithmetic: `f32`, or `f16` (adapters with `shader-f16`): both operands rounded
+   * to f16, products and short partial sums in f16 (4 elements of K in the register GEMM, one K
+   * slice of 16 or 8 in the tiled GEMMs), each partial promoted into an f32 accumulator. Decode
+   * GEMVs and attention stay f32: they are bandwidth-bound, so f16 arithmetic saves them nothing.
+   */
+  math: "f32" | "f16";
 }
 
 const OPTIONS: { [K in keyof KernelChoice]: readonly KernelChoice[K][] } = {
@@ -51,13 +58,15 @@ const OPTIONS: { [K in keyof KernelChoice]: readonly KernelChoice[K][] } = {
   f16: ["packed", "native"],
   gemv: ["rows", "reduce"],
   fusion: ["fused", "separate"],
+  math: ["f32", "f16"],
 };
 
 /**
  * The defaults: llvmpipe's kernels on CPU adapters, the GPU variants elsewhere. All measured,
  * except GPUs' `fusion: "fused"` — chosen because a decode step there is mostly fixed cost per
  * dispatch (H100: ≈ 9 µs for each of a 'small-mha' step's ≈ 110 dispatches, bench/NOTES.md
- * section 4), and the fused GEMV keeps the measured GEMV's reduction shape.
+ * section 4), and the fused GEMV keeps the measured GEMV's reduction shape. `math: "f32"`
+ * everywhere: f16 arithmetic is slower on llvmpipe (bench/NOTES.md) and unmeasured on GPUs.
  */
 export function defaultKernels(isFallbackAdapter: boolean): KernelChoice {
   return isFallbackAdapter
@@ -68,6 +77,7 @@ export function defaultKernels(isFallbackAdapter: boolean): KernelChoice {
       f16: "packed",
       gemv: "rows",
       fusion: "fused",
+      math: "f32",
     }
     : {
       prefill: "thread",
@@ -76,6 +86,7 @@ export function defaultKernels(isFallbackAdapter: boolean): KernelChoice {
       f16: "packed",
       gemv: "reduce",
       fusion: "fused",
+      math: "f32",
     };
 }
 

@@ -1,10 +1,13 @@
 import assert from "node:assert/strict";
 import {
   acquireDevice,
+  checkKernelFeatures,
   GpuDeviceLostError,
+  GpuUnavailableError,
   GpuValidationError,
   NO_ADAPTER_MESSAGE,
 } from "../../src/gpu/device.ts";
+import { defaultKernels } from "../../src/gpu/kernelChoice.ts";
 import { GPU_AVAILABLE, gpuTest } from "./_gpu.ts";
 
 gpuTest("acquireDevice: adapter limits and features are granted", async (ctx) => {
@@ -54,4 +57,22 @@ Deno.test({
 
 Deno.test("NO_ADAPTER_MESSAGE names the fix", () => {
   assert.match(NO_ADAPTER_MESSAGE, /no WebGPU adapter found; on Linux install mesa-vulkan-drivers/);
+});
+
+Deno.test("checkKernelFeatures: shader-f16 choices on an adapter without it fail clearly", () => {
+  const none = { shaderF16: false, timestampQuery: false };
+  const kernels = defaultKernels(false);
+  checkKernelFeatures(kernels, none);
+  checkKernelFeatures({ ...kernels, f16: "native", math: "f16" }, { ...none, shaderF16: true });
+  assert.throws(
+    () => checkKernelFeatures({ ...kernels, math: "f16" }, none),
+    (e) =>
+      e instanceof GpuUnavailableError &&
+      e.message === "math=f16 (KVPOLICY_KERNELS) needs the shader-f16 feature, which this " +
+          "adapter lacks",
+  );
+  assert.throws(
+    () => checkKernelFeatures({ ...kernels, f16: "native", math: "f16" }, none),
+    /^GpuError: f16=native, math=f16 \(KVPOLICY_KERNELS\) needs the shader-f16 feature/,
+  );
 });

@@ -57,6 +57,8 @@ export interface MatmulArgs {
   tile?: [number, number];
   /** GEMV threads per row (a power of two ≤ 64; default {@link gemvThreadsPerRow}). */
   threadsPerRow?: number;
+  /** GEMM arithmetic (default `ctx.kernels.math`; `f16` needs `shader-f16`). The GEMV is f32. */
+  math?: "f32" | "f16";
 }
 
 /**
@@ -181,11 +183,14 @@ ${
 }
 
 /**
- * GEMM: a workgroup of `wg` threads (64, fewer for short W) covers `wg·TN` rows of W × `TM` rows of x; each thread owns a
- * `TM×TN` register tile (named scalars, unrolled): per K step TM x vec4s and TN W vec4s are loaded
- * for TM·TN dot products.
+ * GEMM: a workgroup of `wg` threads (64, fewer for short W) covers `wg·TN` rows of W × `TM` rows
+ * of x; each thread owns a `TM×TN` register tile (named scalars, unrolled): per K step TM x vec4s
+ * and TN W vec4s are loaded for TM·TN dot products. With `v.half` the operands are `vec4<f16>` and
+ * each 4-element dot product is computed in f16, then added to the f32 accumulator.
  */
 function gemmCode(v: MatmulVariant, TM: number, TN: number, wg: number): string {
+  const [W4, x4] = v.half ? ["W4h", "x4h"] : ["W4", "x4"];
+  const term = (j: number) => v.half ? `f32(dot(x, w${j}))` : `dot(x, w${j})`;
   return matmulDecls(v) + `
 @compute @workgroup_size(${wg})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
@@ -196,11 +201,11 @@ ${each(TN, (j) => `  let wb${j} = min(r0 + ${j}u, p.rows - 1u) * p.kStride4;`)}
 ${each(TM, (i) => `  let xm${i} = min(m0 + ${i}u, p.M - 1u);`)}
 ${each(TM, (i) => each(TN, (j) => `  var a${i}_${j} = 0.0;`))}
   for (var k4 = 0u; k4 < K4; k4++) {
-${each(TN, (j) => `    let w${j} = W4(wb${j} + k4);`)}
+${each(TN, (j) => `    let w${j} = ${W4}(wb${j} + k4);`)}
 ${
     each(TM, (i) =>
-      `    { let x = x4(xm${i}, k4);
-${each(TN, (j) => `      a${i}_${j} += dot(x, w${j});`)} }`)
+      `    { let x = ${x4}(xm${i}, k4);
+${each(TN, (j) => `      a${i}_${j} += ${term(j)};`)} }`)
   }
   }
 ${
@@ -233,8 +238,12 @@ export function matmul(ctx: GpuContext, a: MatmulArgs): GpuOp {
     xVec: K % 4 === 0 && ldx % 4 === 0,
     bias: a.bias ? weightStorage(ctx, a.bias.dtype) : null,
     accumulate: a.accumulate ?? false,
+    half: path !== "gemv" && (a.math ?? ctx.kernels.math) === "f16",
   };
-  const vkey = `${v.dtype}:${v.xVec}:${v.bias}:${v.accumulate}`;
+  if (v.half && !ctx.features.shaderF16) {
+    throw new Error("matmul: f16 arithmetic needs the shader-f16 feature, which this device lacks");
+  }
+  const vkey = `${v.dtype}:${v.xVec}:${v.bias}:${v.accumulate}${v.half ? ":f16math" : ""}`;
   const [TM, TN] = a.tile ?? gemmTile(m);
   if (!(TM >= 1 && TM <= 32 && TN >= 1 && TN <= 8)) {
     throw new RangeError(`matmul: GEMM tile ${TM}×${TN} outside 32×8`);

@@ -1,7 +1,8 @@
 /**
  * What the matmul kernels share: their parameter block and the WGSL declarations of W (checkpoint
  * dtype), x (f32, vec4 loads when aligned), y and the optional bias, with the `store` epilogue
- * (bias, accumulate). Used by `matmul.ts` (GEMV, register GEMM) and `tiledGemm.ts`.
+ * (bias, accumulate), and for f16 arithmetic the operands as `vec4<f16>`. Used by `matmul.ts`
+ * (GEMV, register GEMM) and `tiledGemm.ts`.
  *
  * @module
  */
@@ -18,6 +19,11 @@ export interface MatmulVariant {
   bias: WeightStorage | null;
   /** `y +=` instead of `y =`. */
   accumulate: boolean;
+  /**
+   * f16 arithmetic (`ctx.kernels.math`, GEMMs only): declares `W4h` / `x4h`, the operands as
+   * `vec4<f16>`.
+   */
+  half: boolean;
 }
 
 /** The parameter block (uniform binding 0) of every matmul kernel. */
@@ -37,7 +43,10 @@ fn x4(m: u32, k4: u32) -> vec4<f32> {
   let k = k4 * 4u;
   return vec4<f32>(xs(m, k), xs(m, k + 1u), xs(m, k + 2u), xs(m, k + 3u));
 }`;
-  return PARAMS + weightDecl("W", 1, v.dtype) + x + `
+  const half = !v.half ? "" : `
+fn W4h(i4: u32) -> vec4<f16> { return ${v.dtype === "F16:native" ? "W[i4]" : "vec4<f16>(W4(i4))"}; }
+fn x4h(m: u32, k4: u32) -> vec4<f16> { return vec4<f16>(x4(m, k4)); }`;
+  return PARAMS + weightDecl("W", 1, v.dtype) + x + half + `
 @group(0) @binding(3) var<storage, read_write> Y: array<f32>;
 ` + (v.bias ? weightDecl("B", 4, v.bias) : "") + `
 fn store(m: u32, r: u32, acc: f32) {

@@ -10,6 +10,10 @@
  * `path: "tiled"` / `"tiled128"` and measured by `kernelThroughput` / `kernels_bench` next to it
  * until a GPU run decides the default.
  *
+ * With f16 arithmetic (`ctx.kernels.math = "f16"`) the tiles are f16 (half the workgroup memory)
+ * and each K slice is summed in f16 (`vec4<f16>` multiply-adds), then promoted into the f32
+ * accumulators, so rounding grows with the slice (16 or 8 elements), not with K.
+ *
  * Same bindings and epilogue (bias, accumulate) as `matmul.ts` (`matmulCommon.ts`).
  *
  * @module
@@ -46,11 +50,14 @@ export function tiledGemmCode(v: MatmulVariant, shape: TiledGemmShape): string {
   if (B !== 16 * T || T % 4 !== 0 || !Number.isInteger(loads) || loads < 1) {
     throw new RangeError(`tiledGemm: unsupported shape ${JSON.stringify(shape)}`);
   }
+  // f16 arithmetic: f16 tiles, each slice summed into f16 partials h, promoted after the slice.
+  const [ty, xLoad, wLoad] = v.half ? ["f16", "x4h", "W4h"] : ["f32", "x4", "W4"];
+  const acc = v.half ? "h" : "a";
   return matmulDecls(v) + `
 const BK4 = ${BK4}u;
 // Tiles stored k-major as vec4s of 4 consecutive rows: xt[k][m / 4], wt[k][n / 4].
-var<workgroup> xt: array<vec4<f32>, ${BK * B4}>;
-var<workgroup> wt: array<vec4<f32>, ${BK * B4}>;
+var<workgroup> xt: array<vec4<${ty}>, ${BK * B4}>;
+var<workgroup> wt: array<vec4<${ty}>, ${BK * B4}>;
 @compute @workgroup_size(16, 16)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
         @builtin(local_invocation_index) li: u32) {
@@ -72,8 +79,8 @@ ${
       `    {
       let k4 = k0 + lk${l};
       let inK = k4 < K4;
-      let xv = select(vec4<f32>(0.0), x4(xm${l}, min(k4, K4 - 1u)), inK);
-      let wv = select(vec4<f32>(0.0), W4(wb${l} + min(k4, K4 - 1u)), inK);
+      let xv = select(vec4<${ty}>(0.0), ${xLoad}(xm${l}, min(k4, K4 - 1u)), inK);
+      let wv = select(vec4<${ty}>(0.0), ${wLoad}(wb${l} + min(k4, K4 - 1u)), inK);
       let col = lr${l} / 4u;
       let lane = lr${l} % 4u;
 ${
@@ -84,11 +91,16 @@ ${
     }`)
   }
     workgroupBarrier();
+${v.half ? each(T, (r) => each(T4, (c) => `    var h${r}_${c} = vec4<f16>(0.0);`)) : ""}
     for (var k = 0u; k < ${BK}u; k++) {
 ${each(T4, (i) => `      let xa${i} = xt[k * ${B4}u + lid.y * ${T4}u + ${i}u];`)}
 ${each(T4, (j) => `      let wr${j} = wt[k * ${B4}u + lid.x * ${T4}u + ${j}u];`)}
-${each(T, (r) => each(T4, (c) => `      a${r}_${c} += xa${Math.floor(r / 4)}[${r % 4}] * wr${c};`))}
+${
+    each(T, (r) =>
+      each(T4, (c) => `      ${acc}${r}_${c} += xa${Math.floor(r / 4)}[${r % 4}] * wr${c};`))
+  }
     }
+${v.half ? each(T, (r) => each(T4, (c) => `    a${r}_${c} += vec4<f32>(h${r}_${c});`)) : ""}
     workgroupBarrier();
   }
 ${
