@@ -10,8 +10,9 @@ import assert from "node:assert/strict";
 import type { DType } from "../../src/model/types.ts";
 import { acquireDevice } from "../../src/gpu/device.ts";
 import { matmul } from "../../src/gpu/kernels/matmul.ts";
-import { uploadMatrix, uploadVector } from "../../src/gpu/weights.ts";
+import { uploadMatrix } from "../../src/gpu/weights.ts";
 import { GPU_AVAILABLE, runAndFree } from "./_gpu.ts";
+import { runGemmCase } from "./_gemmCase.ts";
 import { encode, randomF32, refMatmul, rng } from "./_reference.ts";
 
 const HAS_F16 = GPU_AVAILABLE &&
@@ -42,27 +43,17 @@ for (const path of ["gemm", "tiled", "tiled128"] as const) {
         const dtypes: DType[] = ["F32", "F16", "BF16"];
         for (const dtype of dtypes) {
           for (const [m, n, k] of [[5, 19, 33], [65, 130, 70], [33, 9, 3], [130, 9, 129]]) {
-            const w = encode(randomF32(rand, n * k), dtype);
-            const bias = encode(randomF32(rand, n), dtype);
-            const x = randomF32(rand, m * k), y0 = randomF32(rand, m * n);
-            const rowBytes = Math.ceil(k / 4) * 4 * (dtype === "F32" ? 4 : 2);
-            const W = uploadMatrix(ctx, { dtype, shape: [n, k], data: w.bytes, name: "w" }, {
-              maxBindingBytes: n > 64 ? 40 * rowBytes : undefined,
-            });
-            const B = uploadVector(ctx, { dtype, shape: [n], data: bias.bytes, name: "b" });
-            const X = ctx.upload(x), Y = ctx.createBuffer(m * n * 4), Yacc = ctx.upload(y0);
-            runAndFree(ctx, [
-              matmul(ctx, { x: X, w: W, y: Y, m, bias: B, path, math: "f16" }),
-              matmul(ctx, { x: X, w: W, y: Yacc, m, accumulate: true, path, math: "f16" }),
-            ]);
+            const { w, bias, x, y0, y: got, yAcc: gotAcc } = await runGemmCase(ctx, rand, dtype, [
+              m,
+              n,
+              k,
+            ], { path, math: "f16" });
             const what = `${dtype} [${m},${n},${k}]`;
             // The operands as the kernel multiplies them: rounded to f16.
             const xh = Float64Array.from(x, Math.f16round);
             const wh = w.values.map(Math.f16round);
             const exact = refMatmul(xh, wh, m, n, k);
             const scale = absProducts(xh, wh, m, n, k);
-            const got = await ctx.readF32(Y, 0, m * n);
-            const gotAcc = await ctx.readF32(Yacc, 0, m * n);
             for (let i = 0; i < m * n; i++) {
               // Each partial of p products: p roundings of products and sums, each ≤ U16 of the
               // partial's Σ|x̂ŵ|; f32 promotion and the bias add are far below that.

@@ -3,6 +3,7 @@ import type { DType } from "../../src/model/types.ts";
 import { matmul } from "../../src/gpu/kernels/matmul.ts";
 import { uploadMatrix, uploadVector } from "../../src/gpu/weights.ts";
 import { gpuTest, runAndFree } from "./_gpu.ts";
+import { runGemmCase } from "./_gemmCase.ts";
 import { assertClose, encode, randomF32, refMatmul, rng } from "./_reference.ts";
 
 const DTYPES: DType[] = ["F32", "F16", "BF16"];
@@ -140,25 +141,16 @@ for (const path of ["tiled", "tiled128"] as const) {
             24,
           ]]
         ) {
-          const w = encode(randomF32(rand, n * k), dtype);
-          const bias = encode(randomF32(rand, n), dtype);
-          const x = randomF32(rand, m * k), y0 = randomF32(rand, m * n);
-          // Several weight segments for the larger shapes (rows of at most 40).
-          const rowBytes = Math.ceil(k / 4) * 4 * (dtype === "F32" ? 4 : 2);
-          const W = uploadMatrix(ctx, { dtype, shape: [n, k], data: w.bytes, name: "w" }, {
-            maxBindingBytes: n > 64 ? 40 * rowBytes : undefined,
-          });
-          const B = uploadVector(ctx, { dtype, shape: [n], data: bias.bytes, name: "b" });
-          const X = ctx.upload(x), Y = ctx.createBuffer(m * n * 4), Yacc = ctx.upload(y0);
-          runAndFree(ctx, [
-            matmul(ctx, { x: X, w: W, y: Y, m, bias: B, path }),
-            matmul(ctx, { x: X, w: W, y: Yacc, m, accumulate: true, path }),
-          ]);
-          const what = `${dtype} [${m},${n},${k}] (${W.segments.length} segments)`;
+          const { w, bias, x, y0, y, yAcc, segments } = await runGemmCase(ctx, rand, dtype, [
+            m,
+            n,
+            k,
+          ], { path });
+          const what = `${dtype} [${m},${n},${k}] (${segments} segments)`;
           const want = refMatmul(x, w.values, m, n, k, bias.values);
-          assertClose(await ctx.readF32(Y, 0, m * n), want, 1e-5 * k, 1e-5, what);
+          assertClose(y, want, 1e-5 * k, 1e-5, what);
           const wantAcc = refMatmul(x, w.values, m, n, k).map((v, i) => v + y0[i]);
-          assertClose(await ctx.readF32(Yacc, 0, m * n), wantAcc, 1e-5 * k, 1e-5, `${what} y+=`);
+          assertClose(yAcc, wantAcc, 1e-5 * k, 1e-5, `${what} y+=`);
         }
       }
     },
