@@ -49,6 +49,15 @@ export function intFlag(
   return n;
 }
 
+/** Reads an integer flag that has no default: `undefined` when absent, else as {@link intFlag}. */
+export function optionalIntFlag(
+  name: string,
+  value: string | boolean | string[] | undefined,
+  min = 0,
+): number | undefined {
+  return value === undefined ? undefined : intFlag(name, value, 0, min);
+}
+
 /** Reads a number flag, or throws a user error naming it. */
 export function numberFlag(
   name: string,

@@ -16,7 +16,7 @@ import { type BenchRow, runSpeedBench } from "../../bench/speedBench.ts";
 import { parseLengths } from "../eval/gridSpec.ts";
 import { Engine } from "../runtime/engine.ts";
 import type { ModelConfig } from "../model/types.ts";
-import { intFlag, parseFlags } from "./args.ts";
+import { intFlag, optionalIntFlag, parseFlags } from "./args.ts";
 import { UserError } from "./errors.ts";
 import { formatBytes } from "./summary.ts";
 
@@ -114,9 +114,7 @@ export async function benchCommand(args: string[]): Promise<number> {
     `bench: random-weight ${shapes.join(", ")}; prompts ${lengths.join(", ")}; ${repeats} runs ` +
       `(${longRepeats} from ${LONG_PROMPT} tokens)`,
   );
-  const prefillChunk = v["prefill-chunk"] === undefined
-    ? undefined
-    : intFlag("prefill-chunk", v["prefill-chunk"], 0, 1);
+  const prefillChunk = optionalIntFlag("prefill-chunk", v["prefill-chunk"], 1);
   const plan = { policies: BENCH_POLICIES, decodeTokens, prefillChunk };
   const progress = (r: BenchRow) =>
     log(`  ${r.policy} @${r.prompt_tokens}: decode ${r.decode_tok_s.toFixed(1)} tok/s`);

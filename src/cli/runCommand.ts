@@ -11,7 +11,7 @@ import { Engine } from "../runtime/engine.ts";
 import { demoPromptFor } from "../runtime/demoPrompt.ts";
 import { checkExecutable } from "../runtime/executable.ts";
 import { generateWithPlan } from "../runtime/planGeneration.ts";
-import { intFlag, numberFlag, parseFlags } from "./args.ts";
+import { intFlag, numberFlag, optionalIntFlag, parseFlags } from "./args.ts";
 import { UserError } from "./errors.ts";
 import { loadPolicy } from "./policyLoader.ts";
 import { DEFAULT_MODEL_DIR, DEMO_MODEL_DIR, readPromptIds, readPromptText } from "./prompt.ts";
@@ -135,9 +135,7 @@ export async function runCommand(args: string[]): Promise<number> {
         maxNewTokens,
         sampling,
         stopIds: engine.config.eosTokenIds,
-        prefillChunk: v["prefill-chunk"] === undefined
-          ? undefined
-          : intFlag("prefill-chunk", v["prefill-chunk"], 0, 1),
+        prefillChunk: optionalIntFlag("prefill-chunk", v["prefill-chunk"], 1),
         onTokens: (ids) => {
           if (!stream) return;
           for (const id of ids) Deno.stdout.writeSync(encoder.encode(stream.push(id)));

@@ -119,6 +119,12 @@ Deno.test({
           /'compensate' cannot be combined with 'quant' yet/,
         );
       });
+      await t.step("a prefill chunk below 1", async () => {
+        assertUserError(
+          await run("--model", FIXTURE, "--prompt-ids", "1", "--prefill-chunk", "0"),
+          /--prefill-chunk expects an integer ≥ 1, not '0'/,
+        );
+      });
       await t.step("unknown flag", async () => {
         assertUserError(await run("--bogus"), /Unknown option '--bogus'/);
       });
