@@ -92,9 +92,8 @@ async function hasTorchCuda(): Promise<boolean> {
  * adapter: GEMM 1024³ f32, GEMV 2048² bf16, decode attention of 8 heads (2 KV) over 16K keys,
  * prefill attention of 512 queries over 4K keys; on a GPU: GEMM 4096³ (f32 weights, and bf16
  * weights against cuBLAS bf16 tensor cores, those in f32 and, with shader-f16, f16 arithmetic),
- * GEMV 8192² bf16, decode attention of 32 heads (8 KV)
- * over 16K keys — each several times the GPU's L2 cache — and prefill attention of 512 queries
- * over 16K keys.
+ * GEMV 8192² bf16, decode attention of 32 heads (8 KV) over 16K keys — each several times the
+ * GPU's L2 cache — and prefill attention of 512 queries over 16K keys.
  */
 export async function kernelThroughput(ctx: GpuContext, reps = 5): Promise<ThroughputRow[]> {
   const gpu = !ctx.isFallbackAdapter;
@@ -105,49 +104,47 @@ export async function kernelThroughput(ctx: GpuContext, reps = 5): Promise<Throu
   // On GPUs the workgroup-memory GEMMs are measured next to the register GEMM (the default).
   const gemmPaths = gpu ? (["gemm", "tiled", "tiled128"] as const) : (["gemm"] as const);
   // GEMM arithmetic: the context's choice; on GPUs with shader-f16 the bf16 GEMMs also in f16.
-  const mathsFor = (dtype: string) =>
-    gpu && ctx.features.shaderF16 && dtype === "BF16"
-      ? (["f32", "f16"] as const)
-      : [ctx.kernels.math];
+  const both = gpu && ctx.features.shaderF16;
   for (const dtype of gemmDtypes) {
-    for (
-      const [path, math] of gemmPaths.flatMap((p) => mathsFor(dtype).map((m) => [p, m] as const))
-    ) {
-      const n = gpu ? 4096 : 1024;
-      const bytes = dtype === "F32" ? 4 : 2;
-      const w = uploadMatrix(ctx, { dtype, shape: [n, n], data: new Uint8Array(n * n * bytes) });
-      const x = ctx.createBuffer(n * n * 4), y = ctx.createBuffer(n * n * 4);
-      const ms = await timeOp(ctx, matmul(ctx, { x, w, y, m: n, path, math }), reps);
-      const t = dtype === "F32" ? "float32" : "bfloat16";
-      const native = await python(
-        cuda
-          ? timedSnippet(
-            true,
-            `a=torch.rand(${n},${n},device=d,dtype=torch.${t});b=a.clone()`,
-            "a@b.T",
-            2 * n ** 3,
-          )
-          : timedSnippet(
-            false,
-            `a=np.random.rand(${n},${n}).astype(np.float32);b=a.copy()`,
-            "a@b",
-            2 * n ** 3,
-          ),
-      );
-      rows.push({
-        kernel: `GEMM ${n}×${n}×${n}, ${dtype.toLowerCase()} weights (${math} arithmetic)${
-          path === "gemm" ? "" : `, ${path}`
-        }`,
-        ours: (2 * n ** 3) / ms / 1e6,
-        native,
-        reference: cuda
-          ? `torch cuBLAS ${dtype === "F32" ? "f32 (no TF32)" : "bf16 (tensor cores)"}`
-          : ref,
-        unit: "GFLOP/s",
-      });
-      ctx.release(x);
-      ctx.release(y);
-      for (const b of new Set(w.segments.map((seg) => seg.buffer))) ctx.release(b);
+    const maths = both && dtype === "BF16" ? (["f32", "f16"] as const) : [ctx.kernels.math];
+    for (const path of gemmPaths) {
+      for (const math of maths) {
+        const n = gpu ? 4096 : 1024;
+        const bytes = dtype === "F32" ? 4 : 2;
+        const w = uploadMatrix(ctx, { dtype, shape: [n, n], data: new Uint8Array(n * n * bytes) });
+        const x = ctx.createBuffer(n * n * 4), y = ctx.createBuffer(n * n * 4);
+        const ms = await timeOp(ctx, matmul(ctx, { x, w, y, m: n, path, math }), reps);
+        const t = dtype === "F32" ? "float32" : "bfloat16";
+        const native = await python(
+          cuda
+            ? timedSnippet(
+              true,
+              `a=torch.rand(${n},${n},device=d,dtype=torch.${t});b=a.clone()`,
+              "a@b.T",
+              2 * n ** 3,
+            )
+            : timedSnippet(
+              false,
+              `a=np.random.rand(${n},${n}).astype(np.float32);b=a.copy()`,
+              "a@b",
+              2 * n ** 3,
+            ),
+        );
+        rows.push({
+          kernel: `GEMM ${n}×${n}×${n}, ${dtype.toLowerCase()} weights (${math} arithmetic)${
+            path === "gemm" ? "" : `, ${path}`
+          }`,
+          ours: (2 * n ** 3) / ms / 1e6,
+          native,
+          reference: cuda
+            ? `torch cuBLAS ${dtype === "F32" ? "f32 (no TF32)" : "bf16 (tensor cores)"}`
+            : ref,
+          unit: "GFLOP/s",
+        });
+        ctx.release(x);
+        ctx.release(y);
+        for (const b of new Set(w.segments.map((seg) => seg.buffer))) ctx.release(b);
+      }
     }
   }
   {
