@@ -3,8 +3,7 @@
  * GEMMs, on every weight dtype, equal the float64 product of the f16-rounded operands within the
  * rounding of their f16 partial sums (4, 16 and 8 elements of K); they really add in f16 within a
  * partial and in f32 across partials (exact cases), and differ from the exact product by far more
- * than the f32 GEMM does. Ignored, with a message, on
- * adapters without `shader-f16`.
+ * than the f32 GEMM does. Ignored, with a message, on adapters without `shader-f16`.
  */
 import assert from "node:assert/strict";
 import type { DType } from "../../src/model/types.ts";
