@@ -6,8 +6,8 @@
  */
 
 import { PolicyError } from "../policy/diagnostics.ts";
-
 import { UserError } from "../userError.ts";
+import { optionalEnv } from "./env.ts";
 
 export { UserError };
 
@@ -16,7 +16,7 @@ const USER_ERROR_NAMES = new Set(["UserError", "PolicyError", "ModelError", "Gpu
 
 /** Maps an error to an exit code and prints it. */
 export function reportError(e: unknown): number {
-  const debug = Deno.env.get("KVPOLICY_DEBUG") === "1";
+  const debug = optionalEnv("KVPOLICY_DEBUG") === "1";
   if (e instanceof PolicyError) {
     console.error(e.message);
     const errors = e.diagnostics.filter((d) => d.severity === "error").length;

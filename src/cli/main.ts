@@ -6,6 +6,7 @@
  */
 
 import { checkCommand } from "./checkCommand.ts";
+import { envAllowed } from "./env.ts";
 import { reportError, UserError } from "./errors.ts";
 import { fmtCommand } from "./fmtCommand.ts";
 import { runCommand } from "./runCommand.ts";
@@ -33,12 +34,13 @@ const COMMANDS: Record<string, Command> = {
   bench: benchCommand,
 };
 
-function trySetEnv(key: string, value: string): void {
-  try {
-    Deno.env.set(key, value);
-  } catch {
-    // Without --allow-env the warning stays; nothing else depends on it.
-  }
+/**
+ * Mesa's Vulkan driver complains on stderr when XDG_RUNTIME_DIR is unset. Only the tasks that may
+ * open a GPU are allowed to touch the variable; the others (`fmt`) leave it alone.
+ */
+function quietMesaWarning(): void {
+  const name = "XDG_RUNTIME_DIR";
+  if (envAllowed(name) && !Deno.env.get(name)) Deno.env.set(name, "/tmp");
 }
 
 /** Runs one CLI invocation and returns its exit code (never throws). */
@@ -48,8 +50,7 @@ export async function main(args: string[]): Promise<number> {
     console.log(USAGE);
     return name ? 0 : 1;
   }
-  // Mesa's Vulkan driver complains on stderr when this is unset.
-  if (!Deno.env.get("XDG_RUNTIME_DIR")) trySetEnv("XDG_RUNTIME_DIR", "/tmp");
+  quietMesaWarning();
   const command = COMMANDS[name];
   try {
     if (!command) throw new UserError(`unknown command '${name}'\n${USAGE}`);

@@ -21,6 +21,7 @@ import type {
   ValueNode,
 } from "./ast.ts";
 import { type Diagnostic, spanAt } from "./diagnostics.ts";
+import { literalRangeError, type NumberUnit } from "./numbers.ts";
 
 /** The result of parsing: an AST (possibly partial) and the syntax errors found. */
 export interface ParseResult {
@@ -226,7 +227,17 @@ class AstBuilder {
       });
       return undefined;
     }
-    return Number(t.image);
+    return this.literalValue(t, t.image, "");
+  }
+
+  /** The value of a number token's digits, or `undefined` (reported) when out of range. */
+  literalValue(t: IToken, digits: string, unit: NumberUnit): number | undefined {
+    const rangeError = literalRangeError(digits, unit);
+    if (rangeError) {
+      this.diagnostics.push({ severity: "error", message: rangeError, span: this.tokenSpan(t) });
+      return undefined;
+    }
+    return Number(digits);
   }
 
   pipeline(n: CstNode): CallNode[] | undefined {
@@ -291,8 +302,9 @@ class AstBuilder {
       });
       return undefined;
     }
-    const value = Number(m[1]);
     const unit = suffix === "" ? "" : suffix === "%" ? "%" : "k";
+    const value = this.literalValue(t, m[1], unit);
+    if (value === undefined) return undefined;
     return { kind: "number", value, unit, raw: m[1], span };
   }
 }

@@ -7,6 +7,7 @@
 
 import type { ParamSpec, ParamValue } from "../plugins/schema.ts";
 import type { ValueNode } from "./ast.ts";
+import { K_FACTOR } from "./numbers.ts";
 import { didYouMean } from "./suggest.ts";
 
 /** A conversion failure: what is wrong and, optionally, how to write it. */
@@ -26,7 +27,7 @@ function describe(v: ValueNode): string {
 /** The plain number a literal stands for (`4k` → 4096); percentages are not plain numbers. */
 function plain(v: ValueNode): number | undefined {
   if (v.kind !== "number" || v.unit === "%") return undefined;
-  return v.unit === "k" ? v.value * 1024 : v.value;
+  return v.unit === "k" ? v.value * K_FACTOR : v.value;
 }
 
 /** Converts `v` to `spec`'s type, or explains why it cannot. */

@@ -216,3 +216,63 @@ Deno.test("fuzz: grammar-generated policies parse without syntax errors and roun
     { numRuns: 1500 },
   );
 });
+
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+const digitString = (maxLength: number) =>
+  fc.string({ unit: fc.constantFrom(..."0123456789"), minLength: 1, maxLength });
+/** Number literals of every shape, many of them near 2^53 and near its `k` edge. */
+const literal = fc.record({
+  sign: fc.constantFrom("", "-"),
+  whole: fc.oneof(
+    digitString(25),
+    digitString(400),
+    fc.bigInt({ min: MAX_SAFE - 3000n, max: MAX_SAFE + 3000n }).map(String),
+    fc.bigInt({ min: MAX_SAFE / 1024n - 3n, max: MAX_SAFE / 1024n + 3n }).map(String),
+  ),
+  fraction: fc.option(digitString(30), { nil: undefined }),
+  unit: fc.constantFrom("", "k", "%"),
+});
+/** Every numeric position; `@` is where the literal goes. */
+const NUMERIC_POSITIONS = [
+  "else -> snap(k=@)",
+  "else -> window @",
+  "else -> pyramid(k=1, beta=@)",
+  "layers lazy(threshold=@) -> full; else -> full",
+  "heads retrieval(top=@) -> full; else -> full",
+  "layers 0..@ -> full; else -> full",
+  "heads 1, @ -> full; else -> full",
+  "let c = @; else -> snap(k=c)",
+];
+
+/** Every number in a plan, at any depth. */
+function numbersIn(value: unknown): number[] {
+  if (typeof value === "number") return [value];
+  if (typeof value !== "object" || value === null) return [];
+  return Object.values(value).flatMap(numbersIn);
+}
+
+Deno.test("fuzz: no literal compiles to a non-finite number or an inexact integer", () => {
+  const cases = fc.tuple(literal, fc.constantFrom(...NUMERIC_POSITIONS));
+  fc.assert(
+    fc.property(cases, ([{ sign, whole, fraction, unit }, position]) => {
+      const text = `${sign}${whole}${fraction === undefined ? "" : `.${fraction}`}${unit}`;
+      const source = position.replace("@", text);
+      const result = compilePolicy(source, "fuzz.kvp");
+      for (const n of numbersIn(result.plan)) {
+        assert.ok(Number.isFinite(n) && (!Number.isInteger(n) || Number.isSafeInteger(n)), source);
+      }
+      const isIndex = position.includes("..@") || position.includes(", @");
+      if (isIndex && !/^\d+$/.test(text)) return; // indices are plain integers, checked first
+      // The literal lies in [low, high] × factor (high > low only for fractions).
+      const factor = unit === "k" ? 1024n : 1n;
+      const low = BigInt(whole) * factor;
+      const high = (BigInt(whole) + (/[1-9]/.test(fraction ?? "") ? 1n : 0n)) * factor;
+      const refused = result.diagnostics.some((d) =>
+        d.span.start === position.indexOf("@") && /is too (large|small)/.test(d.message)
+      );
+      if (low > MAX_SAFE) assert.ok(refused, `not refused: ${source}`);
+      if (high <= MAX_SAFE) assert.ok(!refused, `refused: ${source}`);
+    }),
+    { numRuns: 1500 },
+  );
+});
