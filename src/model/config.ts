@@ -1,6 +1,6 @@
 /**
  * Reading and validating a Hugging Face `config.json` for the supported decoder families
- * (Llama, Mistral, Qwen2) into a {@link ModelConfig}. Anything the runtime would get wrong
+ * (Llama, Mistral, Qwen2, Qwen3) into a {@link ModelConfig}. Anything the runtime would get wrong
  * silently (another architecture, activation, rope scaling type, quantization) is refused with a
  * {@link ModelError} naming the file and the field.
  *
@@ -12,13 +12,14 @@ import { ModelError } from "./errors.ts";
 import { ropeInverseFrequencies, type RopeScaling } from "./rope.ts";
 import type { Architecture, ModelConfig } from "./types.ts";
 
-const ARCHITECTURES: readonly Architecture[] = ["llama", "mistral", "qwen2"];
+const ARCHITECTURES: readonly Architecture[] = ["llama", "mistral", "qwen2", "qwen3"];
 
 /** Hugging Face defaults for keys a config may omit, per architecture. */
 const DEFAULTS: Record<Architecture, { maxPositions: number; rmsNormEps: number }> = {
   llama: { maxPositions: 2048, rmsNormEps: 1e-6 },
   mistral: { maxPositions: 4096 * 32, rmsNormEps: 1e-6 },
   qwen2: { maxPositions: 32768, rmsNormEps: 1e-6 },
+  qwen3: { maxPositions: 32768, rmsNormEps: 1e-6 },
 };
 
 /** Reads `config.json` from a model folder and validates it with {@link parseConfig}. */
@@ -121,7 +122,9 @@ export function parseConfig(json: unknown, file: string): ModelConfig {
     maxPositions,
     tieWordEmbeddings: fields.boolean("tie_word_embeddings", false),
     attentionBias: architecture === "qwen2" ||
-      (architecture === "llama" && fields.boolean("attention_bias", false)),
+      ((architecture === "llama" || architecture === "qwen3") &&
+        fields.boolean("attention_bias", false)),
+    qkNorm: architecture === "qwen3",
     bosTokenId: fields.optionalTokenIds("bos_token_id")?.[0] ?? null,
     eosTokenIds: fields.optionalTokenIds("eos_token_id") ?? [],
     ...slidingWindowOf(architecture, maxPositions, fields),
@@ -134,7 +137,7 @@ function slidingWindowOf(
   maxPositions: number,
   fields: ConfigFields,
 ): { slidingWindow?: number } {
-  if (architecture === "qwen2") {
+  if (architecture === "qwen2" || architecture === "qwen3") {
     if (fields.raw("use_sliding_window") === true) {
       throw new ModelError(`${fields.file}: "use_sliding_window": true is not supported`);
     }

@@ -1,12 +1,13 @@
 /**
  * A plain-TypeScript forward pass of Hugging Face `LlamaForCausalLM`, `MistralForCausalLM` and
- * `Qwen2ForCausalLM`, used as the test oracle of the GPU runtime. It reads top to bottom:
+ * `Qwen2ForCausalLM` and `Qwen3ForCausalLM`, used as the test oracle of the GPU runtime. It reads top to bottom:
  *
  * ```
  * x = embed_tokens[ids]
  * for each layer:
  *   h = rmsnorm(x, input_layernorm)
  *   q, k, v = h Wq^T (+bq), h Wk^T (+bk), h Wv^T (+bv)      split into heads
+ *   q, k = rmsnorm(q, q_norm), rmsnorm(k, k_norm)           Qwen3 only, per head
  *   q, k = rope(q, position), rope(k, position)              rotate_half, keys cached after RoPE
  *   append k, v to the cache of each KV head
  *   query head j attends, through KV head j / (nH / nKV), to the cached entries up to its own
@@ -39,6 +40,8 @@ interface CpuLayer {
   qBias?: Float32Array;
   kBias?: Float32Array;
   vBias?: Float32Array;
+  qNorm?: Float32Array;
+  kNorm?: Float32Array;
   o: Float32Array;
   postAttentionNorm: Float32Array;
   gate: Float32Array;
@@ -94,6 +97,8 @@ export class CpuReferenceModel {
         qBias: config.attentionBias ? decode(names.qBias) : undefined,
         kBias: config.attentionBias ? decode(names.kBias) : undefined,
         vBias: config.attentionBias ? decode(names.vBias) : undefined,
+        qNorm: config.qkNorm ? decode(names.qNorm) : undefined,
+        kNorm: config.qkNorm ? decode(names.kNorm) : undefined,
         o: decode(names.o),
         postAttentionNorm: decode(names.postAttentionNorm),
         gate: decode(names.gate),
@@ -129,8 +134,13 @@ export class CpuReferenceModel {
     for (let l = 0; l < c.numLayers; l++) {
       const w = this.layers[l];
       let h = rmsNorm(x, tokens, w.inputNorm, c.rmsNormEps);
-      const q = matmulTransposed(h, tokens, w.q, qWidth, c.hiddenSize, w.qBias);
-      const k = matmulTransposed(h, tokens, w.k, kvWidth, c.hiddenSize, w.kBias);
+      let q = matmulTransposed(h, tokens, w.q, qWidth, c.hiddenSize, w.qBias);
+      let k = matmulTransposed(h, tokens, w.k, kvWidth, c.hiddenSize, w.kBias);
+      if (w.qNorm && w.kNorm) {
+        // Qwen3: RMSNorm over each head's head_dim values, before RoPE.
+        q = rmsNorm(q, tokens * c.numHeads, w.qNorm, c.rmsNormEps);
+        k = rmsNorm(k, tokens * c.numKvHeads, w.kNorm, c.rmsNormEps);
+      }
       const v = matmulTransposed(h, tokens, w.v, kvWidth, c.hiddenSize, w.vBias);
       for (let t = 0; t < tokens; t++) {
         applyRope(q, t * qWidth, c.numHeads, c.headDim, positions[t], c.ropeInvFreq);

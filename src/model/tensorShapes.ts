@@ -17,6 +17,8 @@ export function layerTensorNames(layer: number): {
   qBias: string;
   kBias: string;
   vBias: string;
+  qNorm: string;
+  kNorm: string;
   postAttentionNorm: string;
   gate: string;
   up: string;
@@ -32,6 +34,8 @@ export function layerTensorNames(layer: number): {
     qBias: `${prefix}.self_attn.q_proj.bias`,
     kBias: `${prefix}.self_attn.k_proj.bias`,
     vBias: `${prefix}.self_attn.v_proj.bias`,
+    qNorm: `${prefix}.self_attn.q_norm.weight`,
+    kNorm: `${prefix}.self_attn.k_norm.weight`,
     postAttentionNorm: `${prefix}.post_attention_layernorm.weight`,
     gate: `${prefix}.mlp.gate_proj.weight`,
     up: `${prefix}.mlp.up_proj.weight`,
@@ -48,7 +52,8 @@ export const LM_HEAD = "lm_head.weight";
 
 /**
  * Every tensor the forward pass reads, with its expected shape, in checkpoint order:
- * embedding, then per layer norms / attention (+ q/k/v biases when `attentionBias`) / MLP,
+ * embedding, then per layer norms / attention (+ q/k/v biases when `attentionBias`, q/k norms
+ * when `qkNorm`) / MLP,
  * then the final norm and, unless tied, `lm_head.weight`.
  */
 export function expectedTensorShapes(config: ModelConfig): Map<string, number[]> {
@@ -67,6 +72,10 @@ export function expectedTensorShapes(config: ModelConfig): Map<string, number[]>
       shapes.set(names.qBias, [qRows]);
       shapes.set(names.kBias, [kvRows]);
       shapes.set(names.vBias, [kvRows]);
+    }
+    if (config.qkNorm) {
+      shapes.set(names.qNorm, [headDim]);
+      shapes.set(names.kNorm, [headDim]);
     }
     shapes.set(names.o, [h, qRows]);
     shapes.set(names.postAttentionNorm, [h]);

@@ -21,7 +21,7 @@ export interface Tensor {
 }
 
 /** Supported decoder families (`config.json` → `model_type`). */
-export type Architecture = "llama" | "mistral" | "qwen2";
+export type Architecture = "llama" | "mistral" | "qwen2" | "qwen3";
 
 /** A validated, normalised `config.json`. All sizes are checked positive integers. */
 export interface ModelConfig {
@@ -53,6 +53,11 @@ export interface ModelConfig {
   tieWordEmbeddings: boolean;
   /** q/k/v projections carry biases (Qwen2, or `attention_bias: true`). */
   attentionBias: boolean;
+  /**
+   * Qwen3: every query and key head is RMS-normalised over `head_dim` (weights `q_norm`,
+   * `k_norm`) after the projection and before RoPE.
+   */
+  qkNorm: boolean;
   /** `bos_token_id`, if any. */
   bosTokenId: number | null;
   /** `eos_token_id` (a number or a list in HF configs), normalised to a list. */

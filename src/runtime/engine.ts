@@ -14,8 +14,8 @@ import type { KvDType } from "../gpu/kvCache.ts";
 import type { GpuOp } from "../gpu/op.ts";
 import { createSamplerState, readSampledIds, type SamplerState } from "../gpu/samplerState.ts";
 import { ModelError } from "../model/errors.ts";
-import { loadModel } from "../model/loadModel.ts";
-import { loadTokenizer, type TextTokenizer } from "../model/tokenizer.ts";
+import { openModel } from "../model/openModel.ts";
+import type { TextTokenizer } from "../model/tokenizer.ts";
 import type { ModelConfig, ModelWeights } from "../model/types.ts";
 import {
   type Activations,
@@ -99,12 +99,20 @@ export class Engine {
     readonly kvDtype: KvDType,
   ) {}
 
-  /** Loads a Hugging Face folder onto the default WebGPU adapter. */
-  static async open(dir: string, opts: EngineOptions = {}): Promise<Engine> {
-    const weights = await loadModel(dir, {
+  /** Milliseconds spent reading (and dequantizing) the checkpoint, when opened from disk. */
+  loadMs: number | null = null;
+
+  /**
+   * Loads a model onto the default WebGPU adapter: a Hugging Face folder, a GGUF file, or a
+   * folder holding one GGUF file (see `openModel`).
+   */
+  static async open(path: string, opts: EngineOptions = {}): Promise<Engine> {
+    const opened = await openModel(path, {
       onProgress: (done, total) => opts.onProgress?.("read", done, total),
     });
-    return await Engine.fromWeights(weights, await loadTokenizer(dir), opts);
+    const engine = await Engine.fromWeights(opened.weights, opened.tokenizer, opts);
+    engine.loadMs = opened.loadMs;
+    return engine;
   }
 
   /** Puts already-loaded weights (e.g. random ones for benchmarks) on the default adapter. */

@@ -25,7 +25,7 @@ import type { GpuMatrix, GpuVector } from "../gpu/weights.ts";
 import { flashPrefillAttention } from "../gpu/kernels/flashPrefillAttention.ts";
 import { prefillAttention } from "../gpu/kernels/prefillAttention.ts";
 import { workgroupPrefillAttention } from "../gpu/kernels/workgroupPrefillAttention.ts";
-import { rmsNorm } from "../gpu/kernels/rmsNorm.ts";
+import { rmsNorm, rmsNormInPlace } from "../gpu/kernels/rmsNorm.ts";
 import { rope } from "../gpu/kernels/rope.ts";
 import { swiglu } from "../gpu/kernels/swiglu.ts";
 import type { KvCacheLayer } from "../gpu/kvCache.ts";
@@ -170,6 +170,12 @@ export function forwardSteps(
       [w.k, acts.k, w.kBias],
       [w.v, acts.v, w.vBias],
     ]));
+    if (w.qNorm && w.kNorm) {
+      // Qwen3: each head of q and k RMS-normalised before RoPE.
+      const eps = c.rmsNormEps;
+      steps.push(rmsNormInPlace(ctx, { x: acts.q, weight: w.qNorm, m: m * c.numHeads, eps }));
+      steps.push(rmsNormInPlace(ctx, { x: acts.k, weight: w.kNorm, m: m * c.numKvHeads, eps }));
+    }
     const kv = cache[l];
     // Decode over a plain cache rotates q and k inside the append (one dispatch fewer).
     const fuseRope = o.mode === "decode" && !isQuantLayer(kv) && c.headDim % 8 === 0;

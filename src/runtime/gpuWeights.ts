@@ -36,6 +36,10 @@ export interface GpuLayerWeights {
   kBias?: GpuVector;
   /** v bias. */
   vBias?: GpuVector;
+  /** Qwen3 per-head query norm `[D]`. */
+  qNorm?: GpuVector;
+  /** Qwen3 per-head key norm `[D]`. */
+  kNorm?: GpuVector;
   /** `post_attention_layernorm`. */
   postNorm: GpuVector;
   /** `gate_proj` `[inter, hidden]`. */
@@ -108,6 +112,8 @@ export function uploadWeights(
       qBias: bias(n.qBias),
       kBias: bias(n.kBias),
       vBias: bias(n.vBias),
+      qNorm: c.qkNorm ? vector(n.qNorm) : undefined,
+      kNorm: c.qkNorm ? vector(n.kNorm) : undefined,
       postNorm: vector(n.postAttentionNorm),
       gate: matrix(n.gate),
       up: matrix(n.up),
@@ -131,7 +137,7 @@ export function releaseWeights(ctx: GpuContext, w: GpuModelWeights): void {
   if (w.lmHead !== w.embed) releaseMatrix(ctx, w.lmHead);
   for (const l of w.layers) {
     for (const m of [l.q, l.k, l.v, l.o, l.gate, l.up, l.down]) releaseMatrix(ctx, m);
-    vectors.push(l.inputNorm, l.postNorm, l.qBias, l.kBias, l.vBias);
+    vectors.push(l.inputNorm, l.postNorm, l.qBias, l.kBias, l.vBias, l.qNorm, l.kNorm);
   }
   for (const v of vectors) if (v) ctx.release(v.buffer);
   ctx.release(w.invFreq);

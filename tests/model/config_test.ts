@@ -139,7 +139,7 @@ Deno.test("config: mistral sliding window is recorded only when it can take effe
 Deno.test("config: unsupported values name the file and field", () => {
   assertModelError(
     () => parseConfig(llamaConfig({ model_type: "gpt2" }), "m/config.json"),
-    'm/config.json: "model_type" "gpt2" is not supported (supported: llama, mistral, qwen2)',
+    'm/config.json: "model_type" "gpt2" is not supported (supported: llama, mistral, qwen2, qwen3)',
   );
   assertModelError(
     () => parseConfig(llamaConfig({ hidden_act: "gelu" }), "m/config.json"),
