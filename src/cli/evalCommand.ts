@@ -13,6 +13,13 @@ import { UserError } from "./errors.ts";
 import { readPolicySource } from "./policySource.ts";
 import { compileOrThrow } from "../plan/compile.ts";
 import type { EvalEngine } from "../eval/engine.ts";
+import { ModelError } from "../model/errors.ts";
+import {
+  locateModel,
+  type ModelHeader,
+  type ModelLocation,
+  readModelHeader,
+} from "../model/openModel.ts";
 import { parseDepths, parseLengths } from "../eval/gridSpec.ts";
 import { ProgressLine, type ProgressSink, stderrSink } from "../eval/progress.ts";
 import { renderHtmlReport } from "../eval/report/html.ts";
@@ -30,24 +37,30 @@ import {
 /** Usage text of `eval`. */
 export const EVAL_USAGE =
   `usage: deno task eval --policy P [--policy Q ...] [--task needle|ruler|ppl|hitrate ...]
-                      [--model DIR] [--lengths 1k,2k,4k] [--depths 0:100:10] [--samples N]
-                      [--seed S] [--suite FILE.yaml] [--out DIR] [--json]
+                      [--model M] [--lengths 1k,2k,4k] [--depths 0:100:10] [--samples N]
+                      [--seed S] [--suite FILE.yaml] [--chat] [--out DIR] [--json]
   --policy P    a .kvp file, a shipped policy name (snapkv) or inline text; repeat to compare
   --task T      needle, ruler (single_key, multi_key, multi_value, variable_tracking), ppl,
                 hitrate, or one RULER task by name; repeatable or comma-separated
-  --model DIR   Hugging Face model folder (default: models/planted-needle for
-                --task needle alone, models/tiny-needle otherwise)
+  --model M     a Hugging Face model folder, a .gguf file or a folder holding one (default:
+                models/planted-needle for --task needle alone, models/tiny-needle otherwise);
+                a GGUF gets RULER's natural-language templates
   --lengths L   context lengths in tokens, k = 1024 (default: the suite's)
   --depths D    needle depths in percent, start:stop:step or a list (default 0:100:10)
   --samples N   samples per cell          --seed S   base seed of every prompt
   --suite FILE  a suite YAML file (templates, tasks, grid; see docs/EVAL.md)
+  --chat        wrap prompts in the model's chat template (instruct models): the haystack and
+                question are the user's message, the answer prefix opens the assistant's turn
   --out DIR     write DIR/report.html (self-contained) and DIR/results.json
   --json        print the results as JSON instead of the table`;
 
 /** What `eval` needs from outside: the runtime, and where output goes. */
 export interface EvalCommandDeps {
-  /** Opens the runtime for a model folder (the CLI passes the WebGPU engine's factory). */
-  openEngine(modelDir: string): Promise<EvalEngine>;
+  /**
+   * Opens the runtime for a model: a Hugging Face folder or a GGUF file, as `locateModel` resolved
+   * it (the CLI passes the WebGPU engine's factory).
+   */
+  openEngine(modelPath: string): Promise<EvalEngine>;
   /** Prints results (default `console.log`). */
   print?: (text: string) => void;
   /** Where progress goes (default standard error). */
@@ -71,8 +84,8 @@ function defaultModelFor(values: Record<string, unknown>): string {
   return tasks.every((t) => t === "needle") ? NEEDLE_MODEL_DIR : DEFAULT_MODEL_DIR;
 }
 
-function readSuite(values: Record<string, unknown>, modelDir: string): EvalSuite {
-  let suite = defaultSuite(modelKindOf(modelDir));
+function readSuite(values: Record<string, unknown>, modelPath: string): EvalSuite {
+  let suite = defaultSuite(modelKindOf(modelPath));
   const file = values.suite;
   if (typeof file === "string") {
     let text: string;
@@ -88,6 +101,7 @@ function readSuite(values: Record<string, unknown>, modelDir: string): EvalSuite
   if (typeof values.depths === "string") suite.depths = parseDepths(values.depths);
   suite.samples = intFlag("samples", values.samples as string | undefined, suite.samples, 1);
   suite.seed = intFlag("seed", values.seed as string | undefined, suite.seed, 0);
+  if (values.chat === true) suite.chat = true;
   return suite;
 }
 
@@ -115,18 +129,32 @@ export function readPolicies(args: string[]): EvalPolicy[] {
   });
 }
 
-function checkContextLength(modelDir: string, suite: EvalSuite): void {
-  let maxPositions: unknown;
+/** `--model` resolved: a Hugging Face folder or a GGUF file; a user error otherwise. */
+async function locateModelFlag(path: string): Promise<ModelLocation> {
   try {
-    maxPositions = JSON.parse(Deno.readTextFileSync(join(modelDir, "config.json")))
-      .max_position_embeddings;
-  } catch {
-    return; // the engine reports unreadable folders
-  }
-  const longest = Math.max(...suite.lengths);
-  if (typeof maxPositions === "number" && longest > maxPositions) {
+    return await locateModel(path);
+  } catch (e) {
+    if (!(e instanceof ModelError)) throw e;
+    const reason = e.message.startsWith(`${path}: `) ? e.message.slice(path.length + 2) : e.message;
     throw new UserError(
-      `--lengths: ${longest} tokens is longer than the model allows (${maxPositions}, ${modelDir}/config.json)`,
+      `--model: '${path}' is not a model folder or GGUF file (${reason})`,
+    );
+  }
+}
+
+/** Checks the suite against the model's header before any weights load. */
+function checkSuiteFitsModel(header: ModelHeader, suite: EvalSuite): void {
+  const longest = Math.max(...suite.lengths);
+  const { maxPositions } = header.config;
+  if (longest > maxPositions) {
+    throw new UserError(
+      `--lengths: ${longest} tokens is longer than the model allows (${maxPositions}, ${header.configSource})`,
+    );
+  }
+  if (suite.chat && header.chat === null) {
+    throw new UserError(
+      `--chat: the model has no chat template (${header.configSource}: no ` +
+        "tokenizer.chat_template in a GGUF, no chat_template in tokenizer_config.json)",
     );
   }
 }
@@ -144,6 +172,7 @@ export async function evalCommand(args: string[], deps: EvalCommandDeps): Promis
     suite: { type: "string" },
     out: { type: "string" },
     json: { type: "boolean" },
+    chat: { type: "boolean" },
     help: { type: "boolean", short: "h" },
   });
   const print = deps.print ?? ((text: string) => console.log(text));
@@ -151,18 +180,13 @@ export async function evalCommand(args: string[], deps: EvalCommandDeps): Promis
     print(EVAL_USAGE);
     return 0;
   }
-  const modelDir = resolve(
-    typeof values.model === "string" ? values.model : defaultModelFor(values),
+  const model = await locateModelFlag(
+    resolve(typeof values.model === "string" ? values.model : defaultModelFor(values)),
   );
-  try {
-    if (!Deno.statSync(modelDir).isDirectory) throw new Error("not a folder");
-  } catch {
-    throw new UserError(`--model: '${modelDir}' is not a model folder`);
-  }
-  const suite = readSuite(values, modelDir);
-  checkContextLength(modelDir, suite);
+  const suite = readSuite(values, model.path);
+  checkSuiteFitsModel(await readModelHeader(model), suite);
   const policies = readPolicies((values.policy as string[] | undefined) ?? []);
-  const engine = await deps.openEngine(modelDir);
+  const engine = await deps.openEngine(model.path);
   const sink = deps.progress ?? stderrSink();
   let progress: ProgressLine | undefined;
   const started = performance.now();

@@ -1,11 +1,13 @@
 /**
- * `check --explain --model DIR`: resolves a plan on a model and a prompt — runs its detectors,
- * assigns every (layer, KV head) by first match — and prints the layer × head table: which rule
- * and press each head gets, with its budget, and what the detectors found.
+ * `check --explain --model M` (a Hugging Face folder, a GGUF file or a folder holding one):
+ * resolves a plan on a model and a prompt — runs its detectors, assigns every (layer, KV head)
+ * by first match — and prints the layer × head table: which rule and press each head gets, with
+ * its budget, and what the detectors found.
  *
  * @module
  */
 
+import { missingTokenizerText } from "../model/openModel.ts";
 import type { Plan } from "../plan/plan.ts";
 import type { PluginRegistry } from "../plugins/registry.ts";
 import { formatParamValue } from "../plugins/schema.ts";
@@ -15,7 +17,7 @@ import { generateWithPlan } from "../runtime/planGeneration.ts";
 import { UserError } from "./errors.ts";
 import { readPromptText } from "./prompt.ts";
 
-/** Runs the plan's detectors on `modelDir` and returns the table as text. */
+/** Runs the plan's detectors on the model at `modelDir` (any `--model` form); the table as text. */
 export async function explainOnModel(
   plan: Plan,
   registry: PluginRegistry,
@@ -26,7 +28,11 @@ export async function explainOnModel(
   try {
     const tok = engine.tokenizer;
     if (!tok) {
-      throw new UserError(`${modelDir} has no tokenizer.json; --explain needs a text prompt`);
+      throw new UserError(
+        `${modelDir} has ${
+          missingTokenizerText(engine.weights.dir)
+        }; --explain needs a text prompt`,
+      );
     }
     const ids = prompt.text !== undefined || prompt.file !== undefined
       ? tok.encode(readPromptText(prompt.text, prompt.file))

@@ -1,5 +1,5 @@
 /**
- * `deno task inspect [--policy P] [--model DIR] [--prompt T | --prompt-file F] [--out DIR]`:
+ * `deno task inspect [--policy P] [--model M] [--prompt T | --prompt-file F] [--out DIR]`:
  * runs a policy on a prompt and shows what it kept — the detectors' scores per layer and head on
  * the terminal, and with `--out` an HTML page of the prompt with each KV head's kept tokens
  * highlighted, plus the trace as JSON.
@@ -8,6 +8,7 @@
  */
 
 import { renderKeptTokens } from "../eval/report/keptTokens.ts";
+import { missingTokenizerText } from "../model/openModel.ts";
 import { Engine } from "../runtime/engine.ts";
 import { demoPromptFor } from "../runtime/demoPrompt.ts";
 import { generateWithPlan } from "../runtime/planGeneration.ts";
@@ -17,8 +18,9 @@ import { loadPolicy } from "./policyLoader.ts";
 import { DEFAULT_MODEL_DIR, DEMO_MODEL_DIR, readPromptText } from "./prompt.ts";
 
 /** Usage text of `inspect`. */
-export const INSPECT_USAGE = `usage: deno task inspect [--policy P] [--model DIR]
+export const INSPECT_USAGE = `usage: deno task inspect [--policy P] [--model M]
                          [--prompt TEXT | --prompt-file F] [--out DIR] [--allow-plugins]
+  --model M  a Hugging Face model folder, a .gguf file or a folder holding one
   without a prompt: the needle demo prompt on models/planted-needle`;
 
 /** Runs `inspect`; returns the exit code. */
@@ -49,7 +51,11 @@ export async function inspectCommand(args: string[]): Promise<number> {
   const engine = await Engine.open(modelDir);
   try {
     const tok = engine.tokenizer;
-    if (!tok) throw new UserError(`${modelDir} has no tokenizer.json; inspect shows text`);
+    if (!tok) {
+      throw new UserError(
+        `${modelDir} has ${missingTokenizerText(engine.weights.dir)}; inspect shows text`,
+      );
+    }
     const ids = hasPrompt
       ? tok.encode(
         readPromptText(v.prompt as string | undefined, v["prompt-file"] as string | undefined),

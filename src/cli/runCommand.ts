@@ -7,6 +7,13 @@
  * @module
  */
 
+import {
+  type ChatMessage,
+  chatSpecialTokens,
+  endOfTurnIds,
+  renderChat,
+} from "../model/chatTemplate.ts";
+import type { TextTokenizer } from "../model/tokenizer.ts";
 import { Engine } from "../runtime/engine.ts";
 import { demoPromptFor } from "../runtime/demoPrompt.ts";
 import { checkExecutable } from "../runtime/executable.ts";
@@ -19,12 +26,15 @@ import { formatSummary } from "./summary.ts";
 
 /** Usage text of `run`. */
 export const RUN_USAGE = `usage: deno task run [--policy P] [--model DIR]
-                     [--prompt TEXT | --prompt-file F | --prompt-ids 1,2,3]
+                     [--prompt TEXT | --prompt-file F | --prompt-ids 1,2,3
+                      | --chat TEXT [--system TEXT]]
                      [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S]
                      [--prefill-chunk N] [--kv-dtype f32|f16] [--json [--trace]]
                      [--allow-plugins] [--plugin FILE]
   no prompt flag: the needle demo (on models/planted-needle unless --model is given);
-  prompts run on the default language model, models/tiny-needle`;
+  prompts run on the default language model, models/tiny-needle; --chat renders the model's
+  chat template (e.g. --model models/smollm2-135m-instruct, after deno task setup) and stops at
+  the end of the assistant's turn`;
 
 /** Runs `run`; returns the exit code. */
 export async function runCommand(args: string[]): Promise<number> {
@@ -34,6 +44,8 @@ export async function runCommand(args: string[]): Promise<number> {
     prompt: { type: "string" },
     "prompt-file": { type: "string" },
     "prompt-ids": { type: "string" },
+    chat: { type: "string" },
+    system: { type: "string" },
     "max-new-tokens": { type: "string" },
     temperature: { type: "string" },
     "top-k": { type: "string" },
@@ -51,10 +63,12 @@ export async function runCommand(args: string[]): Promise<number> {
     console.log(RUN_USAGE);
     return 0;
   }
-  const promptFlags = ["prompt", "prompt-file", "prompt-ids"].filter((f) => v[f] !== undefined);
+  const promptFlags = ["prompt", "prompt-file", "prompt-ids", "chat"].filter((f) =>
+    v[f] !== undefined
+  );
   if (promptFlags.length > 1) {
     throw new UserError(
-      `give one of --prompt, --prompt-file, --prompt-ids (got ${
+      `give one of --prompt, --prompt-file, --prompt-ids, --chat (got ${
         promptFlags.map((f) => `--${f}`).join(", ")
       })`,
     );
@@ -76,6 +90,9 @@ export async function runCommand(args: string[]): Promise<number> {
     plugins: (v.plugin as string[] | undefined) ?? [],
   });
   checkExecutable(plan, registry);
+  if (v.system !== undefined && v.chat === undefined) {
+    throw new UserError("--system goes with --chat (the system message of a chat prompt)");
+  }
   const demo = promptFlags.length === 0;
   const modelDir = (v.model as string | undefined) ?? (demo ? DEMO_MODEL_DIR : DEFAULT_MODEL_DIR);
 
@@ -99,6 +116,7 @@ export async function runCommand(args: string[]): Promise<number> {
     const tok = engine.tokenizer;
     let promptIds: number[];
     let needle: { key: string; answer: string } | undefined;
+    let stopIds = engine.config.eosTokenIds;
     if (v["prompt-ids"] !== undefined) {
       promptIds = readPromptIds(v["prompt-ids"] as string, engine.config.vocabSize);
     } else {
@@ -107,7 +125,11 @@ export async function runCommand(args: string[]): Promise<number> {
           `${modelDir} has no tokenizer.json: pass token ids with --prompt-ids 1,2,3`,
         );
       }
-      if (demo) {
+      if (v.chat !== undefined) {
+        const chat = chatPrompt(engine, tok, v.chat as string, v.system as string | undefined);
+        promptIds = chat.ids;
+        stopIds = chat.stopIds;
+      } else if (demo) {
         const d = demoPromptFor(tok, modelDir);
         promptIds = d.ids;
         needle = d;
@@ -134,7 +156,7 @@ export async function runCommand(args: string[]): Promise<number> {
         promptIds,
         maxNewTokens,
         sampling,
-        stopIds: engine.config.eosTokenIds,
+        stopIds,
         prefillChunk: optionalIntFlag("prefill-chunk", v["prefill-chunk"], 1),
         onTokens: (ids) => {
           if (!stream) return;
@@ -156,6 +178,11 @@ export async function runCommand(args: string[]): Promise<number> {
         stop_reason: result.stopReason,
         kv: result.kv,
         timing: result.timing,
+        load: {
+          ms: engine.loadMs,
+          weight_bytes: engine.gpu.bytes,
+          peak_rss_bytes: peakResidentBytes(),
+        },
         plan,
         resolved: executor.assignments.map((row) =>
           row.map((a) => ({
@@ -180,4 +207,45 @@ export async function runCommand(args: string[]): Promise<number> {
   } finally {
     engine.close();
   }
+}
+
+/**
+ * The process's peak resident memory in bytes (Linux `VmHWM` of /proc/self/status), else the
+ * current resident size.
+ */
+function peakResidentBytes(): number {
+  try {
+    const match = /^VmHWM:\s+(\d+) kB$/m.exec(Deno.readTextFileSync("/proc/self/status"));
+    if (match) return Number(match[1]) * 1024;
+  } catch {
+    // not Linux, or no read permission: fall back to the current size
+  }
+  return Deno.memoryUsage().rss;
+}
+
+/**
+ * The ids of a one-turn chat prompt in the model's own template (`add_generation_prompt`), and
+ * the ids that end the assistant's turn.
+ */
+function chatPrompt(
+  engine: Engine,
+  tok: TextTokenizer,
+  message: string,
+  system: string | undefined,
+): { ids: number[]; stopIds: number[] } {
+  if (message === "") throw new UserError("--chat is empty: give a message");
+  if (engine.chat === null) {
+    throw new UserError(
+      `${engine.weights.dir} has no chat template; use --prompt, or a chat model such as ` +
+        "--model models/smollm2-135m-instruct (fetched by deno task setup)",
+    );
+  }
+  const messages: ChatMessage[] = system === undefined ? [] : [{ role: "system", content: system }];
+  messages.push({ role: "user", content: message });
+  const c = engine.config;
+  const text = renderChat(engine.chat, messages, chatSpecialTokens(c, tok));
+  return {
+    ids: tok.encode(text, { addSpecialTokens: false }),
+    stopIds: endOfTurnIds(engine.chat, tok, c.eosTokenIds),
+  };
 }

@@ -8,6 +8,7 @@
 
 import type { TextTokenizer } from "../model/tokenizer.ts";
 import type { Plan } from "../plan/plan.ts";
+import type { EvalChat } from "./chatPrompt.ts";
 
 /** KV-cache accounting of one request: a full cache's bytes vs bytes kept after compression. */
 export interface KvBytes {
@@ -91,6 +92,11 @@ export interface EvalEngine {
   tokenizer: TextTokenizer;
   /** The model's name for reports. */
   modelName: string;
+  /**
+   * The model's chat frame and end-of-turn ids, for suites with `chat`; null or absent when the
+   * model has no chat template (such suites are then a user error).
+   */
+  chat?: EvalChat | null;
   /** Greedy generation with `plan` applied to the KV cache. */
   generate(req: {
     promptIds: number[];

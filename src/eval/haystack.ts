@@ -125,6 +125,8 @@ export interface HaystackRequest {
   needles: HaystackNeedle[];
   /** Text after the haystack: the question and the answer prefix. */
   suffix: string;
+  /** Text before the haystack, e.g. an instruction or a chat turn's opening (default none). */
+  prefix?: string;
 }
 
 /** A built prompt and where its needles ended up. */
@@ -181,16 +183,19 @@ function renderHaystack(
 }
 
 /**
- * Builds `haystack + suffix` of at most `targetTokens` tokens: filler sentences are drawn until
- * the next one would pass the budget left by the needles and the suffix, then each needle goes
+ * Builds `prefix + haystack + suffix` of at most `targetTokens` tokens: filler sentences are
+ * drawn until the next one would pass the budget left by the needles, the prefix and the
+ * suffix, then each needle goes
  * in at its depth, measured in tokens of the haystack and moved back to the sentence boundary
  * before it (as gkamradt's needle test does). If the whole text still measures longer than the
  * target (tokens merge differently across boundaries), trailing sentences are dropped.
  */
 export function buildHaystackPrompt(request: HaystackRequest): HaystackPrompt {
   const { random, countTokens, needles, suffix, targetTokens } = request;
+  const prefix = request.prefix ?? "";
   const needleTokens = needles.reduce((sum, n) => sum + countTokens(" " + n.text), 0);
-  const budget = targetTokens - needleTokens - countTokens(suffix);
+  const frameTokens = (prefix ? countTokens(prefix) : 0) + countTokens(suffix);
+  const budget = targetTokens - needleTokens - frameTokens;
   const sentences: FillerSentence[] = [];
   let used = 0;
   let paragraph = 0;
@@ -212,11 +217,12 @@ export function buildHaystackPrompt(request: HaystackRequest): HaystackPrompt {
   }
   while (true) {
     const rendered = renderHaystack(sentences, needles);
-    const excess = countTokens(rendered.text + suffix) - targetTokens;
+    const text = prefix + rendered.text + suffix;
+    const excess = countTokens(text) - targetTokens;
     if (excess <= 0 || sentences.length === 0) {
       return {
-        text: rendered.text + suffix,
-        needleOffsets: rendered.needleOffsets,
+        text,
+        needleOffsets: rendered.needleOffsets.map((offset) => prefix.length + offset),
         fillerSentences: sentences.length,
       };
     }

@@ -8,6 +8,7 @@
 import { UserError } from "../userError.ts";
 import type { TextTokenizer } from "../model/tokenizer.ts";
 import type { Plan } from "../plan/plan.ts";
+import type { EvalChat } from "./chatPrompt.ts";
 import type { EvalEngine } from "./engine.ts";
 import { requireHitRate } from "./hitRate.ts";
 import { aggregateOutcomes, type ResultRow, type SampleOutcome } from "./results.ts";
@@ -75,6 +76,17 @@ export function stopIdsOf(tokenizer: TextTokenizer): number[] {
     const id = tokenizer.tokenId(name);
     return id === undefined ? [] : [id];
   });
+}
+
+/** The engine's chat support, or a user error naming the model when it has none. */
+function requireChat(engine: EvalEngine): EvalChat {
+  if (!engine.chat) {
+    throw new UserError(
+      `--chat: ${engine.modelName} has no chat template (tokenizer.chat_template in a GGUF, ` +
+        "chat_template in tokenizer_config.json)",
+    );
+  }
+  return engine.chat;
 }
 
 async function runSample(
@@ -154,9 +166,10 @@ export async function runEval(options: RunEvalOptions): Promise<EvalReport> {
     if (names.has(p.name)) throw new UserError(`two policies are named '${p.name}'`);
     names.add(p.name);
   }
+  const chat = suite.chat ? requireChat(engine) : null;
   const started = performance.now();
-  const samples = buildSuiteSamples(engine.tokenizer, suite);
-  const stopIds = stopIdsOf(engine.tokenizer);
+  const samples = buildSuiteSamples(engine.tokenizer, suite, chat?.frame ?? null);
+  const stopIds = [...new Set([...stopIdsOf(engine.tokenizer), ...chat?.stopIds ?? []])];
   const total = samples.length * policies.length;
   const outcomes: SampleOutcome[] = [];
   for (const policy of policies) {

@@ -6,6 +6,7 @@
  */
 
 import type { TextTokenizer } from "../model/tokenizer.ts";
+import type { ChatFrame } from "./chatPrompt.ts";
 import type { TaskName } from "./suite.ts";
 
 /** How a generated answer is scored (see scoring.ts). */
@@ -27,9 +28,9 @@ export interface SampleCell {
 export interface GenerationSample extends SampleCell {
   /** Generation sample. */
   kind: "generate";
-  /** The prompt text (without BOS). */
+  /** The prompt text (without a BOS the tokenizer adds; chat prompts hold their whole template). */
   promptText: string;
-  /** Prompt ids, BOS first. */
+  /** Prompt ids: BOS first when the tokenizer adds one; chat prompts as their template writes. */
   promptIds: number[];
   /** Strings the answer must contain (the needle value first). */
   references: string[];
@@ -55,7 +56,7 @@ export interface ScoringSample extends SampleCell {
 export interface HitRateSample extends SampleCell {
   /** Hit-rate sample. */
   kind: "hitrate";
-  /** Prompt ids, BOS first. */
+  /** Prompt ids, as a needle {@link GenerationSample}'s. */
   promptIds: number[];
   /** Decoding steps. */
   maxNewTokens: number;
@@ -72,13 +73,22 @@ export interface TaskContext {
   tokenizer: TextTokenizer;
   /** Token count of a piece of text without BOS (memoised). */
   countTokens: (text: string) => number;
+  /** The chat frame generation prompts go in, or null for plain prompts (see chatPrompt.ts). */
+  chat: ChatFrame | null;
+  /**
+   * Ids of a whole generation prompt: plain prompts get the tokenizer's special tokens (BOS);
+   * chat prompts none, since the template writes them (as `apply_chat_template` tokenizes).
+   */
+  encodePrompt: (text: string) => number[];
 }
 
-/** A task context for `tokenizer`, with a memoised token counter. */
-export function taskContext(tokenizer: TextTokenizer): TaskContext {
+/** A task context for `tokenizer` (and `chat`, for chat prompts), with a memoised token counter. */
+export function taskContext(tokenizer: TextTokenizer, chat: ChatFrame | null = null): TaskContext {
   const counts = new Map<string, number>();
   return {
     tokenizer,
+    chat,
+    encodePrompt: (text) => tokenizer.encode(text, { addSpecialTokens: chat === null }),
     countTokens(text: string): number {
       let n = counts.get(text);
       if (n === undefined) {
@@ -96,9 +106,9 @@ export function answerBudget(context: TaskContext, expected: string): number {
 }
 
 /**
- * Completes a generation sample: tokenizes the prompt (BOS first). `answer` is the answer text
- * without spacing; the expected continuation gets a leading space when the prompt does not end
- * with one.
+ * Completes a generation sample: tokenizes the prompt ({@link TaskContext.encodePrompt}).
+ * `answer` is the answer text without spacing; the expected continuation gets a leading space
+ * when the prompt does not end with one.
  */
 export function generationSample(
   context: TaskContext,
@@ -113,7 +123,7 @@ export function generationSample(
     kind: "generate",
     ...cell,
     promptText,
-    promptIds: context.tokenizer.encode(promptText),
+    promptIds: context.encodePrompt(promptText),
     references,
     scoring,
     expected,

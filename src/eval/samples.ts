@@ -5,6 +5,7 @@
  */
 
 import type { TextTokenizer } from "../model/tokenizer.ts";
+import type { ChatFrame } from "./chatPrompt.ts";
 import { buildHitRateSamples } from "./hitRate.ts";
 import { type EvalSample, taskContext } from "./sample.ts";
 import type { EvalSuite, TaskName } from "./suite.ts";
@@ -14,13 +15,20 @@ import { buildNeedleSamples, buildSingleKeySamples } from "./tasks/needle.ts";
 import { buildPerplexitySamples } from "./tasks/perplexity.ts";
 import { buildVariableTrackingSamples } from "./tasks/variableTracking.ts";
 
-/** The samples of one task. */
+/**
+ * The samples of one task. A suite with `chat` needs the model's chat frame (`chat`); without
+ * `chat` the frame is not used.
+ */
 export function buildTaskSamples(
   tokenizer: TextTokenizer,
   suite: EvalSuite,
   task: TaskName,
+  chat: ChatFrame | null = null,
 ): EvalSample[] {
-  const context = taskContext(tokenizer);
+  if (suite.chat && chat === null) {
+    throw new Error("a suite with chat prompts needs the model's chat frame");
+  }
+  const context = taskContext(tokenizer, suite.chat ? chat : null);
   switch (task) {
     case "needle":
       return buildNeedleSamples(context, suite);
@@ -40,6 +48,10 @@ export function buildTaskSamples(
 }
 
 /** Every sample of the suite, in task order. Deterministic: same suite ⇒ same samples. */
-export function buildSuiteSamples(tokenizer: TextTokenizer, suite: EvalSuite): EvalSample[] {
-  return suite.tasks.flatMap((task) => buildTaskSamples(tokenizer, suite, task));
+export function buildSuiteSamples(
+  tokenizer: TextTokenizer,
+  suite: EvalSuite,
+  chat: ChatFrame | null = null,
+): EvalSample[] {
+  return suite.tasks.flatMap((task) => buildTaskSamples(tokenizer, suite, task, chat));
 }

@@ -7,10 +7,12 @@
  */
 
 import { parse as parseYaml } from "yaml";
+import { isGgufPath } from "../model/ggufModel.ts";
 import { UserError } from "../userError.ts";
 import { parseDepths, parseLengths } from "./gridSpec.ts";
 import {
   PLANTED_NEEDLE_TEMPLATES,
+  PRETRAINED_TEMPLATES,
   type PromptTemplates,
   TEMPLATE_PLACEHOLDERS,
   TEMPLATE_YAML_KEYS,
@@ -39,8 +41,14 @@ export const RULER_TASKS: readonly TaskName[] = [
   "variable_tracking",
 ];
 
-/** The model folders that have built-in suites. */
-export type ModelKind = "tiny-needle" | "planted-needle";
+/**
+ * The kinds of model with built-in suites: the two shipped toy models, and real pretrained
+ * (instruct) models such as a GGUF checkpoint, which get RULER's natural-language templates.
+ */
+export type ModelKind = "tiny-needle" | "planted-needle" | "pretrained";
+
+/** Every {@link ModelKind}, as a suite file's `base:` may name them. */
+export const MODEL_KINDS: readonly ModelKind[] = ["tiny-needle", "planted-needle", "pretrained"];
 
 /** A complete suite (every field present). */
 export interface EvalSuite {
@@ -58,6 +66,12 @@ export interface EvalSuite {
   tasks: TaskName[];
   /** Prompt templates. */
   templates: PromptTemplates;
+  /**
+   * Wrap generation prompts in the model's chat template: the preamble, haystack and question
+   * are the user's message, the answer prefix follows the assistant turn's opening (see
+   * `chatPrompt.ts`). Perplexity texts are never wrapped.
+   */
+  chat: boolean;
   /** Multi-key: needles per prompt (one asked, the rest distractors) and the share of distractors whose key shares one word with the asked key. */
   multiKey: { needles: number; shareWord: number };
   /** Multi-value: values stored under the asked key. */
@@ -88,11 +102,22 @@ export function parseTaskList(values: string[]): TaskName[] {
   return tasks;
 }
 
-/** The kind of a model folder, by its name (`.../planted-needle` → planted-needle, else tiny-needle). */
-export function modelKindOf(modelDir: string): ModelKind {
-  const name = modelDir.replace(/[\\/]+$/, "").split(/[\\/]/).at(-1) ?? "";
+/**
+ * The kind of a model by its path: a `.gguf` file is pretrained; a folder named
+ * `.../planted-needle` is planted-needle; any other folder tiny-needle (a suite file's
+ * `base: pretrained` selects the pretrained templates for a real Hugging Face folder).
+ */
+export function modelKindOf(modelPath: string): ModelKind {
+  const name = modelPath.replace(/[\\/]+$/, "").split(/[\\/]/).at(-1) ?? "";
+  if (isGgufPath(name)) return "pretrained";
   return name.includes("planted-needle") ? "planted-needle" : "tiny-needle";
 }
+
+const BUILT_IN_TEMPLATES: Record<ModelKind, PromptTemplates> = {
+  "tiny-needle": TINY_NEEDLE_TEMPLATES,
+  "planted-needle": PLANTED_NEEDLE_TEMPLATES,
+  pretrained: PRETRAINED_TEMPLATES,
+};
 
 /** The built-in suite of a model kind. */
 export function defaultSuite(kind: ModelKind): EvalSuite {
@@ -104,7 +129,8 @@ export function defaultSuite(kind: ModelKind): EvalSuite {
     lengths: planted ? [512, 1024, 2048, 4096] : [1024, 2048, 4096],
     depths: parseDepths("0:100:10"),
     tasks: ["needle"],
-    templates: planted ? { ...PLANTED_NEEDLE_TEMPLATES } : { ...TINY_NEEDLE_TEMPLATES },
+    templates: { ...BUILT_IN_TEMPLATES[kind] },
+    chat: false,
     multiKey: { needles: 4, shareWord: 0.4 },
     multiValue: { values: 3 },
     variableTracking: { hops: 4, chains: 2 },
@@ -192,6 +218,7 @@ const SUITE_KEYS = [
   "depths",
   "tasks",
   "templates",
+  "chat",
   "multi_key",
   "multi_value",
   "variable_tracking",
@@ -214,10 +241,10 @@ export function parseSuiteYaml(text: string, file: string, base: EvalSuite): Eva
   checkKeys(fields, SUITE_KEYS, file);
   let suite = base;
   if (fields.base !== undefined) {
-    if (fields.base !== "tiny-needle" && fields.base !== "planted-needle") {
-      throw new UserError(`${file}: 'base' must be tiny-needle or planted-needle`);
+    if (!(MODEL_KINDS as readonly unknown[]).includes(fields.base)) {
+      throw new UserError(`${file}: 'base' must be ${MODEL_KINDS.join(", ")}`);
     }
-    suite = defaultSuite(fields.base);
+    suite = defaultSuite(fields.base as ModelKind);
   }
   suite = structuredClone(suite);
   if (fields.name !== undefined) suite.name = String(fields.name);
@@ -235,6 +262,12 @@ export function parseSuiteYaml(text: string, file: string, base: EvalSuite): Eva
   }
   if (fields.templates !== undefined) {
     suite.templates = parseTemplates(fields.templates, suite.templates, file);
+  }
+  if (fields.chat !== undefined) {
+    if (typeof fields.chat !== "boolean") {
+      throw new UserError(`${file}: 'chat' must be true or false`);
+    }
+    suite.chat = fields.chat;
   }
   if (fields.multi_key !== undefined) {
     const mk = asObject(fields.multi_key, `${file}: multi_key`);

@@ -10,6 +10,7 @@
 import { Template } from "@huggingface/jinja";
 import { ModelError } from "./errors.ts";
 import type { TextTokenizer } from "./tokenizer.ts";
+import type { ModelConfig } from "./types.ts";
 
 /** One chat message. */
 export interface ChatMessage {
@@ -80,6 +81,18 @@ export function renderChat(
   } catch (error) {
     throw new ModelError(`${chat.source}: the chat template failed (${(error as Error).message})`);
   }
+}
+
+/** The BOS / EOS strings a template may write (`bos_token`, `eos_token`), from the model's ids. */
+export function chatSpecialTokens(
+  config: ModelConfig,
+  tokenizer: TextTokenizer,
+): { bosToken?: string; eosToken?: string } {
+  const { bosTokenId, eosTokenIds } = config;
+  return {
+    bosToken: bosTokenId === null ? undefined : tokenizer.tokenText(bosTokenId),
+    eosToken: eosTokenIds.length > 0 ? tokenizer.tokenText(eosTokenIds[0]) : undefined,
+  };
 }
 
 /**

@@ -1,18 +1,23 @@
 /**
  * One entry point for every checkpoint a user may hand to `--model`: a Hugging Face folder
  * (`config.json`, safetensors, `tokenizer.json`), a GGUF file, or a folder holding exactly one
- * GGUF file. Returns the weights, the tokenizer and what was measured while loading.
+ * GGUF file. Returns the weights, the tokenizer, the chat template and what was measured while
+ * loading; {@link readModelHeader} reads the config and chat template alone (no tensor data).
  *
  * @module
  */
 
 import { join } from "node:path";
+import { type ChatTemplate, chatTemplateFromConfig, parseChatTemplate } from "./chatTemplate.ts";
+import { loadConfig } from "./config.ts";
 import { ModelError } from "./errors.ts";
-import { isGgufPath, loadGgufModel } from "./ggufModel.ts";
-import { tokenizerFromGguf } from "./ggufTokenizer.ts";
+import { readGgufHeader } from "./ggufFile.ts";
+import { configFromGguf, isGgufPath, loadGgufModel } from "./ggufModel.ts";
+import { ggufSpecialTokens, tokenizerFromGguf } from "./ggufTokenizer.ts";
+import type { GgufMetadata } from "./ggufTypes.ts";
 import { loadModel } from "./loadModel.ts";
 import { loadTokenizer, type TextTokenizer } from "./tokenizer.ts";
-import type { ModelWeights } from "./types.ts";
+import type { ModelConfig, ModelWeights } from "./types.ts";
 
 /** What `--model` names, once resolved. */
 export interface ModelLocation {
@@ -30,6 +35,8 @@ export interface OpenedModel {
   weights: ModelWeights;
   /** The tokenizer, or null when the checkpoint has none (no `tokenizer.json` / `tokenizer.ggml.*`). */
   tokenizer: TextTokenizer | null;
+  /** The chat template, or null when the checkpoint has none (see {@link readModelHeader}). */
+  chat: ChatTemplate | null;
   /** Wall time of reading, dequantizing and validating, in milliseconds. */
   loadMs: number;
 }
@@ -84,7 +91,8 @@ export async function openModel(path: string, opts: OpenModelOptions = {}): Prom
   if (location.format === "hf") {
     const weights = await loadModel(location.path, { onProgress: opts.onProgress });
     const tokenizer = await loadTokenizer(location.path);
-    return { location, weights, tokenizer, loadMs: performance.now() - start };
+    const chat = await hfChatTemplate(location.path);
+    return { location, weights, tokenizer, chat, loadMs: performance.now() - start };
   }
   const { weights, header } = await loadGgufModel(location.path, { onProgress: opts.onProgress });
   // A GGUF without tokenizer keys (rare: some conversions) runs from token ids, like an HF folder
@@ -92,5 +100,84 @@ export async function openModel(path: string, opts: OpenModelOptions = {}): Prom
   const tokenizer = header.metadata.has("tokenizer.ggml.model")
     ? tokenizerFromGguf(header.metadata, location.path)
     : null;
-  return { location, weights, tokenizer, loadMs: performance.now() - start };
+  const chat = ggufChatTemplate(header.metadata, location.path);
+  return { location, weights, tokenizer, chat, loadMs: performance.now() - start };
+}
+
+/** A checkpoint's config and chat template, read without its tensor data. */
+export interface ModelHeader {
+  /** The validated config. */
+  config: ModelConfig;
+  /** Where the config came from, for messages: `DIR/config.json`, or `FILE (GGUF metadata)`. */
+  configSource: string;
+  /** The chat template, or null when the checkpoint has none. */
+  chat: ChatTemplate | null;
+}
+
+/**
+ * Reads what a model is without loading it: a Hugging Face folder's `config.json` and chat
+ * template, or a GGUF file's header (metadata and tensor table). Throws {@link ModelError}.
+ */
+export async function readModelHeader(location: ModelLocation): Promise<ModelHeader> {
+  if (location.format === "hf") {
+    return {
+      config: await loadConfig(location.path),
+      configSource: join(location.path, "config.json"),
+      chat: await hfChatTemplate(location.path),
+    };
+  }
+  const header = await readGgufHeader(location.path);
+  return {
+    config: configFromGguf(header),
+    configSource: `${location.path} (GGUF metadata)`,
+    chat: ggufChatTemplate(header.metadata, location.path),
+  };
+}
+
+/**
+ * What a checkpoint at `checkpointPath` (a folder or a `.gguf` file, as `ModelWeights.dir` holds)
+ * lacks when it has no tokenizer, for messages: `no tokenizer.json`, or the GGUF keys.
+ */
+export function missingTokenizerText(checkpointPath: string): string {
+  return isGgufPath(checkpointPath)
+    ? "no tokenizer (no tokenizer.ggml.* metadata in the GGUF file)"
+    : "no tokenizer.json";
+}
+
+/** `tokenizer.chat_template` of a GGUF with a tokenizer, parsed; null when absent. */
+function ggufChatTemplate(meta: GgufMetadata, file: string): ChatTemplate | null {
+  if (!meta.has("tokenizer.ggml.model")) return null;
+  const text = ggufSpecialTokens(meta, file).chatTemplate;
+  return text === undefined ? null : parseChatTemplate(text, `${file}: tokenizer.chat_template`);
+}
+
+/**
+ * A Hugging Face folder's chat template: `chat_template` of `tokenizer_config.json`, else the
+ * file `chat_template.jinja` (newer transformers save it there); null when neither exists.
+ */
+async function hfChatTemplate(dir: string): Promise<ChatTemplate | null> {
+  const configFile = join(dir, "tokenizer_config.json");
+  const configText = await readTextIfPresent(configFile);
+  if (configText !== undefined) {
+    let json: unknown;
+    try {
+      json = JSON.parse(configText);
+    } catch (error) {
+      throw new ModelError(`${configFile}: not valid JSON (${(error as Error).message})`);
+    }
+    const chat = chatTemplateFromConfig(json, configFile);
+    if (chat !== null) return chat;
+  }
+  const jinjaFile = join(dir, "chat_template.jinja");
+  const jinja = await readTextIfPresent(jinjaFile);
+  return jinja === undefined ? null : parseChatTemplate(jinja, jinjaFile);
+}
+
+async function readTextIfPresent(file: string): Promise<string | undefined> {
+  try {
+    return await Deno.readTextFile(file);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return undefined;
+    throw new ModelError(`${file}: cannot be read (${(error as Error).message})`);
+  }
 }

@@ -13,6 +13,7 @@ import { sample } from "../gpu/kernels/sample.ts";
 import type { KvDType } from "../gpu/kvCache.ts";
 import type { GpuOp } from "../gpu/op.ts";
 import { createSamplerState, readSampledIds, type SamplerState } from "../gpu/samplerState.ts";
+import type { ChatTemplate } from "../model/chatTemplate.ts";
 import { ModelError } from "../model/errors.ts";
 import { openModel } from "../model/openModel.ts";
 import type { TextTokenizer } from "../model/tokenizer.ts";
@@ -102,6 +103,9 @@ export class Engine {
   /** Milliseconds spent reading (and dequantizing) the checkpoint, when opened from disk. */
   loadMs: number | null = null;
 
+  /** The checkpoint's chat template, when opened from disk and it has one. */
+  chat: ChatTemplate | null = null;
+
   /**
    * Loads a model onto the default WebGPU adapter: a Hugging Face folder, a GGUF file, or a
    * folder holding one GGUF file (see `openModel`).
@@ -112,6 +116,7 @@ export class Engine {
     });
     const engine = await Engine.fromWeights(opened.weights, opened.tokenizer, opts);
     engine.loadMs = opened.loadMs;
+    engine.chat = opened.chat;
     return engine;
   }
 

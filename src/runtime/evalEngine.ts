@@ -5,8 +5,12 @@
  * @module
  */
 
+import { chatFrame, type EvalChat } from "../eval/chatPrompt.ts";
 import type { EvalEngine } from "../eval/engine.ts";
+import { chatSpecialTokens, endOfTurnIds } from "../model/chatTemplate.ts";
 import { ModelError } from "../model/errors.ts";
+import { missingTokenizerText } from "../model/openModel.ts";
+import type { TextTokenizer } from "../model/tokenizer.ts";
 import type { Plan } from "../plan/plan.ts";
 import { defaultRegistry } from "../plugins/builtins.ts";
 import { Engine } from "./engine.ts";
@@ -20,17 +24,29 @@ function isBounded(plan: Plan): boolean {
   return plan.rules.some((r) => r.pipeline.some((p) => registry.press(p.name)?.bound));
 }
 
-/** Opens a model folder as an {@link EvalEngine}. */
-export async function openEvalEngine(modelDir: string): Promise<EvalEngine> {
-  const engine = await Engine.open(modelDir);
+/** The chat frame of `engine`'s template, its specials taken from the model's BOS / EOS ids. */
+function evalChat(engine: Engine, tokenizer: TextTokenizer): EvalChat | null {
+  if (!engine.chat) return null;
+  const frame = chatFrame(engine.chat, chatSpecialTokens(engine.config, tokenizer));
+  return { frame, stopIds: endOfTurnIds(engine.chat, tokenizer, engine.config.eosTokenIds) };
+}
+
+/** Opens a model (a Hugging Face folder, a GGUF file or a folder holding one) for `eval`. */
+export async function openEvalEngine(modelPath: string): Promise<EvalEngine> {
+  const engine = await Engine.open(modelPath);
   const tokenizer = engine.tokenizer;
   if (!tokenizer) {
     engine.close();
-    throw new ModelError(`${modelDir} has no tokenizer.json; eval builds its prompts from text`);
+    const missing = missingTokenizerText(engine.weights.dir);
+    throw new ModelError(`${modelPath} has ${missing}; eval builds its prompts from text`);
   }
+  let chat: EvalChat | null | undefined; // rendered on first use: only chat suites need it
   return {
     tokenizer,
-    modelName: modelDir.replace(/\/+$/, "").split("/").at(-1) ?? modelDir,
+    modelName: modelPath.replace(/\/+$/, "").split("/").at(-1) ?? modelPath,
+    get chat() {
+      return chat === undefined ? (chat = evalChat(engine, tokenizer)) : chat;
+    },
     async generate(req) {
       const { result: r } = await generateWithPlan(
         engine,

@@ -6,7 +6,8 @@
  * chunks on a fresh f32 cache; after each layer's attention the `probeScores` kernel accumulates
  * every query head's echo and induction attention; the per-KV-head score is the max over its
  * group. {@link retrievalProfile} caches those SCORES (not a verdict: any `retrieval(...)`
- * parameters select from them) as YAML, by default `<model>/kvpolicy-retrieval.yaml`, or
+ * parameters select from them) as YAML, by default `<model>/kvpolicy-retrieval.yaml` (a GGUF
+ * file's beside it, `<file>.kvpolicy-retrieval.yaml`), or
  * `$KVPOLICY_CACHE_DIR/kvpolicy-retrieval-<hash>.yaml`. A profile is reused when its model hash,
  * probe seed and block cap match, and recomputed (and rewritten) otherwise. When it cannot be
  * written (no --allow-write, read-only folder) the scores are used anyway and one warning goes to
@@ -20,7 +21,7 @@
  */
 
 import { parse, stringify } from "yaml";
-import { parseHeaderLength } from "../model/safetensorsHeader.ts";
+import { isGgufPath } from "../model/ggufModel.ts";
 import type { ModelConfig } from "../model/types.ts";
 import {
   type HeadScores,
@@ -31,6 +32,7 @@ import {
 } from "../plugins/retrievalDetector.ts";
 import { probePartialsBytes, probeScores, sumProbePartials } from "../gpu/kernels/probeScores.ts";
 import type { Engine } from "./engine.ts";
+import { HASH_OF, hashDescription, modelHash } from "./modelHash.ts";
 import type { DetectorSources } from "./policyExecutor.ts";
 import {
   createActivations,
@@ -42,6 +44,9 @@ import {
 } from "./forwardPass.ts";
 import { RaggedKvCache } from "./raggedKvCache.ts";
 
+/** The model hash a profile records (re-exported from `modelHash.ts`). */
+export { modelHash };
+
 /** Default block cap on software adapters (a ~2K-token probe instead of ~10K). */
 export const CPU_BLOCK_CAP = 512;
 /** Probe tokens per prefill chunk. */
@@ -50,8 +55,6 @@ const PROBE_CHUNK = 512;
 export const PROFILE_FILE = "kvpolicy-retrieval.yaml";
 /** Format tag written in (and required of) profiles. */
 export const PROFILE_FORMAT = "kvpolicy-retrieval/1";
-/** Bytes of tensor data hashed at each end of every safetensors file. */
-const HASHED_DATA_BYTES = 64 * 1024;
 
 /** Options of {@link retrievalScores}. */
 export interface RetrievalScoreOptions {
@@ -169,60 +172,15 @@ export async function retrievalScores(
 }
 
 /**
- * The model's identity for the profile: sha256 (hex) over `config.json` and, for every
- * `*.safetensors` file in name order, its name, size, JSON header and the first and last 64 KiB
- * of its tensor data — cheap on multi-GB checkpoints, and it changes with the architecture, the
- * tensor layout or (almost surely) retrained weights.
- */
-export async function modelHash(dir: string): Promise<string> {
-  const parts: Uint8Array[] = [await Deno.readFile(`${dir}/config.json`)];
-  const enc = new TextEncoder();
-  const files = [];
-  for await (const e of Deno.readDir(dir)) {
-    if (e.isFile && e.name.endsWith(".safetensors")) files.push(e.name);
-  }
-  for (const name of files.sort()) {
-    using file = await Deno.open(`${dir}/${name}`);
-    const size = (await file.stat()).size;
-    const prefix = await readAt(file, 0, 8);
-    const dataStart = 8 + parseHeaderLength(prefix, size, name);
-    const head = Math.min(size, dataStart + HASHED_DATA_BYTES);
-    const tail = Math.max(head, size - HASHED_DATA_BYTES);
-    parts.push(enc.encode(`\n${name}\n${size}\n`), await readAt(file, 0, head));
-    parts.push(await readAt(file, tail, size - tail));
-  }
-  const all = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    all.set(p, at);
-    at += p.length;
-  }
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", all));
-  return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
-async function readAt(file: Deno.FsFile, offset: number, length: number): Promise<Uint8Array> {
-  const out = new Uint8Array(length);
-  await file.seek(offset, Deno.SeekMode.Start);
-  let done = 0;
-  while (done < length) {
-    const n = await file.read(out.subarray(done));
-    if (n === null) throw new RangeError(`unexpected end of file at ${offset + done}`);
-    done += n;
-  }
-  return out;
-}
-
-/**
  * Where the profile of the model in `modelDir` with hash `hash` lives: `<modelDir>/`
- * {@link PROFILE_FILE}, or `<cacheDir>/kvpolicy-retrieval-<first 16 hex of hash>.yaml`.
- * `cacheDir` undefined: $KVPOLICY_CACHE_DIR when set; `null`: next to the model regardless.
+ * {@link PROFILE_FILE} (for a GGUF file, `<file>.`{@link PROFILE_FILE} beside it), or
+ * `<cacheDir>/kvpolicy-retrieval-<first 16 hex of hash>.yaml`. `cacheDir` undefined:
+ * $KVPOLICY_CACHE_DIR when set; `null`: next to the model regardless.
  */
 export function profilePath(modelDir: string, hash: string, cacheDir?: string | null): string {
   const dir = cacheDir === undefined ? envCacheDir() : cacheDir;
-  return dir
-    ? `${dir}/kvpolicy-retrieval-${hash.slice(0, 16)}.yaml`
-    : `${modelDir}/${PROFILE_FILE}`;
+  if (dir) return `${dir}/kvpolicy-retrieval-${hash.slice(0, 16)}.yaml`;
+  return isGgufPath(modelDir) ? `${modelDir}.${PROFILE_FILE}` : `${modelDir}/${PROFILE_FILE}`;
 }
 
 function envCacheDir(): string | undefined {
@@ -283,7 +241,7 @@ export async function retrievalProfile(
   // Query first: writing without the permission would prompt on a terminal.
   if (Deno.permissions.querySync({ name: "write", path }).state === "granted") {
     try {
-      await Deno.writeTextFile(path, formatProfile(profile));
+      await Deno.writeTextFile(path, formatProfile(profile, hashDescription(modelDir)));
       profile.saved = true;
     } catch (e) {
       problem = (e as Error).message;
@@ -299,12 +257,15 @@ export async function retrievalProfile(
   return profile;
 }
 
-/** The YAML text of a profile. */
-export function formatProfile(p: RetrievalScores & { modelHash: string }): string {
+/** The YAML text of a profile; `hashOf` says what the hash covers (default: an HF folder's). */
+export function formatProfile(
+  p: RetrievalScores & { modelHash: string },
+  hashOf: string = HASH_OF.hf,
+): string {
   const doc = {
     format: PROFILE_FORMAT,
     model_hash: p.modelHash,
-    hash_of: "sha256: config.json + per *.safetensors: name, size, header, first/last 64 KiB",
+    hash_of: hashOf,
     probe: {
       seed: p.probe.seed,
       block: p.probe.block,

@@ -3,6 +3,7 @@ import { UserError } from "../../src/cli/errors.ts";
 import { evalCommand, type EvalCommandDeps } from "../../src/cli/evalCommand.ts";
 import type { ProgressSink } from "../../src/eval/progress.ts";
 import { RecencyFakeEngine, TINY_NEEDLE_DIR, tinyNeedleTokenizer } from "./_fakeEngine.ts";
+import { SMOLLM2_GGUF, smollm2Missing } from "../runtime/_smollm2.ts";
 
 const tokenizer = await tinyNeedleTokenizer();
 
@@ -121,6 +122,14 @@ Deno.test("eval command: user errors for bad flags, missing policies and long co
     [["--policy", "full", "--samples", "0"], /--samples expects an integer ≥ 1/],
     [["--policy", "full", "--depths", "0:100"], /start:stop:step/],
     [["--policy", "full", "--model", "/nonexistent/model"], /is not a model folder/],
+    [
+      ["--policy", "full", "--model", "README.md"],
+      /--model: '.*README\.md' is not a model folder or GGUF file \(a model is a Hugging Face folder or a \.gguf file/,
+    ],
+    [
+      ["--policy", "full", "--chat"],
+      /--chat: the model has no chat template \(.*planted-needle\/config\.json/,
+    ],
     [["--policy", "no-such-policy-file"], /no policy file/],
     [["--policy", "full", "--frobnicate"], /eval: Unknown option '--frobnicate'/],
   ];
@@ -136,4 +145,18 @@ Deno.test("eval command: user errors for bad flags, missing policies and long co
   const d = deps();
   assert.equal(await evalCommand(["--help"], d), 0);
   assert.match(d.printed[0], /--task T\s+needle, ruler/);
+  assert.match(d.printed[0], /--chat\s+wrap prompts in the model's chat template/);
+});
+
+Deno.test({
+  name: "eval command: a GGUF model's context length comes from its header, before loading",
+  ignore: smollm2Missing(),
+  async fn() {
+    const d = deps();
+    await assert.rejects(
+      evalCommand(["--policy", "full", "--model", SMOLLM2_GGUF, "--lengths", "16k"], d),
+      /16384 tokens is longer than the model allows \(8192, .*\.gguf \(GGUF metadata\)\)/,
+    );
+    assert.equal(d.opened.length, 0);
+  },
 });

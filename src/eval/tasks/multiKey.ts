@@ -7,6 +7,7 @@
  * @module
  */
 
+import { promptFrame } from "../chatPrompt.ts";
 import { buildHaystackPrompt, KEY_A, KEY_B, randomKey, randomSevenDigits } from "../haystack.ts";
 import {
   type GenerationSample,
@@ -68,8 +69,11 @@ export function multiKeySample(
     targetTokens: promptTokenBudget(context, length, `${answer}.`),
     countTokens: context.countTokens,
     needles,
-    suffix: fillTemplate(suite.templates.question, { key: asked }) +
-      fillTemplate(suite.templates.answerPrefix, { key: asked }),
+    ...promptFrame(context.chat, {
+      preamble: suite.templates.preamble,
+      question: fillTemplate(suite.templates.question, { key: asked }),
+      answerPrefix: fillTemplate(suite.templates.answerPrefix, { key: asked }),
+    }),
   });
   return generationSample(
     context,

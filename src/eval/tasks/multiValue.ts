@@ -7,6 +7,7 @@
  * @module
  */
 
+import { promptFrame } from "../chatPrompt.ts";
 import { buildHaystackPrompt, randomKey, randomSevenDigits } from "../haystack.ts";
 import {
   type GenerationSample,
@@ -41,8 +42,11 @@ export function multiValueSample(
       text: fillTemplate(suite.templates.needle, { key, value }),
       depth: depths[i],
     })),
-    suffix: fillTemplate(suite.templates.multiValueQuestion, { key }) +
-      fillTemplate(suite.templates.answerPrefix, { key }),
+    ...promptFrame(context.chat, {
+      preamble: suite.templates.preamble,
+      question: fillTemplate(suite.templates.multiValueQuestion, { key }),
+      answerPrefix: fillTemplate(suite.templates.answerPrefix, { key }),
+    }),
   });
   return generationSample(
     context,

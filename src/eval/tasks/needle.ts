@@ -9,6 +9,7 @@
  * @module
  */
 
+import { promptFrame } from "../chatPrompt.ts";
 import { buildHaystackPrompt, randomKey, randomSevenDigits } from "../haystack.ts";
 import {
   type GenerationSample,
@@ -39,8 +40,11 @@ export function singleNeedleSample(
     targetTokens: promptTokenBudget(context, length, `${value}.`),
     countTokens: context.countTokens,
     needles: [{ text: fillTemplate(templates.needle, { key, value }), depth: needleDepth }],
-    suffix: fillTemplate(templates.question, { key }) +
-      fillTemplate(templates.answerPrefix, { key }),
+    ...promptFrame(context.chat, {
+      preamble: templates.preamble,
+      question: fillTemplate(templates.question, { key }),
+      answerPrefix: fillTemplate(templates.answerPrefix, { key }),
+    }),
   });
   const scoring = task === "needle" ? "exact_number" : "string_match_all";
   return generationSample(

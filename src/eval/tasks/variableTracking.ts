@@ -7,6 +7,7 @@
  * @module
  */
 
+import { promptFrame } from "../chatPrompt.ts";
 import { buildHaystackPrompt, type HaystackNeedle } from "../haystack.ts";
 import {
   type GenerationSample,
@@ -60,8 +61,11 @@ export function variableTrackingSample(
     targetTokens: promptTokenBudget(context, length, answer),
     countTokens: context.countTokens,
     needles,
-    suffix: fillTemplate(suite.templates.variableQuestion, { value }) +
-      fillTemplate(suite.templates.variableAnswerPrefix, { value }),
+    ...promptFrame(context.chat, {
+      preamble: suite.templates.variablePreamble,
+      question: fillTemplate(suite.templates.variableQuestion, { value }),
+      answerPrefix: fillTemplate(suite.templates.variableAnswerPrefix, { value }),
+    }),
   });
   return generationSample(
     context,
