@@ -337,8 +337,14 @@ class HeaderInput {
 
   async string(field: string, maxBytes = Infinity): Promise<string> {
     const length = await this.u64(`${field} length`);
-    if (length > maxBytes || length > this.remaining) {
+    if (length > maxBytes) {
       throw new ModelError(`${this.file}: ${field} has an absurd length (${length} bytes)`);
+    }
+    if (length > this.remaining) {
+      throw new ModelError(
+        `${this.file}: ${field} is ${length} bytes long, but only ${this.remaining} bytes are ` +
+          `left in the file (truncated?)`,
+      );
     }
     const at = await this.ensure(length, field);
     this.position += length;

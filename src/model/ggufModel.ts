@@ -18,6 +18,7 @@ import { dequantize } from "./ggufQuants.ts";
 import { ggufSpecialTokens } from "./ggufTokenizer.ts";
 import type { GgufMetadata } from "./ggufTypes.ts";
 import { checkFinite, checkTensorShapes, weightsFromTensors } from "./loadModel.ts";
+import { expectedTensorShapes } from "./tensorShapes.ts";
 import type { ModelConfig, ModelWeights, Tensor } from "./types.ts";
 
 /** GGUF `general.architecture` values we run, with the Hugging Face `model_type` each maps to. */
@@ -77,6 +78,7 @@ export async function loadGgufModel(file: string, opts: LoadGgufOptions = {}): P
   try {
     const header = await parseGgufHeader(handle, file);
     const config = configFromGguf(header);
+    checkGgufShapes(header, config);
     const byName = new Map(header.tensors.map((t) => [t.name, t]));
     const total = header.tensors.reduce((sum, t) => sum + t.bytes, 0);
     let done = 0;
@@ -130,6 +132,23 @@ export function configFromGguf(header: GgufHeader): ModelConfig {
   const hidden = key.int("embedding_length");
   const heads = key.int("attention.head_count");
   const headDim = key.int("attention.key_length", Math.floor(hidden / heads));
+  const layers = key.int("block_count");
+  // Sizes that set loops and tables (layers, RoPE's per-dimension table) must fit the tensor
+  // table, so that a lying key cannot hang or exhaust memory before the shapes are checked.
+  if (layers > header.tensors.length) {
+    throw new ModelError(
+      `${file}: "${arch}.block_count" is ${layers}, but the file holds ${header.tensors.length} tensors`,
+    );
+  }
+  const largest = header.tensors.reduce((m, t) => t.dims.reduce((a, d) => Math.max(a, d), m), 0);
+  for (const name of ["embedding_length", "attention.head_count", "attention.key_length"]) {
+    const value = key.int(name, 1);
+    if (value > largest) {
+      throw new ModelError(
+        `${file}: "${arch}.${name}" is ${value}, more than any tensor dimension (${largest})`,
+      );
+    }
+  }
   const valueDim = key.int("attention.value_length", headDim);
   if (valueDim !== headDim) {
     throw new ModelError(`${file}: "${arch}.attention.value_length" differs from key_length`);
@@ -146,7 +165,7 @@ export function configFromGguf(header: GgufHeader): ModelConfig {
     model_type: ARCHITECTURES[arch],
     hidden_size: hidden,
     intermediate_size: key.int("feed_forward_length"),
-    num_hidden_layers: key.int("block_count"),
+    num_hidden_layers: layers,
     num_attention_heads: heads,
     num_key_value_heads: key.int("attention.head_count_kv", heads),
     head_dim: headDim,
@@ -180,6 +199,27 @@ function specialTokenIds(
   if (!meta.has("tokenizer.ggml.model")) return {};
   const special = ggufSpecialTokens(meta, file);
   return { bos_token_id: special.bosId, eos_token_id: special.eosIds };
+}
+
+/**
+ * Checks every tensor's shape against the config before any data is read (and before Q/K rows
+ * are un-permuted, which needs whole heads), naming the tensor as the file does.
+ */
+function checkGgufShapes(header: GgufHeader, config: ModelConfig): void {
+  const expected = expectedTensorShapes(config);
+  for (const info of header.tensors) {
+    if (IGNORED_TENSORS.has(info.name)) continue;
+    const want = expected.get(hfTensorName(info.name, config.numLayers, header.file));
+    const shape = [...info.dims].reverse();
+    if (
+      want !== undefined && (want.length !== shape.length || want.some((d, i) => d !== shape[i]))
+    ) {
+      throw new ModelError(
+        `${header.file}: tensor "${info.name}" has shape [${shape.join(", ")}] but the GGUF ` +
+          `metadata implies [${want.join(", ")}]`,
+      );
+    }
+  }
 }
 
 /** Llama 3.1-style per-frequency divisors stored as `rope_freqs.weight` (F32, headDim/2). */
