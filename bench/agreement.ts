@@ -11,7 +11,7 @@
 import { parseArgs } from "node:util";
 import { compileOrThrow } from "../src/plan/compile.ts";
 import { Engine } from "../src/runtime/engine.ts";
-import { demoPromptFor } from "../src/runtime/demoPrompt.ts";
+import { demoPromptFor } from "../src/cli/demoPrompt.ts";
 import { generateWithPlan } from "../src/runtime/planGeneration.ts";
 
 const { values } = parseArgs({

@@ -35,6 +35,8 @@ interface Section {
   model: string;
   rows: BenchRow[];
   skipped?: number[];
+  /** A checkpoint's load: reading and dequantizing (ms) and the weight bytes on the GPU. */
+  load?: { ms: number; weight_bytes: number };
 }
 
 function table(rows: BenchRow[]): string {
@@ -161,7 +163,15 @@ export async function benchCommand(args: string[]): Promise<number> {
       const skipped = lengths.filter((n) => !fit.includes(n));
       log(`bench: ${v.model}${skipped.length ? ` (too long for its context: ${skipped})` : ""}`);
       const rows = await measure(engine, fit);
-      sections.push({ model: `${v.model} (${engine.config.numLayers} layers)`, rows, skipped });
+      const load = { ms: engine.loadMs ?? 0, weight_bytes: engine.gpu.bytes };
+      sections.push({
+        model: `${v.model} (${engine.config.numLayers} layers; read in ${
+          (load.ms / 1000).toFixed(1)
+        } s, ${formatBytes(load.weight_bytes)} of weights on the GPU)`,
+        rows,
+        skipped,
+        load,
+      });
     } finally {
       engine.close();
     }

@@ -12,7 +12,7 @@ import type { Plan } from "../plan/plan.ts";
 import type { PluginRegistry } from "../plugins/registry.ts";
 import { formatParamValue } from "../plugins/schema.ts";
 import { Engine } from "../runtime/engine.ts";
-import { demoPromptFor } from "../runtime/demoPrompt.ts";
+import { demoPromptFor } from "./demoPrompt.ts";
 import { generateWithPlan } from "../runtime/planGeneration.ts";
 import { UserError } from "./errors.ts";
 import { readPromptText } from "./prompt.ts";

@@ -10,7 +10,7 @@
 import { renderKeptTokens } from "../eval/report/keptTokens.ts";
 import { missingTokenizerText } from "../model/openModel.ts";
 import { Engine } from "../runtime/engine.ts";
-import { demoPromptFor } from "../runtime/demoPrompt.ts";
+import { demoPromptFor } from "./demoPrompt.ts";
 import { generateWithPlan } from "../runtime/planGeneration.ts";
 import { parseFlags } from "./args.ts";
 import { UserError } from "./errors.ts";

@@ -15,7 +15,8 @@ import {
 } from "../model/chatTemplate.ts";
 import type { TextTokenizer } from "../model/tokenizer.ts";
 import { Engine } from "../runtime/engine.ts";
-import { demoPromptFor } from "../runtime/demoPrompt.ts";
+import { chatDemoPrompt, demoPromptFor } from "./demoPrompt.ts";
+import { chatFrame } from "../eval/chatPrompt.ts";
 import { checkExecutable } from "../runtime/executable.ts";
 import { generateWithPlan } from "../runtime/planGeneration.ts";
 import { intFlag, numberFlag, optionalIntFlag, parseFlags } from "./args.ts";
@@ -130,7 +131,10 @@ export async function runCommand(args: string[]): Promise<number> {
         promptIds = chat.ids;
         stopIds = chat.stopIds;
       } else if (demo) {
-        const d = demoPromptFor(tok, modelDir);
+        const d = engine.chat
+          ? chatDemoPrompt(tok, chatFrame(engine.chat, chatSpecialTokens(engine.config, tok)))
+          : demoPromptFor(tok, modelDir);
+        if (engine.chat) stopIds = endOfTurnIds(engine.chat, tok, engine.config.eosTokenIds);
         promptIds = d.ids;
         needle = d;
         if (!json) {

@@ -47,6 +47,33 @@ Deno.test({
   },
 });
 
+for (
+  const [policy, verdict] of [
+    ["else -> snap(k=256)", "came back"],
+    ["else -> window(sink=4, recent=252)", "did not come back"],
+  ]
+) {
+  Deno.test({
+    name: `README: the SmolLM2 needle demo with ${policy}: the answer ${verdict}`,
+    ignore: smollm2Missing(),
+    async fn() {
+      const r = await runDeno([
+        "task",
+        "-q",
+        "run",
+        "--model",
+        "models/smollm2-135m-instruct",
+        "--policy",
+        policy,
+      ]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.doesNotMatch(r.stderr, STACK_TRACE);
+      assert.match(r.stderr, /a 1022-token haystack hides/);
+      assert.match(r.stderr, new RegExp(`demo: the answer 9792168 ${verdict}\\.`));
+    },
+  });
+}
+
 Deno.test({
   name: "run: --system without --chat, and --chat on a model without a template, are clear errors",
   async fn() {

@@ -11,7 +11,7 @@ import { compileOrThrow } from "../../src/plan/compile.ts";
 import { defaultRegistry } from "../../src/plugins/builtins.ts";
 import { compensationToken } from "../../src/plugins/compensatePress.ts";
 import { cpuLayerScores } from "../../src/plugins/cpuScores.ts";
-import { demoPrompt } from "../../src/runtime/demoPrompt.ts";
+import { demoPrompt } from "../../src/cli/demoPrompt.ts";
 import type { Engine } from "../../src/runtime/engine.ts";
 import {
   createActivations,

@@ -12,7 +12,7 @@ import { compileOrThrow } from "../../src/plan/compile.ts";
 import { defaultRegistry } from "../../src/plugins/builtins.ts";
 import { cpuLayerScores } from "../../src/plugins/cpuScores.ts";
 import { Engine } from "../../src/runtime/engine.ts";
-import { demoPrompt } from "../../src/runtime/demoPrompt.ts";
+import { demoPrompt } from "../../src/cli/demoPrompt.ts";
 import { runPolicy } from "./_run.ts";
 
 const MODEL = new URL("../../models/tiny-needle", import.meta.url).pathname;

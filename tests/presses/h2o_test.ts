@@ -16,7 +16,7 @@ import {
   selectH2o,
 } from "../../src/plugins/h2oPress.ts";
 import { Engine } from "../../src/runtime/engine.ts";
-import { demoPrompt } from "../../src/runtime/demoPrompt.ts";
+import { demoPrompt } from "../../src/cli/demoPrompt.ts";
 import type { H2oStepHook } from "../../src/runtime/h2oRuntime.ts";
 import { PolicyExecutor } from "../../src/runtime/policyExecutor.ts";
 import { runPolicy } from "./_run.ts";

@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { Engine } from "../../src/runtime/engine.ts";
-import { demoPrompt } from "../../src/runtime/demoPrompt.ts";
+import { demoPrompt } from "../../src/cli/demoPrompt.ts";
 import { runPolicy } from "./_run.ts";
 
 const MODEL = new URL("../../models/planted-needle", import.meta.url).pathname;

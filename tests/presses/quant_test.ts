@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { quantizedBytes } from "../../src/plugins/quantPress.ts";
 import { Engine } from "../../src/runtime/engine.ts";
-import { demoPrompt } from "../../src/runtime/demoPrompt.ts";
+import { demoPrompt } from "../../src/cli/demoPrompt.ts";
 import type { KvReport } from "../../src/runtime/kvReport.ts";
 import { runPolicy } from "./_run.ts";
 

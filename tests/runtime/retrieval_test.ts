@@ -12,7 +12,7 @@ import {
   retrievalQueryHeadScores,
   selectRetrievalHeads,
 } from "../../src/plugins/retrievalDetector.ts";
-import { demoPrompt } from "../../src/runtime/demoPrompt.ts";
+import { demoPrompt } from "../../src/cli/demoPrompt.ts";
 import { Engine } from "../../src/runtime/engine.ts";
 import {
   cappedProbe,

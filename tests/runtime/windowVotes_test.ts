@@ -10,7 +10,7 @@ import type { LayerScoresInput } from "../../src/plugins/press.ts";
 import type { PressSchema } from "../../src/plugins/schema.ts";
 import { Engine } from "../../src/runtime/engine.ts";
 import { PolicyExecutor } from "../../src/runtime/policyExecutor.ts";
-import { demoPrompt } from "../../src/runtime/demoPrompt.ts";
+import { demoPrompt } from "../../src/cli/demoPrompt.ts";
 
 const MODEL = new URL("../../models/tiny-needle", import.meta.url).pathname;
 
