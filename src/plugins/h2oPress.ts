@@ -4,9 +4,17 @@ import { allPositions, averageOverGroups, type LayerScoresInput, topPositions } 
 import type { Budget, PressSchema } from "./schema.ts";
 
 /**
- * H2O (Zhang et al., 2023, arXiv 2306.14048; FMInference/H2O `modify_llama.py`): scores are
- * attention column sums accumulated over all queries and steps; keep the top `heavy` non-recent
- * entries plus the last `recent`; evicts at every decoding step. Paper runs: 10 % + 10 %.
+ * H2O (Zhang et al., 2023, arXiv 2306.14048; FMInference/H2O `h2o_hf/utils_hh/modify_llama.py`,
+ * `LlamaAttention_heavy_hitter`): scores are attention column sums accumulated over all queries
+ * and steps; keep the top `heavy` non-recent entries plus the last `recent`; evicts at every
+ * decoding step. Paper runs: 10 % + 10 %. Fractional budgets are resolved once, at prefill, as
+ * the official code does: `heavy_budget = int(heavy_ratio · N)` (floored, not rounded), likewise
+ * `recent`. What we still do differently:
+ * - each budget is at least 1 entry (the official code allows 0, e.g. 10 % of a 9-token prompt,
+ *   and then keeps no prompt entry);
+ * - scores are per KV head, the group mean of its query heads' column sums, and entries are
+ *   really evicted (the official `utils_hh` code is per query head and masks instead);
+ * - ties in the ranking go to the lower position (torch's topk leaves them unspecified).
  */
 export const h2oPress: PressSchema = {
   kind: "press",
@@ -18,13 +26,13 @@ export const h2oPress: PressSchema = {
       name: "heavy",
       type: { kind: "budget" },
       default: { fraction: 0.1 },
-      doc: "heavy-hitter entries kept",
+      doc: "heavy-hitter entries kept (a share of the prompt is floored, as int(ratio·N))",
     },
     {
       name: "recent",
       type: { kind: "budget" },
       default: { fraction: 0.1 },
-      doc: "most recent entries kept",
+      doc: "most recent entries kept (a share is floored likewise)",
     },
   ],
   doc: "H2O: accumulated attention heavy hitters + recent window; evicts every step.",
@@ -32,7 +40,7 @@ export const h2oPress: PressSchema = {
 
 /** Parameters of {@link selectH2o}, named as in the schema. */
 export interface H2oParams {
-  /** Heavy-hitter entries kept (a fraction resolves against the prompt length). */
+  /** Heavy-hitter entries kept (a fraction f resolves to ⌊f·N⌋ of the prompt, at least 1). */
   heavy: Budget;
   /** Most recent entries kept. */
   recent: Budget;
@@ -50,22 +58,32 @@ export interface H2oHeadState {
   positions: number[];
   /** Accumulated attention (group mean) of each cached entry. */
   scores: number[];
-  /** Heavy hitters kept: resolveBudget(heavy, N), fixed at prefill. */
+  /** Heavy hitters kept: {@link h2oBudget}(heavy, N), fixed at prefill. */
   heavy: number;
-  /** Recent entries kept: resolveBudget(recent, N), fixed at prefill. */
+  /** Recent entries kept: {@link h2oBudget}(recent, N), fixed at prefill. */
   recent: number;
 }
 
 /**
+ * An H2O budget in entries for a prompt of N tokens: `{tokens: n}` is n; `{fraction: f}` is
+ * ⌊f·N⌋ in f64 arithmetic, exactly the official `int(ratio * seq_len)` (so 29 % of 100 is 28,
+ * since 0.29·100 = 28.999…); at least 1.
+ */
+export function h2oBudget(budget: Budget, promptLength: number): number {
+  return resolveBudget(budget, promptLength, "floor");
+}
+
+/**
  * H2O prefill for one layer, returning each KV head's decode state. Scores are the group mean
- * of {@link LayerScoresInput.attentionColumnSums}. With heavy and recent resolved against N:
+ * of {@link LayerScoresInput.attentionColumnSums}. With heavy and recent resolved against N by
+ * {@link h2oBudget}:
  * heavy + recent ≥ N keeps everything; otherwise the last `recent` positions plus the top
  * `heavy` of the positions before them (ties → lower position).
  */
 export function h2oPrefill(input: H2oInput, params: H2oParams): H2oHeadState[] {
   const n = input.promptLength;
-  const heavy = resolveBudget(params.heavy, n);
-  const recent = resolveBudget(params.recent, n);
+  const heavy = h2oBudget(params.heavy, n);
+  const recent = h2oBudget(params.recent, n);
   const sums = input.attentionColumnSums();
   for (const column of sums) {
     if (column.length !== n) throw new RangeError(`column sums must hold ${n} values`);

@@ -1,6 +1,6 @@
 /** H2O: prefill heavy hitters + recent, and per-step accumulate-and-evict while decoding. */
 import assert from "node:assert/strict";
-import { h2oDecodeStep, h2oPrefill, selectH2o } from "../../src/plugins/h2oPress.ts";
+import { h2oBudget, h2oDecodeStep, h2oPrefill, selectH2o } from "../../src/plugins/h2oPress.ts";
 import type { LayerScoresInput } from "../../src/plugins/press.ts";
 import { lcg, randomLayer, range, referenceTop } from "./_inputs.ts";
 
@@ -51,6 +51,32 @@ Deno.test("h2o: prefill keeps top heavy non-recent + last recent (hand-computed,
   ]]);
   const [state] = h2oPrefill(input, { heavy: { tokens: 2 }, recent: { tokens: 2 } });
   assert.deepEqual(state, { positions: [0, 2, 6, 7], scores: [2, 3, 0, 0], heavy: 2, recent: 2 });
+});
+
+Deno.test("h2o: fractional budgets are floored like the official int(ratio * seq_len)", () => {
+  // FMInference/H2O h2o_hf/utils_hh/modify_llama.py, at the first forward (the prompt):
+  //   heavy_budget = int(heavy_budget_ratio * N); recent_budget = int(recent_budget_ratio * N).
+  // Means over the group = [2, 0.5, 3, 1, 1, 0, 0, 0] (N = 8), as in the test above.
+  const input = sumsInput([[4, 0, 2, 1, 2, 0, 0, 0], [0, 1, 4, 1, 0, 0, 0, 0]], 1);
+  // heavy 35 %: int(0.35·8) = int(2.8) = 2 (rounding would give 3); recent 20 %: int(1.6) = 1
+  // (rounding: 2). Recent = {7}; top 2 of positions 0..6 by score: 2 (3), 0 (2) → [0, 2, 7].
+  const params = { heavy: { fraction: 0.35 }, recent: { fraction: 0.2 } };
+  assert.deepEqual(selectH2o(input, params), [[0, 2, 7]]);
+  const [state] = h2oPrefill(input, params);
+  assert.equal(state.heavy, 2);
+  assert.equal(state.recent, 1);
+  // The float product is floored as Python's int() does: 0.29·100 = 28.999999999999996 → 28;
+  // 0.1·30 = 3.0000000000000004 → 3; 0.7·10 = 7.000000000000001 → 7.
+  assert.equal(h2oBudget({ fraction: 0.29 }, 100), 28);
+  assert.equal(h2oBudget({ fraction: 0.1 }, 30), 3);
+  assert.equal(h2oBudget({ fraction: 0.7 }, 10), 7);
+  // The paper's 10 % of a 1,000-token prompt: int(100.0) = 100; of 1,009: int(100.9) = 100.
+  assert.equal(h2oBudget({ fraction: 0.1 }, 1000), 100);
+  assert.equal(h2oBudget({ fraction: 0.1 }, 1009), 100);
+  // Token budgets are taken as given.
+  assert.equal(h2oBudget({ tokens: 64 }, 1009), 64);
+  // Where int() gives 0 (10 % of 9 tokens) we keep 1: never an empty cache (a stated difference).
+  assert.equal(h2oBudget({ fraction: 0.1 }, 9), 1);
 });
 
 Deno.test("h2o: random prefill matches the reference on full causal attention", () => {

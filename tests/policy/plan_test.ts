@@ -104,6 +104,7 @@ Deno.test("the registry: every built-in of DESIGN.md is registered with its sche
     ["beta", 20],
     ["window", 32],
     ["pool", 7],
+    ["schedule", "official"],
   ]);
   assert.deepEqual(r.press("quant")?.params.map((p) => [p.name, p.default]), [
     ["bits", 4],
