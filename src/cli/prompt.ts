@@ -4,6 +4,7 @@
  * @module
  */
 
+import { PROMPT_FILE_LIMIT, readBoundedFileSync } from "../model/readBounded.ts";
 import { UserError } from "./errors.ts";
 
 /** The needle-demo model: retrieves by copying, heads set by construction. */
@@ -15,8 +16,8 @@ export const DEFAULT_MODEL_DIR: string =
   new URL("../../models/tiny-needle", import.meta.url).pathname;
 
 /**
- * The prompt text from `--prompt` or `--prompt-file` (which must be valid UTF-8 and not empty:
- * an empty prompt would silently generate from BOS alone).
+ * The prompt text from `--prompt` or `--prompt-file` (a regular file of at most 64 MiB, valid
+ * UTF-8 and not empty: an empty prompt would silently generate from BOS alone).
  */
 export function readPromptText(prompt: string | undefined, file: string | undefined): string {
   if (prompt !== undefined) {
@@ -25,11 +26,10 @@ export function readPromptText(prompt: string | undefined, file: string | undefi
   }
   let bytes: Uint8Array;
   try {
-    bytes = Deno.readFileSync(file!);
+    bytes = readBoundedFileSync(file!, PROMPT_FILE_LIMIT, "a prompt file");
   } catch (e) {
-    throw new UserError(
-      `--prompt-file: cannot read '${file}': ${e instanceof Error ? e.message : e}`,
-    );
+    const message = e instanceof Deno.errors.NotFound ? `${file}: not found` : (e as Error).message;
+    throw new UserError(`--prompt-file: ${message}`);
   }
   let text: string;
   try {

@@ -25,6 +25,11 @@ import { loadPolicy } from "./policyLoader.ts";
 import { DEFAULT_MODEL_DIR, DEMO_MODEL_DIR, readPromptIds, readPromptText } from "./prompt.ts";
 import { formatSummary } from "./summary.ts";
 
+/** The smallest non-zero `--temperature` and the smallest `--top-p`. */
+const MIN_SAMPLING_VALUE = 0.001;
+/** The largest `--top-k`: the GPU sampler holds it in a u32 (src/gpu/kernels/sample.ts). */
+const MAX_TOP_K = 2 ** 32 - 1;
+
 /** Usage text of `run`. */
 export const RUN_USAGE = `usage: deno task run [--policy P] [--model DIR]
                      [--prompt TEXT | --prompt-file F | --prompt-ids 1,2,3
@@ -76,13 +81,25 @@ export async function runCommand(args: string[]): Promise<number> {
   }
   const temperature = numberFlag("temperature", v.temperature, 0);
   const topP = numberFlag("top-p", v["top-p"], 1);
-  if (temperature < 0) throw new UserError("--temperature must be ≥ 0");
-  if (!(topP > 0 && topP <= 1)) throw new UserError("--top-p must be in (0, 1]");
+  if (!(temperature === 0 || temperature >= MIN_SAMPLING_VALUE)) {
+    throw new UserError(
+      `--temperature must be 0 (greedy decoding) or at least ${MIN_SAMPLING_VALUE}, not ` +
+        `'${v.temperature}': below that, sampling is greedy in all but name, and tiny values ` +
+        "overflow the GPU sampler's 32-bit floats (it divides by T)",
+    );
+  }
+  if (!(topP >= MIN_SAMPLING_VALUE && topP <= 1)) {
+    throw new UserError(
+      `--top-p must be from ${MIN_SAMPLING_VALUE} to 1, not '${v["top-p"]}': tiny values ` +
+        "underflow the GPU sampler's 32-bit floats (for greedy decoding, use --temperature 0)",
+    );
+  }
   const sampling = {
     temperature,
-    topK: intFlag("top-k", v["top-k"], 0),
+    // The sampler keeps top-k in a u32 and the seed in two u32 words of a safe integer.
+    topK: intFlag("top-k", v["top-k"], 0, 0, MAX_TOP_K),
     topP,
-    seed: intFlag("seed", v.seed, 0),
+    seed: intFlag("seed", v.seed, 0, 0, Number.MAX_SAFE_INTEGER),
   };
   const kvDtype = (v["kv-dtype"] ?? "f32") as string;
   if (kvDtype !== "f32" && kvDtype !== "f16") throw new UserError("--kv-dtype must be f32 or f16");

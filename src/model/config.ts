@@ -9,6 +9,7 @@
 
 import { join } from "node:path";
 import { ModelError } from "./errors.ts";
+import { CONFIG_JSON_LIMIT, readBoundedFile } from "./readBounded.ts";
 import { ropeInverseFrequencies, type RopeScaling } from "./rope.ts";
 import type { Architecture, ModelConfig } from "./types.ts";
 
@@ -22,17 +23,22 @@ const DEFAULTS: Record<Architecture, { maxPositions: number; rmsNormEps: number 
   qwen3: { maxPositions: 32768, rmsNormEps: 1e-6 },
 };
 
-/** Reads `config.json` from a model folder and validates it with {@link parseConfig}. */
+/**
+ * Reads `config.json` from a model folder (a regular file of at most 1 MiB) and validates it with
+ * {@link parseConfig}.
+ */
 export async function loadConfig(dir: string): Promise<ModelConfig> {
   const file = join(dir, "config.json");
   let text: string;
   try {
-    text = await Deno.readTextFile(file);
+    text = new TextDecoder().decode(
+      await readBoundedFile(file, CONFIG_JSON_LIMIT, "a config.json"),
+    );
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) {
       throw new ModelError(`${file}: not found (a model folder needs a config.json)`);
     }
-    throw new ModelError(`${file}: cannot be read (${(error as Error).message})`);
+    throw error;
   }
   let json: unknown;
   try {

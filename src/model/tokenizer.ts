@@ -6,9 +6,10 @@
  * @module
  */
 
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { Tokenizer } from "@huggingface/tokenizers";
 import { ModelError } from "./errors.ts";
+import { readBoundedFile, TOKENIZER_JSON_LIMIT } from "./readBounded.ts";
 
 /** Options of {@link TextTokenizer.encode}. */
 export interface EncodeOptions {
@@ -136,13 +137,15 @@ export async function loadTokenizer(dir: string): Promise<TextTokenizer | null> 
   }
 }
 
+/** A JSON object from a regular file of at most 64 MiB, or undefined when there is no file. */
 async function readJsonIfPresent(file: string): Promise<unknown | undefined> {
   let text: string;
   try {
-    text = await Deno.readTextFile(file);
+    const bytes = await readBoundedFile(file, TOKENIZER_JSON_LIMIT, `a ${basename(file)}`);
+    text = new TextDecoder().decode(bytes);
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) return undefined;
-    throw new ModelError(`${file}: cannot be read (${(error as Error).message})`);
+    throw error;
   }
   try {
     const json = JSON.parse(text);

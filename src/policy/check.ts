@@ -21,6 +21,7 @@ import type {
 } from "./ast.ts";
 import { type Diagnostic, spanAt } from "./diagnostics.ts";
 import { formatStatement } from "./format.ts";
+import { MAX_POLICY_CHARS } from "./parse.ts";
 import { convertValue } from "./values.ts";
 import { didYouMean } from "./suggest.ts";
 
@@ -49,6 +50,9 @@ class Checker {
   usedConstants = new Set<string>();
   uses: string[] = [];
   detectors: PlanCall[] = [];
+  /** Keys of `uses` and `detectors`, so that duplicates are found in constant time. */
+  seenUses = new Set<string>();
+  seenDetectors = new Set<string>();
 
   constructor(private ast: PolicyAst, private registry: PluginRegistry) {}
 
@@ -61,6 +65,8 @@ class Checker {
   }
 
   run(): CheckResult {
+    // An oversize policy was not parsed (its one error says so): nothing to add.
+    if (this.ast.source.length > MAX_POLICY_CHARS) return this.result(null, []);
     let name: string | null = null;
     let headerSeen = false;
     for (const s of this.ast.statements) {
@@ -69,8 +75,11 @@ class Checker {
         headerSeen = true;
         name = s.name;
       } else if (s.kind === "use") {
-        if (this.uses.includes(s.path)) this.warn(s.span, `'${s.path}' is imported twice`);
-        else this.uses.push(s.path);
+        if (this.seenUses.has(s.path)) this.warn(s.span, `'${s.path}' is imported twice`);
+        else {
+          this.seenUses.add(s.path);
+          this.uses.push(s.path);
+        }
       } else if (s.kind === "constant") {
         if (this.constants.has(s.name)) {
           this.error(s.nameSpan, `constant '${s.name}' is defined twice`);
@@ -123,6 +132,10 @@ class Checker {
     for (const c of this.constants.values()) {
       if (!this.usedConstants.has(c.name)) this.warn(c.nameSpan, `constant '${c.name}' is unused`);
     }
+    return this.result(name, rules);
+  }
+
+  result(name: string | null, rules: PlanRule[]): CheckResult {
     return {
       name,
       uses: this.uses,
@@ -184,7 +197,10 @@ class Checker {
     if (!params) return undefined;
     const planCall = { name: call.name, params };
     const key = JSON.stringify(planCall);
-    if (!this.detectors.some((d) => JSON.stringify(d) === key)) this.detectors.push(planCall);
+    if (!this.seenDetectors.has(key)) {
+      this.seenDetectors.add(key);
+      this.detectors.push(planCall);
+    }
     return { kind: "detector", detector: planCall };
   }
 
@@ -247,8 +263,10 @@ class Checker {
 
   unknown(call: CallNode, what: "press" | "detector", names: string[]) {
     const hint = didYouMean(call.name, names, what === "press" ? "presses" : "detectors");
-    const pluginNote = this.uses.length
-      ? ` (it may come from ${this.uses.map((u) => `"${u}"`).join(", ")}, which is not loaded)`
+    const shown = this.uses.slice(0, 3).map((u) => `"${u}"`);
+    if (this.uses.length > 3) shown.push(`${this.uses.length - 3} more`);
+    const pluginNote = shown.length
+      ? ` (it may come from ${shown.join(", ")}, which is not loaded)`
       : "";
     this.error(call.nameSpan, `unknown ${what} '${call.name}'${pluginNote}`, hint);
   }

@@ -11,7 +11,6 @@ import { policyParser } from "../../grammar/parser.ts";
 import type {
   ArgumentNode,
   CallNode,
-  CommentNode,
   IndexItem,
   PolicyAst,
   SelectorNode,
@@ -20,7 +19,7 @@ import type {
   TargetNode,
   ValueNode,
 } from "./ast.ts";
-import { type Diagnostic, spanAt } from "./diagnostics.ts";
+import { type Diagnostic, LineIndex } from "./diagnostics.ts";
 import { literalRangeError, type NumberUnit } from "./numbers.ts";
 
 /** The result of parsing: an AST (possibly partial) and the syntax errors found. */
@@ -31,16 +30,52 @@ export interface ParseResult {
   diagnostics: Diagnostic[];
 }
 
-/** Parses policy text. Never throws on any input. */
+/**
+ * The largest policy accepted, in characters (UTF-16 code units): 1 MiB, far above any real
+ * policy. Longer text is refused before lexing with one error that names the limit.
+ */
+export const MAX_POLICY_CHARS = 1024 * 1024;
+
+/** The last parse, reused when the same text is parsed again (`use` scan, then compile). */
+let lastParse: { source: string; result: ParseResult } | undefined;
+
+/**
+ * Parses policy text. Never throws on any input. Time and memory are linear in the length of the
+ * text, which is at most {@link MAX_POLICY_CHARS}. Parsing the text of the previous call again
+ * reuses that call's result (with `file` replaced), so callers that first scan a policy's `use`
+ * imports and then compile it lex and parse it once.
+ */
 export function parsePolicy(source: string, file = "<inline>"): ParseResult {
+  if (lastParse?.source !== source) {
+    lastParse = undefined; // drop the old tree before building a new one
+    lastParse = { source, result: parseUncached(source) };
+  }
+  const { ast, diagnostics } = lastParse.result;
+  const copy = { ...ast, file, statements: [...ast.statements], comments: [...ast.comments] };
+  return { ast: copy, diagnostics: [...diagnostics] };
+}
+
+function parseUncached(source: string): ParseResult {
   const diagnostics: Diagnostic[] = [];
-  const lexed = policyLexer.tokenize(source);
-  for (const e of lexed.errors) {
-    const bad = source.slice(e.offset, e.offset + e.length);
+  const ast: PolicyAst = { file: "<inline>", source, statements: [], comments: [] };
+  if (source.length > MAX_POLICY_CHARS) {
     diagnostics.push({
       severity: "error",
-      message: `unexpected character ${JSON.stringify(bad.slice(0, 1))}`,
-      span: spanAt(source, e.offset, e.offset + Math.max(1, e.length)),
+      message: `policy too large: ${source.length} characters, over the limit of ` +
+        `${MAX_POLICY_CHARS} characters (1 MiB); it was not parsed`,
+      span: { start: 0, end: 1, line: 1, column: 1 },
+      hint: "the limit keeps checking fast; 10,000 rules take about 300 KB",
+    });
+    return { ast, diagnostics };
+  }
+  const lines = new LineIndex(source);
+  const lexed = policyLexer.tokenize(source);
+  for (const e of lexed.errors) {
+    const bad = source.slice(e.offset, e.offset + 1);
+    diagnostics.push({
+      severity: "error",
+      message: `unexpected character ${JSON.stringify(bad)}`,
+      span: lines.span(e.offset, e.offset + Math.max(1, e.length)),
     });
   }
   policyParser.input = lexed.tokens;
@@ -50,23 +85,26 @@ export function parsePolicy(source: string, file = "<inline>"): ParseResult {
     const atEnd = token.tokenType.name === "EOF" || Number.isNaN(token.startOffset);
     const start = atEnd ? lastOffset(source) : token.startOffset;
     const end = atEnd ? start + 1 : (token.endOffset ?? token.startOffset) + 1;
-    diagnostics.push({ severity: "error", message: e.message, span: spanAt(source, start, end) });
+    diagnostics.push({ severity: "error", message: e.message, span: lines.span(start, end) });
   }
-  const builder = new AstBuilder(source, diagnostics);
-  const statements = builder.policy(cst);
-  const comments: CommentNode[] = (lexed.groups.comments ?? []).map((t: IToken) => ({
-    text: t.image.replace(/\s+$/, ""),
+  policyParser.input = []; // let the tokens go
+  const builder = new AstBuilder(source, lines, diagnostics);
+  ast.statements = builder.policy(cst);
+  ast.comments = (lexed.groups.comments ?? []).map((t: IToken) => ({
+    text: t.image.trimEnd(),
     span: builder.tokenSpan(t),
   }));
   // One error per position: recovery can report the same spot twice.
   const sorted = diagnostics.sort((a, b) => a.span.start - b.span.start);
   const unique = sorted.filter((d, i) => i === 0 || sorted[i - 1].span.start !== d.span.start);
-  return { ast: { file, source, statements, comments }, diagnostics: unique };
+  return { ast, diagnostics: unique };
 }
 
+/** The offset of the last non-whitespace character (0 for a blank source). */
 function lastOffset(source: string): number {
-  const trimmed = source.replace(/\s+$/, "");
-  return Math.max(0, trimmed.length - 1);
+  let i = source.length - 1;
+  while (i > 0 && /\s/.test(source[i])) i--;
+  return Math.max(0, i);
 }
 
 function isToken(e: CstElement): e is IToken {
@@ -75,16 +113,20 @@ function isToken(e: CstElement): e is IToken {
 
 /** Walks the CST; any node damaged by error recovery is skipped (its error is already known). */
 class AstBuilder {
-  constructor(private source: string, private diagnostics: Diagnostic[]) {}
+  constructor(
+    private source: string,
+    private lines: LineIndex,
+    private diagnostics: Diagnostic[],
+  ) {}
 
   tokenSpan(t: IToken): Span {
-    return spanAt(this.source, t.startOffset, (t.endOffset ?? t.startOffset) + 1);
+    return this.lines.span(t.startOffset, (t.endOffset ?? t.startOffset) + 1);
   }
 
   nodeSpan(n: CstNode): Span {
     const loc = n.location;
-    if (!loc || Number.isNaN(loc.startOffset)) return spanAt(this.source, 0, 0);
-    return spanAt(this.source, loc.startOffset, (loc.endOffset ?? loc.startOffset) + 1);
+    if (!loc || Number.isNaN(loc.startOffset)) return this.lines.span(0, 0);
+    return this.lines.span(loc.startOffset, (loc.endOffset ?? loc.startOffset) + 1);
   }
 
   token(n: CstNode, key: string, i = 0): IToken | undefined {
@@ -122,7 +164,7 @@ class AstBuilder {
       const stmt = item.node!.recoveredNode ? undefined : this.statement(item.node!);
       if (previousWasStatement && previousParsed) {
         const span = this.nodeSpan(item.node!);
-        const word = this.source.slice(span.start).match(/^\S+/)?.[0] ?? "";
+        const word = wordAt(this.source, span.start);
         this.diagnostics.push({
           severity: "error",
           message: `expected ';' before '${word}' (statements are separated by ';')`,
@@ -307,6 +349,13 @@ class AstBuilder {
     if (value === undefined) return undefined;
     return { kind: "number", value, unit, raw: m[1], span };
   }
+}
+
+/** The run of non-whitespace characters at `offset` (without copying the rest of the source). */
+function wordAt(source: string, offset: number): string {
+  const word = /\S+/y;
+  word.lastIndex = offset;
+  return word.exec(source)?.[0] ?? "";
 }
 
 /** Decodes a string literal's escapes. */
