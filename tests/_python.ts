@@ -7,6 +7,12 @@
  * @module
  */
 
+/**
+ * The Python interpreter tests run: `KVPOLICY_PYTHON` when set (`.ci/run` sets it to the one it
+ * installed the packages into, since `npx` puts /usr/bin first on PATH), else `python3`.
+ */
+export const PYTHON: string = Deno.env.get("KVPOLICY_PYTHON") || "python3";
+
 const checked = new Map<string, string | null>();
 
 /**
@@ -18,7 +24,7 @@ export function pythonMissing(modules: readonly string[], what: string): boolean
   if (!checked.has(key)) {
     let problem: string | null = null;
     try {
-      const out = new Deno.Command("python3", {
+      const out = new Deno.Command(PYTHON, {
         args: ["-c", `import ${key}`],
         stdout: "null",
         stderr: "piped",
@@ -40,7 +46,7 @@ export function pythonMissing(modules: readonly string[], what: string): boolean
 
 /** Runs `python3 script args...`; throws with its stderr when it fails. */
 export async function runPython(script: string, args: readonly string[]): Promise<string> {
-  const out = await new Deno.Command("python3", {
+  const out = await new Deno.Command(PYTHON, {
     args: [script, ...args],
     stdout: "piped",
     stderr: "piped",

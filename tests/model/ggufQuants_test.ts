@@ -1,3 +1,4 @@
+import { PYTHON } from "../_python.ts";
 import assert from "node:assert/strict";
 import {
   dequantize,
@@ -14,7 +15,7 @@ const SUPPORTED = (Object.keys(GGML_TYPES) as GgmlTypeName[]).filter(isSupported
 function referenceMissing(): string | null {
   let why: string | null = null;
   try {
-    const probe = new Deno.Command("python3", {
+    const probe = new Deno.Command(PYTHON, {
       args: ["-c", "import gguf.quants"],
       stdout: "null",
       stderr: "null",
@@ -69,7 +70,7 @@ Deno.test({
   async fn(t) {
     const dir = await Deno.makeTempDir({ prefix: "kvpolicy-gguf-quants-" });
     try {
-      const run = await new Deno.Command("python3", { args: [REFERENCE_SCRIPT, dir] }).output();
+      const run = await new Deno.Command(PYTHON, { args: [REFERENCE_SCRIPT, dir] }).output();
       assert.ok(run.success, new TextDecoder().decode(run.stderr));
       const index: Record<string, number> = JSON.parse(
         await Deno.readTextFile(`${dir}/index.json`),
