@@ -30,6 +30,19 @@ export interface DemoPrompt {
 /** Which question template the demo uses. */
 export type DemoTemplate = "question" | "copy";
 
+/** The demo's needle: key and 7-digit answer drawn from `seed`, at 30 % depth. */
+function demoNeedle(seed: number) {
+  const random = new SeededRandom(seed);
+  const key = randomKey(random);
+  const answer = randomSevenDigits(random);
+  return { random, key, answer, depth: 0.3 };
+}
+
+/** Counts the tokens of a piece of prompt text (no special tokens added). */
+function tokenCounter(tok: TextTokenizer): (text: string) => number {
+  return (text) => tok.encode(text, { addSpecialTokens: false }).length;
+}
+
 /**
  * Builds the fixed-seed demo: about `tokens` tokens, the needle at 30 % depth. `copy` ends the
  * question with the needle's prefix (`… Answer: The special magic number for {key} is`).
@@ -40,15 +53,12 @@ export function demoPrompt(
   tokens = 512,
   seed = 7,
 ): DemoPrompt {
-  const random = new SeededRandom(seed);
-  const key = randomKey(random);
-  const answer = randomSevenDigits(random);
-  const depth = 0.3;
+  const { random, key, answer, depth } = demoNeedle(seed);
   const question = `\nQuestion: What is the special magic number for ${key}? Answer: `;
   const built = buildHaystackPrompt({
     random,
     targetTokens: tokens,
-    countTokens: (s) => tok.encode(s, { addSpecialTokens: false }).length,
+    countTokens: tokenCounter(tok),
     needles: [{ text: `The special magic number for ${key} is ${answer}.`, depth }],
     suffix: template === "copy" ? `${question}The special magic number for ${key} is` : question,
   });
@@ -67,10 +77,7 @@ export function chatDemoPrompt(
   tokens = 1024,
   seed = 7,
 ): DemoPrompt {
-  const random = new SeededRandom(seed);
-  const key = randomKey(random);
-  const answer = randomSevenDigits(random);
-  const depth = 0.3;
+  const { random, key, answer, depth } = demoNeedle(seed);
   const t = PRETRAINED_TEMPLATES;
   const fill = (text: string) => fillTemplate(text, { key, value: answer });
   const around = promptFrame(frame, {
@@ -81,7 +88,7 @@ export function chatDemoPrompt(
   const built = buildHaystackPrompt({
     random,
     targetTokens: tokens,
-    countTokens: (s) => tok.encode(s, { addSpecialTokens: false }).length,
+    countTokens: tokenCounter(tok),
     needles: [{ text: fill(t.needle), depth }],
     prefix: around.prefix,
     suffix: around.suffix,
