@@ -3,10 +3,17 @@
  * GQA, chunked over a ragged cache that already holds the chunk; optional SnapKV observation
  * window), but each thread owns a block of `QT` consecutive queries × `HT` query heads of one KV
  * group, so every key and value row it loads is reused `QT·HT` times (GQA heads share their KV
- * head; adjacent queries share all but one key). Online softmax over tiles of 8 keys with
- * constant trip counts (keys past a query's causal limit are masked), so loops unroll and the
- * block lives in registers: the WGSL is generated fully unrolled with named variables (private
- * arrays indexed in loops were 2–8× slower on llvmpipe). No workgroup memory (slow there too).
+ * head; adjacent queries share all but one key). Online softmax over tiles of 16 keys with
+ * constant trip counts (keys past a query's causal limit are masked): the block's scores and
+ * softmax state are named variables, unrolled over the block and the tile.
+ *
+ * The head dimension is a loop with a uniform bound (`p.d4`), never unrolled: the output rows
+ * accumulate in `out` itself and queries are re-read from `q` per tile. A version unrolled over
+ * the head dimension too (every q and o element in a register) was up to 15% faster on llvmpipe
+ * but took 50–100 s to compile there at head_dim 128 (never finished at 256); this one compiles in
+ * about a second (`bench/coldCompile.ts`, `bench/NOTES.md` section 6). Private arrays indexed in
+ * a loop are avoided: Mesa turns them into if-ladders (slow to compile and to run).
+ *
  * A head's logit-bias row (`kvCache.ts` meta) is honoured, in the observation window too.
  *
  * Query row i (0-based in the chunk) of head h attends KV head `h / group` entries
@@ -38,15 +45,15 @@ export interface FlashPrefillAttentionArgs extends PrefillAttentionArgs {
   headsPerThread?: number;
 }
 
-const TILE = 8;
+/** Keys per online-softmax step (16 measured best of 8, 12, 16, 32 on llvmpipe). */
+const TILE = 16;
 
-/** q_r · (keys at index expression `at(d)`), as a sum of `dot`s. */
-function dotRow(r: number, D4: number, k: (d: number) => string): string {
-  return each(D4, (d) => `dot(q${r}_${d}, ${k(d)})`, " + ");
-}
-
-function obsCode(D4: number, QT: number, HT: number): string {
-  return each(QT, (a) => `
+function code(dtype: KvStorage, D4: number, QT: number, HT: number, withObs: boolean): string {
+  const R = QT * HT;
+  const rows = (f: (r: number, a: number, b: number) => string, sep = "\n") =>
+    each(R, (r) => f(r, Math.floor(r / HT), r % HT), sep);
+  const tiles = (f: (t: number) => string, sep = "\n") => each(TILE, f, sep);
+  const obs = !withObs ? "" : each(QT, (a) => `
   if (i0 + ${a}u < p.M && i0 + ${a}u + p.window >= p.M) {
     let w = i0 + ${a}u + p.window - p.M;
 ${
@@ -59,8 +66,10 @@ ${
         var pr = 0.0;
         if (j < lim${a}) {
           let kb = (base + j) * D4;
+          var s = vec4<f32>(0.0);
+          for (var d = 0u; d < p.d4; d++) { s += Q[qb${r} + d] * KC4(kb + d); }
           let bias = select(0.0, biasValue, base + j == biasRow);
-          pr = exp(${dotRow(r, D4, (d) => `KC4(kb + ${d}u)`)} + bias - m${r}) * inv;
+          pr = exp(((s.x + s.y) + (s.z + s.w)) * p.scale + bias - m${r}) * inv;
         }
         obs[at + j] = pr;
       }
@@ -68,12 +77,6 @@ ${
     })
   }
   }`);
-}
-
-function code(dtype: KvStorage, D4: number, QT: number, HT: number, withObs: boolean): string {
-  const R = QT * HT;
-  const rows = (f: (r: number, a: number, b: number) => string, sep = "\n") =>
-    each(R, (r) => f(r, Math.floor(r / HT), r % HT), sep);
   return `${prefillPreambleWgsl(dtype, D4, withObs, true)}
 const NEG = -3.0e38;
 @compute @workgroup_size(64)
@@ -86,72 +89,70 @@ ${kvHeadMetaWgsl()}
 ${
     each(QT, (a) =>
       `  let qi${a} = min(i0 + ${a}u, p.M - 1u);
+  let ok${a} = i0 + ${a}u < p.M;
   let lim${a} = u32(max(i32(len) - i32(p.M) + i32(qi${a}) + 1, 0));`)
   }
 ${
     rows((r, a, b) =>
       `  let qb${r} = p.q04 + qi${a} * p.ldq4 + (h0 + ${b}u) * D4;
-${each(D4, (d) => `  let q${r}_${d} = Q[qb${r} + ${d}u] * p.scale;`)}
-${each(D4, (d) => `  var o${r}_${d} = vec4<f32>(0.0);`)}
+  let ob${r} = qi${a} * p.ldo4 + (h0 + ${b}u) * D4;
   var m${r} = NEG;
   var l${r} = 0.0;`
     )
   }
   let jmax = lim${QT - 1};
   for (var j = 0u; j < jmax; j += ${TILE}u) {
+${tiles((t) => `    let row${t} = (base + min(j + ${t}u, jmax - 1u)) * D4;`)}
+${rows((r) => `    var s${r} = array<f32, ${TILE}>();`)}
+    for (var d = 0u; d < p.d4; d++) {
+${tiles((t) => `      let k${t} = KC4(row${t} + d);`)}
 ${
-    each(TILE, (t) =>
-      `    let e${t} = base + min(j + ${t}u, jmax - 1u);
-    let row${t} = e${t} * D4;
-    let bias${t} = select(0.0, biasValue, e${t} == biasRow);`)
+    rows((r) =>
+      `      { let qv = Q[qb${r} + d];
+${tiles((t) => `        s${r}[${t}] += dot(qv, k${t});`)} }`
+    )
   }
-${
-    each(TILE, (t) =>
-      `    var s${t}: array<f32, ${R}>;
-    {
-${each(D4, (d) => `      let k${d} = KC4(row${t} + ${d}u);`)}
-${
-        rows((r, a) =>
-          `      s${t}[${r}] = select(NEG, ${
-            dotRow(r, D4, (d) => `k${d}`)
-          } + bias${t}, j + ${t}u < lim${a});`
-        )
-      }
-    }`)
-  }
+    }
 ${
     rows((r, a) =>
-      `    {
-      let mnew = ${maxOf([`m${r}`, ...Array.from({ length: TILE }, (_, t) => `s${t}[${r}]`)])};
-      let c = exp(m${r} - mnew);
+      `    var p${r}: array<f32, ${TILE}>;
+    var c${r}: f32;
+    {
 ${
-        each(TILE, (t) =>
-          `      s${t}[${r}] = select(0.0, exp(s${t}[${r}] - mnew), j + ${t}u < lim${a});`)
+        tiles((t) =>
+          `      let e${t} = base + min(j + ${t}u, jmax - 1u);
+      let x${t} = select(NEG, s${r}[${t}] * p.scale + select(0.0, biasValue, e${t} == biasRow), j + ${t}u < lim${a});`
+        )
       }
-      l${r} = l${r} * c + ${
-        each(TILE, (t) => `s${t}[${r}]`, " + ")
-      };
+      let mnew = ${maxOf([`m${r}`, ...Array.from({ length: TILE }, (_, t) => `x${t}`)])};
+      c${r} = exp(m${r} - mnew);
+${tiles((t) => `      p${r}[${t}] = select(0.0, exp(x${t} - mnew), j + ${t}u < lim${a});`)}
+      l${r} = l${r} * c${r} + ${tiles((t) => `p${r}[${t}]`, " + ")};
       m${r} = mnew;
-${each(D4, (d) => `      o${r}_${d} *= c;`)}
     }`
     )
   }
+    let first = j == 0u;
+    for (var d = 0u; d < p.d4; d++) {
+${tiles((t) => `      let v${t} = VC4(row${t} + d);`)}
 ${
-    each(TILE, (t) =>
-      each(D4, (d) =>
-        `    { let v = VC4(row${t} + ${d}u);
-${rows((r) => `      o${r}_${d} += s${t}[${r}] * v;`)} }`))
+    rows((r, a) =>
+      `      if (ok${a}) {
+        let prev = select(out[ob${r} + d] * c${r}, vec4<f32>(0.0), first);
+        out[ob${r} + d] = prev + ${tiles((t) => `p${r}[${t}] * v${t}`, " + ")};
+      }`
+    )
   }
+    }
   }
 ${
-    rows((r, a, b) =>
-      `  if (i0 + ${a}u < p.M) {
-    let ob = (i0 + ${a}u) * p.ldo4 + (h0 + ${b}u) * D4;
+    rows((r, a) =>
+      `  if (ok${a}) {
     let inv = select(0.0, 1.0 / l${r}, l${r} > 0.0);
-${each(D4, (d) => `    out[ob + ${d}u] = o${r}_${d} * inv;`)}
+    for (var d = 0u; d < p.d4; d++) { out[ob${r} + d] = select(vec4<f32>(0.0), out[ob${r} + d] * inv, l${r} > 0.0); }
   }`
     )
-  }${withObs ? obsCode(D4, QT, HT) : ""}
+  }${obs}
 }
 `;
 }

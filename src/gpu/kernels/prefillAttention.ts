@@ -101,7 +101,7 @@ export function prefillPreambleWgsl(
   chunks: boolean,
 ): string {
   return `struct Params { H: u32, Hkv: u32, group: u32, M: u32, ldq4: u32, q04: u32, ldo4: u32,
-  scale: f32, window: u32, obsStride: u32${chunks ? ", chunks: u32" : ""} };
+  scale: f32, window: u32, obsStride: u32${chunks ? ", chunks: u32, d4: u32" : ""} };
 @group(0) @binding(0) var<uniform> p: Params;
 const D4 = ${D4}u;
 @group(0) @binding(1) var<storage, read> Q: array<vec4<f32>>;
@@ -167,7 +167,7 @@ export function prefillParams(
     ["u32", l.window],
     ["u32", a.obsStride ?? 0],
   ];
-  if (chunks !== undefined) fields.push(["u32", chunks]);
+  if (chunks !== undefined) fields.push(["u32", chunks], ["u32", c.headDim / 4]);
   return packParams(fields);
 }
 
