@@ -10,6 +10,7 @@
  * @module
  */
 
+import { compileProgress } from "./compileProgress.ts";
 import { kernelThroughput, type ThroughputRow } from "../../bench/kernelThroughput.ts";
 import { BENCH_SHAPES, randomModel } from "../../bench/randomModel.ts";
 import { type BenchRow, runSpeedBench } from "../../bench/speedBench.ts";
@@ -138,8 +139,9 @@ export async function benchCommand(args: string[]): Promise<number> {
   let device = "";
   let chunk = 0;
   let kernels = "";
+  const onCompile = compileProgress();
   for (const shape of shapes) {
-    const engine = await Engine.fromWeights(randomModel(shape, maxLen), null);
+    const engine = await Engine.fromWeights(randomModel(shape, maxLen), null, { onCompile });
     try {
       device = engine.ctx.adapterDescription;
       chunk = prefillChunk ?? engine.prefillChunk;
@@ -157,7 +159,7 @@ export async function benchCommand(args: string[]): Promise<number> {
     }
   }
   if (typeof v.model === "string") {
-    const engine = await Engine.open(v.model);
+    const engine = await Engine.open(v.model, { onCompile });
     try {
       const fit = lengths.filter((n) => n + decodeTokens <= engine.config.maxPositions);
       const skipped = lengths.filter((n) => !fit.includes(n));

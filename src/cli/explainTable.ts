@@ -7,6 +7,7 @@
  * @module
  */
 
+import { compileProgress } from "./compileProgress.ts";
 import { missingTokenizerText } from "../model/openModel.ts";
 import type { Plan } from "../plan/plan.ts";
 import type { PluginRegistry } from "../plugins/registry.ts";
@@ -24,7 +25,7 @@ export async function explainOnModel(
   modelDir: string,
   prompt: { text?: string; file?: string },
 ): Promise<string> {
-  const engine = await Engine.open(modelDir);
+  const engine = await Engine.open(modelDir, { onCompile: compileProgress() });
   try {
     const tok = engine.tokenizer;
     if (!tok) {

@@ -7,6 +7,7 @@
  * @module
  */
 
+import { compileProgress } from "./compileProgress.ts";
 import { renderKeptTokens } from "../eval/report/keptTokens.ts";
 import { missingTokenizerText } from "../model/openModel.ts";
 import { Engine } from "../runtime/engine.ts";
@@ -48,7 +49,7 @@ export async function inspectCommand(args: string[]): Promise<number> {
   const hasPrompt = v.prompt !== undefined || v["prompt-file"] !== undefined;
   const modelDir = (v.model as string | undefined) ??
     (hasPrompt ? DEFAULT_MODEL_DIR : DEMO_MODEL_DIR);
-  const engine = await Engine.open(modelDir);
+  const engine = await Engine.open(modelDir, { onCompile: compileProgress() });
   try {
     const tok = engine.tokenizer;
     if (!tok) {

@@ -5,6 +5,7 @@
  * @module
  */
 
+import { compileProgress } from "./compileProgress.ts";
 import { checkCommand } from "./checkCommand.ts";
 import { envAllowed } from "./env.ts";
 import { reportError, UserError } from "./errors.ts";
@@ -29,7 +30,10 @@ const COMMANDS: Record<string, Command> = {
   check: checkCommand,
   fmt: fmtCommand,
   run: runCommand,
-  eval: (args) => evalCommand(args, { openEngine: openEvalEngine }),
+  eval: (args) =>
+    evalCommand(args, {
+      openEngine: (path) => openEvalEngine(path, { onCompile: compileProgress() }),
+    }),
   inspect: inspectCommand,
   bench: benchCommand,
 };

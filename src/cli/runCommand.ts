@@ -7,6 +7,7 @@
  * @module
  */
 
+import { compileProgress } from "./compileProgress.ts";
 import {
   type ChatMessage,
   chatSpecialTokens,
@@ -128,6 +129,7 @@ export async function runCommand(args: string[]): Promise<number> {
   const engine = await Engine.open(modelDir, {
     kvDtype,
     onProgress: progress,
+    onCompile: compileProgress(),
   });
   try {
     if (showProgress) Deno.stderr.writeSync(new TextEncoder().encode("\r\x1b[K"));

@@ -145,6 +145,15 @@ export class GpuContext {
   #buffers = new Set<GPUBuffer>();
   #pipelines = new Map<string, GPUComputePipeline>();
   #fence: GPUBuffer | null = null;
+  #unprimed = new Map<GPUComputePipeline, GPUBindGroup>();
+  #primed = new WeakSet<GPUComputePipeline>();
+  #zeroGroups: GPUBuffer | null = null;
+
+  /**
+   * Told how {@link compilePending} is going: kernels compiled, kernels in this batch, and
+   * milliseconds since the batch began (the CLI's "compiling GPU kernels" line).
+   */
+  onCompileProgress: ((done: number, total: number, ms: number) => void) | null = null;
 
   /** Wraps a device; use {@link acquireDevice} instead. */
   constructor(
@@ -303,6 +312,74 @@ export class GpuContext {
     return p;
   }
 
+  /**
+   * Notes that `pipeline` will be dispatched with `bindGroup` (by `dispatchOp`), so that
+   * {@link compilePending} can compile it ahead of its first real dispatch.
+   */
+  notePipelineUse(pipeline: GPUComputePipeline, bindGroup: GPUBindGroup): void {
+    if (!this.#primed.has(pipeline)) this.#unprimed.set(pipeline, bindGroup);
+  }
+
+  /** Records that `pipeline` was dispatched for real (so it is compiled by then). */
+  notePipelineDispatched(pipeline: GPUComputePipeline): void {
+    this.#primed.add(pipeline);
+    this.#unprimed.delete(pipeline);
+  }
+
+  /**
+   * Compiles every pipeline noted but not yet dispatched, one at a time, reporting to
+   * {@link onCompileProgress}. Software adapters (Mesa's llvmpipe) compile a shader at its first
+   * dispatch, seconds each on a fresh machine, so the engine calls this before it runs a batch of
+   * new steps: the wait becomes a visible count instead of silence. Each pipeline gets an
+   * indirect dispatch of zero workgroups (nothing runs) with the bind group it will really use,
+   * in its own submission followed by a 4-byte readback; the readbacks are awaited in order.
+   * Validation errors of these dispatches (e.g. a noted op whose buffers were freed since) are
+   * caught here and dropped: the real dispatch reports them.
+   */
+  async compilePending(): Promise<void> {
+    this.check();
+    if (this.#unprimed.size === 0) return;
+    const jobs = [...this.#unprimed];
+    this.#unprimed.clear();
+    this.#zeroGroups ??= this.upload(
+      new Uint32Array(4),
+      GPUBufferUsage.INDIRECT | GPUBufferUsage.STORAGE,
+      "zero workgroups",
+    );
+    this.#fence ??= this.createBuffer(16, STORAGE_USAGE, "fence");
+    const t0 = performance.now();
+    const stagings: GPUBuffer[] = [];
+    try {
+      this.device.pushErrorScope("validation");
+      for (const [pipeline, group] of jobs) {
+        const staging = this.device.createBuffer({
+          size: 4,
+          usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+        });
+        stagings.push(staging);
+        const enc = this.device.createCommandEncoder();
+        const pass = enc.beginComputePass();
+        pass.setPipeline(pipeline);
+        pass.setBindGroup(0, group);
+        pass.dispatchWorkgroupsIndirect(this.#zeroGroups, 0);
+        pass.end();
+        enc.copyBufferToBuffer(this.#fence, 0, staging, 0, 4);
+        this.device.queue.submit([enc.finish()]);
+        this.#primed.add(pipeline);
+      }
+      await this.device.popErrorScope();
+      const lost = this.#lostPromise.then((e) => Promise.reject(e));
+      lost.catch(() => {});
+      for (let i = 0; i < stagings.length; i++) {
+        await Promise.race([stagings[i].mapAsync(GPUMapMode.READ), lost]);
+        this.onCompileProgress?.(i + 1, jobs.length, performance.now() - t0);
+      }
+    } finally {
+      for (const b of stagings) b.destroy();
+    }
+    this.check();
+  }
+
   /** Number of cached pipelines. */
   get pipelineCount(): number {
     return this.#pipelines.size;
@@ -328,6 +405,8 @@ export class GpuContext {
     for (const b of this.#buffers) b.destroy();
     this.#buffers.clear();
     this.#fence = null;
+    this.#zeroGroups = null;
+    this.#unprimed.clear();
     this.#pipelines.clear();
     this.device.destroy();
   }

@@ -55,6 +55,8 @@ export function dispatchOp(ctx: GpuContext, spec: DispatchSpec): GpuOp {
     entries,
     label: spec.label,
   });
+  ctx.notePipelineUse(spec.pipeline, bindGroup);
+  let dispatched = false;
   const [x, y = 1, z = 1] = spec.workgroups;
   const max = ctx.limits.maxComputeWorkgroupsPerDimension;
   if (x > max || y > max || z > max) {
@@ -64,6 +66,10 @@ export function dispatchOp(ctx: GpuContext, spec: DispatchSpec): GpuOp {
     label: spec.label,
     encode(pass) {
       if (x === 0 || y === 0 || z === 0) return;
+      if (!dispatched) {
+        dispatched = true;
+        ctx.notePipelineDispatched(spec.pipeline);
+      }
       pass.setPipeline(spec.pipeline);
       pass.setBindGroup(0, bindGroup);
       pass.dispatchWorkgroups(x, y, z);

@@ -13,7 +13,7 @@ import { missingTokenizerText } from "../model/openModel.ts";
 import type { TextTokenizer } from "../model/tokenizer.ts";
 import type { Plan } from "../plan/plan.ts";
 import { defaultRegistry } from "../plugins/builtins.ts";
-import { Engine } from "./engine.ts";
+import { Engine, type EngineOptions } from "./engine.ts";
 import { generateWithPlan, planExecutor } from "./planGeneration.ts";
 import { hitRates } from "./hitRate.ts";
 import { scoreTokens } from "./scoreTokens.ts";
@@ -32,8 +32,11 @@ function evalChat(engine: Engine, tokenizer: TextTokenizer): EvalChat | null {
 }
 
 /** Opens a model (a Hugging Face folder, a GGUF file or a folder holding one) for `eval`. */
-export async function openEvalEngine(modelPath: string): Promise<EvalEngine> {
-  const engine = await Engine.open(modelPath);
+export async function openEvalEngine(
+  modelPath: string,
+  opts: EngineOptions = {},
+): Promise<EvalEngine> {
+  const engine = await Engine.open(modelPath, opts);
   const tokenizer = engine.tokenizer;
   if (!tokenizer) {
     engine.close();

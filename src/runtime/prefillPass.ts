@@ -103,6 +103,7 @@ export async function prefillChunks(
             afterAttentionOp(ctx, model.config, cache, l, layer, a, source, m, columnSums),
         });
         prepared.set(key, steps);
+        await ctx.compilePending(); // first run: compile new kernels one by one, visibly
       }
       const encoder = ctx.device.createCommandEncoder();
       encodeSteps(encoder, steps);

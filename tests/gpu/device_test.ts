@@ -8,6 +8,7 @@ import {
   NO_ADAPTER_MESSAGE,
 } from "../../src/gpu/device.ts";
 import { defaultKernels } from "../../src/gpu/kernelChoice.ts";
+import { dispatchOp, runOps } from "../../src/gpu/op.ts";
 import { GPU_AVAILABLE, gpuTest } from "./_gpu.ts";
 
 gpuTest("acquireDevice: adapter limits and features are granted", async (ctx) => {
@@ -76,3 +77,53 @@ Deno.test("checkKernelFeatures: shader-f16 choices on an adapter without it fail
     /^GpuError: f16=native, math=f16 \(KVPOLICY_KERNELS\) needs the shader-f16 feature/,
   );
 });
+
+gpuTest(
+  "GpuContext.compilePending: compiles noted kernels ahead, reports each, runs them right",
+  async (ctx) => {
+    const wgsl = (k: number) =>
+      `@group(0) @binding(0) var<storage, read_write> x: array<u32>;
+@compute @workgroup_size(1) fn main() { x[0] = x[0] * ${k}u + 1u; }`;
+    const x = ctx.upload(new Uint32Array([2]));
+    const ops = [3, 5].map((k) =>
+      dispatchOp(ctx, {
+        label: `times ${k}`,
+        pipeline: ctx.pipeline(`compilePending-test:${k}`, () => wgsl(k)),
+        buffers: [x],
+        workgroups: [1],
+      })
+    );
+    // a noted op whose buffer is freed before the compile: dropped quietly, not an error later
+    const gone = ctx.createBuffer(16);
+    const orphan = dispatchOp(ctx, {
+      label: "orphan",
+      pipeline: ctx.pipeline("compilePending-test:7", () => wgsl(7)),
+      buffers: [gone],
+      workgroups: [1],
+    });
+    ctx.release(gone);
+    const calls: Array<[number, number]> = [];
+    ctx.onCompileProgress = (done, total, ms) => {
+      assert.ok(ms >= 0);
+      calls.push([done, total]);
+    };
+    await ctx.compilePending();
+    assert.deepEqual(calls, [[1, 3], [2, 3], [3, 3]]);
+    ctx.check();
+    // the zero-workgroup dispatches ran nothing: x is still 2
+    assert.deepEqual(Array.from(await ctx.readU32(x, 0, 1)), [2]);
+    runOps(ctx, ops);
+    assert.deepEqual(Array.from(await ctx.readU32(x, 0, 1)), [(2 * 3 + 1) * 5 + 1]);
+    // nothing left to compile; a dispatched kernel is never queued again
+    calls.length = 0;
+    dispatchOp(ctx, {
+      label: "again",
+      pipeline: ctx.pipeline("compilePending-test:3", () => wgsl(3)),
+      buffers: [x],
+      workgroups: [1],
+    }).destroy();
+    await ctx.compilePending();
+    assert.deepEqual(calls, []);
+    for (const op of [...ops, orphan]) op.destroy();
+  },
+);

@@ -22,20 +22,22 @@ function refAttendBiased(
   return refAttend(qb, kb, values, scale);
 }
 
-// [dtype, GQA group, head dim, queries per thread, heads per thread]
-const cases: Array<[KvDType, number, number, number?, number?]> = [
+// [dtype, GQA group, head dim, queries per thread, heads per thread, keys per dispatch]
+const cases: Array<[KvDType, number, number, number?, number?, number?]> = [
   ["f32", 4, 16],
   ["f16", 2, 8],
   ["f32", 3, 20],
   ["f32", 1, 4, 3, 1],
   ["f32", 4, 12, 1, 2],
   ["f16", 4, 32],
+  ["f32", 2, 16, undefined, undefined, 16],
+  ["f16", 3, 8, 2, 1, 32],
 ];
 
-for (const [dtype, group, D, qt, ht] of cases) {
+for (const [dtype, group, D, qt, ht, span] of cases) {
   gpuTest(
-    `flashPrefillAttention ${dtype} GQA ${group} D ${D} block ${qt ?? "-"}×${ht ?? "-"}: ` +
-      "chunks, ragged heads, window, strides",
+    `flashPrefillAttention ${dtype} GQA ${group} D ${D} block ${qt ?? "-"}×${ht ?? "-"}` +
+      `${span ? `, ${span} keys per dispatch` : ""}: chunks, ragged heads, window, strides`,
     async (ctx) => {
       const rand = rng(7 + group * 13 + D);
       const Hkv = 2, H = Hkv * group, scale = 1 / Math.sqrt(D);
@@ -81,6 +83,7 @@ for (const [dtype, group, D, qt, ht] of cases) {
             obsStride,
             queriesPerThread: qt,
             headsPerThread: ht,
+            keysPerDispatch: span,
           }),
         ]);
         ref.append(k, v, m, D, [60, 60]);
@@ -111,3 +114,48 @@ for (const [dtype, group, D, qt, ht] of cases) {
     },
   );
 }
+
+// llvmpipe ends every loop of an invocation after 65535 iterations in all: at head_dim 128 a
+// single dispatch over 20,000 keys would stop early and return garbage (it did, before the key
+// ranges). Checked against the CPU reference, observation window included.
+gpuTest(
+  "flashPrefillAttention: 20,000 keys at head_dim 128 (past llvmpipe's loop budget)",
+  async (ctx) => {
+    const rand = rng(20000);
+    const D = 128, L = 20000, m = 16, window = 4, scale = 1 / Math.sqrt(D);
+    const cache = createKvCacheLayer(ctx, { numKvHeads: 1, headDim: D, capacity: L });
+    const k = randomF32(rand, L * D, 2), v = randomF32(rand, L * D), q = randomF32(rand, m * D, 2);
+    const out = ctx.createBuffer(m * D * 4), obs = ctx.createBuffer(window * L * 4);
+    runAndFree(ctx, [
+      kvAppend(ctx, { cache, k: ctx.upload(k), v: ctx.upload(v), m: L }),
+      flashPrefillAttention(ctx, {
+        cache,
+        q: ctx.upload(q),
+        out,
+        m,
+        numHeads: 1,
+        window,
+        obs,
+        obsStride: L,
+      }),
+    ]);
+    const got = await ctx.readF32(out), gotObs = await ctx.readF32(obs);
+    const keys = Array.from({ length: L }, (_, j) => k.subarray(j * D, (j + 1) * D));
+    const values = Array.from({ length: L }, (_, j) => v.subarray(j * D, (j + 1) * D));
+    for (let i = 0; i < m; i++) {
+      const n = L - m + i + 1;
+      const r = refAttend(
+        q.subarray(i * D, (i + 1) * D),
+        keys.slice(0, n),
+        values.slice(0, n),
+        scale,
+      );
+      assertClose(got.subarray(i * D, (i + 1) * D), r.out, 2e-5, 1e-4, `q${i}`);
+      if (i >= m - window) {
+        const at = (i - (m - window)) * L;
+        const want = [...r.probs, ...Array(L - n).fill(0)];
+        assertClose(gotObs.subarray(at, at + L), want, 1e-6, 1e-3, `obs ${i}`);
+      }
+    }
+  },
+);

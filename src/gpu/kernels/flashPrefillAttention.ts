@@ -9,10 +9,17 @@
  *
  * The head dimension is a loop with a uniform bound (`p.d4`), never unrolled: the output rows
  * accumulate in `out` itself and queries are re-read from `q` per tile. A version unrolled over
- * the head dimension too (every q and o element in a register) was up to 15% faster on llvmpipe
- * but took 50–100 s to compile there at head_dim 128 (never finished at 256); this one compiles in
+ * the head dimension (every q and o element in a register) was up to 15% faster on llvmpipe but
+ * took 50–100 s to compile there at head_dim 128 (never finished at 256); this one compiles in
  * about a second (`bench/coldCompile.ts`, `bench/NOTES.md` section 6). Private arrays indexed in
  * a loop are avoided: Mesa turns them into if-ladders (slow to compile and to run).
+ *
+ * Mesa's llvmpipe also ends every loop of a shader invocation once their iterations add up to
+ * 65535 ({@link LLVMPIPE_LOOP_BUDGET}): silently wrong attention past ~16K keys at head_dim 128.
+ * So the keys are split into ranges of {@link keysPerDispatch} run by successive dispatches of
+ * the same kernel (phase 0), each resuming the rows' softmax state (running max and sum, in a
+ * state buffer the op owns); then phase 1 dispatches normalise the rows and write the
+ * observation window's probabilities, again one key range each. On a GPU one range covers all.
  *
  * A head's logit-bias row (`kvCache.ts` meta) is honoured, in the observation window too.
  *
@@ -20,14 +27,14 @@
  * `0 .. len − m + i`, `len` being that head's length after the append.
  *
  * Bindings: 0 params, 1 q f32 (read), 2 meta, 3 K cache, 4 V cache (read), 5 out f32
- * (read_write), 6 obs f32 (read_write, only with `window > 0`).
+ * (read_write), 6 obs f32 (read_write, only with `window > 0`), then the softmax state f32.
  *
  * @module
  */
 
-import type { GpuContext } from "../device.ts";
+import { type GpuContext, GpuUnavailableError } from "../device.ts";
 import { type KvStorage, kvStorage } from "../kvCache.ts";
-import { dispatchOp, type GpuOp } from "../op.ts";
+import { dispatchOp, type GpuOp, sequenceOp } from "../op.ts";
 import {
   type PrefillAttentionArgs,
   prefillLayout,
@@ -43,41 +50,78 @@ export interface FlashPrefillAttentionArgs extends PrefillAttentionArgs {
   queriesPerThread?: number;
   /** Query heads per thread, a divisor of the GQA group (default: the largest of 4, 2, 1). */
   headsPerThread?: number;
+  /** Keys per dispatch, a multiple of 16 (default {@link keysPerDispatch}; tests set less). */
+  keysPerDispatch?: number;
 }
 
 /** Keys per online-softmax step (16 measured best of 8, 12, 16, 32 on llvmpipe). */
 const TILE = 16;
+
+/**
+ * Mesa's llvmpipe keeps one loop-iteration counter per shader invocation, shared by every loop
+ * that is not unrolled (`LP_MAX_TGSI_LOOP_ITERATIONS` in gallivm): after 65535 iterations all
+ * loops exit and the kernel silently computes garbage.
+ */
+export const LLVMPIPE_LOOP_BUDGET = 65535;
+
+/**
+ * Keys one dispatch attends on a software adapter: as many tiles as fit the loop budget (with
+ * room to spare) at `1 + 2·D4` counted iterations per tile; unbounded on GPUs.
+ */
+export function keysPerDispatch(ctx: GpuContext, D4: number): number {
+  if (!ctx.isFallbackAdapter) return 2 ** 31;
+  return TILE * Math.floor((LLVMPIPE_LOOP_BUDGET - 4096) / (1 + 2 * D4));
+}
 
 function code(dtype: KvStorage, D4: number, QT: number, HT: number, withObs: boolean): string {
   const R = QT * HT;
   const rows = (f: (r: number, a: number, b: number) => string, sep = "\n") =>
     each(R, (r) => f(r, Math.floor(r / HT), r % HT), sep);
   const tiles = (f: (t: number) => string, sep = "\n") => each(TILE, f, sep);
-  const obs = !withObs ? "" : each(QT, (a) => `
-  if (i0 + ${a}u < p.M && i0 + ${a}u + p.window >= p.M) {
-    let w = i0 + ${a}u + p.window - p.M;
+  // s_r[t] = q_r · k_t over the head dimension, keys at rows `row_t`
+  const scores = (indent: string) =>
+    `${rows((r) => `${indent}var s${r} = array<f32, ${TILE}>();`)}
+${indent}for (var d = 0u; d < p.d4; d++) {
+${tiles((t) => `${indent}  let k${t} = KC4(row${t} + d);`)}
 ${
-    each(HT, (b) => {
-      const r = a * HT + b;
-      return `    {
-      let at = ((h0 + ${b}u) * p.window + w) * p.obsStride;
-      let inv = 1.0 / l${r};
-      for (var j = 0u; j < p.obsStride; j++) {
-        var pr = 0.0;
-        if (j < lim${a}) {
-          let kb = (base + j) * D4;
-          var s = vec4<f32>(0.0);
-          for (var d = 0u; d < p.d4; d++) { s += Q[qb${r} + d] * KC4(kb + d); }
-          let bias = select(0.0, biasValue, base + j == biasRow);
-          pr = exp(((s.x + s.y) + (s.z + s.w)) * p.scale + bias - m${r}) * inv;
-        }
-        obs[at + j] = pr;
-      }
-    }`;
-    })
+      rows((r) =>
+        `${indent}  { let qv = Q[qb${r} + d];
+${tiles((t) => `${indent}    s${r}[${t}] += dot(qv, k${t});`)} }`
+      )
+    }
+${indent}}`;
+  // the logit of key j + t for row r (NEG past its causal limit)
+  const logit = (r: number, a: number, t: number) =>
+    `select(NEG, s${r}[${t}] * p.scale + select(0.0, biasValue, base + j + ${t}u == biasRow), j + ${t}u < lim${a})`;
+  const obs = !withObs ? "" : `
+  if (i0 + ${QT}u + p.window > p.M) {
+${
+    rows((r, a, b) =>
+      `    let win${r} = ok${a} && i0 + ${a}u + p.window >= p.M;
+    let at${r} = ((h0 + ${b}u) * p.window + (i0 + ${a}u + p.window - p.M)) * p.obsStride;
+    let inv${r} = 1.0 / l${r};`
+    )
   }
-  }`);
-  return `${prefillPreambleWgsl(dtype, D4, withObs, true)}
+    for (var j = p.k0; j < min(p.k1, p.obsStride); j += ${TILE}u) {
+${tiles((t) => `      let row${t} = (base + min(j + ${t}u, max(len, 1u) - 1u)) * D4;`)}
+${scores("      ")}
+${
+    rows((r, a) =>
+      `      if (win${r}) {
+${
+        tiles((t) =>
+          `        if (j + ${t}u < p.obsStride) { obs[at${r} + j + ${t}u] = exp(${
+            logit(r, a, t)
+          } - m${r}) * inv${r}; }`
+        )
+      }
+      }`
+    )
+  }
+    }
+  }`;
+  return `${prefillPreambleWgsl(dtype, D4, withObs, ["chunks", "d4", "k0", "k1", "phase"])}
+@group(0) @binding(${withObs ? 7 : 6}) var<storage, read_write> state: array<vec2<f32>>;
 const NEG = -3.0e38;
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -96,62 +140,58 @@ ${
     rows((r, a, b) =>
       `  let qb${r} = p.q04 + qi${a} * p.ldq4 + (h0 + ${b}u) * D4;
   let ob${r} = qi${a} * p.ldo4 + (h0 + ${b}u) * D4;
+  let st${r} = qi${a} * p.H + h0 + ${b}u;
   var m${r} = NEG;
-  var l${r} = 0.0;`
+  var l${r} = 0.0;
+  if (p.phase == 1u || p.k0 > 0u) { m${r} = state[st${r}].x; l${r} = state[st${r}].y; }`
     )
   }
-  let jmax = lim${QT - 1};
-  for (var j = 0u; j < jmax; j += ${TILE}u) {
-${tiles((t) => `    let row${t} = (base + min(j + ${t}u, jmax - 1u)) * D4;`)}
-${rows((r) => `    var s${r} = array<f32, ${TILE}>();`)}
-    for (var d = 0u; d < p.d4; d++) {
-${tiles((t) => `      let k${t} = KC4(row${t} + d);`)}
-${
-    rows((r) =>
-      `      { let qv = Q[qb${r} + d];
-${tiles((t) => `        s${r}[${t}] += dot(qv, k${t});`)} }`
-    )
-  }
-    }
+  if (p.phase == 0u) {
+    let jmax = min(lim${QT - 1}, p.k1);
+    for (var j = p.k0; j < jmax; j += ${TILE}u) {
+${tiles((t) => `      let row${t} = (base + min(j + ${t}u, jmax - 1u)) * D4;`)}
+${scores("      ")}
 ${
     rows((r, a) =>
-      `    var p${r}: array<f32, ${TILE}>;
-    var c${r}: f32;
-    {
-${
-        tiles((t) =>
-          `      let e${t} = base + min(j + ${t}u, jmax - 1u);
-      let x${t} = select(NEG, s${r}[${t}] * p.scale + select(0.0, biasValue, e${t} == biasRow), j + ${t}u < lim${a});`
-        )
-      }
-      let mnew = ${maxOf([`m${r}`, ...Array.from({ length: TILE }, (_, t) => `x${t}`)])};
-      c${r} = exp(m${r} - mnew);
-${tiles((t) => `      p${r}[${t}] = select(0.0, exp(x${t} - mnew), j + ${t}u < lim${a});`)}
-      l${r} = l${r} * c${r} + ${tiles((t) => `p${r}[${t}]`, " + ")};
-      m${r} = mnew;
-    }`
-    )
-  }
-    let first = j == 0u;
-    for (var d = 0u; d < p.d4; d++) {
-${tiles((t) => `      let v${t} = VC4(row${t} + d);`)}
-${
-    rows((r, a) =>
-      `      if (ok${a}) {
-        let prev = select(out[ob${r} + d] * c${r}, vec4<f32>(0.0), first);
-        out[ob${r} + d] = prev + ${tiles((t) => `p${r}[${t}] * v${t}`, " + ")};
+      `      var p${r}: array<f32, ${TILE}>;
+      var c${r}: f32;
+      {
+${tiles((t) => `        let x${t} = ${logit(r, a, t)};`)}
+        let mnew = ${maxOf([`m${r}`, ...Array.from({ length: TILE }, (_, t) => `x${t}`)])};
+        c${r} = exp(m${r} - mnew);
+${tiles((t) => `        p${r}[${t}] = select(0.0, exp(x${t} - mnew), j + ${t}u < lim${a});`)}
+        l${r} = l${r} * c${r} + ${tiles((t) => `p${r}[${t}]`, " + ")};
+        m${r} = mnew;
       }`
     )
   }
-    }
-  }
+      let first = j == 0u;
+      for (var d = 0u; d < p.d4; d++) {
+${tiles((t) => `        let v${t} = VC4(row${t} + d);`)}
 ${
     rows((r, a) =>
-      `  if (ok${a}) {
-    let inv = select(0.0, 1.0 / l${r}, l${r} > 0.0);
-    for (var d = 0u; d < p.d4; d++) { out[ob${r} + d] = select(vec4<f32>(0.0), out[ob${r} + d] * inv, l${r} > 0.0); }
-  }`
+      `        if (ok${a}) {
+          let prev = select(out[ob${r} + d] * c${r}, vec4<f32>(0.0), first);
+          out[ob${r} + d] = prev + ${tiles((t) => `p${r}[${t}] * v${t}`, " + ")};
+        }`
     )
+  }
+      }
+    }
+${rows((r, a) => `    if (ok${a}) { state[st${r}] = vec2<f32>(m${r}, l${r}); }`)}
+    return;
+  }
+  if (p.k0 == 0u) {
+${
+    rows((r, a) =>
+      `    if (ok${a}) {
+      let inv = select(0.0, 1.0 / l${r}, l${r} > 0.0);
+      for (var d = 0u; d < p.d4; d++) {
+        out[ob${r} + d] = select(vec4<f32>(0.0), out[ob${r} + d] * inv, l${r} > 0.0);
+      }
+    }`
+    )
+  }
   }${obs}
 }
 `;
@@ -177,14 +217,44 @@ export function flashPrefillAttention(ctx: GpuContext, a: FlashPrefillAttentionA
   }
   const layout = prefillLayout("flashPrefillAttention", a);
   const chunks = group / HT;
-  return dispatchOp(ctx, {
-    label: "flashPrefillAttention",
-    pipeline: ctx.pipeline(
-      `flashPrefillAttn:${c.dtype}:${D4}:${QT}:${HT}:${layout.withObs}`,
-      () => code(kvStorage(ctx, c.dtype), D4, QT, HT, layout.withObs),
-    ),
-    params: prefillParams(a, layout, chunks),
-    buffers: layout.buffers,
-    workgroups: [Math.ceil(a.m / QT / 64), c.numKvHeads * chunks],
-  });
+  const span = a.keysPerDispatch ?? keysPerDispatch(ctx, D4);
+  if (!(Number.isInteger(span) && span > 0 && span % TILE === 0)) {
+    throw new RangeError(`flashPrefillAttention: ${span} keys per dispatch`);
+  }
+  const keys = Math.max(1, ...c.capacities);
+  const obsKeys = layout.withObs ? a.obsStride! : 1;
+  const attendRanges = Math.ceil(keys / span), finishRanges = Math.ceil(obsKeys / span);
+  if (attendRanges + finishRanges > 4096) {
+    throw new GpuUnavailableError(
+      `prefill attention over ${keys} keys would take ${attendRanges + finishRanges} dispatches ` +
+        `per layer on this adapter (${ctx.adapterDescription}): use a GPU or a shorter prompt`,
+    );
+  }
+  const state = ctx.createBuffer(a.m * H * 8, undefined, "flash softmax state");
+  const pipeline = ctx.pipeline(
+    `flashPrefillAttn:${c.dtype}:${D4}:${QT}:${HT}:${layout.withObs}`,
+    () => code(kvStorage(ctx, c.dtype), D4, QT, HT, layout.withObs),
+  );
+  const ranges: Array<[number, number]> = [
+    ...Array.from({ length: attendRanges }, (_, i): [number, number] => [0, i * span]),
+    ...Array.from({ length: finishRanges }, (_, i): [number, number] => [1, i * span]),
+  ];
+  const ops = ranges.map(([phase, k0]) =>
+    dispatchOp(ctx, {
+      label: "flashPrefillAttention",
+      pipeline,
+      params: prefillParams(a, layout, [chunks, D4, k0, Math.min(k0 + span, 0xffffffff), phase]),
+      buffers: [...layout.buffers, state],
+      workgroups: [Math.ceil(a.m / QT / 64), c.numKvHeads * chunks],
+    })
+  );
+  const op = sequenceOp("flashPrefillAttention", ops);
+  return {
+    label: op.label,
+    encode: op.encode,
+    destroy() {
+      op.destroy();
+      ctx.release(state);
+    },
+  };
 }

@@ -65,7 +65,7 @@ function code(dtype: KvStorage, D4: number, withObs: boolean): string {
     }
   }`
     : "";
-  return `${prefillPreambleWgsl(dtype, D4, withObs, false)}
+  return `${prefillPreambleWgsl(dtype, D4, withObs)}
 ${onlineSoftmaxWgsl()}
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -92,16 +92,17 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 
 /**
  * The WGSL every prefill attention kernel starts with: the params of {@link prefillParams}
- * (`chunks` last for the blocked kernels), `D4`, and bindings 1–6 (q, meta, K, V, out, obs).
+ * (then `extra` u32 fields, e.g. `chunks` for the blocked kernels), `D4`, and bindings 1–6
+ * (q, meta, K, V, out, obs).
  */
 export function prefillPreambleWgsl(
   dtype: KvStorage,
   D4: number,
   withObs: boolean,
-  chunks: boolean,
+  extra: string[] = [],
 ): string {
   return `struct Params { H: u32, Hkv: u32, group: u32, M: u32, ldq4: u32, q04: u32, ldo4: u32,
-  scale: f32, window: u32, obsStride: u32${chunks ? ", chunks: u32, d4: u32" : ""} };
+  scale: f32, window: u32, obsStride: u32${extra.map((f) => `, ${f}: u32`).join("")} };
 @group(0) @binding(0) var<uniform> p: Params;
 const D4 = ${D4}u;
 @group(0) @binding(1) var<storage, read> Q: array<vec4<f32>>;
@@ -147,12 +148,12 @@ export function prefillLayout(label: string, a: PrefillAttentionArgs): PrefillLa
 
 /**
  * The uniform block of the prefill attention kernels: `H, Hkv, group, M, ldq4, q04, ldo4, scale,
- * window, obsStride`, then `chunks` (query-head chunks per KV head) for the blocked kernels.
+ * window, obsStride`, then the `extra` u32 fields the kernel declared in its preamble.
  */
 export function prefillParams(
   a: PrefillAttentionArgs,
   l: PrefillLayout,
-  chunks?: number,
+  extra: number[] = [],
 ): ArrayBuffer {
   const c = a.cache;
   const fields: Array<["u32" | "f32", number]> = [
@@ -167,7 +168,7 @@ export function prefillParams(
     ["u32", l.window],
     ["u32", a.obsStride ?? 0],
   ];
-  if (chunks !== undefined) fields.push(["u32", chunks], ["u32", c.headDim / 4]);
+  for (const v of extra) fields.push(["u32", v]);
   return packParams(fields);
 }
 

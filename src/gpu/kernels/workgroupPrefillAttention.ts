@@ -84,7 +84,7 @@ ${load(false)}
     }
   }`
     : "";
-  return `${prefillPreambleWgsl(dtype, D4, withObs, true)}
+  return `${prefillPreambleWgsl(dtype, D4, withObs, ["chunks"])}
 const NEG = -3.0e38;
 var<workgroup> kt: array<vec4<f32>, ${BK * D4}>;
 var<workgroup> vt: array<vec4<f32>, ${BK * D4}>;
@@ -164,7 +164,7 @@ export function workgroupPrefillAttention(ctx: GpuContext, a: PrefillAttentionAr
       `prefillAttnWg:${c.dtype}:${D4}:${G}:${BK}:${layout.withObs}`,
       () => code(kvStorage(ctx, c.dtype), D4, G, BK, layout.withObs),
     ),
-    params: prefillParams(a, layout, group / G),
+    params: prefillParams(a, layout, [group / G]),
     buffers: layout.buffers,
     workgroups: [Math.ceil(a.m / (WG / G)), c.numKvHeads * (group / G)],
   });
