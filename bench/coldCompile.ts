@@ -1,7 +1,13 @@
 /**
- * Cold shader-compile cost, kernel by kernel (issue: a newcomer's first run).
+ * Cold shader-compile cost, kernel by kernel, and a command's first run end to end (issue: a
+ * newcomer's first run).
  *
  *   deno run -A bench/coldCompile.ts [--backend vulkan|gl] -- run --policy "else -> snap(k=64)"
+ *   deno run -A bench/coldCompile.ts --end-to-end [-- <task args>]
+ *
+ * With `--end-to-end`, runs `deno task <task args>` (default: README's main command) twice as a
+ * user would, first with an empty Mesa shader cache and then with the cache it left, and prints
+ * both wall times and the compile progress lines of the first run.
  *
  * Runs the given CLI command once in this process and records every compute pipeline it creates
  * (key and WGSL). Then, in a child process with an empty Mesa shader cache, compiles each one on
@@ -21,7 +27,32 @@ interface Recorded {
 
 const args = [...Deno.args];
 if (args[0] === "--probe") await probe(args[1]);
+else if (args[0] === "--end-to-end") await endToEnd(args.slice(1));
 else await collectAndProbe(args);
+
+async function endToEnd(argv: string[]): Promise<void> {
+  const sep = argv.indexOf("--");
+  const task = sep < 0 ? ["run", "--policy", "else -> snap(k=64, pool=21)"] : argv.slice(sep + 1);
+  const cache = await Deno.makeTempDir({ prefix: "mesa-cold-" });
+  try {
+    for (const label of ["empty shader cache", "warm shader cache"]) {
+      const t0 = performance.now();
+      const out = await new Deno.Command(Deno.execPath(), {
+        args: ["task", "-q", ...task],
+        env: { MESA_SHADER_CACHE_DIR: cache, NO_COLOR: "1" },
+        stdin: "null",
+      }).output();
+      const s = (performance.now() - t0) / 1000;
+      const stderr = new TextDecoder().decode(out.stderr);
+      console.log(`deno task ${task.join(" ")}: ${label}: ${s.toFixed(1)} s, exit ${out.code}`);
+      for (const line of stderr.split("\n").filter((l) => l.startsWith("compiling GPU"))) {
+        console.log(`  ${line}`);
+      }
+    }
+  } finally {
+    await Deno.remove(cache, { recursive: true });
+  }
+}
 
 async function collectAndProbe(argv: string[]): Promise<void> {
   const sep = argv.indexOf("--");

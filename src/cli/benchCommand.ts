@@ -97,7 +97,7 @@ export async function benchCommand(args: string[]): Promise<number> {
   });
   const quick = v.quick === true;
   const lengths = parseLengths(
-    (v.lengths as string | undefined) ?? (quick ? "1k,2k" : "1k,4k,16k"),
+    (v.lengths as string | undefined) ?? (quick ? "1k" : "1k,4k,16k"),
   );
   const shapes = ((v.shape as string | undefined) ?? (quick ? "small" : "small,small-mha"))
     .split(",").map((s) => s.trim());

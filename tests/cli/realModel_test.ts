@@ -1,25 +1,15 @@
 /**
- * README's real-model commands, run exactly as written through `deno task` (with the tasks' own
- * permissions) on SmolLM2-135M-Instruct: the setup task, a chat answer that stops at the end of
- * the assistant's turn, and `run --json`'s load report. Skipped visibly when the model has not
- * been fetched (`.ci/run` fetches it).
+ * The real model through `deno task` (with the tasks' own permissions) on SmolLM2-135M-Instruct:
+ * a chat answer that stops at the end of the assistant's turn, and `run --json`'s load report
+ * (README's own commands, setup and the needle demos included, run in `readme_test.ts`). Skipped
+ * visibly when the model has not been fetched (`.ci/run` fetches it).
  */
 import assert from "node:assert/strict";
 import { smollm2Missing } from "../runtime/_smollm2.ts";
 import { runDeno, STACK_TRACE } from "./_helpers.ts";
 
 Deno.test({
-  name: "README: deno task setup finds the model in place",
-  ignore: smollm2Missing(),
-  async fn() {
-    const r = await runDeno(["task", "-q", "setup"]);
-    assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stdout, /SmolLM2-135M-Instruct\.Q4_1\.gguf: present \(sha256 ok\)/);
-  },
-});
-
-Deno.test({
-  name: "README: run --chat on SmolLM2 answers and stops at <|im_end|>",
+  name: "run --chat --json on SmolLM2 answers, stops at <|im_end|> and reports the load",
   ignore: smollm2Missing(),
   async fn() {
     const r = await runDeno([
@@ -46,33 +36,6 @@ Deno.test({
     );
   },
 });
-
-for (
-  const [policy, verdict] of [
-    ["else -> snap(k=256)", "came back"],
-    ["else -> window(sink=4, recent=252)", "did not come back"],
-  ]
-) {
-  Deno.test({
-    name: `README: the SmolLM2 needle demo with ${policy}: the answer ${verdict}`,
-    ignore: smollm2Missing(),
-    async fn() {
-      const r = await runDeno([
-        "task",
-        "-q",
-        "run",
-        "--model",
-        "models/smollm2-135m-instruct",
-        "--policy",
-        policy,
-      ]);
-      assert.equal(r.code, 0, r.stderr);
-      assert.doesNotMatch(r.stderr, STACK_TRACE);
-      assert.match(r.stderr, /a 1022-token haystack hides/);
-      assert.match(r.stderr, new RegExp(`demo: the answer 9792168 ${verdict}\\.`));
-    },
-  });
-}
 
 Deno.test({
   name: "run: --system without --chat, and --chat on a model without a template, are clear errors",
