@@ -76,10 +76,16 @@ Deno.test({
       "--explain",
       "--model",
       MODEL,
+      // a short prompt: the table's shape is the point, and each prompt token costs ~25 ms here
+      "--prompt",
+      "The grass is green. The sky is blue. The special magic number is 9792168. ".repeat(4),
       "else -> snap(k=64)",
     ]);
     assert.equal(run.code, 0, run.stderr);
-    assert.match(run.stdout, /smollm2-135m-instruct: 30 layers × 3 KV heads, \d+-token prompt/);
+    const head = run.stdout.match(
+      /smollm2-135m-instruct: 30 layers × 3 KV heads, (\d+)-token prompt/,
+    );
+    assert.ok(head && Number(head[1]) < 100, `the given prompt, not the demo's: ${head?.[0]}`);
     assert.match(run.stdout, /\nlayer\s+detectors\s+KV head 0\s+KV head 1\s+KV head 2\n/);
     const rows = run.stdout.split("\n").filter((line) => /^\d+\s+r1 snap 64 → 64/.test(line));
     assert.deepEqual(rows.map((line) => Number(line.split(/\s+/)[0])), [...Array(30).keys()]);

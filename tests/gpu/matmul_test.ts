@@ -35,7 +35,7 @@ for (const dtype of DTYPES) {
 }
 
 gpuTest(
-  "matmul: weights split over several bindings (GEMV and GEMM agree with reference)",
+  "matmul F32/F16/BF16: weights split over several bindings (GEMV and GEMM agree with reference)",
   async (ctx) => {
     const rand = rng(11);
     for (const dtype of DTYPES) {
@@ -84,23 +84,26 @@ gpuTest("matmul: the GEMM path also handles m = 1 and row strides", async (ctx) 
   }
 });
 
-gpuTest("matmul: GEMV with several threads per row (the GPU configuration)", async (ctx) => {
-  const rand = rng(13);
-  for (const dtype of DTYPES) {
-    for (const threadsPerRow of [2, 16, 64]) {
-      const [n, k] = [29, 203];
-      const w = encode(randomF32(rand, n * k), dtype);
-      const bias = encode(randomF32(rand, n), dtype);
-      const W = uploadMatrix(ctx, { dtype, shape: [n, k], data: w.bytes });
-      const B = uploadVector(ctx, { dtype, shape: [n], data: bias.bytes });
-      const x = randomF32(rand, k);
-      const X = ctx.upload(x), Y = ctx.createBuffer(n * 4);
-      runAndFree(ctx, [matmul(ctx, { x: X, w: W, y: Y, m: 1, bias: B, threadsPerRow })]);
-      const want = refMatmul(x, w.values, 1, n, k, bias.values);
-      assertClose(await ctx.readF32(Y, 0, n), want, 1e-4, 1e-5, `${dtype} tpr ${threadsPerRow}`);
+gpuTest(
+  "matmul F32/F16/BF16: GEMV with several threads per row (the GPU configuration)",
+  async (ctx) => {
+    const rand = rng(13);
+    for (const dtype of DTYPES) {
+      for (const threadsPerRow of [2, 16, 64]) {
+        const [n, k] = [29, 203];
+        const w = encode(randomF32(rand, n * k), dtype);
+        const bias = encode(randomF32(rand, n), dtype);
+        const W = uploadMatrix(ctx, { dtype, shape: [n, k], data: w.bytes });
+        const B = uploadVector(ctx, { dtype, shape: [n], data: bias.bytes });
+        const x = randomF32(rand, k);
+        const X = ctx.upload(x), Y = ctx.createBuffer(n * 4);
+        runAndFree(ctx, [matmul(ctx, { x: X, w: W, y: Y, m: 1, bias: B, threadsPerRow })]);
+        const want = refMatmul(x, w.values, 1, n, k, bias.values);
+        assertClose(await ctx.readF32(Y, 0, n), want, 1e-4, 1e-5, `${dtype} tpr ${threadsPerRow}`);
+      }
     }
-  }
-});
+  },
+);
 
 gpuTest("matmul: GEMM register tiles and GEMV threads per row, odd sizes", async (ctx) => {
   const rand = rng(23);
@@ -129,7 +132,7 @@ gpuTest("matmul: GEMM register tiles and GEMV threads per row, odd sizes", async
 
 for (const path of ["tiled", "tiled128"] as const) {
   gpuTest(
-    `matmul: the ${path} GEMM (workgroup-memory tiles) on odd sizes, segments, bias, accumulate`,
+    `matmul F32/F16/BF16: the ${path} GEMM (workgroup-memory tiles) on odd sizes, segments, bias, accumulate`,
     async (ctx) => {
       const rand = rng(29);
       for (const dtype of DTYPES) {

@@ -16,10 +16,10 @@ const STEPS = 64;
 /** f32 on both sides, 30 layers: differences come from summation order only. */
 const TOLERANCE = 2e-3;
 
+/** A chat turn (template tokens) and a numeric needle (SmolLM2 splits every digit). */
 const PROMPTS: Record<string, string> = {
   chat: "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face" +
     "<|im_end|>\n<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n",
-  story: "Once upon a time, in a small village by the sea, there lived",
   needle: "The grass is green. The sky is blue. The special magic number for amber-falcon is " +
     "9792168. The sun is yellow. Here we go. There and back again. " +
     "What is the special magic number for amber-falcon? The special magic number for amber-falcon is",
