@@ -19,6 +19,7 @@ import { Engine } from "../runtime/engine.ts";
 import type { ModelConfig } from "../model/types.ts";
 import { intFlag, optionalIntFlag, parseFlags } from "./args.ts";
 import { UserError } from "./errors.ts";
+import { prepareOutputFile, writeOutput } from "./outputs.ts";
 import { formatBytes } from "./summary.ts";
 
 /** Prompt length from which `--long-repeats` applies. */
@@ -95,6 +96,7 @@ export async function benchCommand(args: string[]): Promise<number> {
     out: { type: "string" },
     model: { type: "string" },
   });
+  if (typeof v.out === "string") prepareOutputFile("bench", v.out, "bench");
   const quick = v.quick === true;
   const lengths = parseLengths(
     (v.lengths as string | undefined) ?? (quick ? "1k" : "1k,4k,16k"),
@@ -225,6 +227,6 @@ export async function benchCommand(args: string[]): Promise<number> {
     "[NOTES.md](NOTES.md).",
   ].filter((l, i, a) => l !== "" || a[i - 1] !== "").join("\n");
   console.log(text);
-  if (typeof v.out === "string") Deno.writeTextFileSync(v.out, text + "\n");
+  if (typeof v.out === "string") writeOutput("bench", v.out, text + "\n");
   return 0;
 }

@@ -10,6 +10,7 @@ import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { intFlag, parseFlags } from "./args.ts";
 import { UserError } from "./errors.ts";
+import { prepareOutputDir, writeOutput } from "./outputs.ts";
 import { readPolicySource } from "./policySource.ts";
 import { compileOrThrow } from "../plan/compile.ts";
 import type { EvalEngine } from "../eval/engine.ts";
@@ -159,6 +160,9 @@ function checkSuiteFitsModel(header: ModelHeader, suite: EvalSuite): void {
   }
 }
 
+/** The files `--out DIR` holds. */
+const REPORT_FILES = ["report.html", "results.json"];
+
 /** Runs `eval` with `args` (the words after `eval`); returns the exit code. */
 export async function evalCommand(args: string[], deps: EvalCommandDeps): Promise<number> {
   const { values } = parseFlags("eval", args, {
@@ -186,6 +190,8 @@ export async function evalCommand(args: string[], deps: EvalCommandDeps): Promis
   const suite = readSuite(values, model.path);
   checkSuiteFitsModel(await readModelHeader(model), suite);
   const policies = readPolicies((values.policy as string[] | undefined) ?? []);
+  const out = typeof values.out === "string" ? values.out : undefined;
+  if (out !== undefined) prepareOutputDir("eval", out, REPORT_FILES, "out");
   const engine = await deps.openEngine(model.path);
   const sink = deps.progress ?? stderrSink();
   let progress: ProgressLine | undefined;
@@ -207,15 +213,9 @@ export async function evalCommand(args: string[], deps: EvalCommandDeps): Promis
   progress?.finish();
   const json = reportToJson(report);
   print(values.json ? JSON.stringify(json, null, 2) : renderSummaryTable(report));
-  if (typeof values.out === "string") {
-    const out = values.out;
-    try {
-      Deno.mkdirSync(out, { recursive: true });
-      Deno.writeTextFileSync(join(out, "report.html"), renderHtmlReport(report));
-      Deno.writeTextFileSync(join(out, "results.json"), JSON.stringify(json, null, 2) + "\n");
-    } catch (e) {
-      throw new UserError(`--out: cannot write to '${out}': ${(e as Error).message}`);
-    }
+  if (out !== undefined) {
+    writeOutput("eval", join(out, "report.html"), renderHtmlReport(report));
+    writeOutput("eval", join(out, "results.json"), JSON.stringify(json, null, 2) + "\n");
     sink.write(`wrote ${join(out, "report.html")} and ${join(out, "results.json")}\n`);
   }
   return 0;

@@ -1,6 +1,7 @@
 /**
  * `deno task fmt P.kvp... [--check]`: rewrites policies in canonical form; `--check` only
- * reports (exit 1 when a policy is not canonical). Inline policies are printed formatted.
+ * reports (exit 1 when a policy is not canonical). Inline policies are printed formatted. Files
+ * are replaced atomically; canonical text is UTF-8 without a byte order mark, with LF line ends.
  *
  * @module
  */
@@ -8,6 +9,7 @@
 import { renderDiagnostics } from "../policy/diagnostics.ts";
 import { formatPolicy } from "../policy/format.ts";
 import { parsePolicy } from "../policy/parse.ts";
+import { writeFileAtomicSync } from "../atomicWrite.ts";
 import { parseFlags } from "./args.ts";
 import { UserError } from "./errors.ts";
 import { readPolicySource } from "./policySource.ts";
@@ -16,6 +18,24 @@ import { readPolicySource } from "./policySource.ts";
 export const FMT_USAGE = `usage: deno task fmt POLICY... [--check]
   rewrites each .kvp file in canonical form (inline policies are printed)
   --check  change nothing; exit 1 if any policy is not canonical`;
+
+/**
+ * Replaces a policy file with its canonical text, atomically ({@link writeFileAtomicSync}): on a
+ * full disk or a read-only folder the file keeps its old text and the error says so. A link is
+ * kept and the file it names is rewritten; the file's permission bits are kept.
+ */
+function rewrite(file: string, text: string): void {
+  let target = file;
+  try {
+    target = Deno.realPathSync(file);
+    writeFileAtomicSync(target, text, { mode: (Deno.statSync(target).mode ?? 0o644) & 0o7777 });
+  } catch (e) {
+    const why = e instanceof Error ? e.message : String(e);
+    throw new UserError(
+      `cannot rewrite ${file}${target !== file ? ` (${target})` : ""}: ${why}; it is unchanged`,
+    );
+  }
+}
 
 /** Runs `fmt`; returns the exit code. */
 export function fmtCommand(args: string[]): number {
@@ -39,7 +59,7 @@ export function fmtCommand(args: string[]): number {
       continue;
     }
     const formatted = formatPolicy(parsed.ast);
-    const canonical = formatted === source.text;
+    const canonical = formatted === source.text && !source.bom;
     if (values.check) {
       if (!canonical) {
         console.error(`${source.file}: not canonical (run: deno task fmt ${arg})`);
@@ -48,7 +68,7 @@ export function fmtCommand(args: string[]): number {
     } else if (source.inline) {
       console.log(formatted.trimEnd());
     } else if (!canonical) {
-      Deno.writeTextFileSync(source.file, formatted);
+      rewrite(source.file, formatted);
       console.log(`formatted ${source.file}`);
     }
   }

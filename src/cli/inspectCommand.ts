@@ -15,6 +15,7 @@ import { demoPromptFor } from "./demoPrompt.ts";
 import { generateWithPlan } from "../runtime/planGeneration.ts";
 import { parseFlags } from "./args.ts";
 import { UserError } from "./errors.ts";
+import { prepareOutputDir, writeOutput } from "./outputs.ts";
 import { loadPolicy } from "./policyLoader.ts";
 import { DEFAULT_MODEL_DIR, DEMO_MODEL_DIR, readPromptText } from "./prompt.ts";
 
@@ -46,6 +47,9 @@ export async function inspectCommand(args: string[]): Promise<number> {
     allowPlugins: v["allow-plugins"] === true,
     plugins: (v.plugin as string[] | undefined) ?? [],
   });
+  if (typeof v.out === "string") {
+    prepareOutputDir("inspect", v.out, ["kept.html", "trace.json"], "out");
+  }
   const hasPrompt = v.prompt !== undefined || v["prompt-file"] !== undefined;
   const modelDir = (v.model as string | undefined) ??
     (hasPrompt ? DEFAULT_MODEL_DIR : DEMO_MODEL_DIR);
@@ -83,33 +87,27 @@ export async function inspectCommand(args: string[]): Promise<number> {
     });
     if (typeof v.out === "string") {
       const out = v.out;
-      try {
-        Deno.mkdirSync(out, { recursive: true });
-        const html = renderKeptTokens({
-          title: plan.name ?? source.file,
-          policySource: source.text,
-          model: modelDir.split("/").filter(Boolean).at(-1) ?? modelDir,
-          tokens: ids.map((id) => tok.decode([id])),
-          layers: trace.map((layer) => ({
-            lazyScore: layer.lazy_score,
-            lazy: layer.lazy,
-            heads: layer.heads.map((h) => ({
-              pipeline: h.pipeline,
-              kept: h.kept,
-              retrievalScore: (h as { retrieval_score?: number }).retrieval_score,
-            })),
+      const html = renderKeptTokens({
+        title: plan.name ?? source.file,
+        policySource: source.text,
+        model: modelDir.split("/").filter(Boolean).at(-1) ?? modelDir,
+        tokens: ids.map((id) => tok.decode([id])),
+        layers: trace.map((layer) => ({
+          lazyScore: layer.lazy_score,
+          lazy: layer.lazy,
+          heads: layer.heads.map((h) => ({
+            pipeline: h.pipeline,
+            kept: h.kept,
+            retrievalScore: (h as { retrieval_score?: number }).retrieval_score,
           })),
-        });
-        Deno.writeTextFileSync(`${out}/kept.html`, html);
-        Deno.writeTextFileSync(
-          `${out}/trace.json`,
-          JSON.stringify({ plan, trace }, null, 2) + "\n",
-        );
-      } catch (e) {
-        throw new UserError(
-          `--out: cannot write to '${out}': ${e instanceof Error ? e.message : e}`,
-        );
-      }
+        })),
+      });
+      writeOutput("inspect", `${out}/kept.html`, html);
+      writeOutput(
+        "inspect",
+        `${out}/trace.json`,
+        JSON.stringify({ plan, trace }, null, 2) + "\n",
+      );
       console.error(`wrote ${out}/kept.html and ${out}/trace.json`);
     }
     return 0;

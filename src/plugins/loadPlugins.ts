@@ -19,15 +19,43 @@ export class PluginLoadError extends Error {
   }
 }
 
-/** Resolves a plugin path against the directory of the policy that names it. */
+/** File endings Deno imports as modules; a plugin is one of these. */
+const MODULE_ENDINGS = /\.(ts|mts|js|mjs)$/;
+
+/**
+ * Resolves a plugin path against the directory of the policy that names it — an allow-list: a
+ * plain local path (no URL scheme in any case: `npm:`, `HTTPS:`, `data:`, `file:` … are refused),
+ * resolved through links to a regular file that exists and ends in .ts, .mts, .js or .mjs.
+ * Plugin code may still import what it likes; the user vouched for it with `--allow-plugins`.
+ */
 export function resolvePluginUrl(path: string, baseDir: string): URL {
-  if (/^(https?|jsr|npm):/.test(path)) {
+  if (/^[a-z][a-z0-9+.-]*:/i.test(path)) {
     throw new PluginLoadError(
-      `plugin '${path}': only local files load (kvpolicy runs without network access)`,
+      `plugin '${path}': only local files load (a path like "./press.ts", not a URL)`,
     );
   }
-  const base = new URL(`file://${baseDir.endsWith("/") ? baseDir : baseDir + "/"}`);
-  return new URL(path, base);
+  if (path.trim() === "" || path.includes("\0")) {
+    throw new PluginLoadError(`plugin '${path}': not a file path`);
+  }
+  const base = baseDir.endsWith("/") ? baseDir : baseDir + "/";
+  const joined = path.startsWith("/") ? path : base + path;
+  let real: string;
+  try {
+    real = Deno.realPathSync(joined);
+  } catch {
+    throw new PluginLoadError(`plugin '${path}': no such file (${joined})`);
+  }
+  let isFile = false;
+  try {
+    isFile = Deno.statSync(real).isFile;
+  } catch { /* reported below */ }
+  if (!isFile) throw new PluginLoadError(`plugin '${path}': ${real} is not a regular file`);
+  if (!MODULE_ENDINGS.test(real)) {
+    throw new PluginLoadError(`plugin '${path}': a plugin is a .ts, .mts, .js or .mjs module`);
+  }
+  const url = new URL("file:///");
+  url.pathname = real;
+  return url;
 }
 
 function checkPlugin(p: unknown, where: string): PluginSchema {

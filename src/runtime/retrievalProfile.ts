@@ -6,11 +6,13 @@
  * chunks on a fresh f32 cache; after each layer's attention the `probeScores` kernel accumulates
  * every query head's echo and induction attention; the per-KV-head score is the max over its
  * group. {@link retrievalProfile} caches those SCORES (not a verdict: any `retrieval(...)`
- * parameters select from them) as YAML, by default `<model>/kvpolicy-retrieval.yaml` (a GGUF
- * file's beside it, `<file>.kvpolicy-retrieval.yaml`), or
- * `$KVPOLICY_CACHE_DIR/kvpolicy-retrieval-<hash>.yaml`. A profile is reused when its model hash,
- * probe seed and block cap match, and recomputed (and rewritten) otherwise. When it cannot be
- * written (no --allow-write, read-only folder) the scores are used anyway and one warning goes to
+ * parameters select from them) as YAML in a cache folder of ours,
+ * `<cache>/kvpolicy-retrieval-<hash>.yaml` (`<cache>`: `$KVPOLICY_CACHE_DIR`, else `.cache/` in
+ * the checkout), written atomically and never through a link. A model folder is read-only input:
+ * a profile shipped beside the model (`<model>/kvpolicy-retrieval.yaml`, for a GGUF file
+ * `<file>.kvpolicy-retrieval.yaml`) is read, never written. A profile is reused when its model
+ * hash, probe seed and block cap match, and recomputed (and cached) otherwise. When it cannot be
+ * cached (no permission, read-only folder) the scores are used anyway and one warning goes to
  * stderr.
  *
  * Deviation from RazorAttention (METHODS.md allows scaling the block): on software adapters
@@ -21,6 +23,8 @@
  */
 
 import { parse, stringify } from "yaml";
+import { writeFileAtomicSync } from "../atomicWrite.ts";
+import { readBoundedFile } from "../model/readBounded.ts";
 import { isGgufPath } from "../model/ggufModel.ts";
 import type { ModelConfig } from "../model/types.ts";
 import {
@@ -172,27 +176,42 @@ export async function retrievalScores(
 }
 
 /**
- * Where the profile of the model in `modelDir` with hash `hash` lives: `<modelDir>/`
- * {@link PROFILE_FILE} (for a GGUF file, `<file>.`{@link PROFILE_FILE} beside it), or
- * `<cacheDir>/kvpolicy-retrieval-<first 16 hex of hash>.yaml`. `cacheDir` undefined:
- * $KVPOLICY_CACHE_DIR when set; `null`: next to the model regardless.
+ * The profile a model ships with (read, never written: a model folder is input): for a folder
+ * `<modelDir>/`{@link PROFILE_FILE}, for a GGUF file `<file>.`{@link PROFILE_FILE} beside it.
  */
-export function profilePath(modelDir: string, hash: string, cacheDir?: string | null): string {
-  const dir = cacheDir === undefined ? envCacheDir() : cacheDir;
-  if (dir) return `${dir}/kvpolicy-retrieval-${hash.slice(0, 16)}.yaml`;
+export function shippedProfilePath(modelDir: string): string {
   return isGgufPath(modelDir) ? `${modelDir}.${PROFILE_FILE}` : `${modelDir}/${PROFILE_FILE}`;
 }
 
-function envCacheDir(): string | undefined {
+/** The largest profile read: 16 MiB (a 128-layer, 128-head profile is under 2 MiB). */
+const PROFILE_FILE_LIMIT = 16 * 1024 * 1024;
+
+/** The project's own cache folder, `.cache/` in the checkout (git-ignored). */
+export const PROJECT_CACHE_DIR: string = new URL("../../.cache", import.meta.url).pathname;
+
+/**
+ * Where computed profiles are cached: `$KVPOLICY_CACHE_DIR` when set (and readable: the tasks
+ * grant it), else {@link PROJECT_CACHE_DIR}.
+ */
+export function defaultCacheDir(): string {
   // Without --allow-env there is no override (and no permission prompt).
   const env = Deno.permissions.querySync({ name: "env", variable: "KVPOLICY_CACHE_DIR" });
-  return env.state === "granted" ? Deno.env.get("KVPOLICY_CACHE_DIR") || undefined : undefined;
+  const set = env.state === "granted" ? Deno.env.get("KVPOLICY_CACHE_DIR") : undefined;
+  return set || PROJECT_CACHE_DIR;
+}
+
+/**
+ * Where the computed profile of the model with hash `hash` is cached:
+ * `<cacheDir>/kvpolicy-retrieval-<first 16 hex of hash>.yaml` (default {@link defaultCacheDir}).
+ */
+export function profilePath(hash: string, cacheDir: string = defaultCacheDir()): string {
+  return `${cacheDir}/kvpolicy-retrieval-${hash.slice(0, 16)}.yaml`;
 }
 
 /** Options of {@link retrievalProfile}. */
 export interface RetrievalProfileOptions extends RetrievalScoreOptions {
-  /** Profile folder: default $KVPOLICY_CACHE_DIR, else the model's; `null`: the model's. */
-  cacheDir?: string | null;
+  /** Cache folder for computed profiles (default {@link defaultCacheDir}). */
+  cacheDir?: string;
   /** `false`: compute without reading or writing a profile. */
   cache?: boolean;
 }
@@ -227,21 +246,22 @@ export async function retrievalProfile(
     const scores = await retrievalScores(engine, { seed, block: blockCap });
     return { ...scores, modelHash: hash, computed: true, path: null, saved: false };
   }
-  const path = profilePath(modelDir, hash, opts.cacheDir);
-  const found = await readProfile(path, engine.config);
-  if (
-    found && found.modelHash === hash && found.probe.seed === seed &&
-    found.probe.blockCap === blockCap
-  ) {
-    return { ...found, computed: false, path, saved: true };
+  const path = profilePath(hash, opts.cacheDir);
+  const matches = (p: Awaited<ReturnType<typeof readProfile>>) =>
+    p !== null && p.modelHash === hash && p.probe.seed === seed && p.probe.blockCap === blockCap;
+  for (const candidate of [path, shippedProfilePath(modelDir)]) {
+    const found = await readProfile(candidate, engine.config);
+    if (found && matches(found)) return { ...found, computed: false, path: candidate, saved: true };
   }
   const scores = await retrievalScores(engine, { seed, block: blockCap });
   const profile = { ...scores, modelHash: hash, computed: true, path, saved: false };
-  let problem = "no write permission (--allow-write)";
+  const dir = path.slice(0, path.lastIndexOf("/"));
+  let problem = `no write permission for ${dir}`;
   // Query first: writing without the permission would prompt on a terminal.
-  if (Deno.permissions.querySync({ name: "write", path }).state === "granted") {
+  if (Deno.permissions.querySync({ name: "write", path: dir }).state === "granted") {
     try {
-      await Deno.writeTextFile(path, formatProfile(profile, hashDescription(modelDir)));
+      Deno.mkdirSync(dir, { recursive: true });
+      writeFileAtomicSync(path, formatProfile(profile, hashDescription(modelDir)));
       profile.saved = true;
     } catch (e) {
       problem = (e as Error).message;
@@ -302,7 +322,8 @@ export async function readProfile(
     return { echo: list.map((x) => num(x.echo)), induction: list.map((x) => num(x.induction)) };
   };
   try {
-    const doc = parse(await Deno.readTextFile(path));
+    const bytes = await readBoundedFile(path, PROFILE_FILE_LIMIT, "a retrieval profile");
+    const doc = parse(new TextDecoder().decode(bytes));
     if (doc?.format !== PROFILE_FORMAT || doc.layers?.length !== config.numLayers) return null;
     const { seed, block, block_cap, offset, length } = doc.probe;
     const layers: { kv_heads: Entry[]; query_heads: Entry[] }[] = doc.layers;

@@ -85,6 +85,26 @@ Deno.test("check refuses plugin imports without --allow-plugins, naming the impo
   );
 });
 
+Deno.test("check --allow-plugins loads local files only: no URL of any scheme or case runs", async () => {
+  const lock = await Deno.readTextFile(`${ROOT}/deno.lock`).catch(() => null);
+  const tries: string[][] = [
+    ["check", "--allow-plugins", 'use "NPM:left-pad@1.3.0"; else -> full'],
+    ["check", "--allow-plugins", 'use "HTTPS://example.com/p.ts"; else -> full'],
+    ["check", "--allow-plugins", 'use "JSR:@std/path"; else -> full'],
+    ["check", "--allow-plugins", 'use "data:text/javascript,Deno.exit(7)"; else -> full'],
+    ["check", "--allow-plugins", "--plugin", "data:text/javascript,Deno.exit(7)", "else -> full"],
+    ["check", "--allow-plugins", "--plugin", "Data:text/javascript,Deno.exit(7)", "else -> full"],
+  ];
+  for (const args of tries) {
+    const r = await cli(...args);
+    assert.equal(r.code, 1, `${args.join(" ")}\n${r.stderr}`);
+    assert.match(r.stderr, /only local files load/, args.join(" "));
+    assert.doesNotMatch(r.stderr, STACK_TRACE);
+  }
+  const after = await Deno.readTextFile(`${ROOT}/deno.lock`).catch(() => null);
+  assert.equal(after, lock, "deno.lock untouched");
+});
+
 Deno.test("bad flags and missing files are user errors (exit 1)", async () => {
   const r = await cli("check", "--nope", "x");
   assert.equal(r.code, 1);

@@ -47,7 +47,7 @@ Deno.test("bad plugin modules give clear errors naming the file", async () => {
     await assert.rejects(load("broken.ts"), /cannot load plugin .*broken\.ts/);
     await assert.rejects(load("noselect.ts"), /press 'x' selects entries but has no select\(\)/);
     await assert.rejects(load("clash.ts"), /a press named 'snap' is already registered/);
-    await assert.rejects(load("missing.ts"), /cannot load plugin .*missing\.ts/);
+    assert.throws(() => resolvePluginUrl("missing.ts", dir), /'missing\.ts': no such file/);
     assert.throws(() => resolvePluginUrl("https://example.com/p.ts", dir), /only local files load/);
   } finally {
     await Deno.remove(dir, { recursive: true });
@@ -79,4 +79,40 @@ Deno.test("sinky flags layers whose last query rests on the first tokens", async
     lastQueryAttention: (l: number) => Promise.resolve(attention[l]),
   }, { threshold: 0.5, sink: 2 });
   assert.deepEqual(verdict, [true, false]);
+});
+
+Deno.test("plugin paths are an allow-list: URL schemes in any case, folders, FIFOs, non-modules", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    Deno.writeTextFileSync(`${dir}/p.ts`, "export const plugins = [];\n");
+    Deno.writeTextFileSync(`${dir}/notes.txt`, "x");
+    Deno.mkdirSync(`${dir}/folder.ts`);
+    Deno.symlinkSync(`${dir}/p.ts`, `${dir}/link.ts`);
+    new Deno.Command("mkfifo", { args: [`${dir}/fifo.ts`] }).outputSync();
+    const schemes = ["npm", "jsr", "http", "https", "data", "file", "blob", "node", "ftp", "c"];
+    for (const scheme of schemes) {
+      for (
+        const spelled of [scheme, scheme.toUpperCase(), scheme[0].toUpperCase() + scheme.slice(1)]
+      ) {
+        for (const rest of ["x", "//example.com/p.ts", "text/javascript,export default 1"]) {
+          assert.throws(
+            () => resolvePluginUrl(`${spelled}:${rest}`, dir),
+            (e) => e instanceof PluginLoadError && /only local files load/.test(e.message),
+            `${spelled}:${rest}`,
+          );
+        }
+      }
+    }
+    assert.throws(() => resolvePluginUrl("folder.ts", dir), /is not a regular file/);
+    assert.throws(() => resolvePluginUrl("fifo.ts", dir), /is not a regular file/);
+    assert.throws(() => resolvePluginUrl("notes.txt", dir), /a \.ts, \.mts, \.js or \.mjs module/);
+    assert.throws(() => resolvePluginUrl("", dir), /not a file path/);
+    // a link resolves to the file it names; relative and absolute paths both work
+    const real = Deno.realPathSync(`${dir}/p.ts`);
+    assert.equal(resolvePluginUrl("link.ts", dir).pathname, real);
+    assert.equal(resolvePluginUrl(`${dir}/p.ts`, "/").pathname, real);
+    assert.equal(resolvePluginUrl("../p.ts", `${dir}/folder.ts`).pathname, real);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

@@ -5,7 +5,13 @@
  */
 import assert from "node:assert/strict";
 import { hashDescription, modelHash } from "../../src/runtime/modelHash.ts";
-import { formatProfile, PROFILE_FILE, profilePath } from "../../src/runtime/retrievalProfile.ts";
+import {
+  defaultCacheDir,
+  formatProfile,
+  PROFILE_FILE,
+  profilePath,
+  shippedProfilePath,
+} from "../../src/runtime/retrievalProfile.ts";
 
 const MIB = 1024 * 1024;
 
@@ -34,14 +40,12 @@ Deno.test("model hash of a GGUF: size, first 4 MiB and last 64 KiB; the middle i
   }
 });
 
-Deno.test("profile path: beside a GGUF file, in the cache folder when given; HF folders unchanged", () => {
+Deno.test("profile paths: computed ones in the cache folder, shipped ones beside the model", () => {
   const hash = "0123456789abcdef".repeat(4);
-  assert.equal(profilePath("/m/x.Q4_1.gguf", hash, null), `/m/x.Q4_1.gguf.${PROFILE_FILE}`);
-  assert.equal(
-    profilePath("/m/x.Q4_1.gguf", hash, "/cache"),
-    "/cache/kvpolicy-retrieval-0123456789abcdef.yaml",
-  );
-  assert.equal(profilePath("/m/llama", hash, null), `/m/llama/${PROFILE_FILE}`);
+  assert.equal(shippedProfilePath("/m/x.Q4_1.gguf"), `/m/x.Q4_1.gguf.${PROFILE_FILE}`);
+  assert.equal(shippedProfilePath("/m/llama"), `/m/llama/${PROFILE_FILE}`);
+  assert.equal(profilePath(hash, "/cache"), "/cache/kvpolicy-retrieval-0123456789abcdef.yaml");
+  assert.ok(profilePath(hash).startsWith(defaultCacheDir() + "/"));
   assert.match(hashDescription("/m/x.gguf"), /GGUF file's size, first 4 MiB and last 64 KiB/);
   assert.match(hashDescription("/m/llama"), /config\.json \+ per \*\.safetensors/);
   const scores = {

@@ -1,7 +1,7 @@
 /**
  * The `retrieval` detector (RazorAttention) on the real runtime: GPU probe scores equal the CPU
  * reference model's; on models/planted-needle head 1.0 (the only induction head) ranks first,
- * the profile is written, reused and recomputed when the model changes, and the design card's
+ * the profile is cached outside the model folder, reused and recomputed when the model changes, and the design card's
  * policy answers the needle with a several-times smaller cache.
  */
 import assert from "node:assert/strict";
@@ -14,9 +14,11 @@ import {
 } from "../../src/plugins/retrievalDetector.ts";
 import { demoPrompt } from "../../src/cli/demoPrompt.ts";
 import { Engine } from "../../src/runtime/engine.ts";
+import { modelHash } from "../../src/runtime/modelHash.ts";
 import {
   cappedProbe,
   PROFILE_FILE,
+  profilePath,
   retrievalProfile,
   retrievalScores,
   retrievalScoresTable,
@@ -96,20 +98,38 @@ Deno.test("retrieval: on the default model (tiny-needle) GPU probe scores equal 
   }
 });
 
-Deno.test("retrieval: the profile is written, reused, and recomputed when the model changes", async () => {
+Deno.test("retrieval: the profile is cached outside the model, reused, and recomputed when the model changes", async () => {
   const dir = await Deno.makeTempDir({ prefix: "kvpolicy-retrieval-" });
+  const cacheDir = await Deno.makeTempDir({ prefix: "kvpolicy-cache-" });
   try {
     for await (const e of Deno.readDir(MODEL)) {
-      if (e.isFile) await Deno.copyFile(`${MODEL}/${e.name}`, `${dir}/${e.name}`);
+      // without the shipped profile, so that the probe runs
+      if (e.isFile && e.name !== PROFILE_FILE) {
+        await Deno.copyFile(`${MODEL}/${e.name}`, `${dir}/${e.name}`);
+      }
     }
     await Deno.chmod(dir, 0o755);
-    const opts = { block: 64, cacheDir: null }; // a 257-token probe; next to the model
+    const modelFiles = () => [...Deno.readDirSync(dir)].map((e) => e.name).sort();
+    const shippedFiles = modelFiles();
+    // A link where the profile goes must be replaced, never written through.
+    const outside = `${cacheDir}/outside.txt`;
+    await Deno.writeTextFile(outside, "not yours\n");
+    const opts = { block: 64, cacheDir }; // a 257-token probe
     let engine = await Engine.open(dir);
     try {
+      const hash = await modelHash(dir);
+      await Deno.symlink(outside, profilePath(hash, cacheDir));
       const first = await retrievalProfile(engine, opts);
       assert.equal(first.computed, true);
       assert.equal(first.saved, true);
-      assert.equal(first.path, `${dir}/${PROFILE_FILE}`);
+      assert.equal(first.path, profilePath(hash, cacheDir));
+      assert.equal(
+        await Deno.readTextFile(outside),
+        "not yours\n",
+        "the link's target is untouched",
+      );
+      assert.ok(!(await Deno.lstat(first.path!)).isSymlink, "the link was replaced by the profile");
+      assert.deepEqual(modelFiles(), shippedFiles, "nothing written into the model folder");
       const text = await Deno.readTextFile(first.path!);
       assert.match(text, new RegExp(`model_hash: ${first.modelHash}`));
       assert.match(text, /block: 64/);
@@ -122,28 +142,36 @@ Deno.test("retrieval: the profile is written, reused, and recomputed when the mo
       assert.deepEqual(again.queryHeads, first.queryHeads);
       // Another block cap is another probe: recomputed.
       assert.equal((await retrievalProfile(engine, { ...opts, block: 32 })).computed, true);
+      // A profile shipped beside the model is read (a copy of the cached one, now block 32).
+      await Deno.copyFile(first.path!, `${dir}/${PROFILE_FILE}`);
+      const shipped = await retrievalProfile(engine, { block: 32, cacheDir: `${cacheDir}/empty` });
+      assert.equal(shipped.computed, false);
+      assert.equal(shipped.path, `${dir}/${PROFILE_FILE}`);
+      await Deno.remove(`${dir}/${PROFILE_FILE}`);
     } finally {
       engine.close();
     }
-    // A changed config.json changes the model hash: recomputed and rewritten.
+    // A changed config.json changes the model hash: recomputed and cached under the new hash.
     const config = JSON.parse(await Deno.readTextFile(`${dir}/config.json`));
     await Deno.chmod(`${dir}/config.json`, 0o644);
     await Deno.writeTextFile(`${dir}/config.json`, JSON.stringify({ ...config, note: "edited" }));
     engine = await Engine.open(dir);
     try {
-      const before = await Deno.readTextFile(`${dir}/${PROFILE_FILE}`);
       const changed = await retrievalProfile(engine, opts);
       assert.equal(changed.computed, true);
       assert.equal(changed.saved, true);
-      const after = await Deno.readTextFile(`${dir}/${PROFILE_FILE}`);
-      assert.notEqual(after, before);
-      assert.match(after, new RegExp(`model_hash: ${changed.modelHash}`));
+      assert.equal(changed.path, profilePath(await modelHash(dir), cacheDir));
+      assert.match(
+        await Deno.readTextFile(changed.path!),
+        new RegExp(`model_hash: ${changed.modelHash}`),
+      );
       assert.equal((await retrievalProfile(engine, opts)).computed, false);
     } finally {
       engine.close();
     }
   } finally {
     await Deno.remove(dir, { recursive: true });
+    await Deno.remove(cacheDir, { recursive: true });
   }
 });
 

@@ -1,0 +1,83 @@
+/**
+ * Named outputs (`eval --out DIR`, `inspect --out DIR`, `bench --out FILE`), checked before any
+ * work starts: the task's permission covers the path (the tasks may write only under their
+ * documented folders: `out/` for eval and inspect, `bench/` for bench), an existing path is of the
+ * right kind, and the folder exists. Files are then written atomically
+ * ({@link writeFileAtomicSync}): a link among the outputs is replaced, never followed.
+ *
+ * @module
+ */
+
+import { writeFileAtomicSync } from "../atomicWrite.ts";
+import { UserError } from "./errors.ts";
+
+function writable(path: string): boolean {
+  return Deno.permissions.querySync({ name: "write", path }).state === "granted";
+}
+
+function lstatOrNull(path: string): Deno.FileInfo | null {
+  try {
+    return Deno.lstatSync(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return null;
+    throw new UserError(`cannot inspect '${path}': ${(e as Error).message}`);
+  }
+}
+
+/**
+ * Prepares `--out DIR` for `files` before the work: refuses a path the task may not write (naming
+ * the folder it may: `allowed`), a path that is a file, or a link; creates the folder; says on
+ * stderr which earlier outputs will be replaced.
+ */
+export function prepareOutputDir(
+  command: string,
+  dir: string,
+  files: string[],
+  allowed: string,
+): void {
+  if (!writable(dir)) {
+    throw new UserError(
+      `${command} --out '${dir}': the ${command} task writes only under ${allowed}/ ` +
+        `(choose --out ${allowed}/NAME)`,
+    );
+  }
+  const info = lstatOrNull(dir);
+  if (info?.isSymlink) throw new UserError(`${command} --out '${dir}' is a link; name a folder`);
+  if (info && !info.isDirectory) {
+    throw new UserError(`${command} --out '${dir}' exists and is not a folder`);
+  }
+  try {
+    Deno.mkdirSync(dir, { recursive: true });
+  } catch (e) {
+    throw new UserError(`${command} --out: cannot create '${dir}': ${(e as Error).message}`);
+  }
+  const earlier = files.filter((f) => lstatOrNull(`${dir}/${f}`) !== null);
+  if (earlier.length) {
+    console.error(`${command}: ${earlier.join(" and ")} in ${dir} will be replaced`);
+  }
+}
+
+/** Checks `--out FILE` before the work: the task may write it and it is not a folder. */
+export function prepareOutputFile(command: string, file: string, allowed: string): void {
+  if (!writable(file)) {
+    throw new UserError(
+      `${command} --out '${file}': the ${command} task writes only under ${allowed}/ ` +
+        `(choose --out ${allowed}/NAME)`,
+    );
+  }
+  const info = lstatOrNull(file);
+  if (info?.isDirectory) throw new UserError(`${command} --out '${file}' is a folder; name a file`);
+  const slash = file.lastIndexOf("/");
+  if (slash > 0 && !lstatOrNull(file.slice(0, slash))?.isDirectory) {
+    throw new UserError(`${command} --out '${file}': no folder ${file.slice(0, slash)}`);
+  }
+}
+
+/** Writes one named output atomically; failures are user errors naming the file. */
+export function writeOutput(command: string, path: string, text: string): void {
+  try {
+    writeFileAtomicSync(path, text);
+  } catch (e) {
+    throw new UserError(`${command} --out: cannot write '${path}': ${(e as Error).message}`);
+  }
+}
