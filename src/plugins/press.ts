@@ -15,6 +15,8 @@
  * @module
  */
 
+import type { ParamValue, PressSchema } from "./schema.ts";
+
 /**
  * Everything a press may ask the runtime about one layer at the end of prefill. Each press
  * states which members it uses (through `Pick<…>`), so the runtime computes only those.
@@ -152,4 +154,15 @@ export function averageOverGroups(
     out.push(mean);
   }
   return out;
+}
+
+/**
+ * Whether a press with these parameters keeps the cache bounded by evicting while decoding (a
+ * rolling window): its schema has `bound` and `bound` does not return `null` for them.
+ */
+export function evictsWhileDecoding(
+  schema: { bound?: PressSchema["bound"] } | undefined,
+  call: { params: Record<string, ParamValue> },
+): boolean {
+  return schema?.bound?.(call.params, 1) != null;
 }

@@ -86,12 +86,13 @@ export interface PressSchema {
   select?: (input: LayerScoresInput, params: Record<string, ParamValue>) => number[][];
   /**
    * Runtime, for presses bounded while decoding by evicting the oldest non-sink entry: the
-   * per-head capacity and the first evictable row, given the prompt length.
+   * per-head capacity and the first evictable row, given the prompt length; `null` when these
+   * parameters do not bound the cache (then the press acts once, after prefill).
    */
   bound?: (
     params: Record<string, ParamValue>,
     promptLength: number,
-  ) => { capacity: number; ringStart: number };
+  ) => { capacity: number; ringStart: number } | null;
 }
 
 /** A detector's schema: registered under `name`, usable as a selector. */

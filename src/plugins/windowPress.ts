@@ -7,6 +7,12 @@ import type { Budget, PressSchema } from "./schema.ts";
  * StreamingLLM (Xiao et al., 2023, arXiv 2309.17453; mit-han-lab/streaming-llm): keep the first
  * `sink` entries and the last `recent` ones, evicting the oldest non-sink entry as tokens arrive.
  * Official defaults: start 4, recent 2000. Original positions are kept (no re-rotation).
+ *
+ * `decode=grow` is SimLayerKV's lazy-layer cache instead (Zhang et al., 2024, arXiv 2410.13846;
+ * sail-sg/SimLayerKV `SimLayerKV_attention_llama.py`, decode path): cut once to the first `sink`
+ * and last `recent` entries when the layer is found lazy, then append every generated token
+ * without evicting. `decode=auto` (the default) resolves when the policy is checked: `grow` on a
+ * `layers lazy` rule, `roll` everywhere else.
  */
 export const windowPress: PressSchema = {
   kind: "press",
@@ -21,14 +27,34 @@ export const windowPress: PressSchema = {
       default: { tokens: 2000 },
       doc: "most recent entries kept",
     },
+    {
+      name: "decode",
+      type: { kind: "enum", values: ["roll", "grow"] },
+      default: null,
+      doc: "roll: evict the oldest non-sink entry per new token (StreamingLLM); grow: cut once, " +
+        "then keep every new token (SimLayerKV); auto: grow on `layers lazy` rules, else roll",
+    },
   ],
   doc: "StreamingLLM: first `sink` entries + last `recent` entries; bounded while decoding.",
   select: (input, p) => selectWindow(input, p as unknown as WindowParams),
-  bound: (p, n) => ({
-    capacity: windowCapacity(p as unknown as WindowParams, n),
-    ringStart: p.sink as number,
-  }),
+  bound: (p, n) =>
+    p.decode === "grow" ? null : {
+      capacity: windowCapacity(p as unknown as WindowParams, n),
+      ringStart: p.sink as number,
+    },
 };
+
+/**
+ * What `decode=auto` means for a window press: `grow` (SimLayerKV) when the rule selects the
+ * `lazy` detector's layers, `roll` (StreamingLLM) otherwise.
+ */
+export function windowDecodeMode(
+  decode: string | null,
+  onLazyLayers: boolean,
+): "roll" | "grow" {
+  if (decode === "roll" || decode === "grow") return decode;
+  return onLazyLayers ? "grow" : "roll";
+}
 
 /** Parameters of {@link selectWindow}, named as in the schema. */
 export interface WindowParams {
@@ -36,6 +62,8 @@ export interface WindowParams {
   sink: number;
   /** Most recent entries kept (a fraction resolves against the prompt length). */
   recent: Budget;
+  /** `roll` (bounded while decoding) or `grow` (cut once); `null` until the checker resolves it. */
+  decode?: "roll" | "grow" | null;
 }
 
 /**

@@ -10,6 +10,7 @@
 import type { PlanCall, PlanPress, PlanRule, PlanSelector } from "../plan/plan.ts";
 import type { PluginRegistry } from "../plugins/registry.ts";
 import type { ParamSpec, ParamValue, PluginSchema } from "../plugins/schema.ts";
+import { windowDecodeMode } from "../plugins/windowPress.ts";
 import type {
   CallNode,
   ConstantNode,
@@ -150,6 +151,13 @@ class Checker {
     const heads = r.target.heads ? this.selector(r.target.heads, "heads") : null;
     const pipeline = this.pipeline(r.pipeline);
     if (layers === undefined || heads === undefined || !pipeline) return undefined;
+    for (const press of pipeline) {
+      if (press.name !== "window" || !("decode" in press.params)) continue;
+      // SimLayerKV's lazy layers grow after the cut; StreamingLLM's window rolls.
+      const onLazy = layers?.kind === "detector" && layers.detector.name === "lazy";
+      press.params.decode = windowDecodeMode(press.params.decode as string | null, onLazy);
+      press.when = press.params.decode === "grow" ? "prefill" : "bounded";
+    }
     return {
       line: r.span.line,
       text: formatStatement(r),

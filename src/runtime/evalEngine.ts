@@ -13,6 +13,7 @@ import { missingTokenizerText } from "../model/openModel.ts";
 import type { TextTokenizer } from "../model/tokenizer.ts";
 import type { Plan } from "../plan/plan.ts";
 import { defaultRegistry } from "../plugins/builtins.ts";
+import { evictsWhileDecoding } from "../plugins/press.ts";
 import { Engine, type EngineOptions } from "./engine.ts";
 import { generateWithPlan, planExecutor } from "./planGeneration.ts";
 import { hitRates } from "./hitRate.ts";
@@ -21,7 +22,9 @@ import { scoreTokens } from "./scoreTokens.ts";
 /** Whether any press of the plan keeps a head's cache bounded while decoding. */
 function isBounded(plan: Plan): boolean {
   const registry = defaultRegistry();
-  return plan.rules.some((r) => r.pipeline.some((p) => registry.press(p.name)?.bound));
+  return plan.rules.some((r) =>
+    r.pipeline.some((p) => evictsWhileDecoding(registry.press(p.name), p))
+  );
 }
 
 /** The chat frame of `engine`'s template, its specials taken from the model's BOS / EOS ids. */

@@ -18,6 +18,7 @@ import type { HeadScores } from "../plugins/retrievalDetector.ts";
 import { type H2oHeadState, type H2oParams, h2oPrefill } from "../plugins/h2oPress.ts";
 import type { PluginRegistry } from "../plugins/registry.ts";
 import { formatParamValue, type PressSchema } from "../plugins/schema.ts";
+import { evictsWhileDecoding } from "../plugins/press.ts";
 import type { ModelConfig } from "../model/types.ts";
 import type { GpuContext } from "../gpu/device.ts";
 import type { ColumnSums, Observation, ObserveRequest, PrefillState } from "./engine.ts";
@@ -94,7 +95,7 @@ export class PolicyExecutor {
     this.registry = registry ?? defaultRegistry();
     checkExecutable(plan, this.registry);
     for (const rule of plan.rules) {
-      const bounded = rule.pipeline.find((p) => this.press(p).bound || p.name === "h2o");
+      const bounded = rule.pipeline.find((p) => this.evicts(p));
       if (bounded && rule.pipeline.some((p) => p.name === "quant")) {
         throw new UnsupportedPolicyError(quantWithBounded(`line ${rule.line}`, bounded.name));
       }
@@ -108,6 +109,11 @@ export class PolicyExecutor {
         );
       }
     }
+  }
+
+  /** Whether `p` evicts entries while decoding (H2O, a rolling window). */
+  private evicts(p: PlanPress): boolean {
+    return p.name === "h2o" || evictsWhileDecoding(this.press(p), p);
   }
 
   /**
@@ -248,7 +254,8 @@ export class PolicyExecutor {
           ring.push(undefined);
           changed = true;
         } else if (schema?.bound) {
-          // Bounded presses select over everything cached so far and then stay at capacity.
+          // Bounded presses select over everything cached so far and then stay at capacity; the
+          // same press unbounded (window(decode=grow), SimLayerKV) cuts once and then grows.
           const key = JSON.stringify(select!.params) + schema.name + ":all";
           if (!selections.has(key)) {
             selections.set(
@@ -257,10 +264,10 @@ export class PolicyExecutor {
             );
           }
           kept = selections.get(key)![h];
-          const { capacity, ringStart } = schema.bound(select!.params, state.promptLength);
-          extra.push(Math.max(0, capacity - kept.length));
-          ring.push(ringStart);
-          changed = true;
+          const bounds = schema.bound(select!.params, state.promptLength);
+          extra.push(bounds ? Math.max(0, bounds.capacity - kept.length) : state.decodeBudget);
+          ring.push(bounds?.ringStart);
+          if (bounds || kept.length < state.cachedLength) changed = true;
         } else if (schema) {
           const key = JSON.stringify(select!.params) + schema.name;
           if (!selections.has(key)) selections.set(key, schema.select!(input, select!.params));
@@ -336,7 +343,7 @@ export class PolicyExecutor {
           }) cannot share a layer yet`,
         );
       }
-      const bounded = a.pipeline.find((p) => this.press(p).bound || p.name === "h2o");
+      const bounded = a.pipeline.find((p) => this.evicts(p));
       if (bounded) throw new UnsupportedPolicyError(quantWithBounded(`layer ${l}`, bounded.name));
       if (a.pipeline.some((p) => p.name === "compensate")) {
         throw new UnsupportedPolicyError(
@@ -357,7 +364,7 @@ export class PolicyExecutor {
 function quantWithBounded(where: string, press: string): string {
   return `${where}: 'quant' cannot share a layer with the bounded press '${press}' yet (its ring ` +
     `would evict single tokens from packed blocks); use quant with full, snap, pyramid, adakv, ` +
-    `knorm or random`;
+    `knorm, random or window(decode=grow)`;
 }
 
 function describe(p: PlanPress): string {

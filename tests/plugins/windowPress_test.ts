@@ -1,7 +1,10 @@
-/** StreamingLLM window: prefill selection and decode-time eviction. */
+/** StreamingLLM window: prefill selection and decode-time eviction; SimLayerKV's growing window. */
 import assert from "node:assert/strict";
 import { selectWindow, windowCapacity, windowEvictIndex } from "../../src/plugins/windowPress.ts";
 import { range } from "./_inputs.ts";
+import { compileOrThrow } from "../../src/plan/compile.ts";
+import { defaultRegistry } from "../../src/plugins/builtins.ts";
+import { checkExecutable } from "../../src/runtime/executable.ts";
 
 Deno.test("window: sink + recent at prefill, everything when they cover N", () => {
   const input = { promptLength: 10, numKvHeads: 2 };
@@ -50,4 +53,41 @@ Deno.test("window: a short prompt grows to capacity before evicting", () => {
   }
   assert.deepEqual(evictions, [null, null, 1, 1, 1]);
   assert.deepEqual(positions, [0, 4, 5, 6, 7]);
+});
+
+Deno.test("window decode=auto: grows on `layers lazy` rules (SimLayerKV), rolls elsewhere (StreamingLLM)", () => {
+  const plan = compileOrThrow(
+    [
+      "layers lazy -> window(sink=4, recent=1020);",
+      "layers lazy(threshold=0.5) -> window(sink=4, recent=100, decode=roll);",
+      "layers 0 -> window(sink=4, recent=60) + quant(bits=4);",
+      "heads retrieval -> window(sink=4, recent=60, decode=grow);",
+      "else -> window(sink=4, recent=2000);",
+    ].join("\n"),
+  );
+  const windows = plan.rules.map((r) => r.pipeline[0]);
+  assert.deepEqual(windows.map((w) => w.params.decode), ["grow", "roll", "roll", "grow", "roll"]);
+  assert.deepEqual(windows.map((w) => w.when), [
+    "prefill",
+    "bounded",
+    "bounded",
+    "prefill",
+    "bounded",
+  ]);
+  assert.throws(() => compileOrThrow("else -> window(decode=slide)"), /roll, grow|roll.*grow/);
+});
+
+Deno.test("every shipped policy compiles, and the executor accepts it (window + quant on lazy layers)", async () => {
+  const dirs = ["../../policies/", "../../docs/reproduction/"];
+  let count = 0;
+  for (const dir of dirs) {
+    for (const e of Deno.readDirSync(new URL(dir, import.meta.url))) {
+      if (!e.name.endsWith(".kvp")) continue;
+      const text = await Deno.readTextFile(new URL(dir + e.name, import.meta.url));
+      const plan = compileOrThrow(text, e.name);
+      assert.doesNotThrow(() => checkExecutable(plan, defaultRegistry()), e.name);
+      count++;
+    }
+  }
+  assert.ok(count >= 25, `${count} policies`);
 });

@@ -26,8 +26,8 @@ Deno.test("the plan holds typed, defaulted parameters, detectors and the source 
     {
       name: "window",
       role: "select",
-      when: "bounded",
-      params: { sink: 4, recent: { tokens: 2000 } },
+      when: "prefill", // SimLayerKV: a lazy layer's window is cut once, then grows
+      params: { sink: 4, recent: { tokens: 2000 }, decode: "grow" },
     },
   ]);
   assert.deepEqual(plan.rules[2].pipeline, [

@@ -99,6 +99,26 @@ Deno.test("KV bytes match the plan: snap(k=256) on a 2048-token prompt keeps 256
     const w = await runPolicy(engine, "else -> window(sink=4, recent=60)", ids, 10);
     for (const layer of w.kv.layers) assert.deepEqual(layer.lengths, [64, 64]);
     assert.equal(w.kv.allocatedBytes, c.numLayers * c.numKvHeads * 64 * row);
+    // SimLayerKV's lazy layers (sail-sg/SimLayerKV, decode path): cut once to sink + recent, then
+    // one more entry per generated token. At the first decoding step (at=decode) the cut keeps
+    // 4 + the last 60 of the N + 1 entries; the 8 tokens fed after it are all kept.
+    const lazy = await runPolicy(
+      engine,
+      "layers lazy(threshold=0) -> window(sink=4, recent=60)",
+      ids,
+      10,
+    );
+    for (const layer of lazy.kv.layers) assert.deepEqual(layer.lengths, [64 + 8, 64 + 8]);
+    // The same window elsewhere rolls (StreamingLLM), unless asked to grow after the prefill cut.
+    const grow = await runPolicy(engine, "else -> window(sink=4, recent=60, decode=grow)", ids, 10);
+    for (const layer of grow.kv.layers) assert.deepEqual(layer.lengths, [64 + 9, 64 + 9]);
+    const roll = await runPolicy(
+      engine,
+      "layers lazy(threshold=0) -> window(sink=4, recent=60, decode=roll)",
+      ids,
+      10,
+    );
+    for (const layer of roll.kv.layers) assert.deepEqual(layer.lengths, [64, 64]);
   } finally {
     engine.close();
   }
