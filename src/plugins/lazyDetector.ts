@@ -11,10 +11,14 @@ export const LAZY_THRESHOLDS: Readonly<Record<string, number>> = {
 };
 
 /**
- * SimLayerKV (Zhang et al., 2024, arXiv 2410.13846): a layer is lazy when its attention mass on
- * the first `sink` and last `recent` positions, averaged over heads, exceeds `threshold` — taken
- * at the first decoding step (`at=decode`, the official code) or from the last prompt queries
- * (`at=prefill`). `threshold=auto` picks the official per-family value.
+ * SimLayerKV (Zhang et al., 2024, arXiv 2410.13846; sail-sg/SimLayerKV
+ * `SimLayerKV_attention_llama.py`): a layer is lazy when its attention rests on the first `sink`
+ * positions and the recent ones, averaged over heads, above `threshold`. Two official variants:
+ * `at=decode` (the default, the paper's) scores the first generated token's attention, mass on
+ * the first `sink` plus mass on the last `recent` (1024) positions; `at=prefill` scores the last
+ * `queries` (32) prompt queries, each on the first `sink` positions plus the `recent` (512)
+ * positions before it (itself excluded). `threshold=auto` picks the official per-family value;
+ * `recent=auto` is 1024 at decode, 512 at prefill.
  */
 export const lazyDetector: DetectorSchema = {
   kind: "detector",
@@ -31,8 +35,8 @@ export const lazyDetector: DetectorSchema = {
     {
       name: "recent",
       type: { kind: "int", min: 1 },
-      default: 1024,
-      doc: "recent positions counted",
+      default: null,
+      doc: "recent positions counted; auto = 1024 at decode, 512 at prefill (official)",
     },
     {
       name: "at",
@@ -40,9 +44,20 @@ export const lazyDetector: DetectorSchema = {
       default: "decode",
       doc: "where the attention is measured",
     },
+    {
+      name: "queries",
+      type: { kind: "int", min: 1, max: 1024 },
+      default: 32,
+      doc: "last prompt queries scored at prefill (official 32)",
+    },
   ],
   doc: "SimLayerKV: layers whose attention sits on sinks and recent tokens.",
 };
+
+/** The official recent span: 1024 positions at the first decoding step, 512 at prefill. */
+export function lazyRecentFor(params: { recent: number | null; at: "decode" | "prefill" }): number {
+  return params.recent ?? (params.at === "prefill" ? 512 : 1024);
+}
 
 /** Parameters of the lazy detector, named as in the schema (`threshold: null` = auto). */
 export interface LazyParams {
@@ -50,10 +65,12 @@ export interface LazyParams {
   threshold: number | null;
   /** Initial positions counted. */
   sink: number;
-  /** Recent positions counted. */
-  recent: number;
+  /** Recent positions counted; `null` resolves with {@link lazyRecentFor}. */
+  recent: number | null;
   /** Where the attention is measured (the runtime picks the queries accordingly). */
   at: "decode" | "prefill";
+  /** Last prompt queries scored at prefill. */
+  queries: number;
 }
 
 /**
@@ -77,29 +94,53 @@ export function lazyThresholdFor(
 }
 
 /**
- * SimLayerKV score of one layer. `attention` holds, per QUERY head, the probabilities of the
- * measured query rows over the `length` keys they could see (`rows × length`, row-major; one row
- * at `at=decode`: the first generated token over prompt + itself; at `at=prefill` the last
- * prompt query or queries, causal zeros allowed). Per row: mass on positions `< sink` plus mass
- * on positions `≥ length − recent`, each position counted once (so sink + recent ≥ length gives
- * 1). The score is the mean over heads and rows.
+ * SimLayerKV's decode-time score of one layer (the official `[SimLayerKV_decode]` branch).
+ * `attention` holds, per QUERY head, one query's probabilities over the `length` keys it sees
+ * (the first generated token over prompt + itself). Per head: mass on positions `< sink` plus
+ * mass on the last `recent` positions — two sums, as the official code adds
+ * `attn[..., 0:4].sum() + attn[..., -1024:].sum()`, so a position in both is counted twice
+ * (only when `length < sink + recent`). The score is the mean over heads.
  */
-export function lazyLayerScore(
+export function lazyDecodeScore(
   attention: readonly ArrayLike<number>[],
   length: number,
   sink: number,
   recent: number,
 ): number {
-  const recentStart = Math.max(sink, length - recent);
+  let total = 0;
+  for (const probs of attention) {
+    if (probs.length !== length) throw new RangeError(`a row must hold ${length} values`);
+    for (let j = 0; j < Math.min(sink, length); j++) total += probs[j];
+    for (let j = Math.max(0, length - recent); j < length; j++) total += probs[j];
+  }
+  return attention.length === 0 ? 0 : total / attention.length;
+}
+
+/**
+ * SimLayerKV's prefill-time score of one layer (the official `[SimLayerKV_prefill]` branch,
+ * `compute_attention_sink_weights`). `attention` holds, per QUERY head, `rows × length`
+ * probabilities (row-major) of the prompt queries at positions `firstRow … firstRow + rows − 1`
+ * over the `length` prompt keys (causal zeros allowed). Per row at position i: mass on positions
+ * `j < sink` plus mass on `j ≥ sink` with `1 ≤ i − j ≤ band` (the query itself excluded). The
+ * score is the mean over rows and heads.
+ */
+export function lazyPrefillScore(
+  attention: readonly ArrayLike<number>[],
+  length: number,
+  firstRow: number,
+  sink: number,
+  band: number,
+): number {
   let total = 0;
   let rows = 0;
   for (const probs of attention) {
     if (probs.length % length !== 0) throw new RangeError(`rows must hold ${length} values`);
-    for (let row = 0; row < probs.length; row += length) {
-      let mass = 0;
-      for (let j = 0; j < Math.min(sink, length); j++) mass += probs[row + j];
-      for (let j = recentStart; j < length; j++) mass += probs[row + j];
-      total += mass;
+    for (let r = 0; r * length < probs.length; r++) {
+      const i = firstRow + r, row = r * length;
+      for (let j = 0; j < Math.min(sink, length); j++) total += probs[row + j];
+      for (let j = Math.max(sink, i - band); j <= Math.min(i - 1, length - 1); j++) {
+        total += probs[row + j];
+      }
       rows++;
     }
   }

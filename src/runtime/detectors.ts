@@ -10,7 +10,14 @@
 import type { GpuContext } from "../gpu/device.ts";
 import type { ModelConfig } from "../model/types.ts";
 import type { Plan } from "../plan/plan.ts";
-import { lazyLayers, lazyLayerScore, lazyThresholdFor } from "../plugins/lazyDetector.ts";
+import {
+  lazyDecodeScore,
+  lazyLayers,
+  type LazyParams,
+  lazyPrefillScore,
+  lazyRecentFor,
+  lazyThresholdFor,
+} from "../plugins/lazyDetector.ts";
 import type { PluginRegistry } from "../plugins/registry.ts";
 import {
   type HeadScores,
@@ -30,18 +37,19 @@ export interface DetectorResults {
   lazy: { score: number; lazy: boolean }[] | null;
 }
 
-/** The last query row of each query head of a recorded observation, for one layer. */
+/** The last `count` query rows of each query head of a recorded observation, for one layer. */
 async function lastRows(
   ctx: GpuContext,
   o: Observation,
   layer: number,
   numHeads: number,
+  count = 1,
 ): Promise<Float32Array[]> {
   const all = await ctx.readF32(o.buffers[layer]);
-  const n = o.stride;
+  const n = o.stride, k = Math.min(count, o.rows);
   return Array.from(
     { length: numHeads },
-    (_, h) => all.slice((h * o.rows + o.rows - 1) * n, (h * o.rows + o.rows) * n),
+    (_, h) => all.slice((h * o.rows + o.rows - k) * n, (h * o.rows + o.rows) * n),
   );
 }
 
@@ -84,19 +92,25 @@ export async function runDetectors(
         selectRetrievalHeads(retrieval, d.params as unknown as RetrievalParams),
       );
     } else if (d.name === "lazy") {
-      const threshold = (d.params.threshold as number | null) ?? lazyThresholdFor(c);
-      // Official variant: the first decoding step; else (prefill variant, or a generation too
-      // short to decode) the last prompt query.
-      const o = d.params.at === "decode" && state.firstStepObservation
+      const p = d.params as unknown as LazyParams;
+      const threshold = p.threshold ?? lazyThresholdFor(c);
+      const recent = lazyRecentFor(p);
+      // at=decode: the first decoding step, or, for a generation too short to decode, the last
+      // prompt query scored the same way; at=prefill: the last `queries` prompt queries.
+      const o = p.at === "decode" && state.firstStepObservation
         ? state.firstStepObservation
         : state.promptObservation;
       if (!o) throw new Error("lazy detector: no attention was recorded");
       const scores: number[] = [];
       for (let l = 0; l < c.numLayers; l++) {
-        const perHead = await lastRows(ctx, o, l, c.numHeads);
-        scores.push(
-          lazyLayerScore(perHead, o.stride, d.params.sink as number, d.params.recent as number),
-        );
+        if (p.at === "decode") {
+          const last = await lastRows(ctx, o, l, c.numHeads);
+          scores.push(lazyDecodeScore(last, o.stride, p.sink, recent));
+        } else {
+          const rows = Math.min(p.queries, o.rows);
+          const last = await lastRows(ctx, o, l, c.numHeads, rows);
+          scores.push(lazyPrefillScore(last, o.stride, o.stride - rows, p.sink, recent));
+        }
       }
       const lazy = lazyLayers(scores, threshold);
       verdicts.layers.set(detectorKey(d), lazy);

@@ -149,10 +149,11 @@ export class PolicyExecutor {
     for (const d of this.plan.detectors) {
       if (!BUILTIN_NAMES.has(d.name)) promptWindow = Math.max(promptWindow, 1);
       if (d.name === "lazy") {
-        // at=decode measures the first decoding step; the last prompt query is the fallback
-        // (and the prefill variant) when fewer than two tokens are generated.
+        // at=decode measures the first decoding step (the last prompt query is the fallback when
+        // fewer than two tokens are generated); at=prefill the last `queries` prompt queries.
         if (d.params.at === "decode") firstStep = true;
-        promptWindow = Math.max(promptWindow, 1);
+        const rows = d.params.at === "prefill" ? d.params.queries as number : 1;
+        promptWindow = Math.max(promptWindow, rows);
       }
     }
     const columnSums = this.plan.rules.some((r) => r.pipeline.some((p) => p.name === "h2o"));

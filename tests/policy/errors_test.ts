@@ -92,7 +92,10 @@ Deno.test("parameters: duplicates, too many, positional after named, missing, wr
   assert.equal(only("else -> window(sink=4, sink=8)").text, "1:24 parameter 'sink' is given twice");
   assert.equal(only("else -> window(4, sink=8)").text, "1:19 parameter 'sink' is given twice");
   assert.equal(only("else -> full(1)").text, "1:14 'full' takes no arguments");
-  assert.equal(only("else -> window(1, 2, roll, 4)").text, "1:28 'window' takes at most 3 arguments");
+  assert.equal(
+    only("else -> window(1, 2, roll, 4)").text,
+    "1:28 'window' takes at most 3 arguments",
+  );
   assert.equal(
     only("else -> window(sink=1, 2)").text,
     "1:24 a positional argument cannot follow a named one",

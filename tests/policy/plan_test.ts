@@ -14,7 +14,7 @@ Deno.test("the plan holds typed, defaulted parameters, detectors and the source 
   assert.equal(plan.sourceHash, sourceHash(src));
   assert.match(plan.sourceHash, /^sha256:[0-9a-f]{64}$/);
   assert.deepEqual(plan.detectors, [
-    { name: "lazy", params: { threshold: null, sink: 4, recent: 1024, at: "decode" } },
+    { name: "lazy", params: { threshold: null, sink: 4, recent: null, at: "decode", queries: 32 } },
     { name: "retrieval", params: { induction: 0.14, echo: 0.01, top: 0.15 } },
   ]);
   assert.deepEqual(plan.rules.map((r) => r.text), [

@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { loadModel } from "../../src/model/loadModel.ts";
 import { argmax, CpuReferenceModel } from "../../src/model/cpuReference.ts";
-import { lazyLayerScore } from "../../src/plugins/lazyDetector.ts";
+import { lazyDecodeScore, lazyPrefillScore } from "../../src/plugins/lazyDetector.ts";
 import { compileOrThrow } from "../../src/plan/compile.ts";
 import { defaultRegistry } from "../../src/plugins/builtins.ts";
 import { cpuLayerScores } from "../../src/plugins/cpuScores.ts";
@@ -134,8 +134,9 @@ Deno.test("lazy scores on the default model equal the CPU reference's (prefill a
     const logits = cpu.forward(ids, { logits: "last" });
     const g = c.numHeads / c.numKvHeads;
     const prefillScores = Array.from({ length: c.numLayers }, (_, l) => {
-      const last = cpuLayerScores(cpu, l).windowAttention(1);
-      return lazyLayerScore(last, N, 4, 64);
+      // the official prefill variant: the last 32 queries, each over sink 4 + the 64 before it
+      const last = cpuLayerScores(cpu, l).windowAttention(32);
+      return lazyPrefillScore(last, N, N - 32, 4, 64);
     });
     // The first decoding step: the greedy token at position N, attending to all N + 1 entries.
     const first = argmax(logits.at(-1)!);
@@ -153,7 +154,7 @@ Deno.test("lazy scores on the default model equal the CPU reference's (prefill a
           )
             .probabilities,
         ));
-      return lazyLayerScore(perHead, N + 1, 4, 64);
+      return lazyDecodeScore(perHead, N + 1, 4, 64);
     });
     for (const [at, expected] of [["prefill", prefillScores], ["decode", decodeScores]] as const) {
       const r = await runPolicy(
