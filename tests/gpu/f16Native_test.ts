@@ -18,7 +18,7 @@ const DIR = new URL(".", import.meta.url).pathname;
 // probeScores_test spawns backend subprocesses (GL has no shader-f16); this file is the runner.
 const SKIP = new Set(["f16Native_test.ts", "probeScores_test.ts"]);
 /** Test names that store f16 (BF16 is read as u32 words either way). */
-const F16_TESTS = "/f16|(?<!B)F16/";
+const F16_TESTS = "/f16|[^B]F16/";
 
 Deno.test({
   name: "GPU kernel tests of f16 storage pass with it read natively (KVPOLICY_KERNELS=f16=native)",
