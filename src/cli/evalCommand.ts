@@ -21,7 +21,7 @@ import {
   type ModelLocation,
   readModelHeader,
 } from "../model/openModel.ts";
-import { parseDepths, parseLengths } from "../eval/gridSpec.ts";
+import { checkGridSize, MAX_SAMPLES, parseDepths, parseLengths } from "../eval/gridSpec.ts";
 import { ProgressLine, type ProgressSink, stderrSink } from "../eval/progress.ts";
 import { renderHtmlReport } from "../eval/report/html.ts";
 import { reportToJson } from "../eval/report/json.ts";
@@ -100,7 +100,13 @@ function readSuite(values: Record<string, unknown>, modelPath: string): EvalSuit
   if (Array.isArray(values.task)) suite.tasks = parseTaskList(values.task as string[]);
   if (typeof values.lengths === "string") suite.lengths = parseLengths(values.lengths);
   if (typeof values.depths === "string") suite.depths = parseDepths(values.depths);
-  suite.samples = intFlag("samples", values.samples as string | undefined, suite.samples, 1);
+  suite.samples = intFlag(
+    "samples",
+    values.samples as string | undefined,
+    suite.samples,
+    1,
+    MAX_SAMPLES,
+  );
   suite.seed = intFlag("seed", values.seed as string | undefined, suite.seed, 0);
   if (values.chat === true) suite.chat = true;
   return suite;
@@ -190,6 +196,7 @@ export async function evalCommand(args: string[], deps: EvalCommandDeps): Promis
   const suite = readSuite(values, model.path);
   checkSuiteFitsModel(await readModelHeader(model), suite);
   const policies = readPolicies((values.policy as string[] | undefined) ?? []);
+  checkGridSize(suite, policies.length);
   const out = typeof values.out === "string" ? values.out : undefined;
   if (out !== undefined) prepareOutputDir("eval", out, REPORT_FILES, "out");
   const engine = await deps.openEngine(model.path);

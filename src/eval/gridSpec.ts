@@ -7,14 +7,24 @@
 
 import { UserError } from "../userError.ts";
 
+/** The most depths a grid may have: 1,001 (a step of 0.1 %). */
+export const MAX_DEPTHS = 1001;
+/** The longest context a grid may ask for: 16Mi tokens. */
+export const MAX_LENGTH = 16 * 1024 * 1024;
+/** The most samples per cell: 10,000. */
+export const MAX_SAMPLES = 10_000;
+/** The most generations one evaluation may plan (policies × tasks × cells × samples): 1,000,000. */
+export const MAX_GENERATIONS = 1_000_000;
+
 /** Parses one length: `4096`, `4k` (= 4096), `0.5k` (= 512). */
 export function parseLength(text: string | number): number {
   const raw = String(text).trim().toLowerCase();
   const match = /^(\d+(?:\.\d+)?)(k?)$/.exec(raw);
   const value = match ? Number(match[1]) * (match[2] ? 1024 : 1) : NaN;
-  if (!Number.isInteger(value) || value < 16) {
+  if (!Number.isInteger(value) || value < 16 || value > MAX_LENGTH) {
     throw new UserError(
-      `a context length must be a whole number of tokens ≥ 16 (e.g. 1k, 4096), not '${text}'`,
+      `a context length must be a whole number of tokens from 16 to 16384k (e.g. 1k, 4096), ` +
+        `not '${text}'`,
     );
   }
   return value;
@@ -46,6 +56,13 @@ export function parseDepths(spec: string | (string | number)[]): number[] {
     if (!(step > 0) || start > stop) {
       throw new UserError(`--depths '${spec}' needs start ≤ stop and a positive step`);
     }
+    // Counted before any is made: a tiny step would otherwise fill memory.
+    const count = Math.floor((stop - start) / step + 1e-9) + 1;
+    if (count > MAX_DEPTHS) {
+      throw new UserError(
+        `--depths '${spec}' makes ${count} depths; at most ${MAX_DEPTHS} (use a larger step)`,
+      );
+    }
     depths = [];
     // Round to avoid 0.1-step drift; stop is included when it lies on the grid.
     for (let i = 0; start + i * step <= stop + 1e-9; i++) {
@@ -53,8 +70,36 @@ export function parseDepths(spec: string | (string | number)[]): number[] {
     }
   } else {
     const items = Array.isArray(spec) ? spec : spec.split(",").filter((s) => s.trim() !== "");
+    if (items.length > MAX_DEPTHS) {
+      throw new UserError(`--depths lists ${items.length} depths; at most ${MAX_DEPTHS}`);
+    }
     depths = items.map(parsePercent);
   }
   if (depths.length === 0) throw new UserError("--depths needs at least one depth");
   return [...new Set(depths)].sort((a, b) => a - b);
+}
+
+/**
+ * Refuses an evaluation that would plan more than {@link MAX_GENERATIONS} generations, before any
+ * prompt is built: `policies × tasks × lengths × depths × samples` (depths count for every task,
+ * an upper bound).
+ */
+export function checkGridSize(
+  grid: {
+    tasks: readonly unknown[];
+    lengths: readonly number[];
+    depths: readonly number[];
+    samples: number;
+  },
+  policies: number,
+): void {
+  const total = policies * grid.tasks.length * grid.lengths.length * grid.depths.length *
+    grid.samples;
+  if (total > MAX_GENERATIONS) {
+    throw new UserError(
+      `this evaluation plans ${total} generations (${policies} policies × ${grid.tasks.length} ` +
+        `tasks × ${grid.lengths.length} lengths × ${grid.depths.length} depths × ${grid.samples} ` +
+        `samples); at most ${MAX_GENERATIONS}: use fewer depths, samples or policies`,
+    );
+  }
 }

@@ -9,7 +9,7 @@
 import { parse as parseYaml } from "yaml";
 import { isGgufPath } from "../model/ggufModel.ts";
 import { UserError } from "../userError.ts";
-import { parseDepths, parseLengths } from "./gridSpec.ts";
+import { MAX_SAMPLES, parseDepths, parseLengths } from "./gridSpec.ts";
 import {
   PLANTED_NEEDLE_TEMPLATES,
   PRETRAINED_TEMPLATES,
@@ -249,7 +249,11 @@ export function parseSuiteYaml(text: string, file: string, base: EvalSuite): Eva
   suite = structuredClone(suite);
   if (fields.name !== undefined) suite.name = String(fields.name);
   suite.seed = numberField(fields, "seed", suite.seed, file, { integer: true, min: 0 });
-  suite.samples = numberField(fields, "samples", suite.samples, file, { integer: true, min: 1 });
+  suite.samples = numberField(fields, "samples", suite.samples, file, {
+    integer: true,
+    min: 1,
+    max: MAX_SAMPLES,
+  });
   if (fields.lengths !== undefined) {
     suite.lengths = parseLengths(listOrString(fields.lengths, "lengths", file));
   }

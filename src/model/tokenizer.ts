@@ -23,6 +23,11 @@ export interface DecodeOptions {
   skipSpecialTokens?: boolean;
 }
 
+/** How {@link TextTokenizer.decode} shows an id outside the tokenizer's vocabulary: `⟨id 151700⟩`. */
+export function unknownIdText(id: number): string {
+  return `⟨id ${id}⟩`;
+}
+
 /** A loaded tokenizer. */
 export class TextTokenizer {
   private readonly inner: Tokenizer;
@@ -42,18 +47,29 @@ export class TextTokenizer {
     return this.inner.encode(text, { add_special_tokens: opts.addSpecialTokens ?? true }).ids;
   }
 
-  /** Text of `ids`. Throws a RangeError for an id the tokenizer does not know. */
+  /**
+   * Text of `ids`. An id the tokenizer does not know (a model whose `vocab_size` is padded past
+   * its tokenizer, as Qwen2's is, can sample one) is shown as {@link unknownIdText} instead of
+   * failing; the known runs around it decode as usual.
+   */
   decode(ids: readonly number[], opts: DecodeOptions = {}): string {
     if (ids.length === 0) return "";
+    const decodeRun = (run: number[]) =>
+      run.length === 0 ? "" : this.inner.decode(run, {
+        skip_special_tokens: opts.skipSpecialTokens ?? false,
+        clean_up_tokenization_spaces: false,
+      });
+    let text = "";
+    let run: number[] = [];
     for (const id of ids) {
-      if (this.inner.id_to_token(id) === undefined) {
-        throw new RangeError(`token id ${id} is not in the tokenizer's vocabulary`);
+      if (this.inner.id_to_token(id) !== undefined) {
+        run.push(id);
+        continue;
       }
+      text += decodeRun(run) + unknownIdText(id);
+      run = [];
     }
-    return this.inner.decode([...ids], {
-      skip_special_tokens: opts.skipSpecialTokens ?? false,
-      clean_up_tokenization_spaces: false,
-    });
+    return text + decodeRun(run);
   }
 
   /** The token string of `id` (e.g. `"Ġthe"`), or undefined for an unknown id. */

@@ -13,10 +13,15 @@ export const quantPress: PressSchema = {
   when: "bounded",
   params: [
     { name: "bits", type: { kind: "int", oneOf: [2, 4, 8] }, default: 4, doc: "bits per value" },
-    { name: "group", type: { kind: "int", min: 1 }, default: 32, doc: "quantization group size" },
+    {
+      name: "group",
+      type: { kind: "int", min: 1, max: 1024 },
+      default: 32,
+      doc: "quantization group size (KIVI uses 32 to 128)",
+    },
     {
       name: "residual",
-      type: { kind: "int", min: 0 },
+      type: { kind: "int", min: 0, max: 65536 },
       default: 32,
       doc: "recent tokens kept in full precision",
     },

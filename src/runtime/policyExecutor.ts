@@ -266,8 +266,12 @@ export class PolicyExecutor {
           }
           kept = selections.get(key)![h];
           const bounds = schema.bound(select!.params, state.promptLength);
-          extra.push(bounds ? Math.max(0, bounds.capacity - kept.length) : state.decodeBudget);
-          ring.push(bounds?.ringStart);
+          // room for what decoding can add, never more than the tokens still to come
+          const room = bounds ? Math.max(0, bounds.capacity - kept.length) : state.decodeBudget;
+          extra.push(Math.min(room, state.decodeBudget));
+          // a ring start past the rows this head can hold never evicts: no ring
+          const rows = kept.length + extra[h];
+          ring.push(bounds && bounds.ringStart < rows ? bounds.ringStart : undefined);
           if (bounds || kept.length < state.cachedLength) changed = true;
         } else if (schema) {
           const key = JSON.stringify(select!.params) + schema.name;

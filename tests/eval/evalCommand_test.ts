@@ -132,6 +132,20 @@ Deno.test("eval command: user errors for bad flags, missing policies and long co
     ],
     [["--policy", "no-such-policy-file"], /no policy file/],
     [["--policy", "full", "--frobnicate"], /eval: Unknown option '--frobnicate'/],
+    // grids are bounded before any prompt is built
+    [
+      ["--policy", "full", "--depths", "0:100:0.0000001"],
+      /--depths '0:100:0.0000001' makes 1000000001 depths; at most 1001/,
+    ],
+    [
+      ["--policy", "full", "--samples", "100000000"],
+      /--samples expects an integer from 1 to 10000/,
+    ],
+    [["--policy", "full", "--lengths", "99999k"], /from 16 to 16384k/],
+    [
+      ["--policy", "full", "--task", "needle,ppl", "--depths", "0:100:1", "--samples", "10000"],
+      /plans 6060000 generations \(1 policies × 2 tasks × 3 lengths × 101 depths × 10000 samples\); at most 1000000/,
+    ],
   ];
   for (const [args, message] of cases) {
     const d = deps();

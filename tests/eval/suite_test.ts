@@ -18,6 +18,9 @@ Deno.test("grid: lengths with k suffix and depth ranges", () => {
   assert.deepEqual(parseDepths("0:100:25"), [0, 25, 50, 75, 100]);
   assert.deepEqual(parseDepths("0:100:30"), [0, 30, 60, 90]);
   assert.deepEqual(parseDepths("50,0,100"), [0, 50, 100]);
+  assert.equal(parseDepths("0:100:0.1").length, 1001, "the largest grid allowed");
+  assert.throws(() => parseDepths("0:100:0.09"), /makes 1112 depths; at most 1001/);
+  assert.throws(() => parseDepths(Array(1002).fill(5)), /lists 1002 depths; at most 1001/);
   for (const bad of ["", "1x", "0.1k", "8"]) assert.throws(() => parseLengths(bad), UserError);
   for (const bad of ["0:100", "0:100:0", "50:10:10", "0:120:10", "abc"]) {
     assert.throws(() => parseDepths(bad), UserError, bad);
@@ -80,7 +83,8 @@ Deno.test("suite: malformed YAML files are user errors naming file and key", () 
     ["seed: [1", /bad\.yaml: not valid YAML/],
     ["- 1\n- 2", /bad\.yaml must be a mapping/],
     ["sampels: 3", /unknown key 'sampels'/],
-    ["samples: 0", /'samples' must be an integer ≥ 1/],
+    ["samples: 0", /'samples' must be an integer in 1..10000/],
+    ["samples: 100000000", /'samples' must be an integer in 1..10000, not 100000000/],
     ["templates: { needle: 'x {nope}' }", /templates\.needle uses \{nope\}/],
     ["templates: { qestion: 'x' }", /unknown key 'qestion'/],
     ["multi_key: { share_word: 2 }", /'share_word' must be a number in 0\.\.1/],

@@ -9,6 +9,7 @@ import {
   quantizeValues,
 } from "../../src/plugins/quantPress.ts";
 import { lcg } from "./_inputs.ts";
+import { compilePolicy } from "../../src/plan/compile.ts";
 
 Deno.test("quant: hand-packed 2-bit values and keys", () => {
   // One token, 4 channels, group 4, 2 bits: min 0, max 3 → scale 1, codes 0, 3, 1, 2.
@@ -99,4 +100,13 @@ Deno.test("quant: residual tokens leave in whole blocks; exact byte counts", () 
     quantizedBytes(31, 32, { bits: 2, group: 32, residual: 0 }).residual,
     2 * 31 * 32 * 2,
   );
+});
+
+Deno.test("quant: a group or residual too large to run is refused at its literal", () => {
+  const check = (src: string) => compilePolicy(src).diagnostics.map((d) => d.message);
+  assert.deepEqual(check("else -> quant(group=1000000)"), [
+    "quant: 'group' must be at most 1024, not 1000000",
+  ]);
+  assert.deepEqual(check("else -> quant(group=1024, residual=65536)"), []);
+  assert.equal(check("else -> quant(residual=65537)").length, 1);
 });

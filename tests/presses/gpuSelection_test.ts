@@ -119,6 +119,13 @@ Deno.test("KV bytes match the plan: snap(k=256) on a 2048-token prompt keeps 256
       10,
     );
     for (const layer of roll.kv.layers) assert.deepEqual(layer.lengths, [64, 64]);
+    // A window larger than the prompt keeps everything and sizes the cache from the prompt and
+    // the tokens still to come, not from the policy (900,004 rows would not even bind).
+    const big = await runPolicy(engine, "else -> window(sink=900000)", ids, 4);
+    for (const layer of big.kv.layers) {
+      assert.deepEqual(layer.lengths, [ids.length + 3, ids.length + 3]);
+    }
+    assert.ok(big.kv.allocatedBytes <= c.numLayers * c.numKvHeads * (ids.length + 4) * row);
   } finally {
     engine.close();
   }
