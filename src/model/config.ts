@@ -50,6 +50,23 @@ export async function loadConfig(dir: string): Promise<ModelConfig> {
 }
 
 /**
+ * The largest value each dimension may have, checked before anything is allocated: far above
+ * every released model (Llama 3.1 405B: 126 layers, hidden 16384, 128 heads; Gemma 3: head_dim
+ * 256, vocabulary 262,144), far below what would overflow a buffer size or a kernel's index.
+ */
+export const CONFIG_LIMITS: Readonly<Record<string, number>> = {
+  hidden_size: 65536,
+  intermediate_size: 1 << 20,
+  num_hidden_layers: 1024,
+  num_attention_heads: 1024,
+  num_key_value_heads: 1024,
+  head_dim: 512,
+  vocab_size: 1 << 24,
+  max_position_embeddings: 1 << 24,
+  sliding_window: 1 << 24,
+};
+
+/**
  * Validates a parsed `config.json` (`file` is used in error messages) and normalises it.
  * Throws {@link ModelError} for a missing or ill-typed field or an unsupported setting.
  */
@@ -101,8 +118,15 @@ export function parseConfig(json: unknown, file: string): ModelConfig {
   } else {
     headDim = fields.positiveInt("head_dim");
   }
-  if (headDim % 2 !== 0) {
-    throw new ModelError(`${file}: "head_dim" must be even for RoPE, got ${headDim}`);
+  if (headDim % 4 !== 0) {
+    throw new ModelError(
+      `${file}: "head_dim" must be a multiple of 4 (the kernels read vec4), got ${headDim}`,
+    );
+  }
+  if (headDim > CONFIG_LIMITS.head_dim) {
+    throw new ModelError(
+      `${file}: "head_dim" is ${headDim}, over kvpolicy's limit of ${CONFIG_LIMITS.head_dim}`,
+    );
   }
 
   const maxPositions = fields.positiveInt("max_position_embeddings", defaults.maxPositions);
@@ -214,6 +238,12 @@ class ConfigFields {
     if (typeof value !== "number" || !Number.isSafeInteger(value) || value <= 0) {
       throw new ModelError(
         `${this.file}: "${key}" must be a positive integer, got ${describe(value)}`,
+      );
+    }
+    const max = CONFIG_LIMITS[key];
+    if (max !== undefined && value > max) {
+      throw new ModelError(
+        `${this.file}: "${key}" is ${value}, over kvpolicy's limit of ${max}`,
       );
     }
     return value;

@@ -211,3 +211,32 @@ Deno.test("config: loadConfig reports a missing file and bad JSON", async () => 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("config: absurd dimensions are refused by name before anything is allocated", () => {
+  const cases: [Record<string, unknown>, RegExp][] = [
+    [
+      { num_hidden_layers: 2 ** 31 },
+      /"num_hidden_layers" is 2147483648, over kvpolicy's limit of 1024/,
+    ],
+    [{ hidden_size: 2 ** 40, head_dim: 64 }, /"hidden_size" is 1099511627776, over .* 65536/],
+    [{ intermediate_size: 2 ** 30 }, /"intermediate_size" is 1073741824, over/],
+    [{ vocab_size: 2 ** 40 }, /"vocab_size" is 1099511627776, over .* 16777216/],
+    [
+      { num_attention_heads: 4096, num_key_value_heads: 4096, head_dim: 64 },
+      /"num_attention_heads" is 4096/,
+    ],
+    [{ head_dim: 1024 }, /"head_dim" is 1024, over kvpolicy's limit of 512/],
+    [{ head_dim: 6 }, /"head_dim" must be a multiple of 4 \(the kernels read vec4\), got 6/],
+    [{ max_position_embeddings: 2 ** 40 }, /"max_position_embeddings" is 1099511627776, over/],
+  ];
+  for (const [overrides, message] of cases) {
+    assert.throws(
+      () => parseConfig(llamaConfig(overrides), "m/config.json"),
+      (e: unknown) => e instanceof ModelError && message.test(e.message),
+      JSON.stringify(overrides),
+    );
+  }
+  // the limits themselves are accepted (Gemma-sized head_dim 256, a 262k vocabulary)
+  assert.equal(parseConfig(llamaConfig({ head_dim: 256 }), "m/config.json").headDim, 256);
+  assert.equal(parseConfig(llamaConfig({ vocab_size: 262144 }), "m/config.json").vocabSize, 262144);
+});
