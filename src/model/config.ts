@@ -118,10 +118,8 @@ export function parseConfig(json: unknown, file: string): ModelConfig {
   } else {
     headDim = fields.positiveInt("head_dim");
   }
-  if (headDim % 4 !== 0) {
-    throw new ModelError(
-      `${file}: "head_dim" must be a multiple of 4 (the kernels read vec4), got ${headDim}`,
-    );
+  if (headDim % 2 !== 0) {
+    throw new ModelError(`${file}: "head_dim" must be even for RoPE, got ${headDim}`);
   }
   if (headDim > CONFIG_LIMITS.head_dim) {
     throw new ModelError(

@@ -226,7 +226,6 @@ Deno.test("config: absurd dimensions are refused by name before anything is allo
       /"num_attention_heads" is 4096/,
     ],
     [{ head_dim: 1024 }, /"head_dim" is 1024, over kvpolicy's limit of 512/],
-    [{ head_dim: 6 }, /"head_dim" must be a multiple of 4 \(the kernels read vec4\), got 6/],
     [{ max_position_embeddings: 2 ** 40 }, /"max_position_embeddings" is 1099511627776, over/],
   ];
   for (const [overrides, message] of cases) {
