@@ -28,6 +28,8 @@ export interface RandomModelSpec {
   tied: boolean;
   /** Seed of the weights. */
   seed: number;
+  /** `max_position_embeddings` (default 256). */
+  maxPositions?: number;
 }
 
 /** The `config.json` object of `spec`. */
@@ -49,7 +51,7 @@ export function configJson(spec: RandomModelSpec): Record<string, unknown> {
     vocab_size: spec.vocab,
     rms_norm_eps: 1e-6,
     rope_theta: 10000,
-    max_position_embeddings: 256,
+    max_position_embeddings: spec.maxPositions ?? 256,
     tie_word_embeddings: spec.tied,
     hidden_act: "silu",
     bos_token_id: 1,
