@@ -9,7 +9,7 @@
 import { parse as parseYaml } from "yaml";
 import { isGgufPath } from "../model/ggufModel.ts";
 import { UserError } from "../userError.ts";
-import { MAX_SAMPLES, parseDepths, parseLengths } from "./gridSpec.ts";
+import { MAX_LENGTH, MAX_SAMPLES, parseDepths, parseLengths } from "./gridSpec.ts";
 import {
   PLANTED_NEEDLE_TEMPLATES,
   PRETRAINED_TEMPLATES,
@@ -226,6 +226,16 @@ const SUITE_KEYS = [
   "hitrate",
 ];
 
+/** Runs a field's parser; its UserError gains the file and field it came from. */
+function inField<T>(file: string, key: string, parse: () => T): T {
+  try {
+    return parse();
+  } catch (e) {
+    if (!(e instanceof UserError) || e.message.startsWith(file)) throw e;
+    throw new UserError(`${file}: '${key}': ${e.message}`);
+  }
+}
+
 /**
  * Parses a suite YAML file over `base` (the model kind's default, or the one its `base:` key
  * names). Throws a user error naming the file and the key for anything malformed.
@@ -233,7 +243,7 @@ const SUITE_KEYS = [
 export function parseSuiteYaml(text: string, file: string, base: EvalSuite): EvalSuite {
   let document: unknown;
   try {
-    document = parseYaml(text);
+    document = parseYaml(text, { logLevel: "error" }); // no YAMLWarning lines on stderr
   } catch (e) {
     throw new UserError(`${file}: not valid YAML (${(e as Error).message.split("\n")[0]})`);
   }
@@ -248,21 +258,37 @@ export function parseSuiteYaml(text: string, file: string, base: EvalSuite): Eva
   }
   suite = structuredClone(suite);
   if (fields.name !== undefined) suite.name = String(fields.name);
-  suite.seed = numberField(fields, "seed", suite.seed, file, { integer: true, min: 0 });
+  suite.seed = numberField(fields, "seed", suite.seed, file, {
+    integer: true,
+    min: 0,
+    max: Number.MAX_SAFE_INTEGER,
+  });
   suite.samples = numberField(fields, "samples", suite.samples, file, {
     integer: true,
     min: 1,
     max: MAX_SAMPLES,
   });
   if (fields.lengths !== undefined) {
-    suite.lengths = parseLengths(listOrString(fields.lengths, "lengths", file));
+    suite.lengths = inField(
+      file,
+      "lengths",
+      () => parseLengths(listOrString(fields.lengths, "lengths", file)),
+    );
   }
   if (fields.depths !== undefined) {
-    suite.depths = parseDepths(listOrString(fields.depths, "depths", file));
+    suite.depths = inField(
+      file,
+      "depths",
+      () => parseDepths(listOrString(fields.depths, "depths", file)),
+    );
   }
   if (fields.tasks !== undefined) {
     const tasks = listOrString(fields.tasks, "tasks", file);
-    suite.tasks = parseTaskList(Array.isArray(tasks) ? tasks.map(String) : [tasks]);
+    suite.tasks = inField(
+      file,
+      "tasks",
+      () => parseTaskList(Array.isArray(tasks) ? tasks.map(String) : [tasks]),
+    );
   }
   if (fields.templates !== undefined) {
     suite.templates = parseTemplates(fields.templates, suite.templates, file);
@@ -277,7 +303,11 @@ export function parseSuiteYaml(text: string, file: string, base: EvalSuite): Eva
     const mk = asObject(fields.multi_key, `${file}: multi_key`);
     checkKeys(mk, ["needles", "share_word"], `${file}: multi_key`);
     suite.multiKey = {
-      needles: numberField(mk, "needles", suite.multiKey.needles, file, { integer: true, min: 1 }),
+      needles: numberField(mk, "needles", suite.multiKey.needles, file, {
+        integer: true,
+        min: 1,
+        max: 1000,
+      }),
       shareWord: numberField(mk, "share_word", suite.multiKey.shareWord, file, { min: 0, max: 1 }),
     };
   }
@@ -285,7 +315,11 @@ export function parseSuiteYaml(text: string, file: string, base: EvalSuite): Eva
     const mv = asObject(fields.multi_value, `${file}: multi_value`);
     checkKeys(mv, ["values"], `${file}: multi_value`);
     suite.multiValue = {
-      values: numberField(mv, "values", suite.multiValue.values, file, { integer: true, min: 1 }),
+      values: numberField(mv, "values", suite.multiValue.values, file, {
+        integer: true,
+        min: 1,
+        max: 1000,
+      }),
     };
   }
   if (fields.variable_tracking !== undefined) {
@@ -293,15 +327,19 @@ export function parseSuiteYaml(text: string, file: string, base: EvalSuite): Eva
     checkKeys(vt, ["hops", "chains"], `${file}: variable_tracking`);
     const old = suite.variableTracking;
     suite.variableTracking = {
-      hops: numberField(vt, "hops", old.hops, file, { integer: true, min: 1 }),
-      chains: numberField(vt, "chains", old.chains, file, { integer: true, min: 1 }),
+      hops: numberField(vt, "hops", old.hops, file, { integer: true, min: 1, max: 1000 }),
+      chains: numberField(vt, "chains", old.chains, file, { integer: true, min: 1, max: 1000 }),
     };
   }
   if (fields.ppl !== undefined) {
     const ppl = asObject(fields.ppl, `${file}: ppl`);
     checkKeys(ppl, ["from"], `${file}: ppl`);
     suite.perplexity = {
-      from: numberField(ppl, "from", suite.perplexity.from, file, { integer: true, min: 1 }),
+      from: numberField(ppl, "from", suite.perplexity.from, file, {
+        integer: true,
+        min: 1,
+        max: MAX_LENGTH,
+      }),
     };
   }
   if (fields.hitrate !== undefined) {
@@ -312,6 +350,7 @@ export function parseSuiteYaml(text: string, file: string, base: EvalSuite): Eva
       maxNewTokens: numberField(hr, "max_new_tokens", suite.hitRate.maxNewTokens, file, {
         integer: true,
         min: 1,
+        max: 65536,
       }),
     };
   }

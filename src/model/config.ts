@@ -135,6 +135,13 @@ export function parseConfig(json: unknown, file: string): ModelConfig {
     : fields.positiveNumber("rope_theta", 10000);
   const ropeScaling = parseRopeScaling(fields.raw(ropeSource), ropeSource, fields);
 
+  const ropeInvFreq = ropeInverseFrequencies(headDim, ropeTheta, ropeScaling);
+  if (!ropeInvFreq.every((f) => Number.isFinite(f) && f > 0)) {
+    throw new ModelError(
+      `${file}: "${ropeSource}" and "rope_theta" give non-finite RoPE frequencies ` +
+        `(check the scaling factor)`,
+    );
+  }
   return {
     architecture,
     hiddenSize,
@@ -146,7 +153,7 @@ export function parseConfig(json: unknown, file: string): ModelConfig {
     vocabSize: fields.positiveInt("vocab_size"),
     rmsNormEps: fields.positiveNumber("rms_norm_eps", defaults.rmsNormEps),
     ropeTheta,
-    ropeInvFreq: ropeInverseFrequencies(headDim, ropeTheta, ropeScaling),
+    ropeInvFreq,
     maxPositions,
     tieWordEmbeddings: fields.boolean("tie_word_embeddings", false),
     attentionBias: architecture === "qwen2" ||
