@@ -11,8 +11,14 @@
 import { writeFileAtomicSync } from "../atomicWrite.ts";
 import { UserError } from "./errors.ts";
 
-function writable(path: string): boolean {
-  return Deno.permissions.querySync({ name: "write", path }).state === "granted";
+/** Refuses a path the task's write permission does not cover, naming the folder it does. */
+function requireWritable(command: string, path: string, allowed: string): void {
+  if (Deno.permissions.querySync({ name: "write", path }).state !== "granted") {
+    throw new UserError(
+      `${command} --out '${path}': the ${command} task writes only under ${allowed}/ ` +
+        `(choose --out ${allowed}/NAME)`,
+    );
+  }
 }
 
 function lstatOrNull(path: string): Deno.FileInfo | null {
@@ -35,12 +41,7 @@ export function prepareOutputDir(
   files: string[],
   allowed: string,
 ): void {
-  if (!writable(dir)) {
-    throw new UserError(
-      `${command} --out '${dir}': the ${command} task writes only under ${allowed}/ ` +
-        `(choose --out ${allowed}/NAME)`,
-    );
-  }
+  requireWritable(command, dir, allowed);
   const info = lstatOrNull(dir);
   if (info?.isSymlink) throw new UserError(`${command} --out '${dir}' is a link; name a folder`);
   if (info && !info.isDirectory) {
@@ -59,12 +60,7 @@ export function prepareOutputDir(
 
 /** Checks `--out FILE` before the work: the task may write it and it is not a folder. */
 export function prepareOutputFile(command: string, file: string, allowed: string): void {
-  if (!writable(file)) {
-    throw new UserError(
-      `${command} --out '${file}': the ${command} task writes only under ${allowed}/ ` +
-        `(choose --out ${allowed}/NAME)`,
-    );
-  }
+  requireWritable(command, file, allowed);
   const info = lstatOrNull(file);
   if (info?.isDirectory) throw new UserError(`${command} --out '${file}' is a folder; name a file`);
   const slash = file.lastIndexOf("/");

@@ -148,7 +148,7 @@ function asObject(value: unknown, where: string): Fields {
   return value as Fields;
 }
 
-function checkKeys(fields: Fields, allowed: string[], where: string): void {
+function checkKeys(fields: Fields, allowed: readonly string[], where: string): void {
   for (const key of Object.keys(fields)) {
     if (!allowed.includes(key)) {
       throw new UserError(`${where}: unknown key '${key}' (allowed: ${allowed.join(", ")})`);
@@ -209,7 +209,8 @@ function parseTemplates(value: unknown, base: PromptTemplates, where: string): P
   return templates;
 }
 
-const SUITE_KEYS = [
+/** The keys a suite YAML file may hold. */
+export const SUITE_KEYS: readonly string[] = [
   "name",
   "base",
   "seed",

@@ -12,7 +12,7 @@ import { ModelError } from "../../src/model/errors.ts";
 import { readSafetensorsHeader } from "../../src/model/safetensors.ts";
 import { loadTokenizer } from "../../src/model/tokenizer.ts";
 import { MAX_DEPTHS, MAX_SAMPLES } from "../../src/eval/gridSpec.ts";
-import { defaultSuite, parseSuiteYaml } from "../../src/eval/suite.ts";
+import { defaultSuite, parseSuiteYaml, SUITE_KEYS } from "../../src/eval/suite.ts";
 import { UserError } from "../../src/userError.ts";
 
 const VALID_CONFIG: Record<string, unknown> = {
@@ -91,23 +91,7 @@ Deno.test("fuzz config.json: a config or a ModelError naming the file, within th
 });
 
 Deno.test("fuzz suite YAML: a suite or a UserError naming the file, with a bounded grid", () => {
-  const keys = [
-    "name",
-    "base",
-    "seed",
-    "samples",
-    "lengths",
-    "depths",
-    "tasks",
-    "templates",
-    "chat",
-    "multi_key",
-    "multi_value",
-    "variable_tracking",
-    "ppl",
-    "hitrate",
-    "unknown_key",
-  ];
+  const keys = [...SUITE_KEYS, "unknown_key"];
   const fieldValue = fc.oneof(
     anyValue,
     fc.constantFrom(

@@ -6,9 +6,9 @@
  * no token in 580 s on llvmpipe.
  */
 import assert from "node:assert/strict";
-import { argmax, CpuReferenceModel } from "../../src/model/cpuReference.ts";
 import { writeRandomModel } from "./_checkpoint.ts";
-import { maxAbsDiff, randomInt, range, seededRandom, withEngine } from "./_helpers.ts";
+import { assertMatchesCpuReference } from "./_cpuCompare.ts";
+import { randomInt, seededRandom, withEngine } from "./_helpers.ts";
 
 Deno.test("runtime: head_dim 256 — GPU logits and greedy ids equal the CPU reference", async () => {
   const dir = await Deno.makeTempDir({ prefix: "kvpolicy-hd256-" });
@@ -31,28 +31,8 @@ Deno.test("runtime: head_dim 256 — GPU logits and greedy ids equal the CPU ref
     const rand = seededRandom(257);
     const prompt = Array.from({ length: 700 }, () => randomInt(rand, 0, spec.vocab - 1));
     await withEngine(dir, async (engine) => {
-      const cpu = new CpuReferenceModel(engine.weights);
-      const expected = cpu.forward(prompt);
-      const actual = await engine.promptLogits(prompt);
-      const scale = Math.max(...expected.map(range));
-      assert.ok(scale > 0.1, `logit range ${scale}`);
-      actual.forEach((row, pos) => {
-        const d = maxAbsDiff(row, expected[pos]);
-        assert.ok(d <= 1e-4 * scale, `position ${pos}: ${d} > 1e-4 × range ${scale}`);
-      });
-      const steps = 8;
-      const ids: number[] = [];
-      let row = expected.at(-1)!;
-      let comparable = steps;
-      for (let i = 0; i < steps; i++) {
-        const sorted = [...row].sort((a, b) => b - a);
-        if (sorted[0] - sorted[1] < 1e-3 * scale && comparable === steps) comparable = i;
-        ids.push(argmax(row));
-        if (i < steps - 1) [row] = cpu.forward([ids[i]]);
-      }
-      const r = await engine.generate({ promptIds: prompt, maxNewTokens: steps, stopIds: [] });
+      const comparable = await assertMatchesCpuReference(engine, prompt, { steps: 8 });
       assert.ok(comparable >= 3, `the reference is ambiguous at step ${comparable}`);
-      assert.deepEqual(r.tokens.slice(0, comparable), ids.slice(0, comparable));
     });
   } finally {
     await Deno.remove(dir, { recursive: true });

@@ -8,12 +8,12 @@
  * (head_dim not a multiple of 4) must be refused by `Engine.open` with a clear ModelError.
  */
 import assert from "node:assert/strict";
-import { argmax, CpuReferenceModel } from "../../src/model/cpuReference.ts";
 import { ModelError } from "../../src/model/errors.ts";
 import type { DType } from "../../src/model/types.ts";
 import { Engine } from "../../src/runtime/engine.ts";
 import { type RandomModelSpec, writeRandomModel } from "./_checkpoint.ts";
-import { maxAbsDiff, randomInt, range, seededRandom, withEngine } from "./_helpers.ts";
+import { assertMatchesCpuReference } from "./_cpuCompare.ts";
+import { randomInt, seededRandom, withEngine } from "./_helpers.ts";
 
 /** One case: the model's fixed features; sizes, prompt and chunk are drawn from the seed. */
 interface Case {
@@ -83,36 +83,7 @@ Deno.test("runtime: random checkpoints — GPU logits and greedy ids equal the C
           () => randomInt(rand, 0, spec.vocab - 1),
         );
         await withEngine(dir, async (engine) => {
-          const cpu = new CpuReferenceModel(engine.weights);
-          const expected = cpu.forward(prompt);
-          const actual = await engine.promptLogits(prompt, chunk);
-          assert.equal(actual.length, prompt.length);
-          const scale = Math.max(...expected.map(range));
-          assert.ok(scale > 0.1, `logit range ${scale}: the random model is not degenerate`);
-          actual.forEach((row, pos) => {
-            const d = maxAbsDiff(row, expected[pos]);
-            assert.ok(d <= 1e-4 * scale, `position ${pos}: ${d} > 1e-4 × range ${scale}`);
-          });
-
-          // Greedy: compare ids up to the first step whose reference margin is within noise.
-          const steps = 6;
-          const ids: number[] = [];
-          let row = expected.at(-1)!;
-          let comparable = steps;
-          for (let i = 0; i < steps; i++) {
-            const sorted = [...row].sort((a, b) => b - a);
-            if (sorted[0] - sorted[1] < 1e-3 * scale && comparable === steps) comparable = i;
-            ids.push(argmax(row));
-            if (i < steps - 1) [row] = cpu.forward([ids[i]]);
-          }
-          const r = await engine.generate({
-            promptIds: prompt,
-            maxNewTokens: steps,
-            stopIds: [],
-            prefillChunk: chunk,
-            readEvery: 2,
-          });
-          assert.deepEqual(r.tokens.slice(0, comparable), ids.slice(0, comparable));
+          await assertMatchesCpuReference(engine, prompt, { steps: 6, chunk, readEvery: 2 });
         });
       });
     }
