@@ -23,14 +23,23 @@ import {
 import { runAndFree } from "./_gpu.ts";
 import { assertClose, randomF32, refAttend, rng } from "./_reference.ts";
 
+/** Probe shape of {@link checkProbeScores}: head dimension, block length, chunk lengths. */
+export interface ProbeCheckShape {
+  headDim: number;
+  block: number;
+  /** Chunk lengths of all but the last chunk (the last takes the rest of the probe). */
+  chunks: number[];
+}
+
 /** Runs the check for one cache dtype; throws on a mismatch. Returns the GPU scores. */
 export async function checkProbeScores(
   ctx: GpuContext,
   dtype: KvDType,
+  shape: ProbeCheckShape = { headDim: 8, block: 37, chunks: [23, 64, 41] },
 ): Promise<{ echo: number[]; induction: number[] }> {
   const rand = rng(dtype === "f32" ? 7 : 8);
-  const Hkv = 2, group = 2, H = Hkv * group, D = 8, B = 37, offset = 1;
-  const N = offset + 4 * B; // 149 positions
+  const Hkv = 2, group = 2, H = Hkv * group, D = shape.headDim, B = shape.block, offset = 1;
+  const N = offset + 4 * B; // 149 positions by default
   const probe: RetrievalProbe = { tokens: new Array(N).fill(0), block: B, offset, seed: 0 };
   const round = dtype === "f16" ? Math.f16round : (x: number) => x;
   const k = randomF32(rand, N * Hkv * D, 1.5).map(round);
@@ -45,7 +54,8 @@ export async function checkProbeScores(
   const partials = ctx.createBuffer(probePartialsBytes(N, H));
   try {
     let start = 0;
-    for (const m of [23, 64, 41, N - 128]) {
+    const last = N - shape.chunks.reduce((a, b) => a + b, 0);
+    for (const m of [...shape.chunks, last]) {
       const kChunk = k.slice(start * Hkv * D, (start + m) * Hkv * D);
       const qChunk = q.slice(start * H * D, (start + m) * H * D);
       runAndFree(ctx, [

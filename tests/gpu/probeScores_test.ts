@@ -15,6 +15,20 @@ for (const dtype of ["f32", "f16"] as const) {
   });
 }
 
+// head_dim 256 over a 1,201-token probe: a query's score loop once ran 65 iterations per key
+// (the head-dimension loop was not unrolled) and stopped at llvmpipe's 65535-iteration budget.
+gpuTest(
+  "probeScores at head_dim 256 over a 1,201-token probe (llvmpipe's loop budget)",
+  async (ctx) => {
+    const got = await checkProbeScores(ctx, "f32", {
+      headDim: 256,
+      block: 300,
+      chunks: [300, 511],
+    });
+    assert.ok(got.induction[0] > 0.5 && got.echo[1] > 0.5, JSON.stringify(got));
+  },
+);
+
 const SCRIPT = new URL("./_probeScoresCheck.ts", import.meta.url).pathname;
 
 for (const backend of ["vulkan", "gl"]) {

@@ -6,6 +6,8 @@
  */
 
 import { kvDecl, type KvStorage } from "../kvCache.ts";
+import { unrolledDot } from "../loopBudget.ts";
+import { each } from "./wgslUnroll.ts";
 
 /** Keys scored per online-softmax rescale. */
 export const ATTENTION_TILE = 8;
@@ -13,7 +15,9 @@ export const ATTENTION_TILE = 8;
 /**
  * WGSL for `fn attend(base, j0, j1)`: accumulates keys `j0 .. j1-1` of the region starting at
  * row `base` into the private state `q`, `o`, `mx`, `l` (declared by the caller, `q` pre-scaled),
- * reading caches through `KC4` / `VC4`. `D4` must be a WGSL constant.
+ * reading caches through `KC4` / `VC4`. `D4` must be a WGSL constant equal to `D4`; the head
+ * dimension is written out, so a row's loops count about 2 iterations per key against llvmpipe's
+ * loop budget (`../loopBudget.ts`).
  *
  * With `customEntries`, the caller defines how entry `j` (= base + index) is read instead:
  * `fn entryScore(j: u32) -> f32` (q·k_j) and `fn entryValue(j: u32, pk: f32)` (o += pk·v_j) —
@@ -23,15 +27,15 @@ export const ATTENTION_TILE = 8;
  * absolute row `biasRow` (private, none by default). A kernel over a plain cache calls
  * `useBias(base, kvmeta[5·Hkv + kvh], kvmeta[6·Hkv + kvh])` (see `kvCache.ts`) before attending.
  */
-export function onlineSoftmaxWgsl(customEntries = false): string {
+export function onlineSoftmaxWgsl(D4: number, customEntries = false): string {
   const entries = customEntries ? "" : `fn score(row: u32) -> f32 {
   var s = vec4<f32>(0.0);
-  for (var d = 0u; d < D4; d++) { s += q[d] * KC4(row * D4 + d); }
+${unrolledDot("s", D4, (d) => `q[${d}]`, (d) => `KC4(row * D4 + ${d}u)`)}
   return (s.x + s.y) + (s.z + s.w);
 }
 fn entryScore(row: u32) -> f32 { return score(row); }
 fn entryValue(row: u32, pk: f32) {
-  for (var d = 0u; d < D4; d++) { o[d] += pk * VC4(row * D4 + d); }
+${each(D4, (d) => `  o[${d}] += pk * VC4(row * D4 + ${d}u);`)}
 }
 `;
   return `const TILE = ${ATTENTION_TILE}u;
@@ -59,7 +63,7 @@ ${entries}fn attend(base: u32, j0: u32, j1: u32) {
     let mnew = max(mx, tm);
     let c = exp(mx - mnew);
     l *= c;
-    for (var d = 0u; d < D4; d++) { o[d] *= c; }
+${each(D4, (d) => `    o[${d}] *= c;`)}
     for (var t = 0u; t < n; t++) {
       let pk = exp(s[t] - mnew);
       l += pk;

@@ -15,7 +15,7 @@
  * a loop are avoided: Mesa turns them into if-ladders (slow to compile and to run).
  *
  * Mesa's llvmpipe also ends every loop of a shader invocation once their iterations add up to
- * 65535 ({@link LLVMPIPE_LOOP_BUDGET}): silently wrong attention past ~16K keys at head_dim 128.
+ * 65535 (`../loopBudget.ts`): silently wrong attention past ~16K keys at head_dim 128.
  * So the keys are split into ranges of {@link keysPerDispatch} run by successive dispatches of
  * the same kernel (phase 0), each resuming the rows' softmax state (running max and sum, in a
  * state buffer the op owns); then phase 1 dispatches normalise the rows and write the
@@ -43,6 +43,7 @@ import {
 } from "./prefillAttention.ts";
 import { kvHeadMetaWgsl } from "./attentionCommon.ts";
 import { each, maxOf } from "./wgslUnroll.ts";
+import { PLANNED_LOOP_BUDGET } from "../loopBudget.ts";
 
 /** Arguments of {@link flashPrefillAttention}: those of `prefillAttention` plus the block shape. */
 export interface FlashPrefillAttentionArgs extends PrefillAttentionArgs {
@@ -58,19 +59,12 @@ export interface FlashPrefillAttentionArgs extends PrefillAttentionArgs {
 const TILE = 16;
 
 /**
- * Mesa's llvmpipe keeps one loop-iteration counter per shader invocation, shared by every loop
- * that is not unrolled (`LP_MAX_TGSI_LOOP_ITERATIONS` in gallivm): after 65535 iterations all
- * loops exit and the kernel silently computes garbage.
- */
-export const LLVMPIPE_LOOP_BUDGET = 65535;
-
-/**
  * Keys one dispatch attends on a software adapter: as many tiles as fit the loop budget (with
  * room to spare) at `1 + 2·D4` counted iterations per tile; unbounded on GPUs.
  */
 export function keysPerDispatch(ctx: GpuContext, D4: number): number {
   if (!ctx.isFallbackAdapter) return 2 ** 31;
-  return TILE * Math.floor((LLVMPIPE_LOOP_BUDGET - 4096) / (1 + 2 * D4));
+  return TILE * Math.floor(PLANNED_LOOP_BUDGET / (1 + 2 * D4));
 }
 
 function code(dtype: KvStorage, D4: number, QT: number, HT: number, withObs: boolean): string {

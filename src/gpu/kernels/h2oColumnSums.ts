@@ -12,6 +12,9 @@
  *    each sum has a single writer). O(m · len · d) per head, like the attention itself.
  *
  * Summed over every chunk, `sums[h][j]` is entry j of `LayerScoresInput.attentionColumnSums()`.
+ * The stats pass runs over key ranges, one dispatch each, carrying (max, sum) in `stats`: llvmpipe
+ * ends a shader invocation's loops after 65535 iterations (`../loopBudget.ts`).
+ *
  * The cache's logit-bias row is ignored (prefill runs before any compensation token exists).
  *
  * Stats bindings: 0 params, 1 q f32, 2 meta, 3 K cache (read), 4 stats vec2 (read_write).
@@ -25,6 +28,8 @@ import type { BufferRef, GpuContext } from "../device.ts";
 import { type KvCacheLayer, kvDecl, type KvStorage, kvStorage } from "../kvCache.ts";
 import { dispatchOp, type GpuOp, packParams, sequenceOp } from "../op.ts";
 import { withOwnedScratch } from "./decodeAttention.ts";
+import { checkLoopBudget, PLANNED_LOOP_BUDGET, unrolledDot } from "../loopBudget.ts";
+import { each } from "./wgslUnroll.ts";
 
 /** Arguments of {@link h2oColumnSums}. */
 export interface H2oColumnSumsArgs {
@@ -44,21 +49,25 @@ export interface H2oColumnSumsArgs {
   scale?: number;
 }
 
-const HEADER = `struct Params { H: u32, Hkv: u32, group: u32, M: u32, scale: f32, stride: u32 };
+const HEADER = `struct Params { H: u32, Hkv: u32, group: u32, M: u32, scale: f32, stride: u32,
+  k0: u32, k1: u32 };
 @group(0) @binding(0) var<uniform> p: Params;`;
 
-/** `v` (private, pre-scaled) holds one side of the dot; the other is read from memory. */
+/**
+ * `v` (private, pre-scaled) holds one side of the dot; the other is read from memory. Written
+ * out over the head dimension: no loop counts against llvmpipe's budget (`../loopBudget.ts`).
+ */
 function dot(D4: number): string {
   return `const D4 = ${D4}u;
 var<private> v: array<vec4<f32>, D4>;
 fn dotKey(krow: u32) -> f32 {
   var s = vec4<f32>(0.0);
-  for (var d = 0u; d < D4; d++) { s += v[d] * KC4(krow * D4 + d); }
+${unrolledDot("s", D4, (d) => `v[${d}]`, (d) => `KC4(krow * D4 + ${d}u)`)}
   return (s.x + s.y) + (s.z + s.w);
 }
 fn dotQuery(qrow: u32, h: u32) -> f32 {
   var s = vec4<f32>(0.0);
-  for (var d = 0u; d < D4; d++) { s += v[d] * Q[(qrow * p.H + h) * D4 + d]; }
+${unrolledDot("s", D4, (d) => `v[${d}]`, (d) => `Q[(qrow * p.H + h) * D4 + ${d}u]`)}
   return (s.x + s.y) + (s.z + s.w);
 }`;
 }
@@ -79,10 +88,16 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let base = kvmeta[kvh];
   let len = kvmeta[p.Hkv + kvh];
   let lim = u32(max(i32(len) - i32(p.M) + i32(i) + 1, 0));
-  for (var d = 0u; d < D4; d++) { v[d] = Q[(i * p.H + h) * D4 + d] * p.scale; }
+${each(D4, (d) => `  v[${d}] = Q[(i * p.H + h) * D4 + ${d}u] * p.scale;`)}
+  // Keys [k0, k1) of this dispatch; the running (max, sum) of earlier ranges is in stats.
   var mx = -3.0e38;
   var l = 0.0;
-  for (var j = 0u; j < lim; j++) {
+  if (p.k0 > 0u) {
+    let st = stats[h * p.M + i];
+    mx = st.x;
+    l = st.y;
+  }
+  for (var j = p.k0; j < min(lim, p.k1); j++) {
     let s = dotKey(base + j);
     if (s > mx) {
       l = l * exp(mx - s) + 1.0;
@@ -114,7 +129,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   if (j >= len || j >= p.stride || len < p.M) { return; }
   let before = len - p.M;
   let first = select(0u, j - before, j > before);
-  for (var d = 0u; d < D4; d++) { v[d] = KC4((base + j) * D4 + d) * p.scale; }
+${each(D4, (d) => `  v[${d}] = KC4((base + j) * D4 + ${d}u) * p.scale;`)}
   var total = 0.0;
   for (var i = first; i < p.M; i++) {
     let st = stats[h * p.M + i];
@@ -130,41 +145,67 @@ function statsBytes(numHeads: number, m: number): number {
   return Math.max(16, numHeads * m * 8);
 }
 
-/** Prepares the column-sum accumulation of one chunk of one layer (two dispatches). */
-export function h2oColumnSums(ctx: GpuContext, a: H2oColumnSumsArgs): GpuOp {
+/**
+ * Keys one stats dispatch covers: all of them on a GPU; on a software adapter as many as a row's
+ * loop may visit within llvmpipe's budget (one iteration per key; the dot is written out).
+ */
+export function h2oKeysPerDispatch(ctx: GpuContext): number {
+  return ctx.isFallbackAdapter ? PLANNED_LOOP_BUDGET : 2 ** 31;
+}
+
+/**
+ * Prepares the column-sum accumulation of one chunk of one layer: stats dispatches over key
+ * ranges of {@link h2oKeysPerDispatch} (`keysPerDispatch` overrides it, for tests), then one
+ * accumulate dispatch.
+ */
+export function h2oColumnSums(
+  ctx: GpuContext,
+  a: H2oColumnSumsArgs & { keysPerDispatch?: number },
+): GpuOp {
   const c = a.cache;
   const H = a.numHeads, D4 = c.headDim / 4;
   if (H % c.numKvHeads !== 0) {
     throw new RangeError(`h2oColumnSums: ${H} query heads for ${c.numKvHeads} KV heads`);
   }
-  const params = packParams([
-    ["u32", H],
-    ["u32", c.numKvHeads],
-    ["u32", H / c.numKvHeads],
-    ["u32", a.m],
-    ["f32", a.scale ?? 1 / Math.sqrt(c.headDim)],
-    ["u32", a.stride],
-  ]);
+  // Each key's thread loops over the chunk's queries that see it.
+  checkLoopBudget(ctx, a.m, "H2O's prefill chunk (h2oColumnSums)");
+  const params = (k0: number, k1: number) =>
+    packParams([
+      ["u32", H],
+      ["u32", c.numKvHeads],
+      ["u32", H / c.numKvHeads],
+      ["u32", a.m],
+      ["f32", a.scale ?? 1 / Math.sqrt(c.headDim)],
+      ["u32", a.stride],
+      ["u32", k0],
+      ["u32", k1],
+    ]);
+  const keys = Math.max(1, ...c.capacities);
+  const span = a.keysPerDispatch ?? h2oKeysPerDispatch(ctx);
   const stats = ctx.createBuffer(statsBytes(H, a.m), undefined, "h2o stats");
-  const statsOp = dispatchOp(ctx, {
-    label: "h2oColumnSums.stats",
-    pipeline: ctx.pipeline(
-      `h2oStats:${c.dtype}:${D4}`,
-      () => statsCode(kvStorage(ctx, c.dtype), D4),
-    ),
-    params,
-    buffers: [a.q, c.meta, c.k, stats],
-    workgroups: [Math.ceil(a.m / 64), H],
-  });
-  const accumulate = dispatchOp(ctx, {
+  const statsPipeline = ctx.pipeline(
+    `h2oStats:${c.dtype}:${D4}`,
+    () => statsCode(kvStorage(ctx, c.dtype), D4),
+  );
+  const ops: GpuOp[] = [];
+  for (let k0 = 0; k0 < keys; k0 += span) {
+    ops.push(dispatchOp(ctx, {
+      label: "h2oColumnSums.stats",
+      pipeline: statsPipeline,
+      params: params(k0, Math.min(k0 + span, 2 ** 32 - 1)),
+      buffers: [a.q, c.meta, c.k, stats],
+      workgroups: [Math.ceil(a.m / 64), H],
+    }));
+  }
+  ops.push(dispatchOp(ctx, {
     label: "h2oColumnSums.accumulate",
     pipeline: ctx.pipeline(
       `h2oAccumulate:${c.dtype}:${D4}`,
       () => accumulateCode(kvStorage(ctx, c.dtype), D4),
     ),
-    params,
+    params: params(0, 0),
     buffers: [a.q, c.meta, c.k, stats, a.sums],
     workgroups: [Math.max(1, Math.ceil(a.stride / 64)), H],
-  });
-  return withOwnedScratch(ctx, sequenceOp("h2oColumnSums", [statsOp, accumulate]), stats);
+  }));
+  return withOwnedScratch(ctx, sequenceOp("h2oColumnSums", ops), stats);
 }

@@ -14,7 +14,9 @@
  *    so the next append writes right after the live rows. Cache rows are therefore unordered;
  *    the position buffer says which token each row holds.
  *
- * One workgroup of 64 threads per KV head (reductions in workgroup memory). Heads whose limit
+ * One workgroup of 64 threads per KV head (reductions in workgroup memory). The head dimension
+ * is written out, so a thread's loops stay within llvmpipe's budget (`../loopBudget.ts`) for
+ * caches of ~1M / (3·group + 1) rows. Heads whose limit
  * is {@link H2O_NONE} (other presses in the same layer) are left alone.
  *
  * State buffer (u32): `[0, Hkv)` limit = heavy + recent, `[Hkv, 2Hkv)` recent, then
@@ -30,6 +32,8 @@
 import type { BufferRef, GpuContext } from "../device.ts";
 import { type KvCacheLayer, kvDecl, type KvStorage, kvStorage } from "../kvCache.ts";
 import { dispatchOp, type GpuOp, packParams } from "../op.ts";
+import { checkLoopBudget, unrolledDot } from "../loopBudget.ts";
+import { each } from "./wgslUnroll.ts";
 
 /** Limit meaning "not an H2O head". */
 export const H2O_NONE = 0xffffffff;
@@ -76,7 +80,7 @@ var<workgroup> wLen: u32;
 
 fn logit(row: u32) -> f32 {
   var s = vec4<f32>(0.0);
-  for (var d = 0u; d < D4; d++) { s += q[d] * KC4(row * D4 + d); }
+${unrolledDot("s", D4, (d) => `q[${d}]`, (d) => `KC4(row * D4 + ${d}u)`)}
   return (s.x + s.y) + (s.z + s.w);
 }
 fn reduceMax(li: u32, v: f32) -> f32 {
@@ -128,7 +132,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let share = 1.0 / f32(p.group);
   for (var g = 0u; g < p.group; g++) {
     let hq = h * p.group + g;
-    for (var d = 0u; d < D4; d++) { q[d] = Q[hq * D4 + d] * p.scale; }
+${each(D4, (d) => `    q[${d}] = Q[hq * D4 + ${d}u] * p.scale;`)}
     var m = -3.0e38;
     for (var i = li; i < len; i += WG) { m = max(m, logit(base + i)); }
     m = reduceMax(li, m);
@@ -190,6 +194,10 @@ export function h2oEvict(ctx: GpuContext, a: H2oEvictArgs): GpuOp {
   if (a.numHeads % c.numKvHeads !== 0) {
     throw new RangeError(`h2oEvict: ${a.numHeads} query heads for ${c.numKvHeads} KV heads`);
   }
+  // A thread visits every 64th row three times per query head, then once more for the victim.
+  const group = a.numHeads / c.numKvHeads;
+  const rows = Math.ceil(Math.max(0, ...c.capacities) / 64);
+  checkLoopBudget(ctx, (3 * group + 1) * rows + 32 * group, "H2O's cache (h2oEvict)");
   return dispatchOp(ctx, {
     label: "h2oEvict",
     pipeline: ctx.pipeline(`h2oEvict:${c.dtype}:${D4}`, () => code(kvStorage(ctx, c.dtype), D4)),

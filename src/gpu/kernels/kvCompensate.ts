@@ -18,6 +18,11 @@
 import type { BufferRef, GpuContext } from "../device.ts";
 import { type KvCacheLayer, kvDecl, type KvStorage, kvStorage } from "../kvCache.ts";
 import { dispatchOp, type GpuOp, packParams } from "../op.ts";
+import { checkLoopBudget } from "../loopBudget.ts";
+import { each } from "./wgslUnroll.ts";
+
+/** Dropped rows summed per loop iteration. */
+const UNROLL = 16;
 
 /** One head's compensation: the dropped indices (into the source head) and the target row. */
 export interface CompensationRows {
@@ -72,8 +77,17 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   if (d4 >= p.D4 || count == 0u || row == 0xffffffffu) { return; }
   var ks = vec4<f32>(0.0);
   var vs = vec4<f32>(0.0);
-  for (var t = 0u; t < count; t++) {
-    let s = (smeta[h] + list[list[h] + t]) * p.D4 + d4;
+  // ${UNROLL} rows per iteration: llvmpipe ends a thread's loops after 65535 iterations.
+  let first = list[h];
+  var t = 0u;
+  for (; t + ${UNROLL}u <= count; t += ${UNROLL}u) {
+${
+    each(UNROLL, (u) =>
+      `    { let s = (smeta[h] + list[first + t + ${u}u]) * p.D4 + d4; ks += SK4(s); vs += SV4(s); }`)
+  }
+  }
+  for (; t < count; t++) {
+    let s = (smeta[h] + list[first + t]) * p.D4 + d4;
     ks += SK4(s);
     vs += SV4(s);
   }
@@ -92,6 +106,8 @@ export function kvCompensate(ctx: GpuContext, a: KvCompensateArgs): GpuOp {
     throw new RangeError("kvCompensate: source and destination differ in heads or head_dim");
   }
   const D4 = src.headDim / 4;
+  const dropped = Math.max(0, ...src.capacities);
+  checkLoopBudget(ctx, dropped / UNROLL + UNROLL, "RazorAttention's compensation (kvCompensate)");
   return dispatchOp(ctx, {
     label: "kvCompensate",
     pipeline: ctx.pipeline(

@@ -21,7 +21,9 @@
 import type { BufferRef, GpuContext } from "../device.ts";
 import { type KvCacheLayer, kvDecl, type KvStorage, kvStorage } from "../kvCache.ts";
 import { dispatchOp, type GpuOp, packParams } from "../op.ts";
-import { onlineSoftmaxWgsl } from "./attentionCommon.ts";
+import { ATTENTION_TILE, onlineSoftmaxWgsl } from "./attentionCommon.ts";
+import { checkLoopBudget } from "../loopBudget.ts";
+import { each } from "./wgslUnroll.ts";
 
 /** Arguments of {@link prefillAttention}. */
 export interface PrefillAttentionArgs {
@@ -66,7 +68,7 @@ function code(dtype: KvStorage, D4: number, withObs: boolean): string {
   }`
     : "";
   return `${prefillPreambleWgsl(dtype, D4, withObs)}
-${onlineSoftmaxWgsl()}
+${onlineSoftmaxWgsl(D4)}
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let i = gid.x;
@@ -77,15 +79,16 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let len = kvmeta[p.Hkv + kvh];
   let lim = u32(max(i32(len) - i32(p.M) + i32(i) + 1, 0));
   useBias(base, kvmeta[5u * p.Hkv + kvh], kvmeta[6u * p.Hkv + kvh]);
-  for (var d = 0u; d < D4; d++) {
-    q[d] = Q[p.q04 + i * p.ldq4 + h * D4 + d] * p.scale;
-    o[d] = vec4<f32>(0.0);
+${
+    each(D4, (d) =>
+      `  q[${d}] = Q[p.q04 + i * p.ldq4 + h * D4 + ${d}u] * p.scale;
+  o[${d}] = vec4<f32>(0.0);`)
   }
   mx = NEG;
   l = 0.0;
   attend(base, 0u, lim);
   let inv = select(0.0, 1.0 / l, l > 0.0);
-  for (var d = 0u; d < D4; d++) { out[i * p.ldo4 + h * D4 + d] = o[d] * inv; }${obs}
+${each(D4, (d) => `  out[i * p.ldo4 + h * D4 + ${d}u] = o[${d}] * inv;`)}${obs}
 }
 `;
 }
@@ -180,6 +183,13 @@ export function prefillAttention(ctx: GpuContext, a: PrefillAttentionArgs): GpuO
     throw new RangeError(`prefillAttention: ${H} query heads for ${c.numKvHeads} KV heads`);
   }
   const layout = prefillLayout("prefillAttention", a);
+  // A row attends up to every cached key (about 2 loop iterations each), then the window pass.
+  const keys = Math.max(0, ...c.capacities);
+  checkLoopBudget(
+    ctx,
+    keys * (2 + 1 / ATTENTION_TILE) + (layout.withObs ? a.obsStride ?? 0 : 0) + 8,
+    `prefill attention (prefill=thread) over ${keys} keys`,
+  );
   return dispatchOp(ctx, {
     label: "prefillAttention",
     pipeline: ctx.pipeline(

@@ -9,6 +9,9 @@
  * echo_i = Σ p(i − kB) and induction_i = Σ p(i − kB + 1) over k ≥ 1 with i − kB ≥ offset —
  * exactly `retrievalQueryHeadScores` in src/plugins/retrievalDetector.ts.
  *
+ * The head dimension is written out (no loop) and a query's loops run over at most the probe's
+ * length, so llvmpipe's loop budget (`../loopBudget.ts`) holds for probes up to ~30K tokens.
+ *
  * Accumulation: one workgroup of 64 threads per (64-aligned block of absolute positions, query
  * head); thread t takes position 64·blk + t when it lies in the chunk. The workgroup sums its
  * threads' (echo, induction) and ADDS the sum to `partials[blk][h]` (vec2 f32), so a block split
@@ -26,6 +29,8 @@
 import type { BufferRef, GpuContext } from "../device.ts";
 import { type KvCacheLayer, kvDecl, type KvStorage, kvStorage } from "../kvCache.ts";
 import { dispatchOp, type GpuOp, packParams } from "../op.ts";
+import { checkLoopBudget, unrolledDot } from "../loopBudget.ts";
+import { each } from "./wgslUnroll.ts";
 
 /** Query positions reduced per workgroup (and per partial slot). */
 export const PROBE_POSITIONS_PER_GROUP = 64;
@@ -66,11 +71,11 @@ var<private> q: array<vec4<f32>, D4>;
 var<workgroup> red: array<vec2<f32>, G>;
 fn score(row: u32) -> f32 {
   var s = vec4<f32>(0.0);
-  for (var d = 0u; d < D4; d++) { s += q[d] * KC4(row * D4 + d); }
+${unrolledDot("s", D4, (d) => `q[${d}]`, (d) => `KC4(row * D4 + ${d}u)`)}
   return (s.x + s.y) + (s.z + s.w);
 }
 fn scores(h: u32, i: u32, pos: u32, base: u32) -> vec2<f32> {
-  for (var d = 0u; d < D4; d++) { q[d] = Q[(i * p.H + h) * D4 + d] * p.scale; }
+${each(D4, (d) => `  q[${d}] = Q[(i * p.H + h) * D4 + ${d}u] * p.scale;`)}
   var mx = NEG;
   var l = 0.0;
   for (var j = 0u; j <= pos; j++) {
@@ -129,6 +134,9 @@ export function probeScores(ctx: GpuContext, a: ProbeScoresArgs): GpuOp {
   if (!(Number.isInteger(a.block) && a.block >= 2)) {
     throw new RangeError(`probeScores: block ${a.block} must be an integer ≥ 2`);
   }
+  // A query loops over every key before it, then over its earlier copies.
+  const keys = Math.max(0, ...c.capacities);
+  checkLoopBudget(ctx, keys + keys / a.block + 64, "RazorAttention's probe (probeScores)");
   return dispatchOp(ctx, {
     label: "probeScores",
     pipeline: ctx.pipeline(

@@ -20,6 +20,7 @@
  */
 
 import type { GpuContext } from "../device.ts";
+import { checkLoopBudget } from "../loopBudget.ts";
 import { type KvStorage, kvStorage } from "../kvCache.ts";
 import { dispatchOp, type GpuOp } from "../op.ts";
 import {
@@ -158,6 +159,15 @@ export function workgroupPrefillAttention(ctx: GpuContext, a: PrefillAttentionAr
   const group = H / c.numKvHeads;
   const G = headsPerBlock(group), BK = prefillKeyTile(D);
   const layout = prefillLayout("workgroupPrefillAttention", a);
+  // Per tile a thread loads ⌈BK·D4/WG⌉ vec4s and runs BK/ST softmax steps; the window pass
+  // loads again and visits each key.
+  const tiles = Math.ceil(Math.max(0, ...c.capacities) / BK), loads = Math.ceil(BK * D4 / WG);
+  const obsTiles = layout.withObs ? Math.ceil((a.obsStride ?? 0) / BK) : 0;
+  checkLoopBudget(
+    ctx,
+    tiles * (loads + BK / ST + 1) + obsTiles * (loads + BK + 1) + 8,
+    `prefill attention (prefill=workgroup) over ${tiles * BK} keys`,
+  );
   return dispatchOp(ctx, {
     label: "prefillAttention",
     pipeline: ctx.pipeline(
