@@ -14,6 +14,8 @@ import { kvAppend } from "../../src/gpu/kernels/kvAppend.ts";
 import { prefillAttention } from "../../src/gpu/kernels/prefillAttention.ts";
 import { probePartialsBytes, probeScores } from "../../src/gpu/kernels/probeScores.ts";
 import { createKvCacheLayer, releaseKvCacheLayer } from "../../src/gpu/kvCache.ts";
+import { quantAppend } from "../../src/gpu/kernels/quantAppend.ts";
+import { createQuantKvLayer, releaseQuantKvLayer } from "../../src/gpu/quantKvCache.ts";
 import { gpuTest, runAndFree } from "./_gpu.ts";
 import { assertClose, randomF32, refAttend, rng } from "./_reference.ts";
 
@@ -223,5 +225,30 @@ gpuTest("prefill=thread over 40,000 keys is refused on a software adapter", (ctx
     releaseKvCacheLayer(ctx, cache);
     ctx.release(q);
     ctx.release(out);
+  }
+});
+
+gpuTest("a quantised prefill chunk too long for llvmpipe's loop budget is refused", (ctx) => {
+  const m = 30_000;
+  const cache = createQuantKvLayer(ctx, {
+    headDim: 256,
+    dtype: "f32",
+    quant: { bits: 4, group: 32, residuals: [32] },
+    maxEntries: [m],
+  });
+  const k = ctx.createBuffer(256 * 4);
+  try {
+    const make = (n: number) => quantAppend(ctx, { cache, k, v: k, m: n });
+    make(512).destroy(); // the default chunk fits
+    if (ctx.isFallbackAdapter) {
+      assert.throws(() => make(m), (e) =>
+        e instanceof GpuUnavailableError &&
+        /quantised prefill chunk of 30000 tokens \(quantAppend\) is too long/.test(e.message));
+    } else {
+      make(m).destroy();
+    }
+  } finally {
+    releaseQuantKvLayer(ctx, cache);
+    ctx.release(k);
   }
 });

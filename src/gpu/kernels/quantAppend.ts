@@ -22,6 +22,7 @@ import { kvDecl, type KvStorage, kvStorage } from "../kvCache.ts";
 import { dispatchOp, type GpuOp, packParams } from "../op.ts";
 import { quantBuffersWgsl, quantConstsWgsl, type QuantKvLayer } from "../quantKvCache.ts";
 import { packBlockWgsl } from "./quantPackWgsl.ts";
+import { checkLoopBudget } from "../loopBudget.ts";
 
 /** Arguments of {@link quantAppend}. */
 export interface QuantAppendArgs {
@@ -93,6 +94,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 export function quantAppend(ctx: GpuContext, a: QuantAppendArgs): GpuOp {
   const c = a.cache;
   const key = `quantAppend:${c.dtype}:${c.headDim}:${c.quant.bits}:${c.quant.group}`;
+  // One workgroup appends the chunk token by token and packs every filled group of G tokens:
+  // its loops must fit llvmpipe's budget (`../loopBudget.ts`).
+  const D = c.headDim, G = c.quant.group, perWord = Math.floor(32 / c.quant.bits);
+  const pack = Math.ceil(D / 64) * (G + 1) + Math.ceil(G * Math.ceil(D / G) / 64) * (G + 1) +
+    Math.ceil(G * Math.ceil(D / perWord) / 64) * (perWord + 1);
+  checkLoopBudget(
+    ctx,
+    a.m * (2 + Math.ceil(D / 256)) + Math.ceil(a.m / G + 1) * pack,
+    `a quantised prefill chunk of ${a.m} tokens (quantAppend)`,
+  );
   return dispatchOp(ctx, {
     label: "quantAppend",
     pipeline: ctx.pipeline(key, () => code(c, kvStorage(ctx, c.dtype))),
