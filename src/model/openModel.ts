@@ -7,7 +7,7 @@
  * @module
  */
 
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { type ChatTemplate, chatTemplateFromConfig, parseChatTemplate } from "./chatTemplate.ts";
 import { loadConfig } from "./config.ts";
 import { ModelError } from "./errors.ts";
@@ -17,6 +17,7 @@ import { ggufSpecialTokens, tokenizerFromGguf } from "./ggufTokenizer.ts";
 import type { GgufMetadata } from "./ggufTypes.ts";
 import { loadModel } from "./loadModel.ts";
 import { loadTokenizer, type TextTokenizer } from "./tokenizer.ts";
+import { CHAT_TEMPLATE_LIMIT, readBoundedFile, TOKENIZER_JSON_LIMIT } from "./readBounded.ts";
 import type { ModelConfig, ModelWeights } from "./types.ts";
 
 /** What `--model` names, once resolved. */
@@ -157,7 +158,7 @@ function ggufChatTemplate(meta: GgufMetadata, file: string): ChatTemplate | null
  */
 async function hfChatTemplate(dir: string): Promise<ChatTemplate | null> {
   const configFile = join(dir, "tokenizer_config.json");
-  const configText = await readTextIfPresent(configFile);
+  const configText = await readTextIfPresent(configFile, TOKENIZER_JSON_LIMIT);
   if (configText !== undefined) {
     let json: unknown;
     try {
@@ -169,15 +170,25 @@ async function hfChatTemplate(dir: string): Promise<ChatTemplate | null> {
     if (chat !== null) return chat;
   }
   const jinjaFile = join(dir, "chat_template.jinja");
-  const jinja = await readTextIfPresent(jinjaFile);
+  const jinja = await readTextIfPresent(jinjaFile, CHAT_TEMPLATE_LIMIT);
   return jinja === undefined ? null : parseChatTemplate(jinja, jinjaFile);
 }
 
-async function readTextIfPresent(file: string): Promise<string | undefined> {
+/**
+ * The text of a regular file of at most `limit` bytes (`tokenizer_config.json`: 64 MiB,
+ * `chat_template.jinja`: 1 MiB), strict UTF-8; undefined when there is no file.
+ */
+async function readTextIfPresent(file: string, limit: number): Promise<string | undefined> {
+  let bytes: Uint8Array;
   try {
-    return await Deno.readTextFile(file);
+    bytes = await readBoundedFile(file, limit, `a ${basename(file)}`);
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) return undefined;
-    throw new ModelError(`${file}: cannot be read (${(error as Error).message})`);
+    throw error;
+  }
+  try {
+    return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch {
+    throw new ModelError(`${file}: not valid UTF-8`);
   }
 }

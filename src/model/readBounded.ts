@@ -14,6 +14,8 @@ const MiB = 1024 * 1024;
 export const CONFIG_JSON_LIMIT: number = 1 * MiB;
 /** The largest `tokenizer.json` / `tokenizer_config.json` read: 64 MiB (big vocabularies: ~35 MB). */
 export const TOKENIZER_JSON_LIMIT: number = 64 * MiB;
+/** The largest `chat_template.jinja` read: 1 MiB (real templates are a few KiB). */
+export const CHAT_TEMPLATE_LIMIT: number = 1 * MiB;
 /** The largest `--prompt-file` read: 64 MiB. */
 export const PROMPT_FILE_LIMIT: number = 64 * MiB;
 

@@ -8,6 +8,7 @@ import { loadConfig } from "../../src/model/config.ts";
 import { ModelError } from "../../src/model/errors.ts";
 import { readBoundedFile } from "../../src/model/readBounded.ts";
 import { loadTokenizer } from "../../src/model/tokenizer.ts";
+import { readModelHeader } from "../../src/model/openModel.ts";
 import { exists, fifoTestName, HAS_DEV_ZERO, makeFifo, unblockLater } from "./_specialFiles.ts";
 
 /** Runs `fn` with a fresh temporary folder. */
@@ -132,5 +133,63 @@ Deno.test("a missing file is Deno's NotFound, for the caller to handle", async (
   await inTempDir(async (dir) => {
     await assertModelError(loadConfig(dir), "config.json: not found");
     assert.equal(await loadTokenizer(dir), null);
+  });
+});
+
+Deno.test("chat templates are read bounded, as regular files, as strict UTF-8", async (t) => {
+  await inTempDir(async (dir) => {
+    await Deno.writeTextFile(
+      `${dir}/config.json`,
+      JSON.stringify({
+        model_type: "llama",
+        hidden_size: 64,
+        intermediate_size: 128,
+        num_attention_heads: 2,
+        num_key_value_heads: 1,
+        num_hidden_layers: 1,
+        vocab_size: 32,
+        max_position_embeddings: 128,
+        rms_norm_eps: 1e-5,
+      }),
+    );
+    const header = () => readModelHeader({ format: "hf", path: dir });
+    await t.step("a chat_template.jinja over 1 MiB", async () => {
+      await sparseFile(`${dir}/chat_template.jinja`, 2 * 1024 * 1024);
+      await assertModelError(header(), `${dir}/chat_template.jinja: `);
+      await assertModelError(header(), "1 MiB");
+    });
+    await t.step("a chat_template.jinja with invalid UTF-8", async () => {
+      await Deno.writeFile(`${dir}/chat_template.jinja`, Uint8Array.of(0x7b, 0x7b, 0xff, 0x7d));
+      await assertModelError(header(), `${dir}/chat_template.jinja: not valid UTF-8`);
+    });
+    await t.step({
+      name: "a tokenizer_config.json linking to /dev/zero",
+      ignore: !HAS_DEV_ZERO,
+      fn: async () => {
+        await Deno.remove(`${dir}/chat_template.jinja`);
+        await Deno.symlink("/dev/zero", `${dir}/tokenizer_config.json`);
+        await assertModelError(
+          header(),
+          `${dir}/tokenizer_config.json: not a regular file (a character device)`,
+        );
+        await Deno.remove(`${dir}/tokenizer_config.json`);
+      },
+    });
+    const made = await makeFifo(`${dir}/chat_template.jinja`);
+    await t.step({
+      name: fifoTestName("a FIFO chat_template.jinja", made),
+      ignore: !made,
+      fn: async () => {
+        const unblock = unblockLater(`${dir}/chat_template.jinja`);
+        try {
+          await assertModelError(
+            header(),
+            `${dir}/chat_template.jinja: not a regular file (a FIFO)`,
+          );
+        } finally {
+          await unblock.stop();
+        }
+      },
+    });
   });
 });
