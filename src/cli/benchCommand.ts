@@ -16,6 +16,7 @@ import { BENCH_SHAPES, randomModel } from "../../bench/randomModel.ts";
 import { type BenchRow, runSpeedBench } from "../../bench/speedBench.ts";
 import { parseLengths } from "../eval/gridSpec.ts";
 import { Engine } from "../runtime/engine.ts";
+import { locateModel, readModelHeader } from "../model/openModel.ts";
 import type { ModelConfig } from "../model/types.ts";
 import { intFlag, optionalIntFlag, parseFlags } from "./args.ts";
 import { UserError } from "./errors.ts";
@@ -120,6 +121,8 @@ export async function benchCommand(args: string[]): Promise<number> {
       `(${longRepeats} from ${LONG_PROMPT} tokens)`,
   );
   const prefillChunk = optionalIntFlag("prefill-chunk", v["prefill-chunk"], 1);
+  // A bad --model fails now, not after the random-weight shapes have been measured.
+  if (typeof v.model === "string") await readModelHeader(await locateModel(v.model));
   const plan = { policies: BENCH_POLICIES, decodeTokens, prefillChunk };
   const progress = (r: BenchRow) =>
     log(`  ${r.policy} @${r.prompt_tokens}: decode ${r.decode_tok_s.toFixed(1)} tok/s`);

@@ -15,6 +15,7 @@ import { readPolicySource } from "./policySource.ts";
 import { compileOrThrow } from "../plan/compile.ts";
 import type { EvalEngine } from "../eval/engine.ts";
 import { ModelError } from "../model/errors.ts";
+import { readBoundedFileSync, SUITE_FILE_LIMIT } from "../model/readBounded.ts";
 import {
   locateModel,
   type ModelHeader,
@@ -91,9 +92,12 @@ function readSuite(values: Record<string, unknown>, modelPath: string): EvalSuit
   if (typeof file === "string") {
     let text: string;
     try {
-      text = Deno.readTextFileSync(file);
+      const bytes = readBoundedFileSync(file, SUITE_FILE_LIMIT, "a suite file");
+      text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
     } catch (e) {
-      throw new UserError(`cannot read suite '${file}': ${(e as Error).message}`);
+      if (e instanceof ModelError) throw new UserError(e.message);
+      const why = e instanceof TypeError ? "not valid UTF-8" : (e as Error).message;
+      throw new UserError(`cannot read suite '${file}': ${why}`);
     }
     suite = parseSuiteYaml(text, file, suite);
   }

@@ -16,6 +16,10 @@ export const CONFIG_JSON_LIMIT: number = 1 * MiB;
 export const TOKENIZER_JSON_LIMIT: number = 64 * MiB;
 /** The largest `chat_template.jinja` read: 1 MiB (real templates are a few KiB). */
 export const CHAT_TEMPLATE_LIMIT: number = 1 * MiB;
+/** The largest `model.safetensors.index.json` read: 16 MiB (real ones are ~100 KiB). */
+export const SHARD_INDEX_LIMIT: number = 16 * MiB;
+/** The largest eval suite YAML read: 1 MiB. */
+export const SUITE_FILE_LIMIT: number = 1 * MiB;
 /** The largest `--prompt-file` read: 64 MiB. */
 export const PROMPT_FILE_LIMIT: number = 64 * MiB;
 

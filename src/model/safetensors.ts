@@ -9,6 +9,7 @@
 
 import { basename, join } from "node:path";
 import { ModelError } from "./errors.ts";
+import { readBoundedFile, SHARD_INDEX_LIMIT } from "./readBounded.ts";
 import {
   HEADER_LENGTH_BYTES,
   parseHeader,
@@ -132,8 +133,9 @@ export async function readCheckpointTensors(
  */
 export async function readShardIndex(indexFile: string): Promise<Map<string, string[]>> {
   let json: unknown;
+  const bytes = await readBoundedFile(indexFile, SHARD_INDEX_LIMIT, "a shard index");
   try {
-    json = JSON.parse(await Deno.readTextFile(indexFile));
+    json = JSON.parse(new TextDecoder().decode(bytes));
   } catch (error) {
     throw new ModelError(`${indexFile}: not valid JSON (${(error as Error).message})`);
   }

@@ -8,6 +8,7 @@
 
 import { isGgufPath } from "../model/ggufModel.ts";
 import { parseHeaderLength } from "../model/safetensorsHeader.ts";
+import { CONFIG_JSON_LIMIT, readBoundedFile } from "../model/readBounded.ts";
 
 /** Bytes of tensor data hashed at each end of every safetensors file, and at the end of a GGUF. */
 const HASHED_DATA_BYTES = 64 * 1024;
@@ -28,7 +29,9 @@ export const HASH_OF = {
  */
 export async function modelHash(dir: string): Promise<string> {
   if (isGgufPath(dir)) return sha256Hex(await ggufIdentity(dir));
-  const parts: Uint8Array[] = [await Deno.readFile(`${dir}/config.json`)];
+  const parts: Uint8Array[] = [
+    await readBoundedFile(`${dir}/config.json`, CONFIG_JSON_LIMIT, "a config.json"),
+  ];
   const enc = new TextEncoder();
   const files = [];
   for await (const e of Deno.readDir(dir)) {

@@ -62,6 +62,14 @@ Deno.test("eval, inspect and bench refuse an --out their task may not write, bef
   }
 });
 
+Deno.test("bench --model naming no model is refused before the random-weight shapes run", async () => {
+  const r = await runDeno(["task", "-q", "bench", "--quick", "--model", "no/such/model"]);
+  assert.equal(r.code, 1, r.stderr);
+  assert.match(r.stderr, /no\/such\/model/);
+  assert.doesNotMatch(r.stderr, STACK_TRACE);
+  assert.doesNotMatch(r.stderr, /compiling GPU kernels|tok\/s/, "refused before any benchmark");
+});
+
 Deno.test("eval --out naming a file, or a link, is refused before the run", async () => {
   await Deno.mkdir(`${ROOT}/out`, { recursive: true });
   const file = await Deno.makeTempFile({ dir: `${ROOT}/out`, prefix: "not-a-folder-" });
