@@ -2,12 +2,15 @@
  * WGSL snippets that read weights in their checkpoint dtype: f32 as `vec4<f32>`, f16 and bf16 as
  * `vec2<u32>` (four 16-bit values) unpacked with `unpack2x16float` or `bitcast<f32>(u << 16u)` /
  * `bitcast<f32>(u & 0xffff0000u)` (core WGSL) — or, for f16 with `ctx.kernels.f16 = "native"`,
- * as `vec4<f16>` under `shader-f16` (same bytes; `GpuContext.pipeline` adds `enable f16;`).
+ * as `vec4<f16>` under `shader-f16` (same bytes; `GpuContext.pipeline` adds `enable f16;`); the
+ * block-int8 forms of GGUF's quantized weights (`../model/blockInt8.ts`) as `u32` words, four
+ * codes each, scaled by their block's scale and min.
  *
  * @module
  */
 
 import type { DType } from "../model/types.ts";
+import { blockElements, tensorBytes } from "../model/blockInt8.ts";
 import type { GpuContext } from "./device.ts";
 
 /**
@@ -21,9 +24,9 @@ export function weightStorage(ctx: GpuContext, dtype: DType): WeightStorage {
   return dtype === "F16" && ctx.kernels.f16 === "native" ? "F16:native" : dtype;
 }
 
-/** Bytes per element of a checkpoint dtype. */
-export function dtypeBytes(dtype: DType): number {
-  return dtype === "F32" ? 4 : 2;
+/** Bytes of `count` elements of a storage dtype (block-int8: whole blocks). */
+export function dtypeBytes(dtype: DType, count = 1): number {
+  return tensorBytes(dtype, count);
 }
 
 /** WGSL array type that a weight of `dtype` is bound as (one entry = four elements). */
@@ -32,6 +35,8 @@ export function weightArrayType(dtype: WeightStorage): string {
     ? "array<vec4<f32>>"
     : dtype === "F16:native"
     ? "array<vec4<f16>>"
+    : dtype === "I8x32" || dtype === "I8x16"
+    ? "array<u32>"
     : "array<vec2<u32>>";
 }
 
@@ -59,6 +64,19 @@ fn ${name}1(i: u32) -> f32 { return f32(${name}[i >> 2u][i & 3u]); }
 }
 fn ${name}1(i: u32) -> f32 { return unpack2x16float(${name}[i >> 2u][(i >> 1u) & 1u])[i & 1u]; }
 `;
+    case "I8x32":
+    case "I8x16": {
+      // A block: S int8 codes (S/4 words), then f32 scale and min; x = scale · code + min.
+      const qw = blockElements(dtype) / 4;
+      return decl + `fn ${name}4(i4: u32) -> vec4<f32> {
+  let at = (i4 / ${qw}u) * ${qw + 2}u;
+  let w = bitcast<i32>(${name}[at + i4 % ${qw}u]);
+  let c = vec4<f32>(vec4<i32>(w << 24u, w << 16u, w << 8u, w) >> vec4<u32>(24u));
+  return bitcast<f32>(${name}[at + ${qw}u]) * c + bitcast<f32>(${name}[at + ${qw + 1}u]);
+}
+fn ${name}1(i: u32) -> f32 { return ${name}4(i >> 2u)[i & 3u]; }
+`;
+    }
     case "BF16":
       return decl + `fn ${name}4(i4: u32) -> vec4<f32> {
   let p = ${name}[i4];

@@ -7,9 +7,11 @@
  */
 
 import type { DType, Tensor } from "./types.ts";
+import { blockInt8ToFloat32, firstNonFiniteBlock, isBlockInt8, tensorBytes } from "./blockInt8.ts";
 
-/** Bytes per element of a storage dtype. */
+/** Bytes per element of a 4- or 2-byte storage dtype (block-int8: see `tensorBytes`). */
 export function bytesPerElement(dtype: DType): number {
+  if (isBlockInt8(dtype)) throw new RangeError(`${dtype} has no whole bytes per element`);
   return dtype === "F32" ? 4 : 2;
 }
 
@@ -42,13 +44,14 @@ const SCRATCH_F32 = new Float32Array(SCRATCH_U32.buffer);
 /** Decodes a tensor's raw bytes to float32 values (a fresh array, never a view of the tensor). */
 export function tensorToFloat32(tensor: Tensor): Float32Array {
   const count = elementCount(tensor.shape);
-  const expectedBytes = count * bytesPerElement(tensor.dtype);
+  const expectedBytes = tensorBytes(tensor.dtype, count);
   if (tensor.data.byteLength !== expectedBytes) {
     throw new Error(
       `tensor "${tensor.name}" holds ${tensor.data.byteLength} bytes, expected ${expectedBytes}`,
     );
   }
   const bytes = tensor.data;
+  if (isBlockInt8(tensor.dtype)) return blockInt8ToFloat32(tensor.dtype, bytes);
   const out = new Float32Array(count);
   if (tensor.dtype === "F32") {
     new Uint8Array(out.buffer).set(bytes);
@@ -75,6 +78,7 @@ const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
  */
 export function firstNonFinite(tensor: Tensor): number {
   const { dtype } = tensor;
+  if (isBlockInt8(dtype)) return firstNonFiniteBlock(dtype, tensor.data);
   // Typed views need aligned offsets; copy the rare unaligned tensor.
   const data = tensor.data.byteOffset % 4 === 0 ? tensor.data : tensor.data.slice();
   if (dtype === "F32") {

@@ -2,8 +2,10 @@
  * Loading a GGUF checkpoint (llama.cpp, Ollama, LM Studio) as the runtime's {@link ModelWeights}:
  * the model config from the architecture's metadata keys (`llama.block_count`, ...), tensors
  * renamed from llama.cpp's names (`blk.0.attn_q.weight`) to Hugging Face's, dimensions reversed
- * (ggml lists the innermost first), quantized blocks dequantized exactly to F32 (F32, F16 and BF16
- * tensors keep their type), and the Q/K row permutation that llama.cpp's converter applies to
+ * (ggml lists the innermost first), quantized matrices repacked as block-int8 (`blockInt8.ts`:
+ * int8 codes with a float32 scale and min per block of 16 or 32, the exact values of
+ * `gguf.quants.dequantize` at ~1.3 bytes per weight; F32, F16 and BF16 tensors keep their type,
+ * other quantized tensors are dequantized to F32), and the Q/K row permutation that llama.cpp's converter applies to
  * Llama checkpoints (`convert_hf_to_gguf.py`, `LlamaModel.permute`) undone.
  *
  * @module
@@ -14,7 +16,8 @@ import { parseConfig } from "./config.ts";
 import { ModelError } from "./errors.ts";
 import { openRegularFile, parseGgufHeader, readTensorBytes } from "./ggufFile.ts";
 import type { GgufHeader, GgufTensorInfo } from "./ggufFile.ts";
-import { dequantize } from "./ggufQuants.ts";
+import { dequantize, toBlockInt8 } from "./ggufQuants.ts";
+import { blockElements } from "./blockInt8.ts";
 import { ggufSpecialTokens } from "./ggufTokenizer.ts";
 import type { GgufMetadata } from "./ggufTypes.ts";
 import { checkFinite, checkTensorShapes, weightsFromTensors } from "./loadModel.ts";
@@ -260,11 +263,21 @@ function hfTensorName(name: string, numLayers: number, file: string): string {
   );
 }
 
-/** A tensor in runtime form: HF shape (dims reversed); F32/F16/BF16 kept, blocks dequantized. */
+/**
+ * A tensor in runtime form: HF shape (dims reversed); F32/F16/BF16 kept; quantized matrices as
+ * block-int8 (`blockInt8.ts`, the same values at ~1.3 bytes per weight); other quantized tensors
+ * (vectors, rows that are not whole blocks) dequantized to F32.
+ */
 function toRuntimeTensor(name: string, info: GgufTensorInfo, raw: Uint8Array): Tensor {
   const shape = [...info.dims].reverse();
   if (info.type === "F32" || info.type === "F16" || info.type === "BF16") {
     return { name, dtype: info.type, shape, data: raw };
+  }
+  if (shape.length === 2 && shape[1] % 32 === 0) {
+    const blocks = toBlockInt8(info.type, raw, info.elements);
+    if (blocks !== null && shape[1] % blockElements(blocks.dtype) === 0) {
+      return { name, dtype: blocks.dtype, shape, data: blocks.data };
+    }
   }
   const values = dequantize(info.type, raw, info.elements);
   return { name, dtype: "F32", shape, data: new Uint8Array(values.buffer) };

@@ -10,6 +10,7 @@
  */
 
 import type { GgmlTypeName } from "./ggufTypes.ts";
+import { type BlockInt8DType, packBlockInt8 } from "./blockInt8.ts";
 
 /** Elements in a super-block of the K-quants (`QK_K` in `ggml-common.h`). */
 const QK_K = 256;
@@ -86,47 +87,67 @@ function decodeBF16(data: Uint8Array, n: number, _out: Float32Array, bits: Uint3
   for (let i = 0; i < n; i++) bits[i] = (data[2 * i] | (data[2 * i + 1] << 8)) << 16;
 }
 
-/** `block_q8_0`: f16 d, int8 qs[32]; x = qs * d. */
-function decodeQ8_0(data: Uint8Array, nb: number, out: Float32Array): void {
-  const table = f16ToF32();
-  for (let b = 0, p = 0, o = 0; b < nb; b++, p += 34, o += 32) {
-    const d = f16(table, data, p);
-    for (let i = 0; i < 32; i++) out[o + i] = ((data[p + 2 + i] << 24) >> 24) * d;
-  }
+/**
+ * A quantized block format unpacked into its parts: for every element e, an integer code
+ * `codes[e]` (−128..127), and for every sub-block g of {@link Unpacker.sub} elements a float32
+ * scale `scales[g]` and min `mins[g]` (−0 where the format has none), such that ggml's value is
+ * `fround(scales[g] · codes[e]) + mins[g]` — exactly the operations, in the order, of
+ * `gguf.quants.dequantize`.
+ */
+interface Unpacker {
+  /** Elements per sub-block sharing one scale and min. */
+  sub: 16 | 32;
+  /** Unpacks `blocks` blocks of `data`. */
+  unpack(
+    data: Uint8Array,
+    blocks: number,
+    codes: Int8Array,
+    scales: Float32Array,
+    mins: Float32Array,
+  ): void;
 }
+
+/** `block_q8_0`: f16 d, int8 qs[32]; x = qs * d. */
+const unpackQ8_0: Unpacker = {
+  sub: 32,
+  unpack(data, nb, codes, scales, mins) {
+    const table = f16ToF32();
+    for (let b = 0, p = 0, o = 0; b < nb; b++, p += 34, o += 32) {
+      scales[b] = f16(table, data, p);
+      mins[b] = -0;
+      codes.set(new Int8Array(data.buffer, data.byteOffset + p + 2, 32), o);
+    }
+  },
+};
 
 /**
  * The four 32-element formats `block_q4_0`, `block_q4_1`, `block_q5_0` and `block_q5_1`:
  * f16 d, [f16 m], [u32 qh], u8 qs[16]. Element j < 16 is the low nibble of qs[j], element
  * j + 16 the high one; bit j of qh is element j's fifth bit. x = d * (q - offset) [+ m].
  */
-function decodeQ4Q5(hasMin: boolean, hasHigh: boolean): Decoder {
+function unpackQ4Q5(hasMin: boolean, hasHigh: boolean): Unpacker {
   const bytes = 18 + (hasMin ? 2 : 0) + (hasHigh ? 4 : 0);
   const offset = hasMin ? 0 : hasHigh ? 16 : 8;
-  return (data, nb, out) => {
-    const table = f16ToF32();
-    for (let b = 0, p = 0, o = 0; b < nb; b++, p += bytes, o += 32) {
-      const d = f16(table, data, p);
-      const m = hasMin ? f16(table, data, p + 2) : 0;
-      let qh = 0;
-      let qs = p + (hasMin ? 4 : 2);
-      if (hasHigh) {
-        qh = data[qs] | (data[qs + 1] << 8) | (data[qs + 2] << 16) | (data[qs + 3] << 24);
-        qs += 4;
-      }
-      for (let j = 0; j < 16; j++) {
-        const byte = data[qs + j];
-        const lo = (byte & 15) | (((qh >>> j) & 1) << 4);
-        const hi = (byte >> 4) | (((qh >>> (j + 16)) & 1) << 4);
-        if (hasMin) {
-          out[o + j] = Math.fround(d * lo) + m;
-          out[o + j + 16] = Math.fround(d * hi) + m;
-        } else {
-          out[o + j] = d * (lo - offset);
-          out[o + j + 16] = d * (hi - offset);
+  return {
+    sub: 32,
+    unpack(data, nb, codes, scales, mins) {
+      const table = f16ToF32();
+      for (let b = 0, p = 0, o = 0; b < nb; b++, p += bytes, o += 32) {
+        scales[b] = f16(table, data, p);
+        mins[b] = hasMin ? f16(table, data, p + 2) : -0;
+        let qh = 0;
+        let qs = p + (hasMin ? 4 : 2);
+        if (hasHigh) {
+          qh = data[qs] | (data[qs + 1] << 8) | (data[qs + 2] << 16) | (data[qs + 3] << 24);
+          qs += 4;
+        }
+        for (let j = 0; j < 16; j++) {
+          const byte = data[qs + j];
+          codes[o + j] = ((byte & 15) | (((qh >>> j) & 1) << 4)) - offset;
+          codes[o + j + 16] = ((byte >> 4) | (((qh >>> (j + 16)) & 1) << 4)) - offset;
         }
       }
-    }
+    },
   };
 }
 
@@ -135,49 +156,54 @@ function decodeQ4Q5(hasMin: boolean, hasHigh: boolean): Decoder {
  * f16 d, f16 dmin. Element 128c + 32s + l is bits 2s..2s+1 of qs[32c + l]; its group of 16 is
  * g = element / 16. x = fround(d * scale_g) * q - fround(dmin * min_g).
  */
-function decodeQ2_K(data: Uint8Array, nb: number, out: Float32Array): void {
-  const table = f16ToF32();
-  for (let b = 0, p = 0, o = 0; b < nb; b++, p += 84, o += QK_K) {
-    const d = f16(table, data, p + 80);
-    const dmin = f16(table, data, p + 82);
-    for (let g = 0; g < 16; g++) {
-      const sc = data[p + g];
-      const dl = Math.fround(d * (sc & 15));
-      const ml = Math.fround(dmin * (sc >> 4));
-      const shift = 2 * ((g >> 1) & 3);
-      const qs = p + 16 + 32 * (g >> 3) + 16 * (g & 1);
-      for (let l = 0; l < 16; l++) {
-        out[o + 16 * g + l] = Math.fround(dl * ((data[qs + l] >> shift) & 3)) - ml;
+const unpackQ2_K: Unpacker = {
+  sub: 16,
+  unpack(data, nb, codes, scales, mins) {
+    const table = f16ToF32();
+    for (let b = 0, p = 0, o = 0; b < nb; b++, p += 84, o += QK_K) {
+      const d = f16(table, data, p + 80);
+      const dmin = f16(table, data, p + 82);
+      for (let g = 0; g < 16; g++) {
+        const sc = data[p + g];
+        scales[16 * b + g] = Math.fround(d * (sc & 15));
+        mins[16 * b + g] = -Math.fround(dmin * (sc >> 4));
+        const shift = 2 * ((g >> 1) & 3);
+        const qs = p + 16 + 32 * (g >> 3) + 16 * (g & 1);
+        for (let l = 0; l < 16; l++) codes[o + 16 * g + l] = (data[qs + l] >> shift) & 3;
       }
     }
-  }
-}
+  },
+};
 
 /**
  * `block_q3_K` (110 bytes): u8 hmask[32], u8 qs[64], u8 scales[12] (sixteen 6-bit scales),
  * f16 d. Low bits as in Q2_K; element 32j + l subtracts 4 when bit j of hmask[l] is clear.
  * x = fround(d * (scale_g - 32)) * q.
  */
-function decodeQ3_K(data: Uint8Array, nb: number, out: Float32Array): void {
-  const table = f16ToF32();
-  for (let b = 0, p = 0, o = 0; b < nb; b++, p += 110, o += QK_K) {
-    const d = f16(table, data, p + 108);
-    const sc = p + 96;
-    for (let g = 0; g < 16; g++) {
-      const low = (data[sc + (g & 7)] >> (g & 8 ? 4 : 0)) & 15;
-      const high = (data[sc + 8 + (g & 3)] >> (2 * (g >> 2))) & 3;
-      const dl = Math.fround(d * ((low | (high << 4)) - 32));
-      const j = g >> 1;
-      const shift = 2 * (j & 3);
-      const qs = p + 32 + 32 * (j >> 2) + 16 * (g & 1);
-      const hm = p + 16 * (g & 1);
-      for (let l = 0; l < 16; l++) {
-        const q = ((data[qs + l] >> shift) & 3) - (((data[hm + l] >> j) & 1) ^ 1) * 4;
-        out[o + 16 * g + l] = dl * q;
+const unpackQ3_K: Unpacker = {
+  sub: 16,
+  unpack(data, nb, codes, scales, mins) {
+    const table = f16ToF32();
+    for (let b = 0, p = 0, o = 0; b < nb; b++, p += 110, o += QK_K) {
+      const d = f16(table, data, p + 108);
+      const sc = p + 96;
+      for (let g = 0; g < 16; g++) {
+        const low = (data[sc + (g & 7)] >> (g & 8 ? 4 : 0)) & 15;
+        const high = (data[sc + 8 + (g & 3)] >> (2 * (g >> 2))) & 3;
+        scales[16 * b + g] = Math.fround(d * ((low | (high << 4)) - 32));
+        mins[16 * b + g] = -0;
+        const j = g >> 1;
+        const shift = 2 * (j & 3);
+        const qs = p + 32 + 32 * (j >> 2) + 16 * (g & 1);
+        const hm = p + 16 * (g & 1);
+        for (let l = 0; l < 16; l++) {
+          codes[o + 16 * g + l] = ((data[qs + l] >> shift) & 3) -
+            (((data[hm + l] >> j) & 1) ^ 1) * 4;
+        }
       }
     }
-  }
-}
+  },
+};
 
 /**
  * Scale and min of sub-block j of `block_q4_K`/`block_q5_K` from the 12 packed bytes at `s`
@@ -197,33 +223,30 @@ function minK(data: Uint8Array, s: number, j: number): number {
  * [u8 qh[32]], u8 qs[128]. Sub-block j = 2c + h (32 elements) takes nibble h of qs[32c + l],
  * and for Q5_K bit j of qh[l] as fifth bit. x = fround(d * sc_j) * q - fround(dmin * m_j).
  */
-function decodeQ45_K(hasHigh: boolean): Decoder {
+function unpackQ45_K(hasHigh: boolean): Unpacker {
   const bytes = hasHigh ? 176 : 144;
-  return (data, nb, out) => {
-    const table = f16ToF32();
-    for (let b = 0, p = 0, o = 0; b < nb; b++, p += bytes, o += QK_K) {
-      const d = f16(table, data, p);
-      const dmin = f16(table, data, p + 2);
-      const qh = p + 16;
-      const qs = hasHigh ? p + 48 : p + 16;
-      for (let j = 0; j < 8; j++) {
-        const dl = Math.fround(d * scaleK(data, p + 4, j));
-        const ml = Math.fround(dmin * minK(data, p + 4, j));
-        const shift = 4 * (j & 1);
-        const q0 = qs + 32 * (j >> 1);
-        const dst = o + 32 * j;
-        if (hasHigh) {
+  return {
+    sub: 32,
+    unpack(data, nb, codes, scales, mins) {
+      const table = f16ToF32();
+      for (let b = 0, p = 0, o = 0; b < nb; b++, p += bytes, o += QK_K) {
+        const d = f16(table, data, p);
+        const dmin = f16(table, data, p + 2);
+        const qh = p + 16;
+        const qs = hasHigh ? p + 48 : p + 16;
+        for (let j = 0; j < 8; j++) {
+          scales[8 * b + j] = Math.fround(d * scaleK(data, p + 4, j));
+          mins[8 * b + j] = -Math.fround(dmin * minK(data, p + 4, j));
+          const shift = 4 * (j & 1);
+          const q0 = qs + 32 * (j >> 1);
+          const dst = o + 32 * j;
           for (let l = 0; l < 32; l++) {
-            const q = ((data[q0 + l] >> shift) & 15) | (((data[qh + l] >> j) & 1) << 4);
-            out[dst + l] = Math.fround(dl * q) - ml;
-          }
-        } else {
-          for (let l = 0; l < 32; l++) {
-            out[dst + l] = Math.fround(dl * ((data[q0 + l] >> shift) & 15)) - ml;
+            const high = hasHigh ? ((data[qh + l] >> j) & 1) << 4 : 0;
+            codes[dst + l] = ((data[q0 + l] >> shift) & 15) | high;
           }
         }
       }
-    }
+    },
   };
 }
 
@@ -232,40 +255,69 @@ function decodeQ45_K(hasHigh: boolean): Decoder {
  * takes nibble r / 64 of ql[64c + r % 64] and bits 2(r / 32).. of qh[32c + r % 32].
  * x = fround(d * scale_g) * (q - 32), g = element / 16.
  */
-function decodeQ6_K(data: Uint8Array, nb: number, out: Float32Array): void {
-  const table = f16ToF32();
-  for (let b = 0, p = 0, o = 0; b < nb; b++, p += 210, o += QK_K) {
-    const d = f16(table, data, p + 208);
-    for (let g = 0; g < 16; g++) {
-      const dl = Math.fround(d * ((data[p + 192 + g] << 24) >> 24));
-      const c = g >> 3;
-      const r = 16 * (g & 7);
-      const ql = p + 64 * c + (r & 63);
-      const lowShift = 4 * (r >> 6);
-      const qh = p + 128 + 32 * c + (r & 31);
-      const highShift = 2 * (r >> 5);
-      for (let l = 0; l < 16; l++) {
-        const q = ((data[ql + l] >> lowShift) & 15) | (((data[qh + l] >> highShift) & 3) << 4);
-        out[o + 16 * g + l] = dl * (q - 32);
+const unpackQ6_K: Unpacker = {
+  sub: 16,
+  unpack(data, nb, codes, scales, mins) {
+    const table = f16ToF32();
+    for (let b = 0, p = 0, o = 0; b < nb; b++, p += 210, o += QK_K) {
+      const d = f16(table, data, p + 208);
+      for (let g = 0; g < 16; g++) {
+        scales[16 * b + g] = Math.fround(d * ((data[p + 192 + g] << 24) >> 24));
+        mins[16 * b + g] = -0;
+        const c = g >> 3;
+        const r = 16 * (g & 7);
+        const ql = p + 64 * c + (r & 63);
+        const lowShift = 4 * (r >> 6);
+        const qh = p + 128 + 32 * c + (r & 31);
+        const highShift = 2 * (r >> 5);
+        for (let l = 0; l < 16; l++) {
+          codes[o + 16 * g + l] =
+            (((data[ql + l] >> lowShift) & 15) | (((data[qh + l] >> highShift) & 3) << 4)) - 32;
+        }
       }
     }
-  }
+  },
+};
+
+const UNPACKERS: Partial<Record<GgmlTypeName, Unpacker>> = {
+  Q4_0: unpackQ4Q5(false, false),
+  Q4_1: unpackQ4Q5(true, false),
+  Q5_0: unpackQ4Q5(false, true),
+  Q5_1: unpackQ4Q5(true, true),
+  Q8_0: unpackQ8_0,
+  Q2_K: unpackQ2_K,
+  Q3_K: unpackQ3_K,
+  Q4_K: unpackQ45_K(false),
+  Q5_K: unpackQ45_K(true),
+  Q6_K: unpackQ6_K,
+};
+
+/** A quantized type's values through its unpacker: `fround(scale · code) + min`. */
+function decodeUnpacked(unpacker: Unpacker, perBlock: number): Decoder {
+  return (data, nb, out) => {
+    const n = nb * perBlock, sub = unpacker.sub;
+    const { codes, scales, mins } = unpackBlocks(unpacker, data, nb, n);
+    for (let g = 0, e = 0; g < n / sub; g++) {
+      const s = scales[g], m = mins[g];
+      for (let i = 0; i < sub; i++, e++) out[e] = Math.fround(s * codes[e]) + m;
+    }
+  };
+}
+
+function unpackBlocks(unpacker: Unpacker, data: Uint8Array, nb: number, n: number) {
+  const codes = new Int8Array(n);
+  const scales = new Float32Array(n / unpacker.sub), mins = new Float32Array(n / unpacker.sub);
+  unpacker.unpack(data, nb, codes, scales, mins);
+  return { codes, scales, mins };
 }
 
 const DECODERS: Partial<Record<GgmlTypeName, Decoder>> = {
   F32: decodeF32,
   F16: decodeF16,
   BF16: decodeBF16,
-  Q4_0: decodeQ4Q5(false, false),
-  Q4_1: decodeQ4Q5(true, false),
-  Q5_0: decodeQ4Q5(false, true),
-  Q5_1: decodeQ4Q5(true, true),
-  Q8_0: decodeQ8_0,
-  Q2_K: decodeQ2_K,
-  Q3_K: decodeQ3_K,
-  Q4_K: decodeQ45_K(false),
-  Q5_K: decodeQ45_K(true),
-  Q6_K: decodeQ6_K,
+  ...Object.fromEntries(
+    Object.entries(UNPACKERS).map(([t, u]) => [t, decodeUnpacked(u, BLOCKS[t as GgmlTypeName][0])]),
+  ),
 };
 
 /**
@@ -325,4 +377,28 @@ export function dequantize(
   const bits = new Uint32Array(out.buffer, out.byteOffset, out.length);
   decode(data, elementCount / BLOCKS[type][0], out, bits);
   return out;
+}
+
+/**
+ * The block-int8 form (`blockInt8.ts`) of `elementCount` elements of a quantized `type`, or null
+ * for F32, F16 and BF16. Its values equal {@link dequantize}'s bit for bit.
+ */
+export function toBlockInt8(
+  type: GgmlTypeName,
+  data: Uint8Array,
+  elementCount: number,
+): { dtype: BlockInt8DType; data: Uint8Array } | null {
+  const unpacker = UNPACKERS[type];
+  if (!unpacker) return null;
+  const bytes = ggmlTensorBytes(type, elementCount);
+  if (data.byteLength !== bytes) {
+    throw new Error(
+      `${elementCount} elements of ${type} take ${bytes} bytes, but ${data.byteLength} were given`,
+    );
+  }
+  const { codes, scales, mins } = unpackBlocks(unpacker, data, elementCount / BLOCKS[type][0], elementCount);
+  return {
+    dtype: unpacker.sub === 32 ? "I8x32" : "I8x16",
+    data: packBlockInt8(codes, scales, mins, unpacker.sub),
+  };
 }

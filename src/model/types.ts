@@ -5,8 +5,11 @@
  * @module
  */
 
-/** Storage dtypes accepted in safetensors checkpoints. */
-export type DType = "F32" | "F16" | "BF16";
+/**
+ * Storage dtypes: F32, F16 and BF16 (safetensors and GGUF), and the block-int8 forms GGUF's
+ * quantized tensors are loaded as (`blockInt8.ts`).
+ */
+export type DType = "F32" | "F16" | "BF16" | "I8x32" | "I8x16";
 
 /** One tensor as stored in the checkpoint: raw little-endian bytes in its own dtype. */
 export interface Tensor {

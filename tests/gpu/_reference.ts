@@ -5,6 +5,12 @@
  */
 
 import type { DType } from "../../src/model/types.ts";
+import {
+  blockElements,
+  type BlockInt8DType,
+  blockInt8ToFloat32,
+  packBlockInt8,
+} from "../../src/model/blockInt8.ts";
 
 /** A seeded PRNG (mulberry32) returning floats in [0, 1). */
 export function rng(seed: number): () => number {
@@ -56,6 +62,26 @@ export function encode(v: Float32Array, dtype: DType): { bytes: Uint8Array; valu
     values[i] = f[0];
   }
   return { bytes: new Uint8Array(b.buffer), values };
+}
+
+/**
+ * Quantizes `v` to a block-int8 dtype per block (scale and min from the block's range; odd
+ * blocks without a min); returns the bytes and the values the CPU decodes from them.
+ */
+export function encodeBlocks(v: Float32Array, dtype: BlockInt8DType) {
+  const s = blockElements(dtype), blocks = v.length / s;
+  const codes = new Int8Array(v.length);
+  const scales = new Float32Array(blocks), mins = new Float32Array(blocks);
+  for (let b = 0; b < blocks; b++) {
+    const part = v.subarray(b * s, (b + 1) * s);
+    const lo = Math.min(...part), hi = Math.max(...part);
+    // odd blocks without a min (−0), as Q8_0 / Q6_K; even ones with one, as Q4_K
+    mins[b] = b % 2 ? -0 : Math.fround((lo + hi) / 2);
+    scales[b] = Math.fround(Math.max(hi - mins[b], mins[b] - lo, 1e-6) / 127);
+    part.forEach((x, i) => codes[b * s + i] = Math.round((x - mins[b]) / scales[b]));
+  }
+  const bytes = packBlockInt8(codes, scales, mins, s);
+  return { bytes, values: Float64Array.from(blockInt8ToFloat32(dtype, bytes)) };
 }
 
 /** Asserts `|got - want| ≤ atol + rtol·|want|` elementwise, with a helpful message. */

@@ -3,9 +3,9 @@ import { fusedGemv } from "../../src/gpu/kernels/fusedGemv.ts";
 import { uploadMatrix, uploadVector } from "../../src/gpu/weights.ts";
 import type { GpuContext } from "../../src/gpu/device.ts";
 import { gpuTest, runAndFree } from "./_gpu.ts";
-import { assertClose, encode, randomF32, refMatmul, rng } from "./_reference.ts";
+import { assertClose, encode, encodeBlocks, randomF32, refMatmul, rng } from "./_reference.ts";
 
-for (const dtype of ["F32", "F16", "BF16"] as DType[]) {
+for (const dtype of ["F32", "F16", "BF16", "I8x32", "I8x16"] as DType[]) {
   gpuTest(
     `fusedGemv ${dtype}: rmsnorm / swiglu / plain input, 1–3 projections, odd rows, 1, 16 or 64 threads per row`,
     async (ctx) => {
@@ -17,14 +17,19 @@ for (const dtype of ["F32", "F16", "BF16"] as DType[]) {
 /** Every input kind and output count at two K, for one dtype and GEMV body. */
 async function check(ctx: GpuContext, dtype: DType, threadsPerRow: number) {
   const rand = rng(41);
-  for (const K of [36, 260]) {
+  const blocks = dtype === "I8x32" || dtype === "I8x16" ? dtype : null;
+  for (const K of blocks ? [64, 256] : [36, 260]) {
     const rows = [37, 5, 130];
-    const ws = rows.map((n) => encode(randomF32(rand, n * K), dtype));
+    const ws = rows.map((n) =>
+      blocks ? encodeBlocks(randomF32(rand, n * K), blocks) : encode(randomF32(rand, n * K), dtype)
+    );
     const W = ws.map((w, i) =>
       uploadMatrix(ctx, { dtype, shape: [rows[i], K], data: w.bytes, name: `w${i}` })
     );
-    const g = encode(randomF32(rand, K, 2), dtype);
-    const G = uploadVector(ctx, { dtype, shape: [K], data: g.bytes, name: "g" });
+    // norm weights stay float (GGUF keeps 1-D tensors in F32)
+    const gDtype = blocks ? "F32" : dtype;
+    const g = encode(randomF32(rand, K, 2), gDtype);
+    const G = uploadVector(ctx, { dtype: gDtype, shape: [K], data: g.bytes, name: "g" });
     const x = randomF32(rand, K, 3), up = randomF32(rand, K, 2);
     const X = ctx.upload(x), U = ctx.upload(up);
     const y0 = rows.map((n) => randomF32(rand, n));

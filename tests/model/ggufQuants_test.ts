@@ -5,7 +5,9 @@ import {
   ggmlBlockSize,
   ggmlTensorBytes,
   isSupportedGgmlType,
+  toBlockInt8,
 } from "../../src/model/ggufQuants.ts";
+import { blockInt8ToFloat32 } from "../../src/model/blockInt8.ts";
 import { GGML_TYPES, type GgmlTypeName } from "../../src/model/ggufTypes.ts";
 
 const REFERENCE_SCRIPT = new URL("./gguf_dequant_reference.py", import.meta.url).pathname;
@@ -84,6 +86,13 @@ Deno.test({
           assert.equal(raw.length, ggmlTensorBytes(type, count), "reference byte size");
           assertSameBits(dequantize(type, raw, count), expected, name);
           assertSameBits(dequantize(type, unaligned(raw), count), expected, `${name} unaligned`);
+          // The runtime's block-int8 form of the same data decodes to the same bits.
+          const blocks = toBlockInt8(type, raw, count);
+          if (blocks === null) assert.ok(["F32", "F16", "BF16"].includes(type), name);
+          else {
+            assert.equal(blocks.dtype, /^Q[236]_K$/.test(type) ? "I8x16" : "I8x32", name);
+            assertSameBits(blockInt8ToFloat32(blocks.dtype, blocks.data), expected, `${name} i8`);
+          }
         });
       }
     } finally {

@@ -7,7 +7,8 @@
 
 import { expectedTensorShapes } from "../../src/model/tensorShapes.ts";
 import { parseConfig } from "../../src/model/config.ts";
-import type { DType } from "../../src/model/types.ts";
+/** The dtypes a safetensors checkpoint holds. */
+export type FileDType = "F32" | "F16" | "BF16";
 import { encode, randomF32, rng } from "../gpu/_reference.ts";
 import { buildSafetensors } from "../model/safetensorsWriter.ts";
 
@@ -16,7 +17,7 @@ export interface RandomModelSpec {
   /** `model_type`. */
   arch: "llama" | "mistral" | "qwen2";
   /** Storage dtype of every tensor. */
-  dtype: DType;
+  dtype: FileDType;
   hidden: number;
   heads: number;
   kvHeads: number;

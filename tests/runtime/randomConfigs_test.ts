@@ -9,9 +9,8 @@
  */
 import assert from "node:assert/strict";
 import { ModelError } from "../../src/model/errors.ts";
-import type { DType } from "../../src/model/types.ts";
 import { Engine } from "../../src/runtime/engine.ts";
-import { type RandomModelSpec, writeRandomModel } from "./_checkpoint.ts";
+import { type FileDType, type RandomModelSpec, writeRandomModel } from "./_checkpoint.ts";
 import { assertMatchesCpuReference } from "./_cpuCompare.ts";
 import { randomInt, seededRandom, withEngine } from "./_helpers.ts";
 
@@ -19,7 +18,7 @@ import { randomInt, seededRandom, withEngine } from "./_helpers.ts";
 interface Case {
   seed: number;
   arch: RandomModelSpec["arch"];
-  dtype: DType;
+  dtype: FileDType;
   /** Query heads per KV head. */
   ratio: number;
   tied: boolean;
