@@ -11,7 +11,8 @@ import { main } from "../../src/cli/main.ts";
 import { Rand } from "./_cliCases.ts";
 import { GPU_AVAILABLE } from "../gpu/_gpu.ts";
 
-const MODEL = new URL("../../models/planted-needle", import.meta.url).pathname;
+const ROOT = new URL("../../", import.meta.url).pathname;
+const MODEL = `${ROOT}models/planted-needle`;
 const VOCAB = 2048;
 const CASES = 16;
 
@@ -32,10 +33,10 @@ function generateRun(r: Rand): string[] {
     ["--prefill-chunk", ["1", "7", "100000"]],
     ["--kv-dtype", ["f32", "f16"]],
     ["--policy", [
-      "policies/snapkv.kvp",
-      "policies/streaming.kvp",
-      "policies/h2o.kvp",
-      "policies/quant4.kvp",
+      `${ROOT}policies/snapkv.kvp`,
+      `${ROOT}policies/streaming.kvp`,
+      `${ROOT}policies/h2o.kvp`,
+      `${ROOT}policies/quant4.kvp`,
       "else -> window(sink=1, recent=2)",
     ]],
   ];

@@ -90,7 +90,8 @@ function within(path: string, outs: string[]): boolean {
   return outs.some((o) => path === o || path.startsWith(`${o}/`));
 }
 
-Deno.test(`cli fuzz: ${CASES} generated command lines exit 0/1 with clear messages`, async () => {
+/** The fuzz loop; run in a process of its own (it changes the working directory). */
+async function fuzz(): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "kvpolicy-clifuzz-" });
   const cwd = Deno.cwd();
   const gpu = navigator.gpu;
@@ -144,4 +145,22 @@ Deno.test(`cli fuzz: ${CASES} generated command lines exit 0/1 with clear messag
   assert.ok((outcomes.get(0) ?? 0) > 20, JSON.stringify([...outcomes]));
   assert.ok((outcomes.get(1) ?? 0) > CASES / 2, JSON.stringify([...outcomes]));
   assert.ok(reachedDevice > CASES / 20, `${reachedDevice} cases reached the device`);
-});
+}
+
+if (import.meta.main) {
+  await fuzz();
+  console.log(`cli-fuzz ok: ${CASES} cases`);
+} else {
+  Deno.test(`cli fuzz: ${CASES} generated command lines exit 0/1 with clear messages`, async () => {
+    // A subprocess: Deno.chdir would move every test file running beside this one.
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", new URL(import.meta.url).pathname],
+      env: { XDG_RUNTIME_DIR: "/tmp", NO_COLOR: "1" },
+      stdin: "null",
+    }).output();
+    const dec = new TextDecoder();
+    const text = dec.decode(out.stdout) + dec.decode(out.stderr);
+    assert.equal(out.code, 0, text);
+    assert.match(text, new RegExp(`^cli-fuzz ok: ${CASES} cases$`, "m"), text);
+  });
+}
