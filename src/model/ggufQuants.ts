@@ -396,7 +396,12 @@ export function toBlockInt8(
       `${elementCount} elements of ${type} take ${bytes} bytes, but ${data.byteLength} were given`,
     );
   }
-  const { codes, scales, mins } = unpackBlocks(unpacker, data, elementCount / BLOCKS[type][0], elementCount);
+  const { codes, scales, mins } = unpackBlocks(
+    unpacker,
+    data,
+    elementCount / BLOCKS[type][0],
+    elementCount,
+  );
   return {
     dtype: unpacker.sub === 32 ? "I8x32" : "I8x16",
     data: packBlockInt8(codes, scales, mins, unpacker.sub),
