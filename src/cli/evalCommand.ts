@@ -15,7 +15,7 @@ import { readPolicySource } from "./policySource.ts";
 import { compileOrThrow } from "../plan/compile.ts";
 import type { EvalEngine } from "../eval/engine.ts";
 import { ModelError } from "../model/errors.ts";
-import { readBoundedFileSync, SUITE_FILE_LIMIT } from "../model/readBounded.ts";
+import { decodeUtf8, readBoundedFileSync, SUITE_FILE_LIMIT } from "../model/readBounded.ts";
 import {
   locateModel,
   type ModelHeader,
@@ -92,12 +92,10 @@ function readSuite(values: Record<string, unknown>, modelPath: string): EvalSuit
   if (typeof file === "string") {
     let text: string;
     try {
-      const bytes = readBoundedFileSync(file, SUITE_FILE_LIMIT, "a suite file");
-      text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+      text = decodeUtf8(readBoundedFileSync(file, SUITE_FILE_LIMIT, "a suite file"), file);
     } catch (e) {
       if (e instanceof ModelError) throw new UserError(e.message);
-      const why = e instanceof TypeError ? "not valid UTF-8" : (e as Error).message;
-      throw new UserError(`cannot read suite '${file}': ${why}`);
+      throw new UserError(`cannot read suite '${file}': ${(e as Error).message}`);
     }
     suite = parseSuiteYaml(text, file, suite);
   }

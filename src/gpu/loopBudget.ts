@@ -4,7 +4,7 @@
  * iterations are spent, every loop exits at once and the kernel silently computes garbage. NIR
  * unrolls loops with small constant trip counts (head-dimension loops up to head_dim 128 in
  * practice, not at 256), so kernels write their head-dimension loops out in full
- * ({@link unrolledDot}) and keep their remaining per-invocation loops within the budget — by
+ * (`unrolledDot` in `kernels/wgslUnroll.ts`) and keep their remaining per-invocation loops within the budget — by
  * splitting work over dispatches where it grows with the prompt, and with
  * {@link checkLoopBudget} where the bound is fixed by the shape.
  *
@@ -12,7 +12,6 @@
  */
 
 import { type GpuContext, GpuUnavailableError } from "./device.ts";
-import { each } from "./kernels/wgslUnroll.ts";
 
 /** Loop iterations one llvmpipe shader invocation may run before its loops stop. */
 export const LLVMPIPE_LOOP_BUDGET = 65535;
@@ -32,18 +31,4 @@ export function checkLoopBudget(ctx: GpuContext, iterations: number, what: strin
       `iterations per invocation, llvmpipe stops every loop after ${LLVMPIPE_LOOP_BUDGET} ` +
       `(results would be wrong); use a shorter input or a hardware GPU`,
   );
-}
-
-/**
- * WGSL statements adding `Σ_d a(d) · b(d)` over `d4` vec4 terms to the vec4 `acc`, written out
- * with no loop (so no iteration counts against the budget, at any head dimension).
- */
-export function unrolledDot(
-  acc: string,
-  d4: number,
-  a: (d: number) => string,
-  b: (d: number) => string,
-  indent = "  ",
-): string {
-  return each(d4, (d) => `${indent}${acc} += ${a(d)} * ${b(d)};`);
 }

@@ -14,7 +14,7 @@ export * from "./weights.ts";
 export * from "./kvCache.ts";
 export * from "./samplerState.ts";
 export * from "./prng.ts";
-export { dtypeBytes } from "./wgslDtype.ts";
+export { tensorBytes } from "../model/blockInt8.ts";
 export * from "./kernels/matmul.ts";
 export * from "./kernels/embedding.ts";
 export * from "./kernels/rmsNorm.ts";

@@ -10,7 +10,7 @@
 
 import type { DType } from "../model/types.ts";
 import { alignUp, type GpuContext, STORAGE_USAGE } from "./device.ts";
-import { dtypeBytes } from "./wgslDtype.ts";
+import { tensorBytes } from "../model/blockInt8.ts";
 
 /** A tensor as the GPU layer needs it (compatible with the model layer's `Tensor`). */
 export interface HostTensor {
@@ -83,12 +83,12 @@ export function uploadMatrix(
   const name = t.name ?? "matrix";
   if (t.shape.length !== 2) throw new Error(`${name}: expected a 2-D tensor, got [${t.shape}]`);
   const [rows, cols] = t.shape;
-  if (t.data.byteLength !== dtypeBytes(t.dtype, rows * cols)) {
+  if (t.data.byteLength !== tensorBytes(t.dtype, rows * cols)) {
     throw new Error(`${name}: ${t.data.byteLength} bytes for [${rows}, ${cols}] ${t.dtype}`);
   }
   const rowStride = alignUp(cols, 4);
-  const eb = dtypeBytes(t.dtype, cols) / cols; // bytes per element of a row as given
-  const rowBytes = dtypeBytes(t.dtype, rowStride);
+  const eb = tensorBytes(t.dtype, cols) / cols; // bytes per element of a row as given
+  const rowBytes = tensorBytes(t.dtype, rowStride);
   const maxBinding = Math.min(opts.maxBindingBytes ?? ctx.maxBindingBytes, ctx.maxBindingBytes);
   const align = ctx.limits.minStorageBufferOffsetAlignment;
   if (rowBytes > maxBinding) {
@@ -142,7 +142,7 @@ export function uploadMatrix(
 export function uploadVector(ctx: GpuContext, t: HostTensor): GpuVector {
   const name = t.name ?? "vector";
   const length = t.shape.reduce((a, b) => a * b, 1);
-  if (t.data.byteLength !== dtypeBytes(t.dtype, length)) {
+  if (t.data.byteLength !== tensorBytes(t.dtype, length)) {
     throw new Error(`${name}: ${t.data.byteLength} bytes for ${length} ${t.dtype}`);
   }
   const padded = new Uint8Array(alignUp(t.data.byteLength, 16));

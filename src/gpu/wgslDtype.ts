@@ -10,7 +10,7 @@
  */
 
 import type { DType } from "../model/types.ts";
-import { blockElements, tensorBytes } from "../model/blockInt8.ts";
+import { blockElements } from "../model/blockInt8.ts";
 import type { GpuContext } from "./device.ts";
 
 /**
@@ -22,11 +22,6 @@ export type WeightStorage = DType | "F16:native";
 /** The storage form of `dtype` on this device (`ctx.kernels.f16`). */
 export function weightStorage(ctx: GpuContext, dtype: DType): WeightStorage {
   return dtype === "F16" && ctx.kernels.f16 === "native" ? "F16:native" : dtype;
-}
-
-/** Bytes of `count` elements of a storage dtype (block-int8: whole blocks). */
-export function dtypeBytes(dtype: DType, count = 1): number {
-  return tensorBytes(dtype, count);
 }
 
 /** WGSL array type that a weight of `dtype` is bound as (one entry = four elements). */

@@ -17,7 +17,6 @@ import { ModelError } from "./errors.ts";
 import { openRegularFile, parseGgufHeader, readTensorBytes } from "./ggufFile.ts";
 import type { GgufHeader, GgufTensorInfo } from "./ggufFile.ts";
 import { dequantize, toBlockInt8 } from "./ggufQuants.ts";
-import { blockElements } from "./blockInt8.ts";
 import { ggufSpecialTokens } from "./ggufTokenizer.ts";
 import type { GgufMetadata } from "./ggufTypes.ts";
 import { checkFinite, checkTensorShapes, weightsFromTensors } from "./loadModel.ts";
@@ -273,11 +272,10 @@ function toRuntimeTensor(name: string, info: GgufTensorInfo, raw: Uint8Array): T
   if (info.type === "F32" || info.type === "F16" || info.type === "BF16") {
     return { name, dtype: info.type, shape, data: raw };
   }
+  // Rows of whole blocks (of 32, which the blocks of 16 divide).
   if (shape.length === 2 && shape[1] % 32 === 0) {
     const blocks = toBlockInt8(info.type, raw, info.elements);
-    if (blocks !== null && shape[1] % blockElements(blocks.dtype) === 0) {
-      return { name, dtype: blocks.dtype, shape, data: blocks.data };
-    }
+    if (blocks !== null) return { name, dtype: blocks.dtype, shape, data: blocks.data };
   }
   const values = dequantize(info.type, raw, info.elements);
   return { name, dtype: "F32", shape, data: new Uint8Array(values.buffer) };

@@ -17,7 +17,12 @@ import { ggufSpecialTokens, tokenizerFromGguf } from "./ggufTokenizer.ts";
 import type { GgufMetadata } from "./ggufTypes.ts";
 import { loadModel } from "./loadModel.ts";
 import { loadTokenizer, type TextTokenizer } from "./tokenizer.ts";
-import { CHAT_TEMPLATE_LIMIT, readBoundedFile, TOKENIZER_JSON_LIMIT } from "./readBounded.ts";
+import {
+  CHAT_TEMPLATE_LIMIT,
+  decodeUtf8,
+  readBoundedFile,
+  TOKENIZER_JSON_LIMIT,
+} from "./readBounded.ts";
 import type { ModelConfig, ModelWeights } from "./types.ts";
 
 /** What `--model` names, once resolved. */
@@ -186,9 +191,5 @@ async function readTextIfPresent(file: string, limit: number): Promise<string | 
     if (error instanceof Deno.errors.NotFound) return undefined;
     throw error;
   }
-  try {
-    return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
-  } catch {
-    throw new ModelError(`${file}: not valid UTF-8`);
-  }
+  return decodeUtf8(bytes, file);
 }

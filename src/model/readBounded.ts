@@ -133,3 +133,15 @@ export function readBoundedFileSync(path: string, limit: number, what: string): 
     file?.close();
   }
 }
+
+/**
+ * `bytes` read from `path` as text, strictly UTF-8: a {@link ModelError} naming the file for any
+ * invalid sequence (instead of silently substituting U+FFFD).
+ */
+export function decodeUtf8(bytes: Uint8Array, path: string): string {
+  try {
+    return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch {
+    throw new ModelError(`${path}: not valid UTF-8`);
+  }
+}

@@ -7,28 +7,13 @@
  * @module
  */
 
-/** A seeded PRNG (mulberry32) with the helpers the generator needs. */
-export class Rand {
-  #s: number;
-  /** Seeds the generator. */
-  constructor(seed: number) {
-    this.#s = seed >>> 0;
-  }
-  /** Uniform in [0, 1). */
-  next(): number {
-    this.#s = (this.#s + 0x6d2b79f5) >>> 0;
-    let t = this.#s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  }
+import { SeededRandom } from "../../src/eval/seededRandom.ts";
+
+/** The project's seeded PRNG (mulberry32) with the two helpers the generator adds. */
+export class Rand extends SeededRandom {
   /** An integer in [lo, hi]. */
-  int(lo: number, hi: number): number {
+  between(lo: number, hi: number): number {
     return lo + Math.floor(this.next() * (hi - lo + 1));
-  }
-  /** One of `xs`. */
-  pick<T>(xs: readonly T[]): T {
-    return xs[Math.floor(this.next() * xs.length)];
   }
   /** True with probability `p`. */
   chance(p: number): boolean {
@@ -221,7 +206,7 @@ export function generateCase(r: Rand, f: CaseFiles): string[] {
   const flags = COMMAND_FLAGS[cmd];
   const names = Object.keys(flags);
   const args: string[] = [];
-  const count = r.int(0, 6);
+  const count = r.between(0, 6);
   for (let i = 0; i < count; i++) {
     const roll = r.next();
     if (roll < 0.04) {
@@ -245,7 +230,7 @@ export function generateCase(r: Rand, f: CaseFiles): string[] {
   }
   if (cmd === "fmt") {
     const files = [...f.goodPolicies, ...f.badPolicies, ...f.odd];
-    for (let i = r.int(0, 2); i > 0; i--) args.push(r.pick(files));
+    for (let i = r.between(0, 2); i > 0; i--) args.push(r.pick(files));
   }
   return [cmd, ...args];
 }

@@ -21,8 +21,9 @@ function generateRun(r: Rand): string[] {
   const maxNew = r.pick(["0", "1", "3"]);
   args.push("--max-new-tokens", maxNew);
   const ids = Array.from(
-    { length: r.int(1, 40) },
-    () => r.chance(0.05) ? r.pick([VOCAB, 4294967295, -1]) : r.pick([0, 1, 2, r.int(3, VOCAB - 1)]),
+    { length: r.between(1, 40) },
+    () =>
+      r.chance(0.05) ? r.pick([VOCAB, 4294967295, -1]) : r.pick([0, 1, 2, r.between(3, VOCAB - 1)]),
   );
   args.push("--prompt-ids", ids.join(","));
   const optional: [string, string[]][] = [

@@ -6,8 +6,7 @@
  */
 
 import { kvDecl, type KvStorage } from "../kvCache.ts";
-import { unrolledDot } from "../loopBudget.ts";
-import { each } from "./wgslUnroll.ts";
+import { each, unrolledDot } from "./wgslUnroll.ts";
 
 /** Keys scored per online-softmax rescale. */
 export const ATTENTION_TILE = 8;
@@ -15,8 +14,8 @@ export const ATTENTION_TILE = 8;
 /**
  * WGSL for `fn attend(base, j0, j1)`: accumulates keys `j0 .. j1-1` of the region starting at
  * row `base` into the private state `q`, `o`, `mx`, `l` (declared by the caller, `q` pre-scaled),
- * reading caches through `KC4` / `VC4`. `D4` must be a WGSL constant equal to `D4`; the head
- * dimension is written out, so a row's loops count about 2 iterations per key against llvmpipe's
+ * reading caches through `KC4` / `VC4`; the caller also declares the WGSL constant `D4` (the
+ * argument's value). The head dimension is written out, so a row's loops count about 2 iterations per key against llvmpipe's
  * loop budget (`../loopBudget.ts`).
  *
  * With `customEntries`, the caller defines how entry `j` (= base + index) is read instead:

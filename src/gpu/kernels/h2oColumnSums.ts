@@ -28,8 +28,8 @@ import type { BufferRef, GpuContext } from "../device.ts";
 import { type KvCacheLayer, kvDecl, type KvStorage, kvStorage } from "../kvCache.ts";
 import { dispatchOp, type GpuOp, packParams, sequenceOp } from "../op.ts";
 import { withOwnedScratch } from "./decodeAttention.ts";
-import { checkLoopBudget, PLANNED_LOOP_BUDGET, unrolledDot } from "../loopBudget.ts";
-import { each } from "./wgslUnroll.ts";
+import { checkLoopBudget, PLANNED_LOOP_BUDGET } from "../loopBudget.ts";
+import { each, unrolledDot } from "./wgslUnroll.ts";
 
 /** Arguments of {@link h2oColumnSums}. */
 export interface H2oColumnSumsArgs {
@@ -47,6 +47,8 @@ export interface H2oColumnSumsArgs {
   stride: number;
   /** Softmax scale (default 1/√D). */
   scale?: number;
+  /** Keys per stats dispatch (default {@link h2oKeysPerDispatch}; tests set less). */
+  keysPerDispatch?: number;
 }
 
 const HEADER = `struct Params { H: u32, Hkv: u32, group: u32, M: u32, scale: f32, stride: u32,
@@ -155,13 +157,10 @@ export function h2oKeysPerDispatch(ctx: GpuContext): number {
 
 /**
  * Prepares the column-sum accumulation of one chunk of one layer: stats dispatches over key
- * ranges of {@link h2oKeysPerDispatch} (`keysPerDispatch` overrides it, for tests), then one
+ * ranges of `keysPerDispatch`, then one
  * accumulate dispatch.
  */
-export function h2oColumnSums(
-  ctx: GpuContext,
-  a: H2oColumnSumsArgs & { keysPerDispatch?: number },
-): GpuOp {
+export function h2oColumnSums(ctx: GpuContext, a: H2oColumnSumsArgs): GpuOp {
   const c = a.cache;
   const H = a.numHeads, D4 = c.headDim / 4;
   if (H % c.numKvHeads !== 0) {

@@ -32,8 +32,8 @@
 import type { BufferRef, GpuContext } from "../device.ts";
 import { type KvCacheLayer, kvDecl, type KvStorage, kvStorage } from "../kvCache.ts";
 import { dispatchOp, type GpuOp, packParams } from "../op.ts";
-import { checkLoopBudget, unrolledDot } from "../loopBudget.ts";
-import { each } from "./wgslUnroll.ts";
+import { checkLoopBudget } from "../loopBudget.ts";
+import { each, unrolledDot } from "./wgslUnroll.ts";
 
 /** Limit meaning "not an H2O head". */
 export const H2O_NONE = 0xffffffff;

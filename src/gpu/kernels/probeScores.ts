@@ -29,8 +29,8 @@
 import type { BufferRef, GpuContext } from "../device.ts";
 import { type KvCacheLayer, kvDecl, type KvStorage, kvStorage } from "../kvCache.ts";
 import { dispatchOp, type GpuOp, packParams } from "../op.ts";
-import { checkLoopBudget, unrolledDot } from "../loopBudget.ts";
-import { each } from "./wgslUnroll.ts";
+import { checkLoopBudget } from "../loopBudget.ts";
+import { each, unrolledDot } from "./wgslUnroll.ts";
 
 /** Query positions reduced per workgroup (and per partial slot). */
 export const PROBE_POSITIONS_PER_GROUP = 64;
