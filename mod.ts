@@ -21,6 +21,7 @@
 export type {
   ArgumentNode,
   CallNode,
+  ExtremumNode,
   PolicyAst,
   RuleNode,
   SelectorNode,
@@ -50,6 +51,7 @@ export { PluginRegistry } from "./src/plugins/registry.ts";
 export { BUILTIN_PLUGINS, defaultRegistry } from "./src/plugins/builtins.ts";
 export type {
   Budget,
+  BudgetTerm,
   DetectorInput,
   DetectorSchema,
   ParamSpec,

@@ -12,7 +12,7 @@
  * @module
  */
 
-import type { LayerScoresInput, PressSchema } from "../mod.ts";
+import type { Budget, LayerScoresInput, PressSchema } from "../mod.ts";
 import { resolveBudget, topPositions } from "../mod.ts";
 
 /** TOVA's selection: per layer, one token set shared by every KV head. */
@@ -38,10 +38,7 @@ export const tovaPress: PressSchema = {
   doc: "TOVA: keep the tokens the last query attends to most, averaged over heads.",
   needs: { observationWindow: () => 1 },
   select: (input, params) =>
-    selectTova(
-      input,
-      resolveBudget(params.k as { tokens: number } | { fraction: number }, input.promptLength),
-    ),
+    selectTova(input, resolveBudget(params.k as Budget, input.promptLength)),
 };
 
 /** What kvpolicy registers from this module. */

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { createToken, Lexer, type TokenType } from "chevrotain";
+import { createToken, type IToken, Lexer, type TokenType } from "chevrotain";
 
 /** An identifier: plugin names, parameter names, constants, enum values. */
 export const Identifier: TokenType = createToken({
@@ -35,6 +35,26 @@ export const Layers: TokenType = keyword("layers");
 export const Heads: TokenType = keyword("heads");
 /** `else`. */
 export const Else: TokenType = keyword("else");
+
+/**
+ * A function name that is also a name: `max` in `recent=max(251, 10%)`, and in `reduce=max`.
+ * Its category is {@link Identifier}, so wherever the grammar takes a name, `max` and `min` still
+ * are names; only `value` tells them apart, by the `(` that follows.
+ */
+function functionName(word: string): TokenType {
+  return createToken({
+    name: word[0].toUpperCase() + word.slice(1),
+    pattern: new RegExp(word),
+    longer_alt: Identifier,
+    categories: [Identifier],
+    label: `'${word}'`,
+  });
+}
+
+/** `max`, as in `max(251, 10%)` (and a plain name elsewhere: `reduce=max`). */
+export const Max: TokenType = functionName("max");
+/** `min`, as in `min(20%, 4k)` (and a plain name elsewhere). */
+export const Min: TokenType = functionName("min");
 
 /**
  * A number with an optional suffix: `4`, `0.5`, `-1`, `4k`, `10%`. Any letters after the digits
@@ -118,7 +138,10 @@ export const WhiteSpace: TokenType = createToken({
   group: Lexer.SKIPPED,
 });
 
-/** All tokens, in matching order (keywords before identifiers, `->` before numbers). */
+/**
+ * All tokens, in matching order (keywords and function names before identifiers, `->` before
+ * numbers).
+ */
 export const ALL_TOKENS: TokenType[] = [
   WhiteSpace,
   Comment,
@@ -139,6 +162,8 @@ export const ALL_TOKENS: TokenType[] = [
   Layers,
   Heads,
   Else,
+  Max,
+  Min,
   Identifier,
 ];
 
@@ -147,3 +172,29 @@ export const policyLexer: Lexer = new Lexer(ALL_TOKENS, {
   positionTracking: "full",
   ensureOptimizations: false,
 });
+
+/**
+ * How deep `max(...)`/`min(...)` may nest before parsing. The checker refuses any nesting with a
+ * clear message; this bound only keeps the recursive parser within its stack on text such as
+ * 20,000 × `max(`.
+ */
+export const MAX_EXTREMUM_DEPTH = 32;
+
+/**
+ * The first `max`/`min` token that opens a call more than {@link MAX_EXTREMUM_DEPTH} calls deep
+ * inside other `max(...)`/`min(...)` calls, or `undefined`. One pass over the tokens.
+ */
+export function deepExtremum(tokens: IToken[]): IToken | undefined {
+  const opens: boolean[] = []; // per open '(': whether it opened max( / min(
+  let depth = 0;
+  for (let i = 0; i < tokens.length; i++) {
+    const t = tokens[i].tokenType;
+    if ((t === Max || t === Min) && tokens[i + 1]?.tokenType === LParen) {
+      if (++depth > MAX_EXTREMUM_DEPTH) return tokens[i];
+      opens.push(true);
+      i++;
+    } else if (t === LParen) opens.push(false);
+    else if (t === RParen && opens.length && opens.pop()) depth--;
+  }
+  return undefined;
+}

@@ -29,6 +29,8 @@ import {
   Layers,
   Let,
   LParen,
+  Max,
+  Min,
   NumberLiteral,
   Plus,
   Policy,
@@ -221,13 +223,30 @@ export class PolicyParser extends CstParser {
     this.SUBRULE(this.value);
   });
 
-  /** value := NUMBER | STRING | IDENT */
+  /** value := NUMBER | STRING | extremum | IDENT   — `max` alone is a name (`reduce=max`) */
   value = this.RULE("value", () => {
     this.OR([
       { ALT: () => this.CONSUME(NumberLiteral) },
       { ALT: () => this.CONSUME(StringLiteral) },
+      { ALT: () => this.SUBRULE(this.extremum) },
       { ALT: () => this.CONSUME(Identifier) },
     ]);
+  });
+
+  /**
+   * extremum := ( 'max' | 'min' ) '(' ( value ( ',' value )* )? ')'   — `max(251, 10%)`.
+   * The checker takes two or more budgets, not nested; the grammar takes any values so that
+   * those mistakes get their own messages (src/policy/parse.ts refuses, before parsing, nesting
+   * deeper than `MAX_EXTREMUM_DEPTH` (lexer.ts), which would only exhaust the parser's stack).
+   */
+  extremum = this.RULE("extremum", () => {
+    this.OR([
+      { ALT: () => this.CONSUME(Max) },
+      { ALT: () => this.CONSUME(Min) },
+    ]);
+    this.CONSUME(LParen);
+    this.MANY_SEP({ SEP: Comma, DEF: () => this.SUBRULE(this.value) });
+    this.CONSUME(RParen);
   });
 }
 

@@ -54,6 +54,11 @@ export interface KvCacheLayer {
   v: GPUBuffer;
   /** Per-head bases, lengths, capacities and drop counts (see module doc). */
   meta: GPUBuffer;
+  /**
+   * Compensation tokens that follow the window while decoding (`kernels/kvFold.ts`): the fold
+   * state, run before every append; absent when no head folds.
+   */
+  fold?: GPUBuffer;
 }
 
 /** Options of {@link createKvCacheLayer}. */
@@ -146,6 +151,7 @@ export function releaseKvCacheLayer(ctx: GpuContext, layer: KvCacheLayer): void 
   ctx.release(layer.k);
   ctx.release(layer.v);
   ctx.release(layer.meta);
+  if (layer.fold) ctx.release(layer.fold);
 }
 
 /** Bytes allocated by a layer's K and V buffers. */

@@ -1,27 +1,32 @@
 /**
- * A KIVI-quantised layer cache (the `quant` press): per KV head, a packed region of quantised
- * tokens and a small full-precision residual ring.
+ * A KIVI-quantised layer cache (the `quant` press): per KV head, packed keys, packed values and a
+ * small full-precision ring, with KIVI's residual semantics (`src/plugins/quantPress.ts`).
  *
- * Packed region (the layout of `src/plugins/quantPress.ts`, offset per head): head h owns token
- * slots `[qbase_h, qbase_h + qcap_h)` (`qbase` and `qcap` multiples of the group G). Slot s holds
- * W = ⌈D·b/32⌉ u32 words of key codes at `codes[s·W …]` and of value codes at
- * `codes[valueCodes + s·W …]`; key (min, scale) f32 pairs per channel and per block of G slots at
- * `params[2((s/G)·D + c) …]`; value pairs per slot and per group γ of G channels at
- * `params[valueParams + 2(s·⌈D/G⌉ + γ) …]`. So the head's packed tokens, read from its region, are
- * exactly the CPU reference's `quantizeKeys` / `quantizeValues` output. (Keys and values share
- * one codes and one params buffer so that every kernel binds at most 8 storage buffers.)
+ * Packed regions (the layout of `src/plugins/quantPress.ts`, offset per head): head h's keys
+ * occupy key slots `[kbase_h, kbase_h + kcap_h)` (multiples of the group G): slot s holds
+ * Wk = ⌈D·kb/32⌉ u32 words of codes at `codes[s·Wk …]` and, per channel, the (min, scale) f32
+ * pair of its block of G slots at `params[2((s/G)·D + c) …]`. Its values occupy value slots
+ * `[vbase_h, vbase_h + vcap_h)`: slot s holds Wv = ⌈D·vb/32⌉ words at `codes[valueCodes + s·Wv …]`
+ * and one pair per group γ of G channels at `params[valueParams + 2(s·⌈D/G⌉ + γ) …]`. So a head's
+ * packed tokens, read from its regions, are exactly the CPU reference's `quantizeKeys` /
+ * `quantizeValues` output. (Keys and values share one codes and one params buffer so that every
+ * kernel binds at most 8 storage buffers.)
  *
- * Residual ring: head h owns rows `[rbase_h, rbase_h + rcap_h)` of `rk` / `rv` (f32 or f16, the
- * {@link kvDecl} layout); residual entry i (0 = oldest) sits at row `rbase + (rstart + i) % rcap`.
- * A quantised head has rcap = residual + G (or its whole budget, if smaller): when an append fills the ring, its oldest G entries are
- * packed into the next free slots on the GPU (`quantAppend`), so T − Q stays in
- * [residual, residual + G) as the reference layout requires. A head that is not quantised (another
- * rule's pipeline in the same layer) has qcap = 0 and a ring as large as its whole budget.
+ * Entry j of a head (0 = oldest) has its key packed at slot `kbase + j` when j < Qk and its value
+ * at `vbase + j` when j < Qv; otherwise they are full precision in ring row `rbase + j % rcap` of
+ * `rk` / `rv` (f32 or f16, the {@link kvDecl} layout). Settled, as KIVI holds a head after each
+ * step: Qk = T − (T mod R), Qv = max(0, T − R). A decode step appends the new token first
+ * (`quantAppend`), attends over keys Qk … T−1 (1 … R of them) and values Qv … T−1 (up to R + 1) in
+ * full precision exactly as KIVI's decode does, then settles (`quantSettle`): the oldest value is
+ * packed once R + 1 are full precision, the R full keys once R have gathered. So a quantised head
+ * has rcap = R + 1 ring rows (or its whole budget, if smaller). A head that is not quantised
+ * (another rule's pipeline in the same layer) has R = 0, no packed slots and a ring as large as
+ * its whole budget.
  *
- * `meta` (u32 `[8·Hkv]`, field f of head h at `f·Hkv + h`): 0 rbase, 1 T (entries held = Q + the
- * residual's length), 2 rcap, 3 dropped (appends that found no room), 4 rstart, 5 Q (packed
- * tokens), 6 qcap, 7 qbase. Fields 0–3 mean what they mean in a plain layer's meta, so per-head
- * lengths are read back the same way.
+ * `meta` (u32 `[10·Hkv]`, field f of head h at `f·Hkv + h`): 0 rbase, 1 T (entries held),
+ * 2 rcap, 3 dropped (appends that found no room), 4 R (0: not quantised), 5 Qk, 6 Qv, 7 kbase,
+ * 8 vbase, 9 cap (most entries). Fields 0–3 mean what they mean in a plain layer's meta, so
+ * per-head lengths are read back the same way.
  *
  * @module
  */
@@ -31,11 +36,16 @@ import { type KvCacheLayer, type KvDType, kvRowBytes } from "./kvCache.ts";
 
 /** Quantisation of one layer: bits and group shared by the layer's quantised heads. */
 export interface QuantLayerSpec {
-  /** Bits per code: 2, 4 or 8. */
-  bits: number;
+  /** Bits per key code: 2, 4 or 8. */
+  kbits: number;
+  /** Bits per value code: 2, 4 or 8. */
+  vbits: number;
   /** Group size G (tokens per key block, channels per value group). */
   group: number;
-  /** Per KV head: the residual kept in full precision, or null for a head that is not quantised. */
+  /**
+   * Per KV head: R, the residual kept in full precision (a positive multiple of G), or null for
+   * a head that is not quantised.
+   */
   residuals: (number | null)[];
 }
 
@@ -47,25 +57,29 @@ export interface QuantKvLayer {
   numKvHeads: number;
   /** Head dimension (a multiple of 4). */
   headDim: number;
-  /** Element type of the residual rows. */
+  /** Element type of the ring rows. */
   dtype: KvDType;
-  /** First residual row of each head. */
-  residualBases: number[];
-  /** Residual rows of each head. */
-  residualCapacities: number[];
-  /** First packed slot of each head (a multiple of G). */
-  quantBases: number[];
-  /** Packed slots of each head (a multiple of G). */
-  quantCapacities: number[];
-  /** Residual keys / values `[rows][headDim]`. */
+  /** Most entries each head holds (appends beyond are dropped). */
+  capacities: number[];
+  /** Ring rows of each head. */
+  ringCapacities: number[];
+  /** Packed key slots of each head (a multiple of G). */
+  keyCapacities: number[];
+  /** Packed value slots of each head. */
+  valueCapacities: number[];
+  /** First packed key slot of each head (a multiple of G). */
+  keyBases: number[];
+  /** First packed value slot of each head. */
+  valueBases: number[];
+  /** Ring keys `[rows][headDim]`. */
   rk: GPUBuffer;
-  /** Residual values. */
+  /** Ring values. */
   rv: GPUBuffer;
-  /** Codes, u32: keys `[slots][W]`, then values `[slots][W]` from word {@link valueCodes}. */
+  /** Codes, u32: keys `[key slots][Wk]`, then values `[value slots][Wv]` from {@link valueCodes}. */
   codes: GPUBuffer;
   /** First word of the value codes. */
   valueCodes: number;
-  /** (min, scale) pairs, f32: keys `[slots/G][D][2]`, then values `[slots][⌈D/G⌉][2]`. */
+  /** (min, scale) pairs, f32: keys `[key slots/G][D][2]`, then values `[value slots][⌈D/G⌉][2]`. */
   params: GPUBuffer;
   /** First f32 of the value pairs. */
   valueParams: number;
@@ -82,13 +96,13 @@ export function isQuantLayer(layer: CacheLayer): layer is QuantKvLayer {
 }
 
 /** Fields per head in a quantised layer's meta. */
-export const QUANT_META_FIELDS = 8;
+export const QUANT_META_FIELDS = 10;
 
 /** Options of {@link createQuantKvLayer}: per head, entries to hold and room to leave. */
 export interface QuantKvLayerOptions {
   /** Head dimension (a multiple of 4). */
   headDim: number;
-  /** Residual element type. */
+  /** Ring element type. */
   dtype: KvDType;
   /** Quantisation (one residual per head, null: not quantised). */
   quant: QuantLayerSpec;
@@ -98,9 +112,13 @@ export interface QuantKvLayerOptions {
   label?: string;
 }
 
-/** Packed tokens out of `numTokens` (the reference's Q: whole groups beyond the residual). */
-export function packedCount(numTokens: number, residual: number, group: number): number {
-  return numTokens <= residual ? 0 : Math.floor((numTokens - residual) / group) * group;
+/**
+ * Packed keys (Qk = T − (T mod R)) and values (Qv = max(0, T − R)) of a settled head of `T`
+ * entries with residual `R` (null: not quantised, nothing packed).
+ */
+export function settledPacked(T: number, R: number | null): { keys: number; values: number } {
+  if (R === null) return { keys: 0, values: 0 };
+  return { keys: T - (T % R), values: Math.max(0, T - R) };
 }
 
 /** W: u32 words per token's codes. */
@@ -109,8 +127,15 @@ export function codeWords(headDim: number, bits: number): number {
 }
 
 function checkSpec(D: number, q: QuantLayerSpec): void {
-  if (![2, 4, 8].includes(q.bits)) throw new RangeError(`quant: bits ${q.bits} not 2, 4 or 8`);
+  for (const bits of [q.kbits, q.vbits]) {
+    if (![2, 4, 8].includes(bits)) throw new RangeError(`quant: bits ${bits} not 2, 4 or 8`);
+  }
   if (!Number.isInteger(q.group) || q.group < 1) throw new RangeError(`quant: bad group`);
+  for (const r of q.residuals) {
+    if (r !== null && !(Number.isInteger(r) && r >= q.group && r % q.group === 0)) {
+      throw new RangeError(`quant: residual ${r} is not a positive multiple of group ${q.group}`);
+    }
+  }
   if (D % 4 !== 0) throw new RangeError(`quant cache: head_dim ${D} must be a multiple of 4`);
   const wgFloats = 2 * D + 2 * q.group * Math.ceil(D / q.group);
   if (wgFloats * 4 > 16384) {
@@ -123,27 +148,35 @@ export function createQuantKvLayer(ctx: GpuContext, o: QuantKvLayerOptions): Qua
   const D = o.headDim, q = o.quant, G = q.group, H = q.residuals.length;
   checkSpec(D, q);
   if (o.maxEntries.length !== H) throw new RangeError("quant cache: one budget per KV head");
-  const residualBases: number[] = [], residualCapacities: number[] = [];
-  const quantBases: number[] = [], quantCapacities: number[] = [];
-  let rows = 0, slots = 0;
+  const l = {
+    ringBases: [] as number[],
+    ringCapacities: [] as number[],
+    keyBases: [] as number[],
+    keyCapacities: [] as number[],
+    valueBases: [] as number[],
+    valueCapacities: [] as number[],
+  };
+  let rows = 0, keySlots = 0, valueSlots = 0;
   q.residuals.forEach((r, h) => {
     const n = o.maxEntries[h];
-    const qcap = r === null ? 0 : packedCount(n, r, G);
-    // Fewer than r + G entries ever: nothing is packed (qcap = 0), the ring holds them all.
-    const rcap = r === null ? n : Math.min(n, r + G);
-    residualBases.push(rows);
-    residualCapacities.push(rcap);
-    quantBases.push(slots);
-    quantCapacities.push(qcap);
+    const most = settledPacked(n, r);
+    const rcap = r === null ? n : Math.min(n, r + 1);
+    l.ringBases.push(rows);
+    l.ringCapacities.push(rcap);
+    l.keyBases.push(keySlots);
+    l.keyCapacities.push(most.keys);
+    l.valueBases.push(valueSlots);
+    l.valueCapacities.push(most.values);
     rows += rcap;
-    slots += qcap;
+    keySlots += most.keys;
+    valueSlots += most.values;
   });
-  const W = codeWords(D, q.bits), NG = Math.ceil(D / G);
-  const valueCodes = slots * W, valueParams = (slots / G) * D * 2;
+  const NG = Math.ceil(D / G);
+  const valueCodes = keySlots * codeWords(D, q.kbits), valueParams = (keySlots / G) * D * 2;
   const sizes = {
     rows: Math.max(1, rows) * kvRowBytes(D, o.dtype),
-    codes: Math.max(1, 2 * valueCodes) * 4,
-    params: Math.max(1, valueParams + slots * NG * 2) * 4,
+    codes: Math.max(1, valueCodes + valueSlots * codeWords(D, q.vbits)) * 4,
+    params: Math.max(1, valueParams + valueSlots * NG * 2) * 4,
   };
   for (const [what, bytes] of Object.entries(sizes)) {
     if (bytes > ctx.maxBindingBytes) {
@@ -154,20 +187,24 @@ export function createQuantKvLayer(ctx: GpuContext, o: QuantKvLayerOptions): Qua
     }
   }
   const meta = new Uint32Array(QUANT_META_FIELDS * H);
-  meta.set(residualBases, 0);
-  meta.set(residualCapacities, 2 * H);
-  meta.set(quantCapacities, 6 * H);
-  meta.set(quantBases, 7 * H);
+  meta.set(l.ringBases, 0);
+  meta.set(l.ringCapacities, 2 * H);
+  meta.set(q.residuals.map((r) => r ?? 0), 4 * H);
+  meta.set(l.keyBases, 7 * H);
+  meta.set(l.valueBases, 8 * H);
+  meta.set(o.maxEntries, 9 * H);
   const label = o.label ?? "qkv";
   return {
-    quant: { bits: q.bits, group: G, residuals: [...q.residuals] },
+    quant: { ...q, residuals: [...q.residuals] },
     numKvHeads: H,
     headDim: D,
     dtype: o.dtype,
-    residualBases,
-    residualCapacities,
-    quantBases,
-    quantCapacities,
+    capacities: [...o.maxEntries],
+    ringCapacities: l.ringCapacities,
+    keyCapacities: l.keyCapacities,
+    valueCapacities: l.valueCapacities,
+    keyBases: l.keyBases,
+    valueBases: l.valueBases,
     rk: ctx.createBuffer(sizes.rows, STORAGE_USAGE, `${label}.rk`),
     rv: ctx.createBuffer(sizes.rows, STORAGE_USAGE, `${label}.rv`),
     codes: ctx.createBuffer(sizes.codes, STORAGE_USAGE, `${label}.codes`),
@@ -186,79 +223,99 @@ export function releaseQuantKvLayer(ctx: GpuContext, layer: QuantKvLayer): void 
   ctx.release(layer.meta);
 }
 
-/** Storage of one head holding `entries` entries: packed codes, (min, scale) pairs, residual. */
+/** Storage of one head: packed codes, (min, scale) pairs, full-precision rows. */
 export interface QuantHeadBytes {
   /** Key and value codes. */
   codes: number;
   /** Key and value (min, scale) f32 pairs. */
   scales: number;
-  /** Full-precision residual rows (K and V). */
+  /** Full-precision rows (keys and values). */
   residual: number;
   /** The sum. */
   total: number;
 }
 
-/** Bytes held by head `h` of `layer` with `entries` entries (Q packed, the rest residual). */
+/** Bytes held by head `h` of `layer` with `entries` entries, settled (see the module doc). */
 export function quantHeadBytes(layer: QuantKvLayer, h: number, entries: number): QuantHeadBytes {
-  const r = layer.quant.residuals[h];
-  const Q = r === null ? 0 : packedCount(entries, r, layer.quant.group);
-  return slotBytes(layer, Q, entries - Q);
+  const packed = settledPacked(entries, layer.quant.residuals[h]);
+  return headBytes(layer, packed.keys, packed.values, 2 * entries - packed.keys - packed.values);
 }
 
-/** Bytes allocated for head `h` (its packed slots and residual rows). */
+/** Bytes allocated for head `h` (its packed slots and ring rows). */
 export function quantHeadAllocated(layer: QuantKvLayer, h: number): QuantHeadBytes {
-  return slotBytes(layer, layer.quantCapacities[h], layer.residualCapacities[h]);
+  const rows = 2 * layer.ringCapacities[h];
+  return headBytes(layer, layer.keyCapacities[h], layer.valueCapacities[h], rows);
 }
 
-function slotBytes(layer: QuantKvLayer, packed: number, rows: number): QuantHeadBytes {
-  const D = layer.headDim, { bits, group } = layer.quant;
-  const codes = 2 * packed * codeWords(D, bits) * 4;
-  const scales = 8 * ((packed / group) * D + packed * Math.ceil(D / group));
-  const residual = 2 * rows * kvRowBytes(D, layer.dtype);
+/** Bytes of `keys` packed keys, `values` packed values and `rows` full-precision K or V rows. */
+function headBytes(layer: QuantKvLayer, keys: number, values: number, rows: number) {
+  const D = layer.headDim, { kbits, vbits, group } = layer.quant;
+  const codes = 4 * (keys * codeWords(D, kbits) + values * codeWords(D, vbits));
+  const scales = 8 * ((keys / group) * D + values * Math.ceil(D / group));
+  const residual = rows * kvRowBytes(D, layer.dtype);
   return { codes, scales, residual, total: codes + scales + residual };
+}
+
+/** One head's state as read back by {@link readQuantMeta}. */
+export interface QuantHeadState {
+  /** Entries held (T). */
+  length: number;
+  /** Keys packed (Qk). */
+  packedKeys: number;
+  /** Values packed (Qv). */
+  packedValues: number;
+  /** Appends that found no room. */
+  dropped: number;
 }
 
 /** Reads a quantised layer's meta back (≥ 10 ms), one object per head. */
 export async function readQuantMeta(
   ctx: GpuContext,
   layer: QuantKvLayer,
-): Promise<{ length: number; packed: number; ringStart: number; dropped: number }[]> {
+): Promise<QuantHeadState[]> {
   const H = layer.numKvHeads;
   const m = await ctx.readU32(layer.meta, 0, QUANT_META_FIELDS * H);
   return Array.from({ length: H }, (_, h) => ({
     length: m[H + h],
-    packed: m[5 * H + h],
-    ringStart: m[4 * H + h],
+    packedKeys: m[5 * H + h],
+    packedValues: m[6 * H + h],
     dropped: m[3 * H + h],
   }));
 }
 
-/** WGSL constants of a quantised layer's layout (`D`, `D4`, `G`, `BITS`, `W`, `NG`, …). */
-export function quantConstsWgsl(headDim: number, spec: { bits: number; group: number }): string {
-  const { bits, group } = spec;
+/**
+ * WGSL constants of a quantised layer's layout: `D`, `D4`, `G`, `NG` and, per side (`K` keys,
+ * `V` values), `KBITS`, `KPER_WORD`, `KW` (words per token), `KMASK`, `KLEVELS` and the same with
+ * `V`.
+ */
+export function quantConstsWgsl(headDim: number, spec: Omit<QuantLayerSpec, "residuals">): string {
+  const { kbits, vbits, group } = spec;
+  const side = (s: string, bits: number) =>
+    `const ${s}BITS = ${bits}u;
+const ${s}PER_WORD = ${32 / bits}u;
+const ${s}W = ${codeWords(headDim, bits)}u;
+const ${s}MASK = ${2 ** bits - 1}u;
+const ${s}LEVELS = ${2 ** bits - 1}.0;
+`;
   return `const D = ${headDim}u;
 const D4 = ${headDim / 4}u;
 const G = ${group}u;
-const BITS = ${bits}u;
-const PER_WORD = ${32 / bits}u;
-const W = ${codeWords(headDim, bits)}u;
 const NG = ${Math.ceil(headDim / group)}u;
-const MASK = ${2 ** bits - 1}u;
-const LEVELS = ${2 ** bits - 1}.0;
-`;
+${side("K", kbits)}${side("V", vbits)}`;
 }
 
 /**
  * WGSL statements reading KV head `kvh`'s quantised-layer meta (`kvmeta` and `p.Hkv` in scope):
- * `rbase`, `len` (T), `rcap`, `rstart`, `nq` (Q) and `qbase` (see the module doc).
+ * `rbase`, `len` (T), `rcap`, `nqk` (Qk), `nqv` (Qv), `kbase` and `vbase` (see the module doc).
  */
 export function quantHeadMetaWgsl(): string {
   return `  let rbase = kvmeta[kvh];
   let len = kvmeta[p.Hkv + kvh];
   let rcap = kvmeta[2u * p.Hkv + kvh];
-  let rstart = kvmeta[4u * p.Hkv + kvh];
-  let nq = kvmeta[5u * p.Hkv + kvh];
-  let qbase = kvmeta[7u * p.Hkv + kvh];`;
+  let nqk = kvmeta[5u * p.Hkv + kvh];
+  let nqv = kvmeta[6u * p.Hkv + kvh];
+  let kbase = kvmeta[7u * p.Hkv + kvh];
+  let vbase = kvmeta[8u * p.Hkv + kvh];`;
 }
 
 /**

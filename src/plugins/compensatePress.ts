@@ -6,6 +6,13 @@ import type { PressSchema } from "./schema.ts";
  * collapsed into one compensation token (mean key, mean value) placed between sink and window.
  * `weight=count` (default) adds ln(N_d) to its logit, the paper's formulation, so it stands for
  * the N_d tokens it replaces; `weight=plain` is Huawei's deployed plain mean.
+ *
+ * While decoding, a bounded select press (`window`) keeps evicting its oldest entries. With
+ * `decode=fold` (default) each evicted entry joins the token (running mean over every entry
+ * dropped so far, N_d and the ln N_d bias growing), so the token always stands for everything
+ * between sink and window, as the paper defines it for the whole cache; `decode=fixed` keeps the
+ * token built at prefill, and evicted entries are lost. The paper describes the token at
+ * compression time only and does not spell out decoding: `fold` is our reading of its definition.
  */
 export const compensatePress: PressSchema = {
   kind: "press",
@@ -18,6 +25,13 @@ export const compensatePress: PressSchema = {
       type: { kind: "enum", values: ["count", "plain"] },
       default: "count",
       doc: "count: logit bias ln(N_d) as in the paper; plain: unweighted mean",
+    },
+    {
+      name: "decode",
+      type: { kind: "enum", values: ["fold", "fixed"] },
+      default: "fold",
+      doc: "fold: entries a bounded window evicts while decoding join the token; fixed: they " +
+        "are lost",
     },
   ],
   doc: "RazorAttention compensation token: mean of the dropped keys and values.",

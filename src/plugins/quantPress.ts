@@ -2,9 +2,15 @@
 import type { PressSchema } from "./schema.ts";
 
 /**
- * KIVI (Liu et al., 2024, arXiv 2402.02750; jy-yuan/KIVI): asymmetric min/max quantization,
- * keys per channel (groups of `group` tokens), values per token (groups of `group` channels);
- * the most recent `residual` tokens stay in full precision until a block fills.
+ * KIVI (Liu et al., 2024, arXiv 2402.02750; jy-yuan/KIVI `models/llama_kivi.py`): asymmetric
+ * min/max quantization, keys per channel (blocks of `group` tokens), values per token (groups of
+ * `group` channels), with KIVI's own residual semantics: keys wait in full precision until
+ * `residual` of them have gathered, then are packed together (0 … residual−1 stay full); values
+ * keep exactly the `residual` most recent tokens in full precision, the oldest packed one token at
+ * a time as new ones arrive. `residual` must be a positive multiple of `group` (KIVI asserts it).
+ * `bits` sets both key and value bits; `kbits` / `vbits` override one side (KIVI's `k_bits`,
+ * `v_bits`). Defaults (4-bit, G 32, R 32) are SimLayerKV's KIVI setting; the KIVI paper's main
+ * runs are `quant(bits=2, residual=128)`.
  */
 export const quantPress: PressSchema = {
   kind: "press",
@@ -12,7 +18,12 @@ export const quantPress: PressSchema = {
   role: "store",
   when: "bounded",
   params: [
-    { name: "bits", type: { kind: "int", oneOf: [2, 4, 8] }, default: 4, doc: "bits per value" },
+    {
+      name: "bits",
+      type: { kind: "int", oneOf: [2, 4, 8] },
+      default: 4,
+      doc: "bits per value (keys and values)",
+    },
     {
       name: "group",
       type: { kind: "int", min: 1, max: 1024 },
@@ -21,23 +32,45 @@ export const quantPress: PressSchema = {
     },
     {
       name: "residual",
-      type: { kind: "int", min: 0, max: 65536 },
+      type: { kind: "int", min: 1, max: 65536 },
       default: 32,
-      doc: "recent tokens kept in full precision",
+      doc: "recent tokens kept in full precision (R, a multiple of group; keys: 0 … R−1)",
+    },
+    {
+      name: "kbits",
+      type: { kind: "int", oneOf: [2, 4, 8] },
+      default: null,
+      doc: "bits per key (auto: bits)",
+    },
+    {
+      name: "vbits",
+      type: { kind: "int", oneOf: [2, 4, 8] },
+      default: null,
+      doc: "bits per value (auto: bits)",
     },
   ],
   doc: "KIVI: packed low-bit keys (per channel) and values (per token).",
+  checkParams: (p) => {
+    const group = p.group as number, residual = p.residual as number;
+    return residual % group === 0 ? undefined : {
+      error: `quant: 'residual' (${residual}) must be a multiple of 'group' (${group}): KIVI ` +
+        `packs keys ${residual} at a time, in blocks of ${group}`,
+      hint: `e.g. quant(group=${group}, residual=${
+        Math.max(1, Math.round(residual / group)) * group
+      })`,
+    };
+  },
 };
 
 /*
- * Packed layout of one (layer, KV head) stream of T tokens, head dimension d, b bits, group G
- * (the layout the GPU kernels follow):
- * - The first Q = quantizedTokenCount(T) tokens are quantised; the last T − Q stay in full
- *   precision (the residual, stored as the runtime's float cache). Q is a multiple of G and
- *   T − Q lies in [residual, residual + G) once T ≥ residual: tokens leave the residual in
- *   whole blocks of G.
- * - Codes (keys and values alike) are token-major: token t owns W = ceil(d·b/32) u32 words at
- *   `codes[t·W …]`; channel c sits in word ⌊c / (32/b)⌋ at bit offset (c mod (32/b))·b,
+ * Packed layout of one (layer, KV head) stream of T entries, head dimension d, group G,
+ * residual R (a multiple of G), key bits kb, value bits vb (the layout the GPU kernels follow):
+ * - Keys: the first Qk = T − (T mod R) entries are packed (whole blocks of G tokens), the last
+ *   T mod R stay in full precision. Values: the first Qv = max(0, T − R) are packed, the last
+ *   min(T, R) stay in full precision. Qv < Qk once T ≥ R: a key is packed before its value.
+ *   (This is the state KIVI holds after each step; `models/llama_kivi.py`, prefill and decode.)
+ * - Codes are token-major: token t owns W = ceil(d·b/32) u32 words at `codes[t·W …]` (b = kb
+ *   for keys, vb for values); channel c sits in word ⌊c / (32/b)⌋ at bit offset (c mod (32/b))·b,
  *   lowest bits first. Unused high bits of a token's last word are 0.
  * - Key params (per channel, shared by a block of G tokens): block β = ⌊t/G⌋, channel c:
  *   `keyParams[2(β·d + c)]` = min, `keyParams[2(β·d + c) + 1]` = scale (f32).
@@ -48,14 +81,51 @@ export const quantPress: PressSchema = {
  *   [0, 2^b − 1] (0 when scale = 0); dequantised x̂ = min + code·scale, |x − x̂| ≤ scale/2.
  */
 
-/** Parameters of the quant press, named as in the schema. */
+/** Parameters of the quant press once resolved (`kbits` / `vbits` default to `bits`). */
 export interface QuantParams {
-  /** Bits per value: 2, 4 or 8. */
-  bits: number;
+  /** Bits per key code: 2, 4 or 8. */
+  kbits: number;
+  /** Bits per value code: 2, 4 or 8. */
+  vbits: number;
   /** Group size: tokens per key block, channels per value group. */
   group: number;
-  /** Recent tokens kept in full precision. */
+  /** R: a multiple of `group`; keys 0 … R−1 and values R stay in full precision. */
   residual: number;
+}
+
+/** One side's quantiser: bits per code and group size. */
+export interface Quantizer {
+  /** Bits per code: 2, 4 or 8. */
+  bits: number;
+  /** Group size. */
+  group: number;
+}
+
+/** Resolves a plan's quant parameters (`kbits` / `vbits` `null` = `bits`). */
+export function quantParams(p: Record<string, unknown>): QuantParams {
+  const bits = p.bits as number;
+  return {
+    kbits: (p.kbits as number | null) ?? bits,
+    vbits: (p.vbits as number | null) ?? bits,
+    group: p.group as number,
+    residual: p.residual as number,
+  };
+}
+
+/** Packed tokens out of `numTokens`, as KIVI holds them after a step. */
+export interface PackedCounts {
+  /** Qk = T − (T mod R): keys packed in whole groups of R. */
+  keys: number;
+  /** Qv = max(0, T − R): values packed one token at a time. */
+  values: number;
+}
+
+/** Qk and Qv for a stream of `numTokens` entries (see the layout above). */
+export function packedCounts(numTokens: number, residual: number): PackedCounts {
+  return {
+    keys: numTokens - (numTokens % residual),
+    values: Math.max(0, numTokens - residual),
+  };
 }
 
 /** Packed codes and their (min, scale) pairs. */
@@ -64,12 +134,6 @@ export interface PackedTensor {
   codes: Uint32Array;
   /** Interleaved (min, scale) pairs, see the layout above. */
   params: Float32Array;
-}
-
-/** Q: how many of `numTokens` tokens are stored quantised (a multiple of `group`). */
-export function quantizedTokenCount(numTokens: number, params: QuantParams): number {
-  if (numTokens <= params.residual) return 0;
-  return Math.floor((numTokens - params.residual) / params.group) * params.group;
 }
 
 /** W: u32 words holding one token's `headDim` codes. */
@@ -105,7 +169,7 @@ function quantizeGroup(
   return [min, scale];
 }
 
-function checkShape(data: ArrayLike<number>, headDim: number, params: QuantParams): number {
+function checkShape(data: ArrayLike<number>, headDim: number, params: Quantizer): number {
   if (![2, 4, 8].includes(params.bits)) throw new RangeError(`bits must be 2, 4 or 8`);
   const tokens = data.length / headDim;
   if (!Number.isInteger(tokens)) throw new RangeError(`data is not a whole number of tokens`);
@@ -119,7 +183,7 @@ function checkShape(data: ArrayLike<number>, headDim: number, params: QuantParam
 export function quantizeKeys(
   keys: ArrayLike<number>,
   headDim: number,
-  params: QuantParams,
+  params: Quantizer,
 ): PackedTensor {
   const tokens = checkShape(keys, headDim, params);
   const { bits, group } = params;
@@ -143,7 +207,7 @@ export function quantizeKeys(
 export function quantizeValues(
   values: ArrayLike<number>,
   headDim: number,
-  params: QuantParams,
+  params: Quantizer,
 ): PackedTensor {
   const tokens = checkShape(values, headDim, params);
   const { bits, group } = params;
@@ -175,7 +239,7 @@ function code(codes: Uint32Array, t: number, c: number, headDim: number, bits: n
 export function dequantizeKeys(
   packed: PackedTensor,
   headDim: number,
-  params: QuantParams,
+  params: Quantizer,
 ): Float32Array {
   const tokens = packed.codes.length / wordsPerToken(headDim, params.bits);
   const out = new Float32Array(tokens * headDim);
@@ -194,7 +258,7 @@ export function dequantizeKeys(
 export function dequantizeValues(
   packed: PackedTensor,
   headDim: number,
-  params: QuantParams,
+  params: Quantizer,
 ): Float32Array {
   const tokens = packed.codes.length / wordsPerToken(headDim, params.bits);
   const groups = Math.ceil(headDim / params.group);
@@ -211,19 +275,20 @@ export function dequantizeValues(
 
 /** Bytes of one (layer, KV head) stream, keys and values together. */
 export interface QuantBytes {
-  /** Packed codes: 2 · Q · W · 4. */
+  /** Packed codes: Qk · Wk · 4 + Qv · Wv · 4. */
   codes: number;
-  /** (min, scale) f32 pairs: 8 · (Q/G · d + Q · ceil(d/G)). */
+  /** (min, scale) f32 pairs: 8 · (Qk/G · d + Qv · ceil(d/G)). */
   scales: number;
-  /** Full-precision residual: 2 · (T − Q) · d · bytesPerElement. */
+  /** Full-precision rows: ((T − Qk) + (T − Qv)) · d · bytesPerElement. */
   residual: number;
   /** The sum. */
   total: number;
 }
 
 /**
- * Exact storage of `numTokens` tokens of one (layer, KV head) under the layout above, keys and
- * values together; residual elements take `residualBytesPerElement` bytes (2 for f16).
+ * Exact storage of `numTokens` tokens of one (layer, KV head) under the layout above, as KIVI
+ * holds them after a step; full-precision elements take `residualBytesPerElement` bytes (2 for
+ * f16).
  */
 export function quantizedBytes(
   numTokens: number,
@@ -231,11 +296,23 @@ export function quantizedBytes(
   params: QuantParams,
   residualBytesPerElement = 2,
 ): QuantBytes {
-  const quantized = quantizedTokenCount(numTokens, params);
-  const codes = 2 * quantized * wordsPerToken(headDim, params.bits) * 4;
-  const pairs = (quantized / params.group) * headDim +
-    quantized * Math.ceil(headDim / params.group);
+  const q = packedCounts(numTokens, params.residual);
+  return packedBytes(numTokens, q, headDim, params, residualBytesPerElement);
+}
+
+/** Storage of `numTokens` entries of which `packed` keys / values are packed (see above). */
+export function packedBytes(
+  numTokens: number,
+  packed: PackedCounts,
+  headDim: number,
+  p: Omit<QuantParams, "residual">,
+  residualBytesPerElement: number,
+): QuantBytes {
+  const codes = 4 * (packed.keys * wordsPerToken(headDim, p.kbits) +
+    packed.values * wordsPerToken(headDim, p.vbits));
+  const pairs = (packed.keys / p.group) * headDim + packed.values * Math.ceil(headDim / p.group);
   const scales = 8 * pairs;
-  const residual = 2 * (numTokens - quantized) * headDim * residualBytesPerElement;
+  const residual = (2 * numTokens - packed.keys - packed.values) * headDim *
+    residualBytesPerElement;
   return { codes, scales, residual, total: codes + scales + residual };
 }

@@ -8,8 +8,14 @@
 
 import type { LayerScoresInput } from "./press.ts";
 
-/** A budget: an absolute number of cache entries, or a fraction of the prompt length. */
-export type Budget = { tokens: number } | { fraction: number };
+/** One budget term: an absolute number of cache entries, or a fraction of the prompt length. */
+export type BudgetTerm = { tokens: number } | { fraction: number };
+
+/**
+ * A budget: a {@link BudgetTerm}, or the largest (`max(251, 10%)`) or smallest (`min(20%, 4k)`)
+ * of two or more terms, each resolved against the prompt length first (see `resolveBudget`).
+ */
+export type Budget = BudgetTerm | { max: BudgetTerm[] } | { min: BudgetTerm[] };
 
 /** A typed, checked parameter value as it appears in a compiled plan. */
 export type ParamValue = number | string | boolean | Budget | null;
@@ -77,6 +83,14 @@ export interface PressSchema {
   params: ParamSpec[];
   /** One paragraph: the method and its source. */
   doc: string;
+  /**
+   * Constraints between parameters that their types cannot say (e.g. KIVI's residual a multiple
+   * of its group): given the checked, defaulted parameters, an error (and hint) or `undefined`.
+   * The policy checker reports it at the press's name.
+   */
+  checkParams?: (
+    params: Record<string, ParamValue>,
+  ) => { error: string; hint?: string } | undefined;
   /** Runtime: what {@link PressSchema.select} needs computed. */
   needs?: PressNeeds;
   /**
@@ -138,14 +152,20 @@ export interface DetectorInput {
 /** Either kind of plugin schema. */
 export type PluginSchema = PressSchema | DetectorSchema;
 
-/** Formats a plan value the way a policy would write it. */
+/** Formats a plan value the way a policy would write it (`1024`, `10%`, `max(251, 10%)`). */
 export function formatParamValue(value: ParamValue): string {
   if (value === null) return "auto";
   if (typeof value === "object") {
-    return "tokens" in value ? String(value.tokens) : `${round(value.fraction * 100)}%`;
+    if ("max" in value) return `max(${value.max.map(formatTerm).join(", ")})`;
+    if ("min" in value) return `min(${value.min.map(formatTerm).join(", ")})`;
+    return formatTerm(value);
   }
   if (typeof value === "string") return value;
   return String(value);
+}
+
+function formatTerm(term: BudgetTerm): string {
+  return "tokens" in term ? String(term.tokens) : `${round(term.fraction * 100)}%`;
 }
 
 function round(x: number): number {

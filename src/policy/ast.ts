@@ -29,7 +29,23 @@ export type ValueNode =
     span: Span;
   }
   | { kind: "string"; value: string; span: Span }
-  | { kind: "name"; name: string; span: Span };
+  | { kind: "name"; name: string; span: Span }
+  | ExtremumNode;
+
+/**
+ * `max(a, b, ...)` or `min(a, b, ...)`: the larger or smaller of budgets, e.g. RazorAttention's
+ * recent window `max(251, 10%)`. The parser takes any values as arguments; the checker takes two
+ * or more token counts or percentages, for budget parameters only, and refuses nesting.
+ */
+export interface ExtremumNode {
+  kind: "extremum";
+  /** Which function. */
+  op: "max" | "min";
+  /** The arguments in source order (possibly empty, or nested: the checker refuses both). */
+  args: ValueNode[];
+  /** The whole value, from the function name to `)`. */
+  span: Span;
+}
 
 /** `name=value` or a positional `value`. */
 export interface ArgumentNode {

@@ -23,7 +23,7 @@ import type {
 import { type Diagnostic, spanAt } from "./diagnostics.ts";
 import { formatStatement } from "./format.ts";
 import { MAX_POLICY_CHARS } from "./parse.ts";
-import { convertValue } from "./values.ts";
+import { convertValue, exampleValue } from "./values.ts";
 import { didYouMean } from "./suggest.ts";
 
 /** What checking yields: plan pieces (meaningful only when there are no errors). */
@@ -85,7 +85,10 @@ class Checker {
         if (this.constants.has(s.name)) {
           this.error(s.nameSpan, `constant '${s.name}' is defined twice`);
         } else if (s.value.kind === "name") {
-          this.error(s.value.span, `a constant's value must be a number or a string`);
+          this.error(
+            s.value.span,
+            `a constant's value must be a number, a string, max(...) or min(...)`,
+          );
         } else this.constants.set(s.name, s);
       }
     }
@@ -229,7 +232,9 @@ class Checker {
         continue;
       }
       const params = this.params(call, press);
-      if (!params) {
+      const invalid = params && press.checkParams?.(params);
+      if (invalid) this.error(call.nameSpan, invalid.error, invalid.hint);
+      if (!params || invalid) {
         ok = false;
         continue;
       }
@@ -334,7 +339,7 @@ class Checker {
           this.error(
             call.nameSpan,
             `'${schema.name}' needs '${spec.name}' (${spec.doc})`,
-            `e.g. ${schema.name}(${spec.name}=${example(spec)})`,
+            `e.g. ${schema.name}(${spec.name}=${exampleValue(spec)})`,
           );
           ok = false;
         } else params[spec.name] = spec.default;
@@ -342,37 +347,28 @@ class Checker {
       }
       const converted = convertValue(g.value, spec);
       if (typeof converted === "object" && converted !== null && "error" in converted) {
-        this.error(g.value.span, `${schema.name}: ${converted.error}`, converted.hint);
+        const span = converted.span ?? g.value.span;
+        this.error(span, `${schema.name}: ${converted.error}`, converted.hint);
         ok = false;
       } else params[spec.name] = converted as ParamValue;
     }
     return ok ? params : undefined;
   }
 
-  /** Replaces a constant's name by its value. */
-  resolve(v: ValueNode): ValueNode {
+  /**
+   * Replaces a constant's name by its value, and in `max(...)`/`min(...)` (written in place or
+   * held by a constant) each argument that names a constant by that constant's value.
+   */
+  resolve(v: ValueNode, inside = false): ValueNode {
+    if (v.kind === "extremum" && !inside) {
+      return { ...v, args: v.args.map((a) => this.resolve(a, true)) };
+    }
     if (v.kind !== "name") return v;
     const c = this.constants.get(v.name);
     if (!c) return v;
     this.usedConstants.add(v.name);
+    if (c.value.kind === "extremum") return inside ? c.value : this.resolve(c.value);
     return { ...c.value, span: v.span };
-  }
-}
-
-function example(spec: ParamSpec): string {
-  switch (spec.type.kind) {
-    case "budget":
-      return "1024";
-    case "fraction":
-      return "10%";
-    case "enum":
-      return spec.type.values[0];
-    case "bool":
-      return "true";
-    case "string":
-      return '"..."';
-    default:
-      return String(spec.type.min ?? 1);
   }
 }
 

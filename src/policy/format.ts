@@ -1,7 +1,8 @@
 /**
  * The canonical formatter: one statement per line ending in `;`, single spaces, arguments in
- * parentheses, numbers as written (suffix `K` → `k`), comments kept (full-line comments before the statement
- * they preceded, trailing comments after it), runs of blank lines collapsed to one.
+ * parentheses (`max(251, 10%)` too), numbers as written (suffix `K` → `k`), comments kept
+ * (full-line comments before the statement they preceded, trailing comments after it), runs of
+ * blank lines collapsed to one.
  * `parse(format(p))` has the same AST as `parse(p)`, and formatting is idempotent.
  *
  * @module
@@ -19,10 +20,11 @@ import type {
 } from "./ast.ts";
 import { quote } from "./parse.ts";
 
-/** Prints a value as canonically written (`4k`, `10%`, `0.5`, `"s"`, `max`). */
+/** Prints a value as canonically written (`4k`, `10%`, `0.5`, `"s"`, `max`, `max(251, 10%)`). */
 export function formatValue(v: ValueNode): string {
   if (v.kind === "string") return quote(v.value);
   if (v.kind === "name") return v.name;
+  if (v.kind === "extremum") return `${v.op}(${v.args.map(formatValue).join(", ")})`;
   return v.raw + v.unit;
 }
 

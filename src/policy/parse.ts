@@ -6,7 +6,7 @@
  */
 
 import type { CstElement, CstNode, IToken } from "chevrotain";
-import { policyLexer } from "../../grammar/lexer.ts";
+import { deepExtremum, MAX_EXTREMUM_DEPTH, policyLexer } from "../../grammar/lexer.ts";
 import { policyParser } from "../../grammar/parser.ts";
 import type {
   ArgumentNode,
@@ -77,6 +77,18 @@ function parseUncached(source: string): ParseResult {
       message: `unexpected character ${JSON.stringify(bad)}`,
       span: lines.span(e.offset, e.offset + Math.max(1, e.length)),
     });
+  }
+  const tooDeep = deepExtremum(lexed.tokens);
+  if (tooDeep) {
+    diagnostics.push({
+      severity: "error",
+      message: `max(...) and min(...) cannot be nested, and here they are ${
+        MAX_EXTREMUM_DEPTH + 1
+      } deep; the policy was not parsed`,
+      span: lines.span(tooDeep.startOffset, (tooDeep.endOffset ?? tooDeep.startOffset) + 1),
+      hint: "write all the values in one max(...) or min(...), e.g. max(251, 10%)",
+    });
+    return { ast, diagnostics };
   }
   policyParser.input = lexed.tokens;
   const cst = policyParser.policy();
@@ -328,7 +340,22 @@ class AstBuilder {
     if (str) return { kind: "string", value: unquote(str.image), span: this.tokenSpan(str) };
     const id = this.token(n, "Identifier");
     if (id) return { kind: "name", name: id.image, span: this.tokenSpan(id) };
-    return undefined;
+    const extremum = this.node(n, "extremum");
+    return extremum && this.extremum(extremum);
+  }
+
+  /** `max(...)` / `min(...)`: its arguments as written (the checker refuses nesting). */
+  extremum(n: CstNode): ValueNode | undefined {
+    const op = this.token(n, "Max") ? "max" : this.token(n, "Min") ? "min" : null;
+    if (!op || !this.token(n, "RParen")) return undefined;
+    const args: ValueNode[] = [];
+    for (const e of n.children.value ?? []) {
+      if (isToken(e) || e.recoveredNode) return undefined;
+      const arg = this.value(e);
+      if (!arg) return undefined;
+      args.push(arg);
+    }
+    return { kind: "extremum", op, args, span: this.nodeSpan(n) };
   }
 
   number(t: IToken): ValueNode | undefined {

@@ -30,7 +30,8 @@ import { rope } from "../gpu/kernels/rope.ts";
 import { swiglu } from "../gpu/kernels/swiglu.ts";
 import type { KvCacheLayer } from "../gpu/kvCache.ts";
 import { type CacheLayer, isQuantLayer } from "../gpu/quantKvCache.ts";
-import { quantAppend } from "../gpu/kernels/quantAppend.ts";
+import { quantAppend, quantSettle } from "../gpu/kernels/quantAppend.ts";
+import { kvFold } from "../gpu/kernels/kvFold.ts";
 import { quantDecodeAttention } from "../gpu/kernels/quantDecodeAttention.ts";
 import type { GpuOp } from "../gpu/op.ts";
 import type { GpuModelWeights } from "./gpuWeights.ts";
@@ -193,12 +194,14 @@ export function forwardSteps(
       }));
     }
     if (isQuantLayer(kv)) {
-      // KIVI layer (decode only): the append packs a full residual block; attention dequantises.
+      // KIVI layer (decode only), KIVI's step: append in full precision, attend (dequantising
+      // the packed part), then pack the oldest value and any R gathered keys.
       if (o.mode !== "decode") throw new Error(`layer ${l} is quantised: prefill cannot extend it`);
       steps.push(quantAppend(ctx, { cache: kv, k: acts.k, v: acts.v, m }));
       steps.push(
         quantDecodeAttention(ctx, { cache: kv, q: acts.q, out: acts.attn, numHeads: c.numHeads }),
       );
+      steps.push(quantSettle(ctx, kv));
     } else if (o.mode === "decode") {
       const rotate = fuseRope
         ? {
@@ -209,6 +212,7 @@ export function forwardSteps(
           invFreq: model.invFreq,
         }
         : undefined;
+      if (kv.fold) steps.push(kvFold(ctx, { cache: kv, state: kv.fold, m }));
       steps.push(kvAppend(ctx, { cache: kv, k: acts.k, v: acts.v, m, rope: rotate }));
       steps.push(
         decodeAttention(ctx, { cache: kv, q: acts.q, out: acts.attn, numHeads: c.numHeads }),
@@ -216,6 +220,7 @@ export function forwardSteps(
       const extra = o.afterAttention?.(l, kv, acts, o.source);
       if (extra) steps.push(extra);
     } else {
+      if (kv.fold) steps.push(kvFold(ctx, { cache: kv, state: kv.fold, m }));
       steps.push(kvAppend(ctx, { cache: kv, k: acts.k, v: acts.v, m }));
       const obs = o.observation;
       steps.push(

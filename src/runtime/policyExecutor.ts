@@ -16,6 +16,7 @@ import type { Plan, PlanPress } from "../plan/plan.ts";
 import { defaultRegistry } from "../plugins/builtins.ts";
 import type { HeadScores } from "../plugins/retrievalDetector.ts";
 import { type H2oHeadState, type H2oParams, h2oPrefill } from "../plugins/h2oPress.ts";
+import { quantParams } from "../plugins/quantPress.ts";
 import type { PluginRegistry } from "../plugins/registry.ts";
 import { formatParamValue, type PressSchema } from "../plugins/schema.ts";
 import { evictsWhileDecoding } from "../plugins/press.ts";
@@ -232,7 +233,7 @@ export class PolicyExecutor {
       const ring: (number | undefined)[] = [];
       const selections = new Map<string, number[][]>();
       const h2oRuns = new Map<string, H2oHeadState[]>();
-      const compensation: CompactCompensation = { rows: [], bias: [] };
+      const compensation: CompactCompensation = { rows: [], bias: [], fold: [] };
       h2oStates.push([]);
       let changed = false;
       for (let h = 0; h < c.numKvHeads; h++) {
@@ -286,12 +287,16 @@ export class PolicyExecutor {
           extra.push(state.decodeBudget);
           ring.push(undefined);
         }
-        const weight = a.pipeline.find((p) => p.name === "compensate")?.params.weight;
+        const comp = a.pipeline.find((p) => p.name === "compensate")?.params;
+        const weight = comp?.weight as "count" | "plain" | undefined;
         const token = weight
-          ? compensateHead(kept, state.cachedLength, ring[h], weight as "count" | "plain")
+          ? compensateHead(kept, state.cachedLength, ring[h], weight)
           : undefined;
         compensation.rows.push(token?.rows);
         compensation.bias.push(token?.bias);
+        // A bounded head's token follows its window while decoding (`decode=fold`).
+        const folds = token && token.ringStart !== undefined && comp?.decode === "fold";
+        compensation.fold!.push(folds ? weight : undefined);
         if (token) ring[h] = token.ringStart;
         keep.push(token?.keep ?? kept);
         this.trace[l].heads.push({
@@ -338,13 +343,13 @@ export class PolicyExecutor {
     const specs = row.map((a) => a.pipeline.find((p) => p.name === "quant"));
     const first = specs.find((s) => s);
     if (!first) return;
-    const { bits, group } = first.params as { bits: number; group: number };
+    const { kbits, vbits, group } = quantParams(first.params);
     row.forEach((a, h) => {
-      const s = specs[h];
-      if (s && (s.params.bits !== bits || s.params.group !== group)) {
+      const s = specs[h], q = s && quantParams(s.params);
+      if (q && (q.kbits !== kbits || q.vbits !== vbits || q.group !== group)) {
         throw new UnsupportedPolicyError(
           `layer ${l}: KV heads quantised with different bits or group (${describe(first)} vs ${
-            describe(s)
+            describe(s!)
           }) cannot share a layer yet`,
         );
       }
@@ -358,7 +363,7 @@ export class PolicyExecutor {
       }
     });
     const residuals = specs.map((s) => s ? s.params.residual as number : null);
-    state.cache.quantize(l, { bits, group, residuals }, maxEntries);
+    state.cache.quantize(l, { kbits, vbits, group, residuals }, maxEntries);
   }
 
   private async readObservation(o: Observation, layer: number): Promise<Float32Array> {

@@ -26,6 +26,7 @@ import {
 import type { BufferRef } from "../gpu/device.ts";
 import { type GpuOp, runOps } from "../gpu/op.ts";
 import { quantConvert } from "../gpu/kernels/quantConvert.ts";
+import { createFoldState, type FoldMode } from "../gpu/kernels/kvFold.ts";
 import {
   type CacheLayer,
   createQuantKvLayer,
@@ -73,6 +74,11 @@ export interface CompactCompensation {
   rows: (CompensationRows | undefined)[];
   /** Per KV head: the logit bias of that row (see `kvCache.ts`). */
   bias: (RowBias | undefined)[];
+  /**
+   * Per KV head: whether the token follows the window while decoding (`kvFold`), and how its
+   * bias then counts (undefined: the token stays as built).
+   */
+  fold?: FoldMode[];
 }
 
 /** A ragged cache for every layer of a model. */
@@ -128,7 +134,7 @@ export class RaggedKvCache {
   /** Bytes allocated per KV head of one layer (K and V; packed codes, pairs and residual). */
   layerAllocated(layer: number): number[] {
     const c = this.layers[layer];
-    if (isQuantLayer(c)) return c.quantCapacities.map((_, h) => quantHeadAllocated(c, h).total);
+    if (isQuantLayer(c)) return c.capacities.map((_, h) => quantHeadAllocated(c, h).total);
     return c.capacities.map((rows) => 2 * rows * this.rowBytes);
   }
 
@@ -157,9 +163,7 @@ export class RaggedKvCache {
   accounting(lengths: number[][]): LayerAccounting[] {
     return this.layers.map((layer, l) => ({
       lengths: lengths[l],
-      capacities: isQuantLayer(layer)
-        ? layer.quantCapacities.map((q, h) => q + layer.residualCapacities[h])
-        : [...layer.capacities],
+      capacities: isQuantLayer(layer) ? [...layer.capacities] : [...layer.capacities],
       bytes: this.layerAllocated(l),
     }));
   }
@@ -203,6 +207,17 @@ export class RaggedKvCache {
     this.ctx.release(selection);
     if (list) this.ctx.release(list);
     releaseKvCacheLayer(this.ctx, src);
+    if (compensation?.fold?.some((f) => f)) {
+      dst.fold = createFoldState(
+        this.ctx,
+        dst.headDim,
+        compensation.rows.map((r, h) => ({
+          count: r?.dropped.length ?? 0,
+          weight: r?.dropped.length ? compensation.fold![h] : undefined,
+        })),
+        `kv layer ${layer} fold`,
+      );
+    }
     this.layers[layer] = dst;
   }
 
@@ -217,7 +232,8 @@ export class RaggedKvCache {
 
   /**
    * Quantises `layer` (KIVI, see `quantKvCache.ts`): per KV head, its current entries are packed
-   * except the last `residual` (rounded to whole groups), on the GPU, into a new allocation sized
+   * as KIVI's prefill leaves them (keys but the last T mod R, values but the last R), on the GPU,
+   * into a new allocation sized
    * for `maxEntries[h]` entries (what it holds now + its decode budget); the old one is freed.
    * Heads whose residual is null stay full precision in the same layer.
    */

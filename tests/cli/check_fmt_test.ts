@@ -76,6 +76,23 @@ Deno.test("check --plan prints the plan as JSON, --yaml as YAML; --explain expla
   assert.match(explain.stdout, /select {2}snap\(k=1024, window=32, pool=7, reduce=max\)/);
 });
 
+Deno.test("check and fmt: max(...)/min(...) budgets in --plan, --explain, fmt and errors", async () => {
+  const policy = "else->window(sink=4,recent=max(251,10%))";
+  const json = await cli("check", "--plan", policy);
+  assert.equal(json.code, 0, json.stderr);
+  assert.deepEqual(JSON.parse(json.stdout).rules[0].pipeline[0].params.recent, {
+    max: [{ tokens: 251 }, { fraction: 0.1 }],
+  });
+  const explain = await cli("check", "--explain", policy);
+  assert.match(explain.stdout, /select {2}window\(sink=4, recent=max\(251, 10%\), decode=roll\)/);
+  const formatted = await cli("fmt", policy);
+  assert.equal(formatted.stdout, "else -> window(sink=4, recent=max(251, 10%));\n");
+  const bad = await cli("check", "else -> snap(k=64, pool=max(3, 7))");
+  assert.equal(bad.code, 1);
+  assert.match(bad.stderr, /^<inline>:1:25: error: snap: 'pool' takes no max\(\.\.\.\)/);
+  assert.doesNotMatch(bad.stderr, STACK_TRACE);
+});
+
 Deno.test("check refuses plugin imports without --allow-plugins, naming the import", async () => {
   const r = await cli("check", 'use "./x.ts"; else -> full');
   assert.equal(r.code, 1);

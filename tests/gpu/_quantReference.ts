@@ -13,7 +13,6 @@ import {
   dequantizeKeys,
   dequantizeValues,
   type PackedTensor,
-  quantizedTokenCount,
   quantizeKeys,
   quantizeValues,
   type QuantParams,
@@ -27,49 +26,108 @@ export interface HeadPacked {
   values: PackedTensor;
 }
 
-/** Reads the first `count` packed tokens of head `h` (count a multiple of G). */
+/** Reads head `h`'s first `keys` packed keys (a multiple of G) and first `values` packed values. */
 export async function readHeadPacked(
   ctx: GpuContext,
   layer: QuantKvLayer,
   h: number,
-  count: number,
+  keys: number,
+  values: number,
 ): Promise<HeadPacked> {
-  const D = layer.headDim, { bits, group } = layer.quant;
-  const W = codeWords(D, bits), NG = Math.ceil(D / group), slot = layer.quantBases[h];
-  const words = Math.max(1, count * W);
-  const kc = await ctx.readU32(layer.codes, slot * W, words);
-  const vc = await ctx.readU32(layer.codes, layer.valueCodes + slot * W, words);
+  const D = layer.headDim, { kbits, vbits, group } = layer.quant;
+  const KW = codeWords(D, kbits), VW = codeWords(D, vbits), NG = Math.ceil(D / group);
+  const ks = layer.keyBases[h], vs = layer.valueBases[h];
+  const kc = await ctx.readU32(layer.codes, ks * KW, Math.max(1, keys * KW));
+  const vc = await ctx.readU32(layer.codes, layer.valueCodes + vs * VW, Math.max(1, values * VW));
   const kp = await ctx.readF32(
     layer.params,
-    2 * (slot / group) * D,
-    Math.max(1, 2 * count / group * D),
+    2 * (ks / group) * D,
+    Math.max(1, 2 * keys / group * D),
   );
   const vp = await ctx.readF32(
     layer.params,
-    layer.valueParams + 2 * slot * NG,
-    Math.max(1, 2 * count * NG),
+    layer.valueParams + 2 * vs * NG,
+    Math.max(1, 2 * values * NG),
   );
   return {
-    keys: { codes: kc.slice(0, count * W), params: kp.slice(0, 2 * count / group * D) },
-    values: { codes: vc.slice(0, count * W), params: vp.slice(0, 2 * count * NG) },
+    keys: { codes: kc.slice(0, keys * KW), params: kp.slice(0, 2 * keys / group * D) },
+    values: { codes: vc.slice(0, values * VW), params: vp.slice(0, 2 * values * NG) },
   };
 }
 
-/** The reference's packing of a stream of entries (`[T][D]`, as stored), and its dequantisation. */
-export function refQuantStream(rows: number[][], D: number, p: QuantParams) {
-  const Q = quantizedTokenCount(rows.length, p);
-  const flat = (from: number, to: number) => Float32Array.from(rows.slice(from, to).flat());
-  const keys = quantizeKeys(flat(0, Q), D, p), values = quantizeValues(flat(0, Q), D, p);
-  const kd = dequantizeKeys(keys, D, p), vd = dequantizeValues(values, D, p);
-  const split = (a: Float32Array) =>
-    Array.from({ length: Q }, (_, t) => a.subarray(t * D, t * D + D));
+/**
+ * KIVI's cache of one head, simulated as `models/llama_kivi.py` (jy-yuan/KIVI) keeps it: a
+ * packed part and a full-precision part for keys and for values. Prefill packs all keys but the
+ * last `T mod R` and all values but the last R; a decode step appends the new token to both full
+ * parts, attends, then packs the R full keys once R have gathered and the oldest full value once
+ * there are more than R. Only counts are kept here; {@link refQuantStream} packs the rows.
+ */
+export class KiviStream {
+  /** Packed keys. */
+  keysPacked = 0;
+  /** Full-precision keys. */
+  keysFull = 0;
+  /** Packed values. */
+  valuesPacked = 0;
+  /** Full-precision values. */
+  valuesFull = 0;
+
+  constructor(readonly residual: number) {}
+
+  /** KIVI's prefill of `T` tokens. */
+  prefill(T: number): void {
+    const R = this.residual;
+    this.keysFull = T % R === 0 ? 0 : T < R ? T : T % R;
+    this.keysPacked = T - this.keysFull;
+    this.valuesFull = T <= R ? T : R;
+    this.valuesPacked = T - this.valuesFull;
+  }
+
+  /** A decode step's append (the state attention sees). */
+  append(): void {
+    this.keysFull++;
+    this.valuesFull++;
+  }
+
+  /** After attention: pack R gathered keys, and the oldest value beyond R. */
+  settle(): void {
+    if (this.keysFull === this.residual) {
+      this.keysPacked += this.keysFull;
+      this.keysFull = 0;
+    }
+    if (this.valuesFull > this.residual) {
+      this.valuesPacked++;
+      this.valuesFull--;
+    }
+  }
+}
+
+/**
+ * The reference's packing of a stream of entries (`[T][D]`, as stored) with the first `keys` keys
+ * and `values` values packed, and the entries attention should see (dequantised, then full).
+ */
+export function refQuantStream(
+  rows: number[][],
+  D: number,
+  p: QuantParams,
+  counts: { keys: number; values: number },
+) {
+  const flat = (to: number) => Float32Array.from(rows.slice(0, to).flat());
+  const kq = { bits: p.kbits, group: p.group }, vq = { bits: p.vbits, group: p.group };
+  const keys = quantizeKeys(flat(counts.keys), D, kq);
+  const values = quantizeValues(flat(counts.values), D, vq);
+  const kd = dequantizeKeys(keys, D, kq), vd = dequantizeValues(values, D, vq);
+  const split = (a: Float32Array, n: number) =>
+    Array.from({ length: n }, (_, t) => a.subarray(t * D, t * D + D));
   return {
-    Q,
     keys,
     values,
-    /** Keys as attention should see them: dequantised packed entries, then the residual. */
-    attendKeys: [...split(kd), ...rows.slice(Q)] as ArrayLike<number>[],
-    attendValues: [...split(vd), ...rows.slice(Q)] as ArrayLike<number>[],
+    /** Keys as attention should see them: dequantised packed entries, then full precision. */
+    attendKeys: [...split(kd, counts.keys), ...rows.slice(counts.keys)] as ArrayLike<number>[],
+    attendValues: [
+      ...split(vd, counts.values),
+      ...rows.slice(counts.values),
+    ] as ArrayLike<number>[],
   };
 }
 

@@ -238,7 +238,7 @@ gpuTest("a quantised prefill chunk too long for llvmpipe's loop budget is refuse
   const cache = createQuantKvLayer(ctx, {
     headDim: 256,
     dtype: "f32",
-    quant: { bits: 4, group: 32, residuals: [32] },
+    quant: { kbits: 4, vbits: 4, group: 32, residuals: [32] },
     maxEntries: [m],
   });
   const k = ctx.createBuffer(256 * 4);

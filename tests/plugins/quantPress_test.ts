@@ -3,17 +3,18 @@ import assert from "node:assert/strict";
 import {
   dequantizeKeys,
   dequantizeValues,
+  packedCounts,
   quantizedBytes,
-  quantizedTokenCount,
   quantizeKeys,
   quantizeValues,
+  quantParams,
 } from "../../src/plugins/quantPress.ts";
 import { lcg } from "./_inputs.ts";
 import { compilePolicy } from "../../src/plan/compile.ts";
 
 Deno.test("quant: hand-packed 2-bit values and keys", () => {
   // One token, 4 channels, group 4, 2 bits: min 0, max 3 → scale 1, codes 0, 3, 1, 2.
-  const params = { bits: 2, group: 4, residual: 0 };
+  const params = { bits: 2, group: 4 };
   const values = quantizeValues([0, 3, 1, 2], 4, params);
   assert.deepEqual(Array.from(values.codes), [0 | (3 << 2) | (1 << 4) | (2 << 6)]);
   assert.deepEqual(Array.from(values.params), [0, 1]);
@@ -34,7 +35,7 @@ Deno.test("quant: round trip within scale/2 for bits 2/4/8, partial value groups
   const rand = lcg(11);
   for (const bits of [2, 4, 8]) {
     for (const [headDim, group] of [[16, 8], [12, 32], [20, 8], [64, 32]]) {
-      const params = { bits, group, residual: 0 };
+      const params = { bits, group };
       const tokens = 2 * group;
       const data = Float32Array.from({ length: tokens * headDim }, () => (rand() * 2 - 1) * 5);
       const keys = quantizeKeys(data, headDim, params);
@@ -66,40 +67,60 @@ Deno.test("quant: round trip within scale/2 for bits 2/4/8, partial value groups
     }
   }
   assert.throws(
-    () => quantizeKeys(new Float32Array(3 * 4), 4, { bits: 4, group: 2, residual: 0 }),
+    () => quantizeKeys(new Float32Array(3 * 4), 4, { bits: 4, group: 2 }),
     /whole blocks/,
   );
 });
 
-Deno.test("quant: residual tokens leave in whole blocks; exact byte counts", () => {
-  const params = { bits: 4, group: 32, residual: 32 };
-  assert.equal(quantizedTokenCount(32, params), 0);
-  assert.equal(quantizedTokenCount(63, params), 0);
-  assert.equal(quantizedTokenCount(64, params), 32);
-  assert.equal(quantizedTokenCount(1000, params), 960);
-  // 1024 tokens, d = 128: Q = 992, residual 32.
+Deno.test("quant: KIVI's residual — keys packed R at a time, values exactly R; exact bytes", () => {
+  // Worked from jy-yuan/KIVI models/llama_kivi.py: prefill keeps `T % R` keys and `min(T, R)`
+  // values in full precision (R = 32).
+  const R = 32;
+  assert.deepEqual(packedCounts(0, R), { keys: 0, values: 0 });
+  assert.deepEqual(packedCounts(31, R), { keys: 0, values: 0 });
+  assert.deepEqual(packedCounts(32, R), { keys: 32, values: 0 });
+  assert.deepEqual(packedCounts(33, R), { keys: 32, values: 1 });
+  assert.deepEqual(packedCounts(63, R), { keys: 32, values: 31 });
+  assert.deepEqual(packedCounts(64, R), { keys: 64, values: 32 });
+  assert.deepEqual(packedCounts(1000, R), { keys: 992, values: 968 });
+  // R = 128 (the KIVI paper's runs) with G = 32: keys still leave 128 at a time.
+  assert.deepEqual(packedCounts(300, 128), { keys: 256, values: 172 });
+  // 1024 tokens, d = 128, 4-bit: keys 1024 packed (0 full), values 992 packed (32 full).
+  const params = { kbits: 4, vbits: 4, group: 32, residual: 32 };
   const bytes = quantizedBytes(1024, 128, params);
-  assert.equal(bytes.codes, 2 * 992 * 16 * 4); // 16 words = 64 bytes per token
-  assert.equal(bytes.scales, 8 * ((992 / 32) * 128 + 992 * 4));
-  assert.equal(bytes.residual, 2 * 32 * 128 * 2);
+  assert.equal(bytes.codes, 1024 * 64 + 992 * 64); // 16 words = 64 bytes per token
+  assert.equal(bytes.scales, 8 * ((1024 / 32) * 128 + 992 * 4));
+  assert.equal(bytes.residual, 32 * 128 * 2); // 32 value rows, f16
   assert.equal(bytes.total, bytes.codes + bytes.scales + bytes.residual);
-  // Against f16 (2 · T · d · 2 bytes): codes are exactly a quarter of the quantised part.
-  const f16 = 2 * 1024 * 128 * 2;
-  assert.equal(bytes.codes, (2 * 992 * 128 * 2) / 4);
-  const ratio = bytes.total / f16;
-  assert.ok(ratio > 0.25 && ratio < 0.4, `ratio ${ratio}`);
-  // 2 bits, residual 0: an eighth plus scales; nothing quantised below one block.
-  const two = quantizedBytes(64, 32, { bits: 2, group: 32, residual: 0 });
-  assert.deepEqual(two, {
-    codes: 2 * 64 * 2 * 4,
-    scales: 8 * (2 * 32 + 64),
-    residual: 0,
-    total: 2048,
+  const ratio = bytes.total / (2 * 1024 * 128 * 2);
+  assert.ok(ratio > 0.25 && ratio < 0.4, `ratio ${ratio}`); // f32 (min, scale) pairs cost 1/8
+  // Key and value bits apart: 2-bit keys (8 words per token), 8-bit values (32 words).
+  const mixed = quantizedBytes(70, 128, { kbits: 2, vbits: 8, group: 32, residual: 32 }, 4);
+  assert.deepEqual(mixed, {
+    codes: 4 * (64 * 8 + 38 * 32),
+    scales: 8 * (2 * 128 + 38 * 4),
+    residual: (6 + 32) * 128 * 4,
+    total: 4 * (64 * 8 + 38 * 32) + 8 * (2 * 128 + 38 * 4) + (6 + 32) * 128 * 4,
   });
-  assert.equal(
-    quantizedBytes(31, 32, { bits: 2, group: 32, residual: 0 }).residual,
-    2 * 31 * 32 * 2,
-  );
+});
+
+Deno.test("quant: residual must be a multiple of group; kbits / vbits default to bits", () => {
+  const check = (src: string) => compilePolicy(src).diagnostics.map((d) => d.message);
+  assert.deepEqual(check("else -> quant(group=32, residual=48)"), [
+    "quant: 'residual' (48) must be a multiple of 'group' (32): KIVI packs keys 48 at a time, " +
+    "in blocks of 32",
+  ]);
+  assert.deepEqual(check("else -> quant(residual=0)").length, 1);
+  assert.deepEqual(check("else -> quant(bits=2, group=32, residual=128)"), []);
+  const plan = compilePolicy("else -> quant(bits=2, vbits=4)").plan!;
+  assert.deepEqual(quantParams(plan.rules[0].pipeline[0].params), {
+    kbits: 2,
+    vbits: 4,
+    group: 32,
+    residual: 32,
+  });
+  const error = compilePolicy("else -> quant(group=32, residual=48)").diagnostics[0];
+  assert.equal(`${error.span.line}:${error.span.column}`, "1:9");
 });
 
 Deno.test("quant: a group or residual too large to run is refused at its literal", () => {

@@ -1,7 +1,12 @@
 /** StreamingLLM window: prefill selection and decode-time eviction; SimLayerKV's growing window. */
 import assert from "node:assert/strict";
-import { selectWindow, windowCapacity, windowEvictIndex } from "../../src/plugins/windowPress.ts";
-import { range } from "./_inputs.ts";
+import {
+  selectWindow,
+  windowCapacity,
+  windowEvictIndex,
+  windowPress,
+} from "../../src/plugins/windowPress.ts";
+import { explicitWindowInput, range } from "./_inputs.ts";
 import { compileOrThrow } from "../../src/plan/compile.ts";
 import { defaultRegistry } from "../../src/plugins/builtins.ts";
 import { checkExecutable } from "../../src/runtime/executable.ts";
@@ -19,6 +24,32 @@ Deno.test("window: sink + recent at prefill, everything when they cover N", () =
   assert.deepEqual(selectWindow(input, { sink: 1, recent: { fraction: 0.25 } })[0], [0, 7, 8, 9]);
   assert.deepEqual(selectWindow(input, { sink: 0, recent: { fraction: 0 } })[0], [9]);
   assert.equal(windowCapacity({ sink: 4, recent: { fraction: 0.5 } }, 10), 9);
+});
+
+Deno.test("window: RazorAttention's recent=max(251, 10%) through the press, from policy text", () => {
+  const press = compileOrThrow("else -> window(sink=4, recent=max(251, 10%))").rules[0].pipeline[0];
+  const kept = (n: number) => windowPress.select!(explicitWindowInput(n, 2, 1, []), press.params);
+  // N = 1000: 10 % is 100, so 251 recent entries (749..999) after the 4 sinks, on both heads.
+  const short = kept(1000);
+  assert.deepEqual(short[0], [...range(0, 4), ...range(749, 1000)]);
+  assert.deepEqual(short[1], short[0]);
+  // N = 4000: 10 % is 400 > 251.
+  assert.deepEqual(kept(4000)[0], [...range(0, 4), ...range(3600, 4000)]);
+  // N = 200: sink + 251 covers the prompt, so everything stays.
+  assert.deepEqual(kept(200)[0], range(0, 200));
+  // Decoding keeps it bounded at sink + L_h, fixed at prefill.
+  assert.deepEqual(windowPress.bound!(press.params, 1000), { capacity: 255, ringStart: 4 });
+  assert.deepEqual(windowPress.bound!(press.params, 4000), { capacity: 404, ringStart: 4 });
+  // min(...) caps it: min(20 %, 64) is 20 of 100 and 64 of 1000.
+  const capped = compileOrThrow("else -> window(sink=0, recent=min(20%, 64))").rules[0].pipeline[0];
+  assert.deepEqual(
+    windowPress.select!(explicitWindowInput(100, 1, 1, []), capped.params)[0],
+    range(80, 100),
+  );
+  assert.deepEqual(
+    windowPress.select!(explicitWindowInput(1000, 1, 1, []), capped.params)[0],
+    range(936, 1000),
+  );
 });
 
 Deno.test("window: decoding evicts the oldest non-sink entry and stays bounded", () => {

@@ -204,7 +204,7 @@ Deno.test("constants: substitution, duplicates, unused, and invalid values", () 
   );
   assert.equal(
     only("let b = max; else -> full").text,
-    "1:9 a constant's value must be a number or a string",
+    "1:9 a constant's value must be a number, a string, max(...) or min(...)",
   );
   assert.deepEqual(messages(warningsOf("let b = 1; else -> full")), ["1:5 constant 'b' is unused"]);
   assert.equal(

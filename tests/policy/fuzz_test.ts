@@ -1,13 +1,16 @@
 /**
  * Fuzzing the policy front end: random text, mutated real policies, and grammar-aware random
- * policies. Every input must either compile or yield structured diagnostics with valid spans —
- * never a throw or a hang — and every input that parses must survive the formatter round trip.
+ * policies (max/min budgets included). Every input must either compile or yield structured
+ * diagnostics with valid spans — never a throw or a hang — and every input that parses must
+ * survive the formatter round trip.
  */
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { compilePolicy } from "../../src/plan/compile.ts";
 import { formatPolicy } from "../../src/policy/format.ts";
 import { parsePolicy } from "../../src/policy/parse.ts";
+import { resolveBudget } from "../../src/plugins/budget.ts";
+import type { Budget } from "../../src/plugins/schema.ts";
 import { shape } from "./_helpers.ts";
 
 const POLICY_DIR = new URL("../../policies/", import.meta.url);
@@ -46,6 +49,9 @@ const FRAGMENTS = [
   "k=",
   "4k",
   "10%",
+  "max(",
+  "min",
+  "max(251, 10%)",
   "0..3",
   "24..",
   "1e9",
@@ -141,8 +147,10 @@ const ident = fc.constantFrom(
   "foo",
   "k",
   "x_1",
+  "max",
+  "min",
 );
-const value = fc.oneof(
+const scalar = fc.oneof(
   fc.nat({ max: 100000 }).map(String),
   fc.tuple(fc.nat({ max: 99 }), fc.nat({ max: 99 })).map(([a, b]) => `${a}.${b}`),
   fc.nat({ max: 64 }).map((n) => `${n}k`),
@@ -150,6 +158,20 @@ const value = fc.oneof(
   fc.string({ maxLength: 6 }).map((s) => JSON.stringify(s).replace(/\\u[0-9a-f]{4}/g, "")),
   ident,
 );
+/** `max(...)`/`min(...)` of 0–4 values, sometimes nested (which parses; the checker refuses). */
+const extremum = fc.tuple(
+  fc.constantFrom("max", "min"),
+  fc.array(
+    fc.oneof({ weight: 5, arbitrary: scalar }, {
+      weight: 1,
+      arbitrary: fc.tuple(fc.constantFrom("max", "min"), fc.array(scalar, { maxLength: 3 })).map((
+        [f, a],
+      ) => `${f}(${a.join(", ")})`),
+    }),
+    { maxLength: 4 },
+  ),
+).map(([f, a]) => `${f}(${a.join(", ")})`);
+const value = fc.oneof({ weight: 6, arbitrary: scalar }, { weight: 1, arbitrary: extremum });
 const argument = fc.oneof(value, fc.tuple(ident, value).map(([n, v]) => `${n}=${v}`));
 const call = fc.oneof(
   ident,
@@ -242,6 +264,8 @@ const NUMERIC_POSITIONS = [
   "layers 0..@ -> full; else -> full",
   "heads 1, @ -> full; else -> full",
   "let c = @; else -> snap(k=c)",
+  "else -> window(recent=max(251, @))",
+  "else -> snap(k=min(@, 10%, 1))",
 ];
 
 /** Every number in a plan, at any depth. */
@@ -274,5 +298,36 @@ Deno.test("fuzz: no literal compiles to a non-finite number or an inexact intege
       if (high <= MAX_SAFE) assert.ok(!refused, `refused: ${source}`);
     }),
     { numRuns: 1500 },
+  );
+});
+
+/** Budget terms as a policy writes them, with the count or fraction they stand for. */
+const term = fc.oneof(
+  fc.integer({ min: 1, max: 9000 }).map((n) => ({ text: String(n), budget: { tokens: n } })),
+  fc.integer({ min: 1, max: 8 }).map((n) => ({ text: `${n}k`, budget: { tokens: n * 1024 } })),
+  fc.integer({ min: 1, max: 100 }).map((n) => ({ text: `${n}%`, budget: { fraction: n / 100 } })),
+);
+
+Deno.test("fuzz: max/min budgets compile to their terms, format canonically, and resolve in range", () => {
+  const cases = fc.tuple(
+    fc.constantFrom("max", "min"),
+    fc.array(term, { minLength: 2, maxLength: 5 }),
+    fc.integer({ min: 1, max: 200000 }),
+  );
+  fc.assert(
+    fc.property(cases, ([op, terms, n]) => {
+      const text = `${op}(${terms.map((t) => t.text).join(", ")})`;
+      const source = `else -> window(sink=4, recent=${text});\n`;
+      const plan = compilePolicy(source, "fuzz.kvp").plan;
+      assert.ok(plan, source);
+      const recent = plan.rules[0].pipeline[0].params.recent as Budget;
+      assert.deepEqual(recent, { [op]: terms.map((t) => t.budget) });
+      assert.equal(formatPolicy(parsePolicy(source).ast), source);
+      const each = terms.map((t) => resolveBudget(t.budget, n));
+      const resolved = resolveBudget(recent, n);
+      assert.equal(resolved, op === "max" ? Math.max(...each) : Math.min(...each));
+      assert.ok(resolved >= 1 && each.includes(resolved));
+    }),
+    { numRuns: 500 },
   );
 });

@@ -37,7 +37,18 @@ Deno.test("the plan holds typed, defaulted parameters, detectors and the source 
       when: "prefill",
       params: { k: { fraction: 0.1 }, window: 32, pool: 7, reduce: "max" },
     },
-    { name: "quant", role: "store", when: "bounded", params: { bits: 4, group: 32, residual: 32 } },
+    {
+      name: "quant",
+      role: "store",
+      when: "bounded",
+      params: {
+        bits: 4,
+        group: 32,
+        residual: 32,
+        kbits: null,
+        vbits: null,
+      },
+    },
   ]);
   assert.equal(plan.rules[2].isElse, true);
   assert.deepEqual(plan.rules[1].heads, {
@@ -110,6 +121,8 @@ Deno.test("the registry: every built-in of DESIGN.md is registered with its sche
     ["bits", 4],
     ["group", 32],
     ["residual", 32],
+    ["kbits", null],
+    ["vbits", null],
   ]);
   assert.equal(BUILTIN_PLUGINS.length, 12);
   assert.throws(() => r.register(BUILTIN_PLUGINS[0]), /already registered/);

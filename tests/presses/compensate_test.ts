@@ -2,8 +2,10 @@
  * `compensate` (RazorAttention) on the real runtime: decoding over a cache whose dropped entries
  * were collapsed into one compensation row (GPU means, logit bias in the cache meta) matches the
  * CPU reference with `compensationToken()` inserted as a biased entry — for a bounded window
- * (the token is an extra sink the ring never overwrites) and an unbounded select, with
- * `weight=count` and `weight=plain`. Then `policies/razor.kvp` runs end to end.
+ * (the token is an extra sink the ring never overwrites; with `decode=fold` every entry the window
+ * evicts while decoding joins it, the CPU side folding them in float64; with `decode=fixed` they
+ * are lost) and an unbounded select, with `weight=count` and `weight=plain`. Then
+ * `policies/razor.kvp` runs end to end.
  */
 import assert from "node:assert/strict";
 import { argmax, CpuReferenceModel } from "../../src/model/cpuReference.ts";
@@ -33,13 +35,27 @@ const SINK = 2, RECENT = 10;
 /** CPU: prefill, select, insert the compensation tokens, greedy-decode (window ring emulated). */
 function cpuRun(engine: Engine, prompt: number[], policy: string) {
   const press = compileOrThrow(policy).rules[0].pipeline[0];
-  const weight = compileOrThrow(policy).rules[0].pipeline[1].params.weight as "count" | "plain";
-  const c = engine.config;
+  const comp = compileOrThrow(policy).rules[0].pipeline[1].params;
+  const weight = comp.weight as "count" | "plain";
+  const c = engine.config, D = c.headDim;
   const cpu = new CpuReferenceModel(engine.weights);
   let [row] = cpu.forward(prompt, { logits: "last" });
+  // Per (layer, head): float64 sums of every dropped key and value, and their count.
+  const folded: { k: Float64Array; v: Float64Array; n: number }[] = [];
   for (let l = 0; l < c.numLayers; l++) {
     const kept = defaultRegistry().press(press.name)!.select!(cpuLayerScores(cpu, l), press.params);
     for (let h = 0; h < c.numKvHeads; h++) {
+      const sums = { k: new Float64Array(D), v: new Float64Array(D), n: 0 };
+      const keys = cpu.cache.keys(l, h), values = cpu.cache.values(l, h);
+      for (let i = 0; i < prompt.length; i++) {
+        if (kept[h].includes(i)) continue;
+        for (let d = 0; d < D; d++) {
+          sums.k[d] += keys[i * D + d];
+          sums.v[d] += values[i * D + d];
+        }
+        sums.n++;
+      }
+      folded.push(sums);
       const token = compensationToken(
         cpu.cache.keys(l, h),
         cpu.cache.values(l, h),
@@ -64,6 +80,21 @@ function cpuRun(engine: Engine, prompt: number[], policy: string) {
           if (positions.length < SINK + 1 + RECENT) continue;
           const order = Array.from(positions.keys()).sort((a, b) => positions[a] - positions[b]);
           const oldest = order[SINK + 1];
+          if (comp.decode === "fold") {
+            // The evicted entry joins the compensation token (the entry at position −1).
+            const f = folded[l * c.numKvHeads + h], token = order[0];
+            const keys = cpu.cache.keys(l, h), values = cpu.cache.values(l, h);
+            for (let d = 0; d < D; d++) {
+              f.k[d] += keys[oldest * D + d];
+              f.v[d] += values[oldest * D + d];
+            }
+            f.n++;
+            for (let d = 0; d < D; d++) {
+              keys[token * D + d] = f.k[d] / f.n;
+              values[token * D + d] = f.v[d] / f.n;
+            }
+            cpu.setLogitBias(l, h, token, weight === "count" ? Math.log(f.n) : 0);
+          }
           cpu.keep(l, h, Array.from(positions.keys()).filter((i) => i !== oldest));
         }
       }
@@ -122,10 +153,16 @@ Deno.test({
     await withEngine(dir, async (engine) => {
       const prompt = golden.input_ids.slice(0, 40);
       const c = engine.config;
-      for (const select of [`window(sink=${SINK}, recent=${RECENT})`, "random(k=12, seed=3)"]) {
+      const selects = [
+        [`window(sink=${SINK}, recent=${RECENT})`, "fold"],
+        [`window(sink=${SINK}, recent=${RECENT})`, "fixed"],
+        ["random(k=12, seed=3)", "fold"],
+      ];
+      const folds: Float32Array[] = [];
+      for (const [select, decode] of selects) {
         const runs: Float32Array[] = [];
         for (const weight of ["count", "plain"]) {
-          const policy = `else -> ${select} + compensate(weight=${weight})`;
+          const policy = `else -> ${select} + compensate(weight=${weight}, decode=${decode})`;
           const cpu = cpuRun(engine, prompt, policy);
           const gpu = await gpuRun(engine, prompt, policy, cpu.ids.slice(0, -1));
           cpu.logits.forEach((row, i) => {
@@ -137,10 +174,13 @@ Deno.test({
             assert.deepEqual(lengths, Array(c.numKvHeads).fill(held));
           }
           runs.push(cpu.logits[0]);
+          if (select.startsWith("window") && weight === "count") folds.push(cpu.logits.at(-1)!);
         }
         // The bias matters, so this test would see it missing.
         assert.ok(maxAbsDiff(runs[0], runs[1]) > 50 * TOLERANCE, `${select}: count vs plain`);
       }
+      // Folding changes what the window's heads attend to, so this test would see it missing.
+      assert.ok(maxAbsDiff(folds[0], folds[1]) > 50 * TOLERANCE, "fold vs fixed");
     });
   },
 });

@@ -14,8 +14,8 @@ const MODEL = new URL("../../models/tiny-needle", import.meta.url).pathname;
 const NEW = 16;
 
 /** Bytes the reference layout gives every head of `kv` (residual at 4 bytes: an f32 cache). */
-function formulaBytes(kv: KvReport, headDim: number, bits: number): number {
-  const p = { bits, group: 32, residual: 32 };
+function formulaBytes(kv: KvReport, headDim: number, kbits: number, vbits = kbits): number {
+  const p = { kbits, vbits, group: 32, residual: 32 };
   return kv.layers.reduce(
     (s, layer) => s + layer.lengths.reduce((a, n) => a + quantizedBytes(n, headDim, p, 4).total, 0),
     0,
@@ -38,12 +38,12 @@ Deno.test("quant on tiny-needle: 8-bit tokens, exact packed bytes, snap + quant"
       for (const head of layer.quant!) {
         assert.deepEqual(
           head,
-          quantizedBytes(T, c.headDim, { bits: 4, group: 32, residual: 32 }, 4),
+          quantizedBytes(T, c.headDim, { kbits: 4, vbits: 4, group: 32, residual: 32 }, 4),
         );
       }
     }
     assert.equal(q4.kv.keptBytes, formulaBytes(q4.kv, c.headDim, 4));
-    // 4-bit codes are 1/8 of f32 plus scales and a residual of 32–63 tokens.
+    // 4-bit codes are 1/8 of f32 plus scales, 0–31 full keys and 32 full values.
     assert.ok(q4.kv.ratio < 0.35 && q4.kv.ratio > 0.125, `4-bit ratio ${q4.kv.ratio}`);
     assert.ok(q4.kv.allocatedBytes < 0.4 * full.kv.allocatedBytes, "the allocation shrinks too");
 
@@ -63,6 +63,11 @@ Deno.test("quant on tiny-needle: 8-bit tokens, exact packed bytes, snap + quant"
       `${both.kv.ratio}`,
     );
     assert.equal(both.tokens.length, NEW);
+
+    // KIVI's separate key / value bits: 2-bit keys, 4-bit values, exact bytes, fewer than 4/4.
+    const k2v4 = await runPolicy(engine, "else -> quant(kbits=2, vbits=4)", ids, NEW);
+    assert.equal(k2v4.kv.keptBytes, formulaBytes(k2v4.kv, c.headDim, 2, 4));
+    assert.ok(k2v4.kv.keptBytes < q4.kv.keptBytes);
   } finally {
     engine.close();
   }

@@ -1,19 +1,21 @@
 /**
  * Decode attention (one query token) over a quantised layer: split-KV flash decoding like
  * `decodeAttention`, dequantising inside the kernel. A head's entries are numbered
- * j = 0 … T−1: j < Q are its packed slots `qbase + j` (keys dequantised per channel with the
- * (min, scale) of their block of G slots, values per token and group of G channels), j ≥ Q its
- * residual ring entries (row `rbase + (rstart + j − Q) % rcap`, full precision).
+ * j = 0 … T−1: keys j < Qk are packed at key slot `kbase + j` (dequantised per channel with the
+ * (min, scale) of their block of G slots), values j < Qv at value slot `vbase + j` (per token and
+ * group of G channels); the rest are full precision at ring row `rbase + j % rcap` (Qv ≤ Qk; see
+ * `quantKvCache.ts`).
  *
  * Split pass: one thread per (split of `splitSize` entries, KV head, chunk of the GQA group's query
  * heads — the whole group up to 8, see `decodeHeadsPerThread`), so each entry is dequantised once
  * and serves every head of the chunk. WGSL is generated unrolled per (dtype, D, bits, G, heads per
  * thread) with named registers (`wgslUnroll.ts`); no private array is indexed in a loop:
- * - packed part: an outer loop over the key blocks the split touches loads the block's key
+ * - packed-key part: an outer loop over the key blocks the split touches loads the block's key
  *   (min, scale) into named vec4 registers `kmn*` / `ksc*`; the inner loop runs the block's
  *   entries. Each channel's code word, shift and value group are compile-time constants, so a key
- *   is `kmn + codes·ksc` and a value `vmin + codes·vscale`, the per-token (min, scale) scalars
- *   broadcast to the channels they cover (value groups need not be multiples of 4);
+ *   is `kmn + codes·ksc` and a packed value `vmin + codes·vscale`, the per-token (min, scale)
+ *   scalars broadcast to the channels they cover (value groups need not be multiples of 4); the
+ *   value comes from the ring instead for Qv ≤ j < Qk;
  * - ring part: the same body over full-precision rows (f32 or f16).
  * The online softmax advances one entry at a time (rescale folded into `o = o·c + p·v`): tiles of
  * 2–16 entries with `select` masking, as in `decodeAttention`, measured 10–70 % slower here on
@@ -65,9 +67,9 @@ export interface QuantDecodeAttentionArgs {
   kernel?: "thread" | "workgroup";
 }
 
-/** Largest number of entries any head of `c` can hold (packed slots + residual rows). */
+/** Largest number of entries any head of `c` can hold. */
 export function quantMaxEntries(c: QuantKvLayer): number {
-  return Math.max(1, ...c.quantCapacities.map((q, h) => q + c.residualCapacities[h]));
+  return Math.max(1, ...c.capacities);
 }
 
 /** Where an entry lives and how its key / value vec4s are read (WGSL snippets). */
@@ -105,10 +107,10 @@ ${each(G, (r) => `        o${r}_${d} = o${r}_${d} * c${r} + p${r} * v;`)} }`)
 
 /** Split pass for layer `c`, `G` query heads per thread (see the module doc). */
 function splitCode(c: QuantKvLayer, G: number, WG: number, storage: KvStorage): string {
-  const D = c.headDim, D4 = D / 4, { bits, group } = c.quant;
-  const W = codeWords(D, bits), NG = Math.ceil(D / group);
+  const D = c.headDim, D4 = D / 4, { kbits, vbits, group } = c.quant;
+  const KW = codeWords(D, kbits), VW = codeWords(D, vbits), NG = Math.ceil(D / group);
   // Codes of channels 4d … 4d+3 from the entry's words, loaded as `kw0 …` / `vw0 …`.
-  const codes = (w: string, d: number) => codesVec4Wgsl((i) => `${w}${i}`, d, bits);
+  const codes = (w: string, d: number, bits: number) => codesVec4Wgsl((i) => `${w}${i}`, d, bits);
   // Value (min, scale) of channels 4d … 4d+3: one broadcast scalar when they share a group.
   const vgroup = (name: string, d: number) => {
     const gs = Array.from({ length: 4 }, (_, i) => Math.floor((4 * d + i) / group));
@@ -117,19 +119,31 @@ function splitCode(c: QuantKvLayer, G: number, WG: number, storage: KvStorage): 
       : `vec4<f32>(${gs.map((g) => `${name}${g}`).join(", ")})`;
   };
   const packed: EntrySource = {
-    keys: `      let sl = qbase + j;
-${each(W, (w) => `      let kw${w} = kq(sl * W + ${w}u);`)}
-${each(D4, (d) => `      let k${d} = kmn${d} + ${codes("kw", d)} * ksc${d};`)}`,
-    valuePrelude: `${each(W, (w) => `      let vw${w} = vq(sl * W + ${w}u);`)}
-      let va = 2u * sl * NG;
+    keys: `      let sl = kbase + j;
+${each(KW, (w) => `      let kw${w} = kq(sl * KW + ${w}u);`)}
+${each(D4, (d) => `      let k${d} = kmn${d} + ${codes("kw", d, kbits)} * ksc${d};`)}`,
+    valuePrelude: `${each(D4, (d) => `      var vv${d}: vec4<f32>;`)}
+      if (j < nqv) {
+        let vsl = vbase + j;
+${each(VW, (w) => `        let vw${w} = vq(vsl * VW + ${w}u);`)}
+        let va = 2u * vsl * NG;
 ${
       each(NG, (g) =>
-        `      let vm${g} = vp(va + ${2 * g}u);\n      let vs${g} = vp(va + ${2 * g + 1}u);`)
-    }`,
-    value: (d) => `${vgroup("vm", d)} + ${codes("vw", d)} * ${vgroup("vs", d)}`,
+        `        let vm${g} = vp(va + ${2 * g}u);
+        let vs${g} = vp(va + ${2 * g + 1}u);`)
+    }
+${
+      each(D4, (d) =>
+        `        vv${d} = ${vgroup("vm", d)} + ${codes("vw", d, vbits)} * ${vgroup("vs", d)};`)
+    }
+      } else {
+        let vrow = (rbase + j % rcap) * D4;
+${each(D4, (d) => `        vv${d} = RV4(vrow + ${d}u);`)}
+      }`,
+    value: (d) => `vv${d}`,
   };
   const ring: EntrySource = {
-    keys: `      let row = (rbase + (rstart + j - nq) % rcap) * D4;
+    keys: `      let row = (rbase + j % rcap) * D4;
 ${each(D4, (d) => `      let k${d} = RK4(row + ${d}u);`)}`,
     valuePrelude: "",
     value: (d) => `RV4(row + ${d}u)`,
@@ -152,12 +166,12 @@ ${each(D4, (d) => `  var o${r}_${d} = vec4<f32>(0.0);`)}
   var l${r} = 0.0;`)
   }
 ${each(D4, (d) => `  var kmn${d} = vec4<f32>(0.0);\n  var ksc${d} = vec4<f32>(0.0);`)}
-  // Packed entries, block by block (slot qbase + j is in block (qbase + j) / G; qbase % G = 0).
-  let jq = min(j1, nq);
+  // Packed keys, block by block (slot kbase + j is in block (kbase + j) / G; kbase % G = 0).
+  let jq = min(j1, nqk);
   var j = j0;
   for (; j < jq;) {
-    let blk = (qbase + j) / G;
-    let bend = min(jq, (blk + 1u) * G - qbase);
+    let blk = (kbase + j) / G;
+    let bend = min(jq, (blk + 1u) * G - kbase);
     let pa = 2u * blk * D;
 ${
     each(D4, (d) =>
@@ -168,8 +182,8 @@ ${
 ${entryCode(D4, G, packed)}
     }
   }
-  // Residual ring entries.
-  for (j = max(j0, nq); j < j1; j++) {
+  // Full-precision entries.
+  for (j = max(j0, nqk); j < j1; j++) {
 ${entryCode(D4, G, ring)}
   }
 ${
@@ -204,7 +218,8 @@ export function quantDecodeAttention(ctx: GpuContext, a: QuantDecodeAttentionArg
     scale: a.scale ?? 1 / Math.sqrt(D),
     headsPerGroup: G,
   };
-  const key = `quantDecodeAttnG:${c.dtype}:${D}:${c.quant.bits}:${c.quant.group}:${G}:${WG}`;
+  const { kbits, vbits, group } = c.quant;
+  const key = `quantDecodeAttnG:${c.dtype}:${D}:${kbits}:${vbits}:${group}:${G}:${WG}`;
   const split = plan.kernel === "workgroup"
     ? workgroupQuantDecodeSplit(ctx, { ...pass, cache: c })
     : dispatchOp(ctx, {

@@ -59,5 +59,5 @@ export function codesVec4Wgsl(word: (i: number) => string, d: number, bits: numb
   const shifts = each(4, (i) => `${sh + i * bits}u`, ", ");
   return `vec4<f32>((vec4<u32>(${
     word(Math.floor((4 * d) / perWord))
-  }) >> vec4<u32>(${shifts})) & vec4<u32>(MASK))`;
+  }) >> vec4<u32>(${shifts})) & vec4<u32>(${2 ** bits - 1}u))`;
 }

@@ -12,9 +12,9 @@
  * 3. each thread owns one (head, 4 dims) pair and a slice of the entries, dequantising that vec4
  *    of the value (per-token (min, scale) of its channel group) or reading it from the ring.
  *
- * Entry numbering, meta fields and partials are those of `quantDecodeAttention.ts` (entries
- * j < Q packed at slot `qbase + j`, j ≥ Q in the ring at row `rbase + (rstart + j − Q) % rcap`), so
- * the shared `decodeReduce` pass merges the splits.
+ * Entry numbering, meta fields and partials are those of `quantDecodeAttention.ts` (keys j < Qk
+ * packed at key slot `kbase + j`, values j < Qv at value slot `vbase + j`, the rest in the ring at
+ * row `rbase + j % rcap`), so the shared `decodeReduce` pass merges the splits.
  *
  * Bindings: 0 params, 1 q f32, 2 meta, 3 residual K, 4 residual V, 5 codes, 6 pairs (read),
  * 7 scratch (read_write).
@@ -51,7 +51,7 @@ function code(c: QuantKvLayer, G: number, storage: KvStorage): string {
   // block at `pa + 2c` for channel c.
   const packedKey = (d: number) => {
     const pair = (o: number) => each(4, (i) => `kp(pa + ${8 * d + 2 * i + o}u)`, ", ");
-    const codes = codesVec4Wgsl((i) => `kq(sl * W + ${i}u)`, d, c.quant.bits);
+    const codes = codesVec4Wgsl((i) => `kq(sl * KW + ${i}u)`, d, c.quant.kbits);
     return `      k${d} = vec4<f32>(${pair(0)}) + ${codes} * vec4<f32>(${pair(1)});`;
   };
   return `${quantDecodePreambleWgsl(c, storage)}
@@ -60,10 +60,10 @@ ${workgroupSplitDeclsWgsl(G, D4)}
 /** Value vec4 \`d\` (channels 4d … 4d+3) of packed slot \`sl\`: per-token pairs per channel group. */
 fn packedValue(sl: u32, d: u32) -> vec4<f32> {
   let ch = 4u * d;
-  let sh = (ch % PER_WORD) * BITS;
-  let word = vq(sl * W + ch / PER_WORD);
-  let codes = (vec4<u32>(word) >> (vec4<u32>(sh) + vec4<u32>(0u, BITS, 2u * BITS, 3u * BITS))) &
-    vec4<u32>(MASK);
+  let sh = (ch % VPER_WORD) * VBITS;
+  let word = vq(sl * VW + ch / VPER_WORD);
+  let codes = (vec4<u32>(word) >> (vec4<u32>(sh) + vec4<u32>(0u, VBITS, 2u * VBITS, 3u * VBITS))) &
+    vec4<u32>(VMASK);
   let va = 2u * (sl * NG + ch / G);
   let gr = (vec4<u32>(ch) + vec4<u32>(0u, 1u, 2u, 3u)) / G - vec4<u32>(ch / G);
   let mn = vec4<f32>(vp(va + 2u * gr.x), vp(va + 2u * gr.y), vp(va + 2u * gr.z), vp(va + 2u * gr.w));
@@ -86,12 +86,12 @@ ${each(G, (g) => `  var m${g} = NEG;`)}
 ${each(D4, (d) => `  var k${d}: vec4<f32>;`)}
   for (var jj = t; jj < n; jj += ${WG}u) {
     let j = j0 + jj;
-    if (j < nq) {
-      let sl = qbase + j;
+    if (j < nqk) {
+      let sl = kbase + j;
       let pa = 2u * (sl / G) * D;
 ${each(D4, packedKey)}
     } else {
-      let row = (rbase + (rstart + j - nq) % rcap) * D4;
+      let row = (rbase + j % rcap) * D4;
 ${each(D4, (d) => `      k${d} = RK4(row + ${d}u);`)}
     }
 ${
@@ -105,15 +105,15 @@ ${
     workgroupSoftmaxValuesWgsl(
       G,
       D4,
-      `entryValue(j0 + jj, d, nq, qbase, rbase, rstart, rcap)`,
+      `entryValue(j0 + jj, d, nqv, vbase, rbase, rcap)`,
     )
   }
 }
 
 /** Value vec4 \`d\` of entry \`j\`: packed, or from the residual ring. */
-fn entryValue(j: u32, d: u32, nq: u32, qbase: u32, rbase: u32, rstart: u32, rcap: u32) -> vec4<f32> {
-  if (j < nq) { return packedValue(qbase + j, d); }
-  return RV4((rbase + (rstart + j - nq) % rcap) * D4 + d);
+fn entryValue(j: u32, d: u32, nqv: u32, vbase: u32, rbase: u32, rcap: u32) -> vec4<f32> {
+  if (j < nqv) { return packedValue(vbase + j, d); }
+  return RV4((rbase + j % rcap) * D4 + d);
 }
 `;
 }
@@ -134,7 +134,8 @@ export function workgroupQuantDecodeSplit(
       `workgroupQuantDecodeSplit: split of ${a.splitSize} entries (1..${MAX_SPLIT})`,
     );
   }
-  const key = `quantDecodeAttnWg:${c.dtype}:${c.headDim}:${c.quant.bits}:${c.quant.group}:${G}`;
+  const { kbits, vbits, group: QG } = c.quant;
+  const key = `quantDecodeAttnWg:${c.dtype}:${c.headDim}:${kbits}:${vbits}:${QG}:${G}`;
   return dispatchOp(ctx, {
     label: "quantDecodeAttention.split",
     pipeline: ctx.pipeline(key, () => code(c, G, kvStorage(ctx, c.dtype))),
