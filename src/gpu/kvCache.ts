@@ -16,6 +16,7 @@
  */
 
 import { type GpuContext, GpuUnavailableError, STORAGE_USAGE } from "./device.ts";
+import type { RerotateState } from "./kernels/kvRerotate.ts";
 
 /** Ring start meaning "no ring": appends to a full head are dropped. */
 export const NO_RING = 0xffffffff;
@@ -59,6 +60,8 @@ export interface KvCacheLayer {
    * state, run before every append; absent when no head folds.
    */
   fold?: GPUBuffer;
+  /** Sink rows re-rotated at every step (StreamingLLM's re-indexed positions, `kvRerotate`). */
+  rerotate?: RerotateState;
 }
 
 /** Options of {@link createKvCacheLayer}. */
@@ -152,6 +155,10 @@ export function releaseKvCacheLayer(ctx: GpuContext, layer: KvCacheLayer): void 
   ctx.release(layer.v);
   ctx.release(layer.meta);
   if (layer.fold) ctx.release(layer.fold);
+  if (layer.rerotate) {
+    ctx.release(layer.rerotate.sinks);
+    ctx.release(layer.rerotate.counts);
+  }
 }
 
 /** Bytes allocated by a layer's K and V buffers. */

@@ -6,7 +6,12 @@ import type { Budget, PressSchema } from "./schema.ts";
 /**
  * StreamingLLM (Xiao et al., 2023, arXiv 2309.17453; mit-han-lab/streaming-llm): keep the first
  * `sink` entries and the last `recent` ones, evicting the oldest non-sink entry as tokens arrive.
- * Official defaults: start 4, recent 2000. Original positions are kept (no re-rotation).
+ * Official defaults: start 4, recent 2000. Keys keep their original positions unless
+ * `rerotate=true`: then positions are re-indexed inside the cache as the official code does
+ * (`pos_shift`: each key at its rank in the cache, the query at the last rank; `policies/
+ * streaming.kvp` sets it), which we get by re-rotating the sink keys at every step
+ * (`src/gpu/kernels/kvRerotate.ts`). Default `false`: SimLayerKV's lazy layers and DuoAttention's
+ * streaming heads keep original positions.
  *
  * `decode=grow` is SimLayerKV's lazy-layer cache instead (Zhang et al., 2024, arXiv 2410.13846;
  * sail-sg/SimLayerKV `SimLayerKV_attention_llama.py`, decode path): cut once to the first `sink`
@@ -33,6 +38,13 @@ export const windowPress: PressSchema = {
       default: null,
       doc: "roll: evict the oldest non-sink entry per new token (StreamingLLM); grow: cut once, " +
         "then keep every new token (SimLayerKV); auto: grow on `layers lazy` rules, else roll",
+    },
+    {
+      name: "rerotate",
+      type: { kind: "bool" },
+      default: false,
+      doc: "re-index positions inside the cache as StreamingLLM's pos_shift does (sinks move " +
+        "next to the window); false: original positions",
     },
   ],
   doc: "StreamingLLM: first `sink` entries + last `recent` entries; bounded while decoding.",

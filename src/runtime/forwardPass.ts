@@ -32,6 +32,7 @@ import type { KvCacheLayer } from "../gpu/kvCache.ts";
 import { type CacheLayer, isQuantLayer } from "../gpu/quantKvCache.ts";
 import { quantAppend, quantSettle } from "../gpu/kernels/quantAppend.ts";
 import { kvFold } from "../gpu/kernels/kvFold.ts";
+import { kvRerotate } from "../gpu/kernels/kvRerotate.ts";
 import { quantDecodeAttention } from "../gpu/kernels/quantDecodeAttention.ts";
 import type { GpuOp } from "../gpu/op.ts";
 import type { GpuModelWeights } from "./gpuWeights.ts";
@@ -214,6 +215,7 @@ export function forwardSteps(
         : undefined;
       if (kv.fold) steps.push(kvFold(ctx, { cache: kv, state: kv.fold, m }));
       steps.push(kvAppend(ctx, { cache: kv, k: acts.k, v: acts.v, m, rope: rotate }));
+      if (kv.rerotate) steps.push(rerotateOp(ctx, kv, o.source, model.invFreq));
       steps.push(
         decodeAttention(ctx, { cache: kv, q: acts.q, out: acts.attn, numHeads: c.numHeads }),
       );
@@ -222,6 +224,10 @@ export function forwardSteps(
     } else {
       if (kv.fold) steps.push(kvFold(ctx, { cache: kv, state: kv.fold, m }));
       steps.push(kvAppend(ctx, { cache: kv, k: acts.k, v: acts.v, m }));
+      if (kv.rerotate) {
+        if (m !== 1) throw new Error(`layer ${l} re-indexes positions: append one token at a time`);
+        steps.push(rerotateOp(ctx, kv, o.source, model.invFreq));
+      }
       const obs = o.observation;
       steps.push(
         prefillAttentionFor(ctx)(ctx, {
@@ -301,6 +307,22 @@ export function prefillAttentionFor(ctx: GpuContext): typeof prefillAttention {
  * Decode (m = 1) with `ctx.kernels.fusion === "fused"`: the GEMVs of one input fuse with the step
  * before them (`fusedGemv.ts`) when their weights are single bindings without biases.
  */
+/** StreamingLLM's re-rotation of a layer's sink keys for the step's token (`kvRerotate`). */
+function rerotateOp(
+  ctx: GpuContext,
+  kv: KvCacheLayer,
+  source: TokenSource,
+  invFreq: GPUBuffer,
+): GpuOp {
+  return kvRerotate(ctx, {
+    cache: kv,
+    state: kv.rerotate!,
+    positions: source.positions,
+    positionsOffset: source.positionsOffset,
+    invFreq,
+  });
+}
+
 function fusible(ctx: GpuContext, m: number, ws: GpuMatrix[]): boolean {
   return m === 1 && ctx.kernels.fusion === "fused" && canFuseGemv(ws);
 }

@@ -234,6 +234,7 @@ export class PolicyExecutor {
       const selections = new Map<string, number[][]>();
       const h2oRuns = new Map<string, H2oHeadState[]>();
       const compensation: CompactCompensation = { rows: [], bias: [], fold: [] };
+      const rerotate: number[] = [];
       h2oStates.push([]);
       let changed = false;
       for (let h = 0; h < c.numKvHeads; h++) {
@@ -299,6 +300,9 @@ export class PolicyExecutor {
         compensation.fold!.push(folds ? weight : undefined);
         if (token) ring[h] = token.ringStart;
         keep.push(token?.keep ?? kept);
+        // StreamingLLM's re-indexed positions: the sink rows rotate as the window moves.
+        const sinks = select?.params.rerotate === true ? select.params.sink as number : 0;
+        rerotate.push(Math.min(sinks, kept.length));
         this.trace[l].heads.push({
           rule: a.rule,
           pipeline: a.pipeline.map(describe).join(" + ") || "full",
@@ -315,6 +319,14 @@ export class PolicyExecutor {
         clock.compact(() =>
           state.cache.compact(l, keep, extra, ring, compensated ? compensation : undefined)
         );
+      }
+      if (rerotate.some((n) => n > 0)) {
+        if (c.headDim % 8 !== 0) {
+          throw new UnsupportedPolicyError(
+            `window(rerotate=true) needs head_dim a multiple of 8 (this model: ${c.headDim})`,
+          );
+        }
+        state.cache.enableRerotate(l, rerotate);
       }
       clock.compact(() => this.quantize(state, l, row, keep.map((k, h) => k.length + extra[h])));
     }

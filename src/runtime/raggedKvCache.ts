@@ -8,7 +8,7 @@
  * @module
  */
 
-import type { GpuContext } from "../gpu/device.ts";
+import { type GpuContext, STORAGE_USAGE } from "../gpu/device.ts";
 import { kvCompact, uploadKvSelection } from "../gpu/kernels/kvCompact.ts";
 import {
   type CompensationRows,
@@ -219,6 +219,29 @@ export class RaggedKvCache {
       );
     }
     this.layers[layer] = dst;
+  }
+
+  /**
+   * Re-indexes positions (StreamingLLM's `pos_shift`, see `kvRerotate.ts`) for the heads of
+   * `layer` with `sinks[h]` > 0: their first `sinks[h]` rows are copied as they are now (after
+   * compaction) and rotated by every later step.
+   */
+  enableRerotate(layer: number, sinks: number[]): void {
+    const c = this.plainLayer(layer, "re-index");
+    const maxSinks = Math.max(1, ...sinks), row = kvRowBytes(c.headDim, c.dtype);
+    const copies = this.ctx.createBuffer(
+      c.numKvHeads * maxSinks * row,
+      STORAGE_USAGE | GPUBufferUsage.COPY_DST,
+      `kv layer ${layer} sinks`,
+    );
+    const encoder = this.ctx.device.createCommandEncoder();
+    sinks.forEach((n, h) => {
+      if (n > 0) {
+        encoder.copyBufferToBuffer(c.k, c.bases[h] * row, copies, h * maxSinks * row, n * row);
+      }
+    });
+    this.ctx.device.queue.submit([encoder.finish()]);
+    c.rerotate = { sinks: copies, counts: this.ctx.upload(Uint32Array.from(sinks)), maxSinks };
   }
 
   /** Reads the first `count` keys of one KV head of one layer (f32, `count × headDim`). */

@@ -84,7 +84,10 @@ Deno.test("check and fmt: max(...)/min(...) budgets in --plan, --explain, fmt an
     max: [{ tokens: 251 }, { fraction: 0.1 }],
   });
   const explain = await cli("check", "--explain", policy);
-  assert.match(explain.stdout, /select {2}window\(sink=4, recent=max\(251, 10%\), decode=roll\)/);
+  assert.match(
+    explain.stdout,
+    /select {2}window\(sink=4, recent=max\(251, 10%\), decode=roll, rerotate=false\)/,
+  );
   const formatted = await cli("fmt", policy);
   assert.equal(formatted.stdout, "else -> window(sink=4, recent=max(251, 10%));\n");
   const bad = await cli("check", "else -> snap(k=64, pool=max(3, 7))");

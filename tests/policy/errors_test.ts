@@ -93,8 +93,8 @@ Deno.test("parameters: duplicates, too many, positional after named, missing, wr
   assert.equal(only("else -> window(4, sink=8)").text, "1:19 parameter 'sink' is given twice");
   assert.equal(only("else -> full(1)").text, "1:14 'full' takes no arguments");
   assert.equal(
-    only("else -> window(1, 2, roll, 4)").text,
-    "1:28 'window' takes at most 3 arguments",
+    only("else -> window(1, 2, roll, false, 4)").text,
+    "1:35 'window' takes at most 4 arguments",
   );
   assert.equal(
     only("else -> window(sink=1, 2)").text,

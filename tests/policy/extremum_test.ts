@@ -104,7 +104,10 @@ Deno.test("max/min: the plan holds {max: [...]} / {min: [...]}; explain prints i
     max: [{ tokens: 251 }, { fraction: 0.1 }],
   });
   const text = explainPlan(plan);
-  assert.match(text, /select {2}window\(sink=4, recent=max\(251, 10%\), decode=roll\)/);
+  assert.match(
+    text,
+    /select {2}window\(sink=4, recent=max\(251, 10%\), decode=roll, rerotate=false\)/,
+  );
   assert.match(text, /select {2}snap\(k=min\(20%, 4096\), window=32/);
   assert.equal(formatParamValue({ max: [{ tokens: 251 }, { fraction: 0.05 }] }), "max(251, 5%)");
   assert.equal(formatParamValue({ min: [{ fraction: 0.2 }, { tokens: 7 }] }), "min(20%, 7)");

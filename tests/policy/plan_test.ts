@@ -27,7 +27,7 @@ Deno.test("the plan holds typed, defaulted parameters, detectors and the source 
       name: "window",
       role: "select",
       when: "prefill", // SimLayerKV: a lazy layer's window is cut once, then grows
-      params: { sink: 4, recent: { tokens: 2000 }, decode: "grow" },
+      params: { sink: 4, recent: { tokens: 2000 }, decode: "grow", rerotate: false },
     },
   ]);
   assert.deepEqual(plan.rules[2].pipeline, [

@@ -15,18 +15,9 @@ import { compensationToken } from "../../src/plugins/compensatePress.ts";
 import { cpuLayerScores } from "../../src/plugins/cpuScores.ts";
 import { demoPrompt } from "../../src/cli/demoPrompt.ts";
 import type { Engine } from "../../src/runtime/engine.ts";
-import {
-  createActivations,
-  destroySteps,
-  encodeSteps,
-  forwardSteps,
-  releaseActivations,
-} from "../../src/runtime/forwardPass.ts";
-import { PolicyExecutor } from "../../src/runtime/policyExecutor.ts";
-import { RaggedKvCache } from "../../src/runtime/raggedKvCache.ts";
 import { SHARED_DIR, sharedMissing } from "../_shared.ts";
 import { maxAbsDiff, withEngine } from "../runtime/_helpers.ts";
-import { runPolicy } from "./_run.ts";
+import { runPolicy, teacherForced } from "./_run.ts";
 
 const TOLERANCE = 1e-4;
 const FED = 5;
@@ -106,44 +97,6 @@ function cpuRun(engine: Engine, prompt: number[], policy: string) {
   return { ids, logits };
 }
 
-/** GPU: prefill, the executor's compaction with compensation, then teacher-forced decoding. */
-async function gpuRun(engine: Engine, prompt: number[], policy: string, fed: number[]) {
-  const { ctx, config: c } = engine;
-  const N = prompt.length;
-  const cache = new RaggedKvCache(ctx, c, N + fed.length, engine.kvDtype);
-  const acts = createActivations(ctx, engine.gpu, 1, 1);
-  let steps: ReturnType<typeof forwardSteps> = [];
-  try {
-    const pre = await engine.prefill(cache, prompt, 16, "last");
-    releaseActivations(ctx, pre.acts);
-    const executor = new PolicyExecutor(compileOrThrow(policy), c, ctx);
-    await executor.apply({ cache, promptLength: N, cachedLength: N, decodeBudget: fed.length });
-    for (const layer of executor.trace) {
-      for (const h of layer.heads) assert.equal(h.compensated, N - h.kept.length);
-    }
-    steps = forwardSteps(ctx, engine.gpu, cache.layers, acts, {
-      m: 1,
-      mode: "decode",
-      logits: "last",
-      source: { ids: acts.ids, idsOffset: 0, positions: acts.positions, positionsOffset: 0 },
-    });
-    const logits: Float32Array[] = [];
-    for (const [i, id] of fed.entries()) {
-      ctx.write(acts.ids, 0, Uint32Array.of(id));
-      ctx.write(acts.positions, 0, Uint32Array.of(N + i));
-      const encoder = ctx.device.createCommandEncoder();
-      encodeSteps(encoder, steps);
-      ctx.device.queue.submit([encoder.finish()]);
-      logits.push(await ctx.readF32(acts.logits, 0, c.vocabSize));
-    }
-    return { logits, lengths: await cache.lengths() };
-  } finally {
-    destroySteps(steps);
-    releaseActivations(ctx, acts);
-    cache.release();
-  }
-}
-
 Deno.test({
   name: "compensate: decode logits over the compensation row match the CPU reference",
   ignore: sharedMissing(),
@@ -164,7 +117,10 @@ Deno.test({
         for (const weight of ["count", "plain"]) {
           const policy = `else -> ${select} + compensate(weight=${weight}, decode=${decode})`;
           const cpu = cpuRun(engine, prompt, policy);
-          const gpu = await gpuRun(engine, prompt, policy, cpu.ids.slice(0, -1));
+          const gpu = await teacherForced(engine, prompt, policy, cpu.ids.slice(0, -1));
+          for (const layer of gpu.trace) {
+            for (const h of layer.heads) assert.equal(h.compensated, prompt.length - h.kept.length);
+          }
           cpu.logits.forEach((row, i) => {
             const d = maxAbsDiff(gpu.logits[i], row);
             assert.ok(d <= TOLERANCE, `${policy}, step ${i + 1}: max abs logit diff ${d}`);
