@@ -25,6 +25,7 @@ import { UserError } from "./errors.ts";
 import { loadPolicy } from "./policyLoader.ts";
 import { DEFAULT_MODEL_DIR, DEMO_MODEL_DIR, readPromptIds, readPromptText } from "./prompt.ts";
 import { formatSummary } from "./summary.ts";
+import { questionIds, runQuestions } from "./runQuestions.ts";
 
 /** The smallest non-zero `--temperature` and the smallest `--top-p`. */
 const MIN_SAMPLING_VALUE = 0.001;
@@ -34,14 +35,16 @@ const MAX_TOP_K = 2 ** 32 - 1;
 /** Usage text of `run`. */
 export const RUN_USAGE = `usage: deno task run [--policy P] [--model DIR]
                      [--prompt TEXT | --prompt-file F | --prompt-ids 1,2,3
-                      | --chat TEXT [--system TEXT]]
+                      | --chat TEXT [--system TEXT]] [--question TEXT ...]
                      [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S]
                      [--prefill-chunk N] [--kv-dtype f32|f16] [--json [--trace]]
                      [--allow-plugins] [--plugin FILE]
   no prompt flag: the needle demo (on models/planted-needle unless --model is given);
   prompts run on the default language model, models/tiny-needle; --chat renders the model's
   chat template (e.g. --model models/smollm2-135m-instruct, after deno task setup) and stops at
-  the end of the assistant's turn`;
+  the end of the assistant's turn; --question (repeatable) makes the prompt a context that is
+  compressed once without the questions, each question then answered from that compressed
+  cache (kvpress's query-agnostic protocol)`;
 
 /** Runs `run`; returns the exit code. */
 export async function runCommand(args: string[]): Promise<number> {
@@ -53,6 +56,7 @@ export async function runCommand(args: string[]): Promise<number> {
     "prompt-ids": { type: "string" },
     chat: { type: "string" },
     system: { type: "string" },
+    question: { type: "string", multiple: true },
     "max-new-tokens": { type: "string" },
     temperature: { type: "string" },
     "top-k": { type: "string" },
@@ -113,6 +117,12 @@ export async function runCommand(args: string[]): Promise<number> {
     throw new UserError("--system goes with --chat (the system message of a chat prompt)");
   }
   const demo = promptFlags.length === 0;
+  const questions = (v.question as string[] | undefined) ?? [];
+  if (questions.length > 0 && (demo || v["prompt-ids"] !== undefined)) {
+    throw new UserError(
+      "--question needs a context as text: give it with --prompt, --prompt-file or --chat",
+    );
+  }
   const modelDir = (v.model as string | undefined) ?? (demo ? DEMO_MODEL_DIR : DEFAULT_MODEL_DIR);
 
   const json = v.json === true;
@@ -134,6 +144,30 @@ export async function runCommand(args: string[]): Promise<number> {
   try {
     if (showProgress) Deno.stderr.writeSync(new TextEncoder().encode("\r\x1b[K"));
     const tok = engine.tokenizer;
+    const load = () => ({
+      ms: engine.loadMs,
+      weight_bytes: engine.gpu.bytes,
+      peak_rss_bytes: peakResidentBytes(),
+    });
+    if (questions.length > 0) {
+      if (!tok) throw new UserError(`${modelDir} has no tokenizer.json: --question needs one`);
+      const chat = v.chat !== undefined;
+      const context = chat ? v.chat as string : readPromptText(
+        v.prompt as string | undefined,
+        v["prompt-file"] as string | undefined,
+      );
+      await runQuestions(engine, plan, registry, {
+        questionTexts: questions,
+        ids: questionIds(engine, tok, { context, questions, chat, system: v.system as string }),
+        maxNewTokens: intFlag("max-new-tokens", v["max-new-tokens"], 64),
+        sampling,
+        prefillChunk: optionalIntFlag("prefill-chunk", v["prefill-chunk"], 1),
+        json,
+        trace: v.trace === true,
+        jsonFields: () => ({ model: modelDir, load: load() }),
+      });
+      return 0;
+    }
     let promptIds: number[];
     let needle: { key: string; answer: string } | undefined;
     let stopIds = engine.config.eosTokenIds;
@@ -201,11 +235,7 @@ export async function runCommand(args: string[]): Promise<number> {
         stop_reason: result.stopReason,
         kv: result.kv,
         timing: result.timing,
-        load: {
-          ms: engine.loadMs,
-          weight_bytes: engine.gpu.bytes,
-          peak_rss_bytes: peakResidentBytes(),
-        },
+        load: load(),
         plan,
         resolved: executor.assignments.map((row) =>
           row.map((a) => ({

@@ -8,11 +8,8 @@
 
 import { acquireDevice, type GpuContext } from "../gpu/device.ts";
 import type { KernelChoice } from "../gpu/kernelChoice.ts";
-import { argmax } from "../gpu/kernels/argmax.ts";
-import { sample } from "../gpu/kernels/sample.ts";
 import type { KvDType } from "../gpu/kvCache.ts";
-import type { GpuOp } from "../gpu/op.ts";
-import { createSamplerState, readSampledIds, type SamplerState } from "../gpu/samplerState.ts";
+import { createSamplerState, readSampledIds } from "../gpu/samplerState.ts";
 import type { ChatTemplate } from "../model/chatTemplate.ts";
 import { ModelError } from "../model/errors.ts";
 import { openModel } from "../model/openModel.ts";
@@ -22,24 +19,19 @@ import {
   type Activations,
   createActivations,
   destroySteps,
-  encodeSteps,
   forwardSteps,
   releaseActivations,
   type Step,
 } from "./forwardPass.ts";
+import { decodeRest, decodeStepOps, sampleOp, submitSteps, TokenSink } from "./decodeLoop.ts";
 import { type GpuModelWeights, releaseWeights, uploadWeights } from "./gpuWeights.ts";
 import { kvReport } from "./kvReport.ts";
-import { afterAttentionOp, prefillChunks } from "./prefillPass.ts";
+import { prefillChunks } from "./prefillPass.ts";
 import { RaggedKvCache } from "./raggedKvCache.ts";
 import { GateTurn } from "./phaseGate.ts";
 
 export { chunkStarts } from "./prefillPass.ts";
-import {
-  decodeSubmissions,
-  DEFAULT_PREFILL_CHUNK,
-  DEFAULT_READ_EVERY,
-  defaultPrefillChunk,
-} from "./workSizes.ts";
+import { DEFAULT_PREFILL_CHUNK, DEFAULT_READ_EVERY, defaultPrefillChunk } from "./workSizes.ts";
 
 import type {
   ColumnSums,
@@ -162,7 +154,8 @@ export class Engine {
     this.ctx.destroy();
   }
 
-  private checkIds(ids: number[], what: string): void {
+  /** Throws {@link ModelError} naming `what` when an id lies outside the vocabulary. */
+  checkIds(ids: number[], what: string): void {
     const V = this.config.vocabSize;
     for (const id of ids) {
       if (!Number.isInteger(id) || id < 0 || id >= V) {
@@ -289,24 +282,14 @@ export class Engine {
     let acts: Activations | undefined;
     let decodeActs: Activations | undefined;
     try {
-      const tokens: number[] = [];
-      let stopReason: "stop" | "length" = "length";
-      const take = (ids: number[]) => {
-        const stop = ids.findIndex((id) => stopIds.has(id));
-        if (stop >= 0) {
-          ids = ids.slice(0, stop + 1);
-          stopReason = "stop";
-        }
-        tokens.push(...ids);
-        req.onTokens?.(ids);
-      };
+      const sink = new TokenSink(stopIds, req.onTokens);
       acts = (await this.prefill(cache, req.promptIds, chunk, "last", promptObs, 0, columnSums))
         .acts;
       if (maxNew > 0) {
-        const pick = this.sampleOp(acts, sampler, sampling);
+        const pick = sampleOp(this.ctx, c, acts, sampler, sampling);
         owned.push(pick);
-        this.submit([pick]);
-        take(await readSampledIds(this.ctx, sampler, 0, 1));
+        submitSteps(this.ctx, [pick]);
+        sink.take(await readSampledIds(this.ctx, sampler, 0, 1));
       } else {
         await this.ctx.sync();
       }
@@ -316,26 +299,25 @@ export class Engine {
 
       let fed = 0; // decode steps run (each appends one entry per head)
       decodeActs = createActivations(this.ctx, this.gpu, 1, 1);
-      const source = {
-        ids: sampler.state,
-        idsOffset: 0,
-        positions: sampler.state,
-        positionsOffset: 2,
-      };
-      if (firstObs && stopReason === "length") {
+      if (firstObs && sink.stopReason === "length") {
         // The first decoding step, recording its attention (e.g. for SimLayerKV).
         const probe = forwardSteps(this.ctx, this.gpu, cache.layers, decodeActs, {
           m: 1,
           mode: "prefill",
           logits: "last",
-          source,
+          source: {
+            ids: sampler.state,
+            idsOffset: 0,
+            positions: sampler.state,
+            positionsOffset: 2,
+          },
           observation: { window: 1, stride: N + 1, buffers: firstObs.buffers },
         });
-        probe.push(this.sampleOp(decodeActs, sampler, sampling));
+        probe.push(sampleOp(this.ctx, c, decodeActs, sampler, sampling));
         owned.push(...probe);
-        this.submit(probe);
+        submitSteps(this.ctx, probe);
         fed++;
-        take(await readSampledIds(this.ctx, sampler, 1, 2));
+        sink.take(await readSampledIds(this.ctx, sampler, 1, 2));
       }
       const tPress = performance.now();
       await req.afterPrefill?.({
@@ -351,40 +333,31 @@ export class Engine {
       const t1 = performance.now();
       const pressMs = req.afterPrefill ? t1 - tPress : 0;
       const prefillMs = t1 - t0;
-      const beforeLoop = tokens.length;
+      const beforeLoop = sink.tokens.length;
       let decodeMs = 0;
-      if (stopReason === "length" && tokens.length < maxNew) {
+      if (sink.wants(maxNew)) {
         turn.give(); // back in the queue, behind the others' prefills
         await turn.take();
         const tBuild = performance.now();
-        const steps = forwardSteps(this.ctx, this.gpu, cache.layers, decodeActs, {
-          m: 1,
-          mode: "decode",
-          logits: "last",
-          source,
-          afterAttention: (l, layer, a, src) =>
-            afterAttentionOp(this.ctx, this.config, cache, l, layer, a, src, 1),
-        });
-        steps.push(this.sampleOp(decodeActs, sampler, sampling));
+        const steps = decodeStepOps(this.ctx, this.gpu, cache, decodeActs, sampler, sampling);
         owned.push(...steps);
         const tCompile = performance.now();
         await this.ctx.compilePending(); // first run: compile new kernels one by one, visibly
         // decode time counts building the steps, not compiling their kernels
-        let tb = performance.now() - (tCompile - tBuild);
-        while (tokens.length < maxNew && stopReason === "length") {
-          if (await turn.take()) tb = performance.now();
-          const batch = Math.min(readEvery, maxNew - tokens.length);
-          for (const size of decodeSubmissions(batch, this.ctx.isFallbackAdapter)) {
-            const encoder = this.ctx.device.createCommandEncoder();
-            for (let i = 0; i < size; i++) encodeSteps(encoder, steps);
-            this.ctx.device.queue.submit([encoder.finish()]);
-          }
-          fed += batch;
-          take(await readSampledIds(this.ctx, sampler, tokens.length, tokens.length + batch));
-          decodeMs += performance.now() - tb;
-          if (tokens.length < maxNew && stopReason === "length") turn.give();
-        }
+        const startedAt = performance.now() - (tCompile - tBuild);
+        const rest = await decodeRest(this.ctx, {
+          steps,
+          sampler,
+          sink,
+          maxNew,
+          readEvery,
+          turn,
+          startedAt,
+        });
+        decodeMs = rest.decodeMs;
+        fed += rest.steps;
       }
+      const { tokens, stopReason } = sink;
       await turn.take();
       const lengths = await cache.lengths();
       const decoded = tokens.length - beforeLoop;
@@ -413,25 +386,5 @@ export class Engine {
       this.ctx.release(sampler.ids);
       cache.release();
     }
-  }
-
-  private submit(steps: Step[]): void {
-    const encoder = this.ctx.device.createCommandEncoder();
-    encodeSteps(encoder, steps);
-    this.ctx.device.queue.submit([encoder.finish()]);
-  }
-
-  private sampleOp(acts: Activations, sampler: SamplerState, s: SamplingConfig): GpuOp {
-    const V = this.config.vocabSize;
-    if (s.temperature <= 0) return argmax(this.ctx, { logits: acts.logits, vocabSize: V, sampler });
-    return sample(this.ctx, {
-      logits: acts.logits,
-      vocabSize: V,
-      sampler,
-      temperature: s.temperature,
-      topK: s.topK,
-      topP: s.topP,
-      seed: s.seed,
-    });
   }
 }

@@ -97,6 +97,9 @@ export function createH2oStepHook(
       }
       return out;
     },
+    buffers() {
+      return [...buffers];
+    },
     release() {
       for (const b of buffers.splice(0)) ctx.release(b);
     },

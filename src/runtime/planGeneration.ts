@@ -1,7 +1,7 @@
 /**
  * Generation with a compiled plan applied: the one place that wires a {@link PolicyExecutor}
  * (with the engine's model-level detector sources and a plugin registry) into
- * {@link Engine.generate}. `run`, `eval`, `inspect`, `check --explain` and the tests use it.
+ * {@link Engine.generate} and the query-agnostic `answerQuestions`. `run`, `eval`, `inspect`, `check --explain` and the tests use it.
  *
  * @module
  */
@@ -12,6 +12,7 @@ import type { Engine, GenerationRequest, GenerationResult } from "./engine.ts";
 import { PolicyExecutor } from "./policyExecutor.ts";
 import { withPhase } from "./phaseGate.ts";
 import { engineDetectors } from "./retrievalProfile.ts";
+import { answerQuestions, type QuestionsRequest, type QuestionsResult } from "./questions.ts";
 
 /** A generation and the executor that applied the plan (its trace and assignments). */
 export interface PlanGeneration {
@@ -86,6 +87,32 @@ export async function generateWithPlan(
     await executor.prepare();
   });
   const result = await engine.generate({
+    ...req,
+    observe: executor.observeRequest(),
+    afterPrefill: (state) => executor.apply(state),
+  });
+  return { result, executor };
+}
+
+/** A query-agnostic request without the hooks the plan fills in. */
+export type PlanQuestionsRequest = Omit<QuestionsRequest, "observe" | "afterPrefill">;
+
+/**
+ * The query-agnostic protocol with `plan` applied (see `questions.ts`): the context compressed
+ * once, without the questions, each question answered from it. `warmUp` as for
+ * {@link generateWithPlan}.
+ */
+export async function answerWithPlan(
+  engine: Engine,
+  plan: Plan,
+  req: PlanQuestionsRequest,
+  registry?: PluginRegistry,
+  warmUp = false,
+): Promise<{ result: QuestionsResult; executor: PolicyExecutor }> {
+  const executor = planExecutor(engine, plan, registry);
+  if (warmUp) await warmUpPlan(engine, plan, req.contextIds, registry);
+  await executor.prepare();
+  const result = await answerQuestions(engine, {
     ...req,
     observe: executor.observeRequest(),
     afterPrefill: (state) => executor.apply(state),

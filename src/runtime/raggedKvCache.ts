@@ -64,6 +64,8 @@ export interface StepHook {
     positions: BufferRef,
     positionsOffset: number,
   ): GpuOp | undefined;
+  /** The hook's GPU state (what a cache snapshot must copy besides the layers). */
+  buffers(): GPUBuffer[];
   /** Frees the hook's buffers. */
   release(): void;
 }
@@ -280,6 +282,25 @@ export class RaggedKvCache {
     const c = this.layers[layer];
     if (isQuantLayer(c)) throw new Error(`cannot ${what} layer ${layer}: it is quantised`);
     return c;
+  }
+
+  /**
+   * Every buffer whose contents make up the cache's state: keys, values, per-head fields, the
+   * quantised rings and codes, fold and rerotate state, and the step hook's (see
+   * `cacheSnapshot.ts`). The list changes when a layer is compacted or quantised.
+   */
+  stateBuffers(): GPUBuffer[] {
+    const out: GPUBuffer[] = [];
+    for (const layer of this.layers) {
+      if (isQuantLayer(layer)) {
+        out.push(layer.rk, layer.rv, layer.codes, layer.params, layer.meta);
+      } else {
+        out.push(layer.k, layer.v, layer.meta);
+        if (layer.fold) out.push(layer.fold);
+        if (layer.rerotate) out.push(layer.rerotate.sinks, layer.rerotate.counts);
+      }
+    }
+    return out.concat(this.stepHook?.buffers() ?? []);
   }
 
   /** Frees every layer (and the step hook's state). */

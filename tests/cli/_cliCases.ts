@@ -96,6 +96,7 @@ function value(r: Rand, cmd: string, flag: string, f: CaseFiles): string {
     case "prompt":
     case "chat":
     case "system":
+    case "question":
       return r.pick(TEXT);
     case "prompt-file":
       return r.pick([...f.prompts, ...f.odd]);
@@ -141,6 +142,7 @@ export const COMMAND_FLAGS: Record<string, Record<string, boolean>> = {
     "prompt-ids": false,
     chat: false,
     system: false,
+    question: false,
     "max-new-tokens": false,
     temperature: false,
     "top-k": false,

@@ -92,7 +92,7 @@ Deno.test("h2o: GPU prefill selection and per-step GPU eviction equal the CPU re
           await executor.apply(state);
           // Keep the hook's state alive past the generation to read it.
           hook = state.cache.stepHook as H2oStepHook;
-          state.cache.stepHook = { op: hook.op, release() {} };
+          state.cache.stepHook = { op: hook.op, buffers: () => [], release() {} };
         },
       });
       assert.deepEqual(r.tokens, ref.tokens);
