@@ -40,7 +40,8 @@ import {
 export const EVAL_USAGE =
   `usage: deno task eval --policy P [--policy Q ...] [--task needle|ruler|ppl|hitrate ...]
                       [--model M] [--lengths 1k,2k,4k] [--depths 0:100:10] [--samples N]
-                      [--seed S] [--suite FILE.yaml] [--chat] [--out DIR] [--json]
+                      [--seed S] [--suite FILE.yaml] [--chat] [--protocol aware|agnostic|both]
+                      [--out DIR] [--json]
   --policy P    a .kvp file, a shipped policy name (snapkv) or inline text; repeat to compare
   --task T      needle, ruler (single_key, multi_key, multi_value, variable_tracking), ppl,
                 hitrate, or one RULER task by name; repeatable or comma-separated
@@ -53,6 +54,10 @@ export const EVAL_USAGE =
   --suite FILE  a suite YAML file (templates, tasks, grid; see docs/EVAL.md)
   --chat        wrap prompts in the model's chat template (instruct models): the haystack and
                 question are the user's message, the answer prefix opens the assistant's turn
+  --protocol P  aware (default): the question ends the compressed prompt; agnostic (kvpress's
+                default): the context is compressed without it and the question appended to
+                the compressed cache; both: every policy twice, named "P [aware]" and
+                "P [agnostic]" (perplexity and hit rate run aware only)
   --out DIR     write DIR/report.html (self-contained) and DIR/results.json
   --json        print the results as JSON instead of the table`;
 
@@ -138,6 +143,26 @@ export function readPolicies(args: string[]): EvalPolicy[] {
   });
 }
 
+/**
+ * The policies under `--protocol`: each once (`aware`, `agnostic`), or twice (`both`, the
+ * protocol appended to its name).
+ */
+export function withProtocols(policies: EvalPolicy[], protocol: string): EvalPolicy[] {
+  if (protocol === "aware" || protocol === "agnostic") {
+    return policies.map((p) => ({ ...p, protocol }));
+  }
+  if (protocol !== "both") {
+    throw new UserError(`--protocol must be aware, agnostic or both, not '${protocol}'`);
+  }
+  return policies.flatMap((p) =>
+    (["aware", "agnostic"] as const).map((protocol) => ({
+      ...p,
+      name: `${p.name} [${protocol}]`,
+      protocol,
+    }))
+  );
+}
+
 /** `--model` resolved: a Hugging Face folder or a GGUF file; a user error otherwise. */
 async function locateModelFlag(path: string): Promise<ModelLocation> {
   try {
@@ -185,6 +210,7 @@ export async function evalCommand(args: string[], deps: EvalCommandDeps): Promis
     out: { type: "string" },
     json: { type: "boolean" },
     chat: { type: "boolean" },
+    protocol: { type: "string" },
     help: { type: "boolean", short: "h" },
   });
   const print = deps.print ?? ((text: string) => console.log(text));
@@ -197,7 +223,10 @@ export async function evalCommand(args: string[], deps: EvalCommandDeps): Promis
   );
   const suite = readSuite(values, model.path);
   checkSuiteFitsModel(await readModelHeader(model), suite);
-  const policies = readPolicies((values.policy as string[] | undefined) ?? []);
+  const policies = withProtocols(
+    readPolicies((values.policy as string[] | undefined) ?? []),
+    (values.protocol as string | undefined) ?? "aware",
+  );
   checkGridSize(suite, policies.length);
   const out = typeof values.out === "string" ? values.out : undefined;
   if (out !== undefined) prepareOutputDir("eval", out, REPORT_FILES, "out");

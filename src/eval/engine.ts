@@ -108,6 +108,19 @@ export interface EvalEngine {
     kv: { fullBytes: number; keptBytes: number }; // a full cache's bytes vs bytes kept after compression
     timing: { prefillMs: number; decodeMs: number; decodeTokensPerSecond: number };
   }>;
+  /**
+   * Optional: the query-agnostic protocol (`eval --protocol agnostic`): `contextIds` prefilled
+   * and compressed by `plan` with no question in it, then each question appended to the same
+   * compressed cache and answered greedily (the cache restored between questions). One result
+   * per question; engines without it make `--protocol agnostic` a user error.
+   */
+  answerQuestions?(req: {
+    contextIds: number[];
+    questions: number[][];
+    maxNewTokens: number;
+    plan: Plan;
+    stopIds?: number[];
+  }): Promise<GenerateResult[]>;
   /** Log-probabilities (natural log) of each target token given the prefix, teacher-forced, with `plan` applied (perplexity). */
   scoreTokens(
     req: { ids: number[]; plan: Plan; from: number },

@@ -137,6 +137,8 @@ export interface HaystackPrompt {
   needleOffsets: number[];
   /** Filler sentences in the haystack (needles not counted). */
   fillerSentences: number;
+  /** Characters of `prefix + haystack`: the context before the suffix (the question). */
+  contextChars: number;
 }
 
 interface FillerSentence {
@@ -224,6 +226,7 @@ export function buildHaystackPrompt(request: HaystackRequest): HaystackPrompt {
         text,
         needleOffsets: rendered.needleOffsets.map((offset) => prefix.length + offset),
         fillerSentences: sentences.length,
+        contextChars: prefix.length + rendered.text.length,
       };
     }
     let dropped = 0;

@@ -13,10 +13,27 @@ import { wilsonInterval } from "./scoring.ts";
 import type { TaskName } from "./suite.ts";
 import { perplexityOf } from "./tasks/perplexity.ts";
 
+/**
+ * kvpress's two protocols: `aware` compresses the prompt with the question at its end;
+ * `agnostic` compresses the context alone and appends the question afterwards.
+ */
+export type EvalProtocol = "aware" | "agnostic";
+
+/** One sentence saying which protocols produced a report's numbers (table and HTML notes). */
+export function protocolNote(protocols: readonly EvalProtocol[]): string {
+  const aware = "query-aware: the question at the end of the compressed prompt";
+  const agnostic = "query-agnostic: the context compressed without the question, which is " +
+    "appended to the compressed cache";
+  if (protocols.length > 1) return `both protocols (${aware}; ${agnostic})`;
+  return protocols[0] === "agnostic" ? agnostic : aware;
+}
+
 /** What one policy did on one sample. */
 export interface SampleOutcome {
   /** Policy name. */
   policy: string;
+  /** Where the question was when the cache was compressed (see {@link EvalProtocol}). */
+  protocol: EvalProtocol;
   /** The sample's cell. */
   cell: SampleCell;
   /** Score in 0..1 for generation tasks, else null. */
@@ -37,6 +54,8 @@ export interface SampleOutcome {
 export interface ResultRow {
   /** Policy name. */
   policy: string;
+  /** `aware`: the question inside the compressed prompt; `agnostic`: compressed without it. */
+  protocol: EvalProtocol;
   /** Task. */
   task: TaskName;
   /** Target context length in tokens. */
@@ -77,7 +96,7 @@ export function aggregateOutcomes(outcomes: readonly SampleOutcome[]): ResultRow
     else groups.set(key, [o]);
   }
   return [...groups.values()].map((group) => {
-    const { policy, cell } = group[0];
+    const { policy, protocol, cell } = group[0];
     const full = group.reduce((s, o) => s + o.kv.fullBytes, 0);
     const kept = group.reduce((s, o) => s + o.kv.keptBytes, 0);
     const scores = group.flatMap((o) => (o.score === null ? [] : [o.score]));
@@ -93,6 +112,7 @@ export function aggregateOutcomes(outcomes: readonly SampleOutcome[]): ResultRow
       task: cell.task,
       length: cell.length,
       depth: cell.depth,
+      protocol,
       accuracy,
       samples: group.length,
       ci_low: ciLow,

@@ -11,7 +11,12 @@ import type { Plan } from "../plan/plan.ts";
 import type { EvalChat } from "./chatPrompt.ts";
 import type { EvalEngine } from "./engine.ts";
 import { requireHitRate } from "./hitRate.ts";
-import { aggregateOutcomes, type ResultRow, type SampleOutcome } from "./results.ts";
+import {
+  aggregateOutcomes,
+  type EvalProtocol,
+  type ResultRow,
+  type SampleOutcome,
+} from "./results.ts";
 import type { EvalSample } from "./sample.ts";
 import { buildSuiteSamples } from "./samples.ts";
 import { scoreAnswer } from "./scoring.ts";
@@ -27,6 +32,11 @@ export interface EvalPolicy {
   plan: Plan;
   /** Where the text came from (file path or `<inline>`). */
   file?: string;
+  /**
+   * Protocol of its generation tasks (default `aware`); perplexity and hit rate are measured
+   * with the text as it is and do not run under `agnostic`.
+   */
+  protocol?: EvalProtocol;
 }
 
 /** Progress of a run, reported after every sample. */
@@ -48,7 +58,13 @@ export interface EvalReport {
   /** The suite that ran. */
   suite: EvalSuite;
   /** The policies, in the order given. */
-  policies: { name: string; file: string; source: string; sourceHash: string }[];
+  policies: {
+    name: string;
+    file: string;
+    source: string;
+    sourceHash: string;
+    protocol: EvalProtocol;
+  }[];
   /** One row per policy × task × cell. */
   results: ResultRow[];
   /** Every sample's outcome (generated text included), in run order. */
@@ -101,16 +117,26 @@ async function runSample(
     depth: sample.depth,
     index: sample.index,
   };
+  const protocol = policy.protocol ?? "aware";
   if (sample.kind === "generate") {
-    const result = await engine.generate({
-      promptIds: sample.promptIds,
-      maxNewTokens: sample.maxNewTokens,
-      plan: policy.plan,
-      stopIds,
-    });
+    const result = protocol === "aware"
+      ? await engine.generate({
+        promptIds: sample.promptIds,
+        maxNewTokens: sample.maxNewTokens,
+        plan: policy.plan,
+        stopIds,
+      })
+      : (await engine.answerQuestions!({
+        contextIds: sample.promptIds.slice(0, sample.questionStart),
+        questions: [sample.promptIds.slice(sample.questionStart)],
+        maxNewTokens: sample.maxNewTokens,
+        plan: policy.plan,
+        stopIds,
+      }))[0];
     const output = engine.tokenizer.decode(result.tokens, { skipSpecialTokens: true });
     return {
       policy: policy.name,
+      protocol,
       cell,
       score: scoreAnswer(sample.scoring, output, sample.references),
       output,
@@ -127,6 +153,7 @@ async function runSample(
     const sum = result.logprobs.reduce((a, b) => a + b, 0);
     return {
       policy: policy.name,
+      protocol,
       cell,
       score: null,
       logprobs: { sum, count: result.logprobs.length },
@@ -142,6 +169,7 @@ async function runSample(
   });
   return {
     policy: policy.name,
+    protocol,
     cell,
     score: null,
     hits: result.hits,
@@ -161,6 +189,11 @@ export async function runEval(options: RunEvalOptions): Promise<EvalReport> {
       `--task hitrate: the engine for ${engine.modelName} cannot measure hit rates`,
     );
   }
+  if (policies.some((p) => p.protocol === "agnostic") && !engine.answerQuestions) {
+    throw new UserError(
+      `--protocol agnostic: the engine for ${engine.modelName} cannot answer from a compressed context`,
+    );
+  }
   const names = new Set<string>();
   for (const p of policies) {
     if (names.has(p.name)) throw new UserError(`two policies are named '${p.name}'`);
@@ -170,10 +203,13 @@ export async function runEval(options: RunEvalOptions): Promise<EvalReport> {
   const started = performance.now();
   const samples = buildSuiteSamples(engine.tokenizer, suite, chat?.frame ?? null);
   const stopIds = [...new Set([...stopIdsOf(engine.tokenizer), ...chat?.stopIds ?? []])];
-  const total = samples.length * policies.length;
+  // Perplexity and hit rate have no question to move: they run under the aware protocol only.
+  const runs = (p: EvalPolicy) =>
+    p.protocol === "agnostic" ? samples.filter((s) => s.kind === "generate") : samples;
+  const total = policies.reduce((sum, p) => sum + runs(p).length, 0);
   const outcomes: SampleOutcome[] = [];
   for (const policy of policies) {
-    for (const sample of samples) {
+    for (const sample of runs(policy)) {
       outcomes.push(await runSample(engine, policy, sample, stopIds));
       onProgress?.({ done: outcomes.length, total, policy: policy.name, task: sample.task });
     }
@@ -186,6 +222,7 @@ export async function runEval(options: RunEvalOptions): Promise<EvalReport> {
       file: p.file ?? "<inline>",
       source: p.source,
       sourceHash: p.plan.sourceHash,
+      protocol: p.protocol ?? "aware",
     })),
     results: aggregateOutcomes(outcomes),
     outcomes,

@@ -32,6 +32,11 @@ export interface GenerationSample extends SampleCell {
   promptText: string;
   /** Prompt ids: BOS first when the tokenizer adds one; chat prompts as their template writes. */
   promptIds: number[];
+  /**
+   * Index in `promptIds` of the question's first token: the context (everything before it) is
+   * what the query-agnostic protocol compresses without the question.
+   */
+  questionStart: number;
   /** Strings the answer must contain (the needle value first). */
   references: string[];
   /** How the answer is scored. */
@@ -106,9 +111,27 @@ export function answerBudget(context: TaskContext, expected: string): number {
 }
 
 /**
+ * Where the question starts in `promptIds`, given that the context is the text's first
+ * `contextChars` characters: the length of the context's own ids where they begin the prompt's
+ * (tokens merged across the boundary go with the question), leaving at least one question token.
+ */
+export function questionStartOf(
+  context: TaskContext,
+  promptText: string,
+  promptIds: number[],
+  contextChars: number,
+): number {
+  const head = context.encodePrompt(promptText.slice(0, contextChars));
+  let n = 0;
+  while (n < head.length && n < promptIds.length && head[n] === promptIds[n]) n++;
+  return Math.max(1, Math.min(n, promptIds.length - 1));
+}
+
+/**
  * Completes a generation sample: tokenizes the prompt ({@link TaskContext.encodePrompt}).
  * `answer` is the answer text without spacing; the expected continuation gets a leading space
- * when the prompt does not end with one.
+ * when the prompt does not end with one. The context is the text's first `contextChars`
+ * characters (the haystack and what precedes it; the rest is the question).
  */
 export function generationSample(
   context: TaskContext,
@@ -117,13 +140,16 @@ export function generationSample(
   answer: string,
   references: string[],
   scoring: ScoringRule,
+  contextChars: number,
 ): GenerationSample {
   const expected = (promptText.endsWith(" ") ? "" : " ") + answer;
+  const promptIds = context.encodePrompt(promptText);
   return {
     kind: "generate",
     ...cell,
     promptText,
-    promptIds: context.encodePrompt(promptText),
+    promptIds,
+    questionStart: questionStartOf(context, promptText, promptIds, contextChars),
     references,
     scoring,
     expected,

@@ -15,7 +15,7 @@ import type { Plan } from "../plan/plan.ts";
 import { defaultRegistry } from "../plugins/builtins.ts";
 import { evictsWhileDecoding } from "../plugins/press.ts";
 import { Engine, type EngineOptions } from "./engine.ts";
-import { generateWithPlan, planExecutor } from "./planGeneration.ts";
+import { answerWithPlan, generateWithPlan, planExecutor } from "./planGeneration.ts";
 import { hitRates } from "./hitRate.ts";
 import { scoreTokens } from "./scoreTokens.ts";
 
@@ -74,6 +74,29 @@ export async function openEvalEngine(
           decodeTokensPerSecond: r.timing.decodeTokensPerSecond,
         },
       };
+    },
+    async answerQuestions(req) {
+      const { result: r } = await answerWithPlan(
+        engine,
+        req.plan,
+        {
+          contextIds: req.contextIds,
+          questions: req.questions,
+          maxNewTokens: req.maxNewTokens,
+          stopIds: req.stopIds,
+        },
+        undefined,
+        true,
+      );
+      return r.answers.map((a) => ({
+        tokens: a.tokens,
+        kv: { fullBytes: a.kv.fullBytes, keptBytes: a.kv.keptBytes },
+        timing: {
+          prefillMs: a.timing.prefillMs,
+          decodeMs: a.timing.decodeMs,
+          decodeTokensPerSecond: a.timing.decodeTokensPerSecond,
+        },
+      }));
     },
     async scoreTokens(req) {
       const executor = planExecutor(engine, req.plan);

@@ -102,6 +102,8 @@ function value(r: Rand, cmd: string, flag: string, f: CaseFiles): string {
       return r.pick([...f.prompts, ...f.odd]);
     case "prompt-ids":
       return r.pick(["1,2,3", "0", "-1", "1e9", "", "a,b", "1,,2", "4294967296", "5 6"]);
+    case "protocol":
+      return r.pick(["aware", "agnostic", "both", "", "AWARE", "none"]);
     case "kv-dtype":
       return r.pick(["f32", "f16", "bf16", "", "F32"]);
     case "task":
@@ -178,6 +180,7 @@ export const COMMAND_FLAGS: Record<string, Record<string, boolean>> = {
     out: false,
     json: true,
     chat: true,
+    protocol: false,
   },
   inspect: {
     policy: false,

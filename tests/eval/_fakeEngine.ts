@@ -75,6 +75,8 @@ export class RecencyFakeEngine implements EvalEngine {
   readonly modelName = "fake-recency";
   readonly calls = { generate: 0, score: 0, hitRate: 0 };
   readonly prompts: number[][] = [];
+  /** Every query-agnostic request: the context and its questions. */
+  readonly agnostic: { context: number[]; questions: number[][] }[] = [];
 
   constructor(tokenizer: TextTokenizer) {
     this.tokenizer = tokenizer;
@@ -100,6 +102,33 @@ export class RecencyFakeEngine implements EvalEngine {
       kv: { fullBytes: n * BYTES_PER_TOKEN, keptBytes: kept * BYTES_PER_TOKEN },
       timing: { prefillMs: n / 10, decodeMs: tokens.length, decodeTokensPerSecond: 1e5 / kept },
     });
+  }
+
+  /** Query-agnostic: the plan keeps part of the context alone; each question is read whole. */
+  answerQuestions(
+    req: { contextIds: number[]; questions: number[][]; maxNewTokens: number; plan: Plan },
+  ) {
+    this.agnostic.push({ context: req.contextIds, questions: req.questions });
+    const n = req.contextIds.length;
+    const kept = keptTokens(req.plan, n);
+    const remembered = this.tokenizer.decode(req.contextIds.slice(n - kept), {
+      skipSpecialTokens: true,
+    });
+    return Promise.resolve(req.questions.map((q) => {
+      const question = this.tokenizer.decode(q, { skipSpecialTokens: true });
+      const prefix = question.endsWith(" ") ? "" : " ";
+      const answer = this.tokenizer.encode(prefix + answerFrom(remembered, question), {
+        addSpecialTokens: false,
+      }).slice(0, req.maxNewTokens);
+      return {
+        tokens: answer,
+        kv: {
+          fullBytes: (n + q.length) * BYTES_PER_TOKEN,
+          keptBytes: (kept + q.length) * BYTES_PER_TOKEN,
+        },
+        timing: { prefillMs: 1, decodeMs: answer.length, decodeTokensPerSecond: 1e5 / kept },
+      };
+    }));
   }
 
   scoreTokens(req: { ids: number[]; plan: Plan; from: number }) {

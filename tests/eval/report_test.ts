@@ -32,6 +32,7 @@ Deno.test("heatmap: colours run red → green, every cell has its number and axe
   const rows = [0, 50, 100].flatMap((depth) =>
     [1024, 2048].map((length) => ({
       policy: "p",
+      protocol: "aware" as const,
       task: "needle" as const,
       length,
       depth,

@@ -6,6 +6,7 @@ import { renderSummaryTable } from "../../src/eval/report/table.ts";
 import { type EvalReport, runEval } from "../../src/eval/runner.ts";
 import { defaultSuite, type EvalSuite, parseTaskList } from "../../src/eval/suite.ts";
 import { fakePolicies, RecencyFakeEngine, tinyNeedleTokenizer } from "./_fakeEngine.ts";
+import { withProtocols } from "../../src/cli/evalCommand.ts";
 
 const tokenizer = await tinyNeedleTokenizer();
 
@@ -202,4 +203,46 @@ Deno.test("progress: one redrawn line on a terminal, a line per 10% in logs", ()
   assert.equal(log.length, 11, "0%, 10%, ..., 100%");
   assert.ok(log.every((t) => t.endsWith("\n") && !t.includes("\r")));
   assert.match(log[10], /200\/200 100%/);
+});
+
+Deno.test("runner: --protocol both runs each policy aware and agnostic on the same prompts", async () => {
+  const engine = new RecencyFakeEngine(tokenizer);
+  const suite = smallSuite(parseTaskList(["needle", "ppl"]));
+  const policies = withProtocols(fakePolicies(), "both");
+  assert.deepEqual(policies.map((p) => p.name), [
+    "full [aware]",
+    "full [agnostic]",
+    "window150 [aware]",
+    "window150 [agnostic]",
+  ]);
+  const report = await runEval({ engine, policies, suite });
+  // The agnostic runs split the same prompts: context (haystack) + question (the suffix).
+  const aware = engine.prompts.slice(0, engine.prompts.length / 2);
+  assert.equal(engine.agnostic.length, 2 * aware.length);
+  engine.agnostic.slice(0, aware.length).forEach((a, i) => {
+    assert.deepEqual([...a.context, ...a.questions[0]], aware[i]);
+    const q = tokenizer.decode(a.questions[0], { skipSpecialTokens: true });
+    assert.match(q, /^\s*Question: What is the special magic number for [a-z]+-[a-z]+\? Answer:/);
+    assert.doesNotMatch(tokenizer.decode(a.context), /Question:/);
+  });
+  // Perplexity runs aware only; every row says its protocol.
+  assert.equal(engine.calls.score, 2 * 2 * 2);
+  for (const r of report.results) {
+    assert.equal(r.protocol, r.policy.endsWith("[agnostic]") ? "agnostic" : "aware");
+    if (r.protocol === "agnostic") assert.equal(r.task, "needle");
+  }
+  const json = reportToJson(report);
+  assert.deepEqual(json.protocols, ["aware", "agnostic"]);
+  assert.equal(json.query_aware, false);
+  assert.match(renderSummaryTable(report), /both protocols \(query-aware/);
+  // Agnostic with the full cache answers as aware does; the window keeps the context's end.
+  const acc = (p: string) => report.results.filter((r) => r.policy === p && r.task === "needle");
+  assert.deepEqual(
+    acc("full [agnostic]").map((r) => r.accuracy),
+    acc("full [aware]").map((r) => r.accuracy),
+  );
+  assert.throws(
+    () => withProtocols(fakePolicies(), "AWARE"),
+    /--protocol must be aware, agnostic or both/,
+  );
 });

@@ -90,3 +90,38 @@ Deno.test("eval hitrate on tiny-needle: keeping everything hits 1, a small windo
   assert.ok((small.hit_rate as number) < 0.9, JSON.stringify(small));
   assert.equal((small.hit_rate_by_layer as number[]).length, 6);
 });
+
+Deno.test("eval --protocol both on planted-needle: SnapKV without the question in its window", async () => {
+  const out = await evalJson([
+    "--task",
+    "needle",
+    "--model",
+    PLANTED,
+    "--lengths",
+    "512",
+    "--depths",
+    "25,75",
+    "--samples",
+    "1",
+    "--policy",
+    "full",
+    "--policy",
+    "else -> snap(k=64, pool=21)",
+    "--protocol",
+    "both",
+  ]) as unknown as { results: Record<string, unknown>[]; protocols: string[] };
+  assert.deepEqual(out.protocols, ["aware", "agnostic"]);
+  const rows = (p: string) => out.results.filter((r) => r.policy === p);
+  // The full cache answers under both protocols: the question appended to the cache works.
+  for (const p of ["full [aware]", "full [agnostic]"]) {
+    assert.equal(rows(p).length, 2);
+    for (const r of rows(p)) assert.equal(r.accuracy, 1, p);
+  }
+  // Query-aware SnapKV finds the needle (the question's queries point at it); compressed
+  // without the question, its observation window (filler text) does not.
+  for (const r of rows("snap(k=64, pool=21) [aware]")) assert.equal(r.accuracy, 1);
+  for (const r of rows("snap(k=64, pool=21) [agnostic]")) {
+    assert.equal(r.protocol, "agnostic");
+    assert.equal(r.accuracy, 0);
+  }
+});

@@ -8,7 +8,7 @@
  * @module
  */
 
-import { summarizePolicy } from "../results.ts";
+import { protocolNote, summarizePolicy } from "../results.ts";
 import type { EvalReport } from "../runner.ts";
 import { escapeHtml } from "./escape.ts";
 import { formatLength, needleHeatmapSvg } from "./heatmap.ts";
@@ -113,7 +113,9 @@ export function renderHtmlReport(report: EvalReport): string {
 <h1>kvpolicy evaluation: ${escapeHtml(report.model)}</h1>
 <p>Suite “${escapeHtml(suite.name)}”, seed ${suite.seed}, ${suite.samples} samples per cell,
 lengths ${suite.lengths.map(formatLength).join(", ")}, tasks ${escapeHtml(suite.tasks.join(", "))}.
-Every policy ran on the same prompts; the question comes after the context (query-aware).
+Every policy ran on the same prompts; ${
+    escapeHtml(protocolNote([...new Set(report.policies.map((p) => p.protocol))]))
+  }.
 Run time ${report.elapsedSeconds.toFixed(1)} s.</p>
 <h2>Summary</h2>
 ${summaryTable(report)}

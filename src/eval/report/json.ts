@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { ResultRow } from "../results.ts";
+import type { EvalProtocol, ResultRow } from "../results.ts";
 import type { EvalReport } from "../runner.ts";
 
 /** The JSON document of a report. */
@@ -22,15 +22,21 @@ export interface EvalJson {
     depths: number[];
     tasks: string[];
   };
-  /** Every task puts the question after the context (query-aware, in kvpress's terms). */
-  query_aware: true;
+  /**
+   * True when every policy ran query-aware (the question inside the compressed prompt); each
+   * result row's `protocol` says which protocol produced it.
+   */
+  query_aware: boolean;
+  /** The protocols that ran (kvpress's terms: `aware`, `agnostic`). */
+  protocols: EvalProtocol[];
   /** Policies, in run order. */
-  policies: { name: string; file: string; source_hash: string }[];
+  policies: { name: string; file: string; source_hash: string; protocol: EvalProtocol }[];
   /** One row per policy × task × cell. */
   results: ResultRow[];
   /** Every generated answer. */
   outputs: {
     policy: string;
+    protocol: EvalProtocol;
     task: string;
     length: number;
     depth: number | null;
@@ -45,6 +51,7 @@ export interface EvalJson {
 /** Converts a report into its JSON document. */
 export function reportToJson(report: EvalReport): EvalJson {
   const { suite } = report;
+  const protocols = [...new Set(report.policies.map((p) => p.protocol))];
   return {
     model: report.model,
     suite: {
@@ -55,15 +62,18 @@ export function reportToJson(report: EvalReport): EvalJson {
       depths: suite.depths,
       tasks: suite.tasks,
     },
-    query_aware: true,
+    query_aware: protocols.every((p) => p === "aware"),
+    protocols,
     policies: report.policies.map((p) => ({
       name: p.name,
       file: p.file,
       source_hash: p.sourceHash,
+      protocol: p.protocol,
     })),
     results: report.results,
     outputs: report.outcomes.filter((o) => o.output !== undefined).map((o) => ({
       policy: o.policy,
+      protocol: o.protocol,
       task: o.cell.task,
       length: o.cell.length,
       depth: o.cell.depth,

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { type PolicySummary, summarizePolicy } from "../results.ts";
+import { type PolicySummary, protocolNote, summarizePolicy } from "../results.ts";
 import type { EvalReport } from "../runner.ts";
 import type { TaskName } from "../suite.ts";
 
@@ -46,6 +46,8 @@ export function renderSummaryTable(report: EvalReport): string {
   const samples = report.suite.samples;
   const notes = `model ${report.model}; suite "${report.suite.name}", seed ${report.suite.seed}, ` +
     `${samples} sample${samples === 1 ? "" : "s"} per cell; accuracy in 0..1 (ppl: perplexity, ` +
-    `hitrate: mean hit rate); query-aware prompts (question at the end)`;
+    `hitrate: mean hit rate); ${
+      protocolNote([...new Set(report.policies.map((p) => p.protocol))])
+    }`;
   return `${alignColumns([header, ...rows])}\n${notes}`;
 }

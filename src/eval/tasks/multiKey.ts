@@ -82,6 +82,7 @@ export function multiKeySample(
     `${answer}.`,
     [answer],
     "string_match_all",
+    built.contextChars,
   );
 }
 

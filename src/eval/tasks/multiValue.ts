@@ -55,6 +55,7 @@ export function multiValueSample(
     answer,
     values,
     "string_match_all",
+    built.contextChars,
   );
 }
 

@@ -54,6 +54,7 @@ export function singleNeedleSample(
     `${value}.`,
     [value],
     scoring,
+    built.contextChars,
   );
 }
 

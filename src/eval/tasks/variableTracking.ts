@@ -74,6 +74,7 @@ export function variableTrackingSample(
     answer,
     asked,
     "string_match_all",
+    built.contextChars,
   );
 }
 
