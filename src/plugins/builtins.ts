@@ -7,6 +7,7 @@
 
 import { adakvPress } from "./adakvPress.ts";
 import { compensatePress } from "./compensatePress.ts";
+import { decodingPress } from "./decodingPress.ts";
 import { fullPress } from "./fullPress.ts";
 import { h2oPress } from "./h2oPress.ts";
 import { knormPress } from "./knormPress.ts";
@@ -31,6 +32,7 @@ export const BUILTIN_PLUGINS: readonly PluginSchema[] = [
   pyramidPress,
   adakvPress,
   compensatePress,
+  decodingPress,
   quantPress,
   lazyDetector,
   retrievalDetector,

@@ -239,7 +239,9 @@ class Checker {
         continue;
       }
       const previous = out.at(-1);
-      if (press.role === "select" && out.length > 0) {
+      if (out.some((p) => p.name === "decoding") || press.name === "decoding") {
+        if (!this.decodingFits(call, out, params)) ok = false;
+      } else if (press.role === "select" && out.length > 0) {
         const other = out.find((p) => p.role === "select");
         this.error(
           call.nameSpan,
@@ -272,6 +274,55 @@ class Checker {
       out.push({ name: press.name, role: press.role, when: press.when, params });
     }
     return ok ? out : undefined;
+  }
+
+  /**
+   * Where `decoding` may go (`src/plugins/decodingPress.ts`): after a press that acts once, alone
+   * with it; `every=N` needs a press that scores entries. Also refuses other presses after it.
+   */
+  decodingFits(
+    call: CallNode,
+    before: { name: string; role: string; when: string }[],
+    params: Record<string, ParamValue>,
+  ): boolean {
+    const fail = (message: string, hint?: string) => {
+      this.error(call.nameSpan, message, hint);
+      return false;
+    };
+    if (before.some((p) => p.name === "decoding")) {
+      return fail(
+        `nothing may follow 'decoding' ('${call.name}' does): it is the pipeline's last press`,
+      );
+    }
+    const select = before.find((p) => p.role === "select");
+    if (!select) {
+      return fail(
+        "'decoding' needs a selection press before it",
+        "e.g. snap(k=1024) + decoding(every=512)",
+      );
+    }
+    if (before.length > 1) {
+      return fail(
+        `'decoding' goes right after the selection press, alone with it (not with '${
+          before.at(-1)!.name
+        }')`,
+      );
+    }
+    if (select.when === "bounded") {
+      return fail(
+        `'${select.name}' already keeps the cache bounded while decoding`,
+        "decoding goes with presses that act once: snap, knorm, random, pyramid, full",
+      );
+    }
+    if (params.every !== null && (select.name === "full" || select.name === "adakv")) {
+      return fail(
+        select.name === "full"
+          ? "decoding(every=...) re-applies a scoring press; 'full' keeps everything"
+          : "decoding(every=...) with 'adakv' is not supported yet (its heads keep different lengths)",
+        "use decoding(recent=R) to bound the generated tokens",
+      );
+    }
+    return true;
   }
 
   unknown(call: CallNode, what: "press" | "detector", names: string[]) {

@@ -23,7 +23,7 @@ import { scoreTokens } from "./scoreTokens.ts";
 function isBounded(plan: Plan): boolean {
   const registry = defaultRegistry();
   return plan.rules.some((r) =>
-    r.pipeline.some((p) => evictsWhileDecoding(registry.press(p.name), p))
+    r.pipeline.some((p) => p.name === "decoding" || evictsWhileDecoding(registry.press(p.name), p))
   );
 }
 

@@ -27,6 +27,7 @@ import { compensateHead } from "./compensation.ts";
 import { runDetectors } from "./detectors.ts";
 import { BUILTIN_NAMES, checkExecutable, UnsupportedPolicyError } from "./executable.ts";
 import { createH2oStepHook, h2oCapacity } from "./h2oRuntime.ts";
+import { decodingMode } from "../plugins/decodingPress.ts";
 import type { CompactCompensation } from "./raggedKvCache.ts";
 import { type HeadAssignment, resolvePlan } from "./planResolver.ts";
 import { readWindowVotes, votesRequests } from "./observationVotes.ts";
@@ -287,6 +288,15 @@ export class PolicyExecutor {
           kept = all;
           extra.push(state.decodeBudget);
           ring.push(undefined);
+        }
+        const decoding = a.pipeline.find((p) => p.name === "decoding");
+        const mode = decoding && decodingMode(decoding.params);
+        if (mode && "recent" in mode) {
+          // The prompt's entries stay; generated ones share a ring of `recent` rows after them.
+          const fromPrompt = kept.filter((p) => p < state.promptLength).length;
+          extra[h] = Math.min(Math.max(0, mode.recent - (kept.length - fromPrompt)), extra[h]);
+          ring[h] = fromPrompt < kept.length + extra[h] ? fromPrompt : undefined;
+          changed = true;
         }
         const comp = a.pipeline.find((p) => p.name === "compensate")?.params;
         const weight = comp?.weight as "count" | "plain" | undefined;

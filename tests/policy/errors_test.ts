@@ -80,7 +80,7 @@ Deno.test("unknown names get 'did you mean' suggestions", () => {
   });
   assert.equal(
     only("else -> zzzzzz").hint,
-    "known presses: adakv, compensate, full, h2o, knorm, pyramid, quant, random, snap, window",
+    "known presses: adakv, compensate, decoding, full, h2o, knorm, pyramid, quant, random, snap, window",
   );
   assert.equal(
     only('use "./tova.ts"; else -> tova(k=4)').text,
@@ -225,4 +225,39 @@ Deno.test("warnings: unmatched heads, no rules, duplicate header is an error", (
     "1:13 a policy has at most one 'policy \"name\"' header",
   );
   assert.deepEqual(compilePolicy("layers 0 -> full").plan?.unmatched, "full");
+});
+
+Deno.test("decoding: where it may go in a pipeline, each refusal at its name", () => {
+  assert.equal(
+    only("else -> snap(k=64) + decoding").text,
+    "1:22 'decoding' needs every=N (re-apply the press) or recent=R (a ring for generated tokens)",
+  );
+  assert.equal(
+    only("else -> snap(k=64) + decoding(every=4, recent=3)").text,
+    "1:22 'decoding' takes every=N or recent=R, not both",
+  );
+  assert.equal(
+    only("else -> window(recent=60) + decoding(recent=4)").text,
+    "1:29 'window' already keeps the cache bounded while decoding",
+  );
+  assert.equal(
+    only("else -> h2o(heavy=8, recent=8) + decoding(recent=4)").text,
+    "1:34 'h2o' already keeps the cache bounded while decoding",
+  );
+  assert.equal(
+    only("else -> snap(k=64) + decoding(recent=8) + quant").text,
+    "1:43 nothing may follow 'decoding' ('quant' does): it is the pipeline's last press",
+  );
+  assert.equal(
+    only("else -> snap(k=64) + quant + decoding(recent=3)").text,
+    "1:30 'decoding' goes right after the selection press, alone with it (not with 'quant')",
+  );
+  assert.equal(
+    only("else -> full + decoding(every=8)").text,
+    "1:16 decoding(every=...) re-applies a scoring press; 'full' keeps everything",
+  );
+  assert.equal(
+    only("else -> decoding(recent=3)").text,
+    "1:9 'decoding' needs a selection press before it",
+  );
 });

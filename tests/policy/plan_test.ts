@@ -94,6 +94,7 @@ Deno.test("the registry: every built-in of DESIGN.md is registered with its sche
   assert.deepEqual(r.pressNames(), [
     "adakv",
     "compensate",
+    "decoding",
     "full",
     "h2o",
     "knorm",
@@ -124,7 +125,7 @@ Deno.test("the registry: every built-in of DESIGN.md is registered with its sche
     ["kbits", null],
     ["vbits", null],
   ]);
-  assert.equal(BUILTIN_PLUGINS.length, 12);
+  assert.equal(BUILTIN_PLUGINS.length, 13);
   assert.throws(() => r.register(BUILTIN_PLUGINS[0]), /already registered/);
 });
 
