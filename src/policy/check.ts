@@ -314,11 +314,12 @@ class Checker {
         "decoding goes with presses that act once: snap, knorm, random, pyramid, full",
       );
     }
-    if (params.every !== null && (select.name === "full" || select.name === "adakv")) {
+    if (params.every !== null && ["full", "adakv", "pyramid"].includes(select.name)) {
       return fail(
         select.name === "full"
           ? "decoding(every=...) re-applies a scoring press; 'full' keeps everything"
-          : "decoding(every=...) with 'adakv' is not supported yet (its heads keep different lengths)",
+          : `decoding(every=...) with '${select.name}' is not supported yet (its budgets depend ` +
+            "on the whole prompt's layout)",
         "use decoding(recent=R) to bound the generated tokens",
       );
     }

@@ -120,23 +120,33 @@ export async function decodeRest(
     turn: GateTurn;
     /** Start of the clock (after building the steps, their compilation excluded). */
     startedAt: number;
+    /**
+     * Every `every` steps (counted from the loop's start), `run(steps so far)` recompresses the
+     * cache and returns the steps to go on with (the cache's layers were replaced).
+     */
+    interrupt?: { every: number; run: (fed: number) => Promise<Step[]> };
   },
 ): Promise<{ decodeMs: number; steps: number }> {
-  const { sink, maxNew } = o;
+  const { sink, maxNew, interrupt } = o;
+  let steps = o.steps;
   let decodeMs = 0;
   let fed = 0;
   let tb = o.startedAt;
   while (sink.wants(maxNew)) {
     if (await o.turn.take()) tb = performance.now();
-    const batch = Math.min(o.readEvery, maxNew - sink.tokens.length);
+    let batch = Math.min(o.readEvery, maxNew - sink.tokens.length);
+    if (interrupt) batch = Math.min(batch, interrupt.every - (fed % interrupt.every));
     for (const size of decodeSubmissions(batch, ctx.isFallbackAdapter)) {
       const encoder = ctx.device.createCommandEncoder();
-      for (let i = 0; i < size; i++) encodeSteps(encoder, o.steps);
+      for (let i = 0; i < size; i++) encodeSteps(encoder, steps);
       ctx.device.queue.submit([encoder.finish()]);
     }
     fed += batch;
     const from = sink.tokens.length;
     sink.take(await readSampledIds(ctx, o.sampler, from, from + batch));
+    if (interrupt && fed % interrupt.every === 0 && sink.wants(maxNew)) {
+      steps = await interrupt.run(fed);
+    }
     decodeMs += performance.now() - tb;
     if (sink.wants(maxNew)) o.turn.give();
   }

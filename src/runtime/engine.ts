@@ -345,6 +345,8 @@ export class Engine {
         await this.ctx.compilePending(); // first run: compile new kernels one by one, visibly
         // decode time counts building the steps, not compiling their kernels
         const startedAt = performance.now() - (tCompile - tBuild);
+        const recompress = req.duringDecode?.();
+        const before = fed;
         const rest = await decodeRest(this.ctx, {
           steps,
           sampler,
@@ -353,6 +355,17 @@ export class Engine {
           readEvery,
           turn,
           startedAt,
+          interrupt: recompress && {
+            every: recompress.every,
+            run: async (done) => {
+              // The next token's position, and the steps still to come after it.
+              await recompress.run(cache, N + before + done, maxNew - 1 - before - done);
+              const next = decodeStepOps(this.ctx, this.gpu, cache, decodeActs!, sampler, sampling);
+              owned.push(...next);
+              await this.ctx.compilePending();
+              return next;
+            },
+          },
         });
         decodeMs = rest.decodeMs;
         fed += rest.steps;

@@ -68,6 +68,14 @@ export interface ObserveRequest {
   columnSums?: boolean;
 }
 
+/** A recompression run while decoding (see {@link GenerationRequest.duringDecode}). */
+export interface DecodeRecompression {
+  /** Decoding steps between runs. */
+  every: number;
+  /** Recompresses `cache` (its layers are replaced: steps are rebuilt afterwards). */
+  run(cache: RaggedKvCache, next: number, remaining: number): Promise<void>;
+}
+
 /** One generation request. */
 export interface GenerationRequest {
   /** Prompt token ids (BOS included if the model wants it). */
@@ -88,6 +96,12 @@ export interface GenerationRequest {
   observe?: ObserveRequest;
   /** Called after prefill, before decoding: where presses compress the cache. */
   afterPrefill?: (state: PrefillState) => Promise<void> | void;
+  /**
+   * Asked once after `afterPrefill`: a recompression to run every `every` decoding steps
+   * (`decoding(every=N)`), given the cache, the position of the next token to be fed and the
+   * steps still to come; undefined for none.
+   */
+  duringDecode?: () => DecodeRecompression | undefined;
   /**
    * Take turns with other generations holding the same gate: the prefill stage (press included)
    * and each decode batch of `readEvery` tokens are phases, and `prefillMs` / `decodeMs` count only

@@ -10,6 +10,7 @@ import type { Plan } from "../plan/plan.ts";
 import type { PluginRegistry } from "../plugins/registry.ts";
 import type { Engine, GenerationRequest, GenerationResult } from "./engine.ts";
 import { PolicyExecutor } from "./policyExecutor.ts";
+import { UnsupportedPolicyError } from "./executable.ts";
 import { withPhase } from "./phaseGate.ts";
 import { engineDetectors } from "./retrievalProfile.ts";
 import { answerQuestions, type QuestionsRequest, type QuestionsResult } from "./questions.ts";
@@ -90,6 +91,7 @@ export async function generateWithPlan(
     ...req,
     observe: executor.observeRequest(),
     afterPrefill: (state) => executor.apply(state),
+    duringDecode: () => executor.recompressor,
   });
   return { result, executor };
 }
@@ -115,7 +117,15 @@ export async function answerWithPlan(
   const result = await answerQuestions(engine, {
     ...req,
     observe: executor.observeRequest(),
-    afterPrefill: (state) => executor.apply(state),
+    afterPrefill: async (state) => {
+      await executor.apply(state);
+      if (executor.recompressor) {
+        throw new UnsupportedPolicyError(
+          "decoding(every=...) under the query-agnostic protocol is not supported yet " +
+            "(use decoding(recent=R), or the query-aware protocol)",
+        );
+      }
+    },
   });
   return { result, executor };
 }

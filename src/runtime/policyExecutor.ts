@@ -28,6 +28,7 @@ import { runDetectors } from "./detectors.ts";
 import { BUILTIN_NAMES, checkExecutable, UnsupportedPolicyError } from "./executable.ts";
 import { createH2oStepHook, h2oCapacity } from "./h2oRuntime.ts";
 import { decodingMode } from "../plugins/decodingPress.ts";
+import { bothHooks, type DecodingRecompressor, recompressorFor } from "./decodingRecompress.ts";
 import type { CompactCompensation } from "./raggedKvCache.ts";
 import { type HeadAssignment, resolvePlan } from "./planResolver.ts";
 import { readWindowVotes, votesRequests } from "./observationVotes.ts";
@@ -80,6 +81,8 @@ export class PolicyExecutor {
   assignments: HeadAssignment[][] = [];
   /** Phases of the last {@link apply} (the benchmark's press breakdown). */
   timing: PressTiming = { readMs: 0, selectMs: 0, compactMs: 0 };
+  /** `decoding(every=N)`'s recompression, set by {@link apply} when the policy has one. */
+  recompressor: DecodingRecompressor | undefined;
   private registry: PluginRegistry;
   private retrieval: HeadScores[] | undefined;
 
@@ -193,6 +196,7 @@ export class PolicyExecutor {
       )
       : new Map();
     const h2oStates: (H2oHeadState | undefined)[][] = [];
+    const everyKept: (number[] | undefined)[][] = Array.from({ length: c.numLayers }, () => []);
     // Heads that keep everything share one position list (and its prompt part for the trace).
     const all = Array.from({ length: state.cachedLength }, (_, i) => i);
     const allPrompt = all.slice(0, state.promptLength);
@@ -291,7 +295,12 @@ export class PolicyExecutor {
         }
         const decoding = a.pipeline.find((p) => p.name === "decoding");
         const mode = decoding && decodingMode(decoding.params);
-        if (mode && "recent" in mode) {
+        if (mode && "every" in mode) {
+          // Re-applied every N decoding steps: room for N more, never more than will come.
+          extra[h] = Math.min(mode.every, extra[h]);
+          everyKept[l][h] = kept;
+          changed = true;
+        } else if (mode && "recent" in mode) {
           // The prompt's entries stay; generated ones share a ring of `recent` rows after them.
           const fromPrompt = kept.filter((p) => p < state.promptLength).length;
           extra[h] = Math.min(Math.max(0, mode.recent - (kept.length - fromPrompt)), extra[h]);
@@ -343,6 +352,16 @@ export class PolicyExecutor {
     if (h2oStates.some((heads) => heads.some((s) => s))) {
       state.cache.stepHook = createH2oStepHook(this.ctx, state.cache, c.numHeads, h2oStates);
     }
+    this.recompressor = recompressorFor(
+      this.ctx,
+      c,
+      this.assignments,
+      everyKept,
+      (p) => this.press(p),
+      state.promptLength,
+      state.cachedLength,
+    );
+    state.cache.stepHook = bothHooks(state.cache.stepHook, this.recompressor?.stepHook());
     this.timing = clock.done();
   }
 

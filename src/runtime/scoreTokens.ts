@@ -73,12 +73,16 @@ export async function scoreTokens(
       );
     }
     const rest = ids.slice(from, ids.length - 1);
-    if (rest.length) {
-      // Heads that evict while decoding (a ring, or H2O's per-step hook) take one token at a time.
-      const step = bounded || cache.stepHook ? 1 : chunk;
-      const fed = await engine.prefill(cache, rest, step, "all", undefined, from);
+    // Heads that evict while decoding (a ring, or a per-step hook) take one token at a time;
+    // `decoding(every=N)` recompresses after every N tokens fed, as in generation.
+    const step = bounded || cache.stepHook ? 1 : chunk;
+    const every = executor.recompressor?.every ?? rest.length;
+    for (let at = 0; at < rest.length; at += every) {
+      if (at > 0) await executor.recompressor!.run(cache, from + at, rest.length - at);
+      const part = rest.slice(at, at + every);
+      const fed = await engine.prefill(cache, part, step, "all", undefined, from + at);
       releaseActivations(engine.ctx, fed.acts);
-      fed.logits.forEach((row, j) => logprobs.push(logSoftmaxAt(row, ids[from + 1 + j])));
+      fed.logits.forEach((row, j) => logprobs.push(logSoftmaxAt(row, ids[from + at + 1 + j])));
     }
     return { logprobs, kv: kvReport(cache, await cache.lengths(), ids.length - 1) };
   } finally {

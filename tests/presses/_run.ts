@@ -16,6 +16,8 @@ import { RaggedKvCache } from "../../src/runtime/raggedKvCache.ts";
 export interface PolicyRun extends GenerationResult {
   /** Per layer, what each KV head kept after prefill. */
   trace: LayerTrace[];
+  /** The executor that applied the policy. */
+  executor: PolicyExecutor;
 }
 
 /** Generates greedily from `ids` with `policy` applied. */
@@ -38,8 +40,9 @@ export async function runPolicy(
     maxNewTokens,
     observe: executor.observeRequest(),
     afterPrefill: (state) => executor.apply(state),
+    duringDecode: () => executor.recompressor,
   });
-  return { ...result, trace: executor.trace };
+  return { ...result, trace: executor.trace, executor };
 }
 
 /**

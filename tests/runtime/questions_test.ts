@@ -164,6 +164,14 @@ Deno.test({
         }),
         /exceed the model's context of 128/,
       );
+      await assert.rejects(
+        answerWithPlan(engine, compileOrThrow("else -> snap(k=16, window=4) + decoding(every=8)"), {
+          contextIds: context,
+          questions: [questions[0]],
+          maxNewTokens: 4,
+        }),
+        /decoding\(every=\.\.\.\) under the query-agnostic protocol is not supported yet/,
+      );
     });
   },
 });
