@@ -6,6 +6,7 @@
  */
 
 import { adakvPress } from "./adakvPress.ts";
+import { chunkedPress } from "./chunkedPress.ts";
 import { compensatePress } from "./compensatePress.ts";
 import { decodingPress } from "./decodingPress.ts";
 import { fullPress } from "./fullPress.ts";
@@ -33,6 +34,7 @@ export const BUILTIN_PLUGINS: readonly PluginSchema[] = [
   adakvPress,
   compensatePress,
   decodingPress,
+  chunkedPress,
   quantPress,
   lazyDetector,
   retrievalDetector,

@@ -93,6 +93,7 @@ class Checker {
       }
     }
     const rules: PlanRule[] = [];
+    const checked: [RuleNode, PlanRule][] = [];
     const rulesAst = this.ast.statements.filter((s): s is RuleNode => s.kind === "rule");
     let catchAll: RuleNode | undefined;
     const seenTargets = new Map<string, RuleNode>();
@@ -117,8 +118,12 @@ class Checker {
       }
       seenTargets.set(key, r);
       if (!catchAll && isCatchAll(r)) catchAll = r;
-      if (rule) rules.push(rule);
+      if (rule) {
+        rules.push(rule);
+        checked.push([r, rule]);
+      }
     }
+    this.chunkedPolicy(checked);
     if (rulesAst.length === 0) {
       const end = this.ast.source.length;
       this.warn(
@@ -239,7 +244,9 @@ class Checker {
         continue;
       }
       const previous = out.at(-1);
-      if (out.some((p) => p.name === "decoding") || press.name === "decoding") {
+      if (out.some((p) => p.name === "chunked") || press.name === "chunked") {
+        if (!this.chunkedFits(call, out)) ok = false;
+      } else if (out.some((p) => p.name === "decoding") || press.name === "decoding") {
         if (!this.decodingFits(call, out, params)) ok = false;
       } else if (press.role === "select" && out.length > 0) {
         const other = out.find((p) => p.role === "select");
@@ -274,6 +281,79 @@ class Checker {
       out.push({ name: press.name, role: press.role, when: press.when, params });
     }
     return ok ? out : undefined;
+  }
+
+  /** Where `chunked` may go (`src/plugins/chunkedPress.ts`): right after a press it can re-run. */
+  chunkedFits(call: CallNode, before: { name: string; role: string; when: string }[]): boolean {
+    const fail = (message: string, hint?: string) => {
+      this.error(call.nameSpan, message, hint);
+      return false;
+    };
+    if (before.some((p) => p.name === "chunked")) {
+      return fail(
+        `nothing may follow 'chunked' ('${call.name}' does): it is the pipeline's last press`,
+      );
+    }
+    const select = before.find((p) => p.role === "select");
+    if (!select) {
+      return fail(
+        "'chunked' needs a selection press before it",
+        "e.g. snap(k=1024) + chunked(size=4k)",
+      );
+    }
+    if (before.length > 1) {
+      return fail(
+        `'chunked' goes right after the selection press, alone with it (not with '${
+          before.at(-1)!.name
+        }')`,
+      );
+    }
+    if (select.when === "bounded" || ["full", "pyramid", "adakv"].includes(select.name)) {
+      return fail(
+        select.name === "full"
+          ? "'full' keeps everything: there is nothing to compress between chunks"
+          : `'${select.name}' cannot run chunk by chunk yet (it needs the whole prompt at once)`,
+        "chunked prefill works with snap, knorm and random",
+      );
+    }
+    return true;
+  }
+
+  /**
+   * A chunked policy's rules share one chunk size; its other rules keep `full`; no `lazy`
+   * detector (it reads the whole prompt's last queries).
+   */
+  chunkedPolicy(rules: [RuleNode, PlanRule][]) {
+    const chunkedAt = (rule: PlanRule) => rule.pipeline.findIndex((p) => p.name === "chunked");
+    const first = rules.find(([, rule]) => chunkedAt(rule) >= 0);
+    if (!first) return;
+    const size = first[1].pipeline[chunkedAt(first[1])].params.size;
+    for (const [node, rule] of rules) {
+      const at = chunkedAt(rule);
+      if (at >= 0 && rule.pipeline[at].params.size !== size) {
+        this.error(
+          node.pipeline[at].nameSpan,
+          `every chunked rule uses one chunk size: ${size} at ${where(first[0])}, ` +
+            `${rule.pipeline[at].params.size} here`,
+        );
+      }
+      if (at < 0 && !(rule.pipeline.length === 1 && rule.pipeline[0].name === "full")) {
+        this.error(
+          node.pipeline[0].nameSpan,
+          `in a chunked policy every rule is chunked or keeps 'full' ('${rule.pipeline[0].name}' ` +
+            "would need the whole prompt cached)",
+          `keep 'full', or use snap, knorm or random + chunked(size=${size})`,
+        );
+      }
+      for (const s of [node.target.layers, node.target.heads]) {
+        if (s?.kind === "detector" && s.call.name === "lazy") {
+          this.error(
+            s.call.nameSpan,
+            "'lazy' reads the whole prompt's last queries: it cannot select layers in a chunked policy",
+          );
+        }
+      }
+    }
   }
 
   /**

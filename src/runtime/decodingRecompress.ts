@@ -88,7 +88,7 @@ export class DecodingRecompressor {
   stepHook(): StepHook {
     const c = this.config;
     return {
-      op: (l, _layer, q, positions, positionsOffset) => {
+      op: (l, _layer, q, positions, positionsOffset, rows) => {
         const ring = this.rings[l];
         if (!ring) return undefined;
         return captureQuery(this.ctx, {
@@ -97,8 +97,10 @@ export class DecodingRecompressor {
           positions,
           positionsOffset,
           ring,
+          m: rows,
         });
       },
+      multiRow: true,
       buffers: () => this.rings.flatMap((r) => (r ? [r.queries, r.positions] : [])),
       release: () => {
         for (const r of this.rings) {
@@ -116,20 +118,47 @@ export class DecodingRecompressor {
    * Recompresses every listed head of `cache` once `next` is the position of the next token to be
    * fed, leaving room for `remaining` more decoding steps (never more than N).
    */
-  async run(cache: RaggedKvCache, next: number, remaining: number): Promise<void> {
+  run(cache: RaggedKvCache, next: number, remaining: number): Promise<void> {
+    return this.compress(cache, next, Math.min(this.every, remaining), null);
+  }
+
+  /**
+   * Chunked prefill (`chunked`): compresses every listed head after the chunk ending before
+   * position `next`, and gives every head — listed or not, in every layer — room for `room` more
+   * entries (the next chunk, or the decoding budget after the last one).
+   */
+  runChunk(cache: RaggedKvCache, next: number, room: number): Promise<void> {
+    return this.compress(cache, next, room, room);
+  }
+
+  /**
+   * Selects over the listed heads and compacts: listed heads get `room` rows more; the others
+   * keep every entry with `others` rows more (every layer is rebuilt), or, when `others` is null,
+   * keep their allocation (only layers with listed heads are rebuilt).
+   */
+  private async compress(
+    cache: RaggedKvCache,
+    next: number,
+    room: number,
+    others: number | null,
+  ): Promise<void> {
     const c = this.config;
     const lengths = await cache.lengths();
     for (const [l, row] of this.heads.entries()) {
       const listed = row.flatMap((r, h) => (r ? [h] : []));
-      if (listed.length === 0) continue;
       const layer = cache.layers[l];
+      const all = (h: number) => Array.from({ length: lengths[l][h] }, (_, i) => i);
+      if (listed.length === 0) {
+        if (others !== null) cache.compact(l, row.map((_, h) => all(h)), others);
+        continue;
+      }
       if (isQuantLayer(layer) || layer.fold || layer.rerotate) {
         throw new Error(`recompress layer ${l}: the layer is not a plain cache`);
       }
       const n = lengths[l][listed[0]];
       for (const h of listed) {
         const r = row[h]!;
-        // Entries generated since the last run follow the kept ones, one position each.
+        // Entries fed since the last run follow the kept ones, one position each.
         for (let p = this.appendedFrom; p < next; p++) r.positions.push(p);
         if (r.positions.length !== lengths[l][h] || lengths[l][h] !== n) {
           throw new Error(
@@ -146,8 +175,8 @@ export class DecodingRecompressor {
       for (let h = 0; h < c.numKvHeads; h++) {
         const r = row[h];
         if (!r) {
-          keep.push(Array.from({ length: lengths[l][h] }, (_, i) => i));
-          extra.push(Math.max(0, Math.min(remaining, layer.capacities[h] - lengths[l][h])));
+          keep.push(all(h));
+          extra.push(others ?? Math.max(0, layer.capacities[h] - lengths[l][h])); // its own room
           continue;
         }
         const key = r.press.name + JSON.stringify(r.press.params);
@@ -156,7 +185,7 @@ export class DecodingRecompressor {
         }
         const kept = selections.get(key)![h];
         keep.push(kept);
-        extra.push(Math.min(this.every, remaining));
+        extra.push(room);
         r.positions = kept.map((i) => r.positions[i]);
       }
       cache.compact(l, keep, extra);
@@ -311,15 +340,51 @@ export function recompressorFor(
 export function bothHooks(a: StepHook | undefined, b: StepHook | undefined): StepHook | undefined {
   if (!a || !b) return a ?? b;
   return {
-    op: (l, layer, q, positions, offset) => {
-      const ops = [a.op(l, layer, q, positions, offset), b.op(l, layer, q, positions, offset)]
-        .filter((o): o is GpuOp => o !== undefined);
+    op: (l, layer, q, positions, offset, rows) => {
+      const ops = [
+        a.op(l, layer, q, positions, offset, rows),
+        b.op(l, layer, q, positions, offset, rows),
+      ].filter((o): o is GpuOp => o !== undefined);
       return ops.length > 1 ? sequenceOp("stepHooks", ops) : ops[0];
     },
+    multiRow: a.multiRow && b.multiRow,
     buffers: () => [...a.buffers(), ...b.buffers()],
     release: () => {
       a.release();
       b.release();
     },
   };
+}
+
+/**
+ * The recompressor of a chunked policy (`chunked(size=C)`): every head whose pipeline has
+ * `chunked` is listed with no entries yet (prefill fills it chunk by chunk), every other head
+ * keeps everything. Throws {@link UnsupportedPolicyError} when a press reads a longer observation
+ * window than a chunk holds.
+ */
+export function chunkedRecompressor(
+  ctx: GpuContext,
+  config: ModelConfig,
+  assignments: HeadAssignment[][],
+  schemaOf: (p: PlanPress) => PressSchema,
+  promptLength: number,
+): DecodingRecompressor {
+  let size = 0;
+  const heads = assignments.map((row) =>
+    row.map((a) => {
+      const chunked = a.pipeline.find((p) => p.name === "chunked");
+      if (!chunked) return undefined;
+      size = chunked.params.size as number;
+      const press = a.pipeline[0];
+      const r: RecompressHead = { press, schema: schemaOf(press), positions: [] };
+      if (recompressWindow(r) > size) {
+        throw new UnsupportedPolicyError(
+          `chunked(size=${size}): '${press.name}' reads the last ${recompressWindow(r)} queries ` +
+            "of each chunk; use chunks at least that long",
+        );
+      }
+      return r;
+    })
+  );
+  return new DecodingRecompressor(ctx, config, heads, promptLength, size, 0);
 }

@@ -27,6 +27,7 @@ import { decodeRest, decodeStepOps, sampleOp, submitSteps, TokenSink } from "./d
 import { type GpuModelWeights, releaseWeights, uploadWeights } from "./gpuWeights.ts";
 import { kvReport } from "./kvReport.ts";
 import { prefillChunks } from "./prefillPass.ts";
+import { chunkedCapacity, prefillChunked } from "./chunkedPrefill.ts";
 import { RaggedKvCache } from "./raggedKvCache.ts";
 import { GateTurn } from "./phaseGate.ts";
 
@@ -266,8 +267,10 @@ export class Engine {
     const observeWindow = Math.min(N, req.observe?.promptWindow ?? 0);
     const observeFirst = (req.observe?.firstStep ?? false) && maxNew >= 2;
     await turn.take();
+    const chunked = await req.chunkedPrefill?.(N);
     const t0 = performance.now();
-    const cache = new RaggedKvCache(this.ctx, c, N + maxNew, this.kvDtype);
+    const capacity = chunked ? chunkedCapacity(N, chunked, maxNew) : N + maxNew;
+    const cache = new RaggedKvCache(this.ctx, c, capacity, this.kvDtype);
     const sampler = createSamplerState(this.ctx, {
       token: req.promptIds[N - 1],
       position: N - 1,
@@ -283,8 +286,16 @@ export class Engine {
     let decodeActs: Activations | undefined;
     try {
       const sink = new TokenSink(stopIds, req.onTokens);
-      acts = (await this.prefill(cache, req.promptIds, chunk, "last", promptObs, 0, columnSums))
-        .acts;
+      acts = chunked
+        ? await prefillChunked(
+          this.prefill.bind(this),
+          this.ctx,
+          cache,
+          req.promptIds,
+          chunked,
+          chunk,
+        )
+        : (await this.prefill(cache, req.promptIds, chunk, "last", promptObs, 0, columnSums)).acts;
       if (maxNew > 0) {
         const pick = sampleOp(this.ctx, c, acts, sampler, sampling);
         owned.push(pick);

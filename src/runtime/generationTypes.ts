@@ -6,6 +6,7 @@
  * @module
  */
 
+import type { ChunkedPrefill } from "./chunkedPrefill.ts";
 import type { KvReport } from "./kvReport.ts";
 import type { PhaseGate } from "./phaseGate.ts";
 import type { RaggedKvCache } from "./raggedKvCache.ts";
@@ -102,6 +103,11 @@ export interface GenerationRequest {
    * steps still to come; undefined for none.
    */
   duringDecode?: () => DecodeRecompression | undefined;
+  /**
+   * Asked before prefill: compression between prefill chunks (`chunked(size=C)`), or undefined
+   * to prefill in one piece (see `chunkedPrefill.ts`).
+   */
+  chunkedPrefill?: (promptLength: number) => Promise<ChunkedPrefill | undefined>;
   /**
    * Take turns with other generations holding the same gate: the prefill stage (press included)
    * and each decode batch of `readEvery` tokens are phases, and `prefillMs` / `decodeMs` count only

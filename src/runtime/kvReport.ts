@@ -34,6 +34,12 @@ export interface KvReport {
   keptBytes: number;
   /** Bytes allocated on the device for the cache. */
   allocatedBytes: number;
+  /**
+   * The most bytes the cache ever held allocated (a compaction holds a layer's old and new
+   * buffers at once): one-shot compression peaks at the full prompt, chunked prefill at its
+   * budget plus a chunk.
+   */
+  peakBytes: number;
   /** keptBytes / fullBytes. */
   ratio: number;
   /** Per layer. */
@@ -67,6 +73,7 @@ export function kvReport(cache: RaggedKvCache, lengths: number[][], fullLength: 
     fullBytes,
     keptBytes,
     allocatedBytes: cache.allocatedBytes(),
+    peakBytes: cache.peakBytes,
     ratio: fullBytes > 0 ? keptBytes / fullBytes : 1,
     layers,
   };

@@ -64,6 +64,7 @@ async function warmUpPlan(
     stopIds: [],
     observe: executor.observeRequest(),
     afterPrefill: (state) => executor.apply(state),
+    chunkedPrefill: (n) => executor.chunkedPrefill(n),
   });
   done.add(plan.sourceHash);
 }
@@ -92,6 +93,7 @@ export async function generateWithPlan(
     observe: executor.observeRequest(),
     afterPrefill: (state) => executor.apply(state),
     duringDecode: () => executor.recompressor,
+    chunkedPrefill: (n) => executor.chunkedPrefill(n),
   });
   return { result, executor };
 }
@@ -117,6 +119,7 @@ export async function answerWithPlan(
   const result = await answerQuestions(engine, {
     ...req,
     observe: executor.observeRequest(),
+    chunkedPrefill: (n) => executor.chunkedPrefill(n),
     afterPrefill: async (state) => {
       await executor.apply(state);
       if (executor.recompressor) {

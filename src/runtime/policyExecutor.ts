@@ -28,7 +28,12 @@ import { runDetectors } from "./detectors.ts";
 import { BUILTIN_NAMES, checkExecutable, UnsupportedPolicyError } from "./executable.ts";
 import { createH2oStepHook, h2oCapacity } from "./h2oRuntime.ts";
 import { decodingMode } from "../plugins/decodingPress.ts";
-import { bothHooks, type DecodingRecompressor, recompressorFor } from "./decodingRecompress.ts";
+import {
+  bothHooks,
+  chunkedRecompressor,
+  type DecodingRecompressor,
+  recompressorFor,
+} from "./decodingRecompress.ts";
 import type { CompactCompensation } from "./raggedKvCache.ts";
 import { type HeadAssignment, resolvePlan } from "./planResolver.ts";
 import { readWindowVotes, votesRequests } from "./observationVotes.ts";
@@ -83,6 +88,8 @@ export class PolicyExecutor {
   timing: PressTiming = { readMs: 0, selectMs: 0, compactMs: 0 };
   /** `decoding(every=N)`'s recompression, set by {@link apply} when the policy has one. */
   recompressor: DecodingRecompressor | undefined;
+  /** Chunked prefill's recompression (`chunked`), set by {@link chunkedPrefill}. */
+  chunked: DecodingRecompressor | undefined;
   private registry: PluginRegistry;
   private retrieval: HeadScores[] | undefined;
 
@@ -116,6 +123,66 @@ export class PolicyExecutor {
     }
   }
 
+  /** Whether the plan prefills in chunks (`chunked`). */
+  get isChunked(): boolean {
+    return this.plan.rules.some((r) => r.pipeline.some((p) => p.name === "chunked"));
+  }
+
+  /**
+   * For a policy with `chunked(size=C)`, before prefill: resolves its rules (only the model-level
+   * `retrieval` detector can run before the prompt is cached) and returns what prefill runs
+   * between chunks; undefined for other policies.
+   */
+  async chunkedPrefill(promptLength: number): Promise<DecodingRecompressor | undefined> {
+    if (!this.isChunked) return undefined;
+    const c = this.config;
+    await this.prepare();
+    const other = this.plan.detectors.find((d) => d.name !== "retrieval");
+    if (other) {
+      throw new UnsupportedPolicyError(
+        `detector '${other.name}' needs the whole prompt cached: not with chunked prefill`,
+      );
+    }
+    // `retrieval` reads the model's profile, no prompt state.
+    const noPrompt = {} as PrefillState;
+    const { verdicts } = await runDetectors(
+      this.plan,
+      c,
+      this.ctx,
+      this.registry,
+      this.retrieval,
+      noPrompt,
+    );
+    this.assignments = resolvePlan(this.plan, c.numLayers, c.numKvHeads, verdicts);
+    this.chunked = chunkedRecompressor(
+      this.ctx,
+      c,
+      this.assignments,
+      (p) => this.press(p),
+      promptLength,
+    );
+    return this.chunked;
+  }
+
+  /** The last chunk's compression (after prefill, with room for decoding) and the trace. */
+  private async finishChunked(state: PrefillState): Promise<void> {
+    const chunked = this.chunked!;
+    const t0 = performance.now();
+    await chunked.runChunk(state.cache, state.cachedLength, state.decodeBudget);
+    state.cache.stepHook?.release(); // the chunks' query rings
+    state.cache.stepHook = undefined;
+    const kept = chunked.keptPositions();
+    const all = Array.from({ length: state.promptLength }, (_, i) => i);
+    this.trace = this.assignments.map((row, l) => ({
+      heads: row.map((a, h) => ({
+        rule: a.rule,
+        pipeline: a.pipeline.map(describe).join(" + ") || "full",
+        kept: kept[l][h]?.filter((p) => p < state.promptLength) ?? all,
+      })),
+    }));
+    this.timing = { readMs: 0, selectMs: 0, compactMs: performance.now() - t0 };
+  }
+
   /** Whether `p` evicts entries while decoding (H2O, a rolling window). */
   private evicts(p: PlanPress): boolean {
     return p.name === "h2o" || evictsWhileDecoding(this.press(p), p);
@@ -143,6 +210,8 @@ export class PolicyExecutor {
 
   /** The attention the engine must record for this plan. */
   observeRequest(): ObserveRequest {
+    // Chunked prefill keeps each chunk's last queries itself (no prompt-wide observation).
+    if (this.isChunked) return { promptWindow: 0, firstStep: false, columnSums: false };
     let promptWindow = 0;
     let firstStep = false;
     for (const rule of this.plan.rules) {
@@ -171,6 +240,14 @@ export class PolicyExecutor {
     const clock = new PressClock();
     this.trace = Array.from({ length: c.numLayers }, () => ({ heads: [] }));
     await this.prepare();
+    if (this.isChunked) {
+      if (!this.chunked) {
+        throw new UnsupportedPolicyError(
+          "this caller prefills in one piece: a chunked policy needs the engine's chunked prefill",
+        );
+      }
+      return await this.finishChunked(state);
+    }
     const { verdicts, lazy } = await runDetectors(
       this.plan,
       c,

@@ -58,8 +58,7 @@ export interface PrefillRequest {
 
 /**
  * Runs `req.ids` through the model in chunks, appending to `cache`. Returns the activations
- * (the last position's logits in `acts.logits` row 0; the caller releases them) and, with
- * `logits: "all"`, every position's logits. A cache with a step hook (H2O) must be fed one token
+ * (the last position's logits in `acts.logits` row 0; the caller releases them) and, with `logits: "all"`, every position's logits. A cache with a step hook (H2O) must be fed one token
  * per chunk, each recording the hook.
  */
 export async function prefillChunks(
@@ -70,9 +69,13 @@ export async function prefillChunks(
 ): Promise<{ acts: Activations; logits: Float32Array[] }> {
   const { ids, observe, columnSums } = req;
   const firstPosition = req.firstPosition ?? 0;
-  const starts = chunkStarts(ids.length, req.chunk, observe?.rows ?? 0);
+  const starts = chunkStarts(
+    ids.length,
+    req.chunk,
+    observe?.rows ?? 0,
+  );
   const rows = Math.max(1, ...starts.map((s, i) => (starts[i + 1] ?? ids.length) - s));
-  if (cache.stepHook && rows > 1) {
+  if (cache.stepHook && !cache.stepHook.multiRow && rows > 1) {
     throw new ModelError(
       `this cache's policy (H2O) evicts at every token: feed it one token per chunk, not ${rows}`,
     );
@@ -146,7 +149,7 @@ export function afterAttentionOp(
       stride: columnSums.stride,
     }));
   }
-  const step = cache.stepHook?.op(l, layer, acts.q, source.positions, source.positionsOffset);
+  const step = cache.stepHook?.op(l, layer, acts.q, source.positions, source.positionsOffset, m);
   if (step) ops.push(step);
   return ops.length ? sequenceOp("afterAttention", ops) : undefined;
 }

@@ -36,6 +36,7 @@ import type {
 import { type KvReport, kvReport } from "./kvReport.ts";
 import { GateTurn } from "./phaseGate.ts";
 import { RaggedKvCache } from "./raggedKvCache.ts";
+import { chunkedCapacity, type ChunkedPrefill, prefillChunked } from "./chunkedPrefill.ts";
 import { DEFAULT_READ_EVERY } from "./workSizes.ts";
 
 /** A context and the questions to answer from its compressed cache. */
@@ -60,6 +61,8 @@ export interface QuestionsRequest {
   observe?: ObserveRequest;
   /** Called once after the context's prefill: where presses compress the cache. */
   afterPrefill?: (state: PrefillState) => Promise<void> | void;
+  /** Compression between the context's prefill chunks (see `GenerationRequest.chunkedPrefill`). */
+  chunkedPrefill?: (promptLength: number) => Promise<ChunkedPrefill | undefined>;
 }
 
 /** The compressed context and every answer given from it. */
@@ -112,7 +115,14 @@ export async function answerQuestions(
   const sampling = req.sampling ?? { temperature: 0, topK: 0, topP: 1, seed: 0 };
   const readEvery = Math.max(1, req.readEvery ?? DEFAULT_READ_EVERY);
   const window = Math.min(N, req.observe?.promptWindow ?? 0);
-  const cache = new RaggedKvCache(ctx, c, N + longest + maxNew, engine.kvDtype);
+  const chunked = await req.chunkedPrefill?.(N);
+  const more = longest + maxNew;
+  const cache = new RaggedKvCache(
+    ctx,
+    c,
+    chunked ? chunkedCapacity(N, chunked, more) : N + more,
+    engine.kvDtype,
+  );
   const obs = window > 0 ? engine.createObservation(window, N) : undefined;
   const sums: ColumnSums | undefined = req.observe?.columnSums
     ? { stride: N, buffers: engine.createObservation(1, N).buffers }
@@ -130,7 +140,16 @@ export async function answerQuestions(
     const chunk = Math.max(1, req.prefillChunk ?? engine.prefillChunk);
     releaseActivations(
       ctx,
-      (await engine.prefill(cache, req.contextIds, chunk, "last", obs, 0, sums)).acts,
+      chunked
+        ? await prefillChunked(
+          engine.prefill.bind(engine),
+          ctx,
+          cache,
+          req.contextIds,
+          chunked,
+          chunk,
+        )
+        : (await engine.prefill(cache, req.contextIds, chunk, "last", obs, 0, sums)).acts,
     );
     const tPress = performance.now();
     await req.afterPrefill?.({

@@ -17,6 +17,7 @@ import {
 } from "../gpu/kernels/kvCompensate.ts";
 import {
   createKvCacheLayer,
+  kvCacheBytes,
   type KvCacheLayer,
   type KvDType,
   kvRowBytes,
@@ -63,7 +64,10 @@ export interface StepHook {
     q: BufferRef,
     positions: BufferRef,
     positionsOffset: number,
+    rows: number,
   ): GpuOp | undefined;
+  /** Whether the op also takes passes of several rows (else one-token steps only). */
+  multiRow?: boolean;
   /** The hook's GPU state (what a cache snapshot must copy besides the layers). */
   buffers(): GPUBuffer[];
   /** Frees the hook's buffers. */
@@ -94,6 +98,8 @@ export class RaggedKvCache {
    * must record it (the engine's decode loop does; multi-token chunks refuse).
    */
   stepHook?: StepHook;
+  /** The most K/V bytes allocated at once so far (see `KvReport.peakBytes`). */
+  peakBytes = 0;
 
   /** Allocates `capacity` rows for every (layer, KV head). */
   constructor(
@@ -118,6 +124,12 @@ export class RaggedKvCache {
       this.release();
       throw e;
     }
+    this.peakBytes = this.allocatedBytes();
+  }
+
+  /** Notes `extra` bytes allocated beside the current layers (a layer being rebuilt). */
+  private notePeak(extra: number): void {
+    this.peakBytes = Math.max(this.peakBytes, this.allocatedBytes() + extra);
   }
 
   /** Bytes of one cached row (one entry of one head, K or V). */
@@ -195,6 +207,7 @@ export class RaggedKvCache {
       bias: compensation?.bias,
       label: `kv layer ${layer}`,
     });
+    this.notePeak(kvCacheBytes(dst));
     const selection = uploadKvSelection(this.ctx, keep);
     const ops = [kvCompact(this.ctx, {
       src,
@@ -271,6 +284,7 @@ export class RaggedKvCache {
       maxEntries,
       label: `kv layer ${layer}`,
     });
+    this.notePeak(dst.capacities.reduce((sum, _, h) => sum + quantHeadAllocated(dst, h).total, 0));
     const op = quantConvert(this.ctx, { src, dst });
     runOps(this.ctx, [op]);
     op.destroy();

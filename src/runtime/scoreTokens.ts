@@ -11,6 +11,7 @@ import type { ColumnSums, Engine } from "./engine.ts";
 import { type KvReport, kvReport } from "./kvReport.ts";
 import type { PolicyExecutor } from "./policyExecutor.ts";
 import { RaggedKvCache } from "./raggedKvCache.ts";
+import { chunkedCapacity, prefillChunked } from "./chunkedPrefill.ts";
 import { UnsupportedPolicyError } from "./executable.ts";
 import { isQuantLayer } from "../gpu/quantKvCache.ts";
 
@@ -46,7 +47,9 @@ export async function scoreTokens(
   if (!(from >= 1 && from < ids.length)) {
     throw new RangeError(`scoreTokens: from must be in [1, ${ids.length - 1}], not ${from}`);
   }
-  const cache = new RaggedKvCache(engine.ctx, engine.config, ids.length, engine.kvDtype);
+  const chunked = await executor.chunkedPrefill(from);
+  const capacity = chunked ? chunkedCapacity(from, chunked, ids.length - from) : ids.length;
+  const cache = new RaggedKvCache(engine.ctx, engine.config, capacity, engine.kvDtype);
   const want = executor.observeRequest();
   const obs = want.promptWindow > 0
     ? engine.createObservation(Math.min(want.promptWindow, from), from)
@@ -55,9 +58,18 @@ export async function scoreTokens(
     ? { stride: from, buffers: engine.createObservation(1, from).buffers }
     : undefined;
   try {
-    const prefix = await engine.prefill(cache, ids.slice(0, from), chunk, "last", obs, 0, sums);
-    const first = await engine.ctx.readF32(prefix.acts.logits, 0, engine.config.vocabSize);
-    releaseActivations(engine.ctx, prefix.acts);
+    const prefix = chunked
+      ? await prefillChunked(
+        engine.prefill.bind(engine),
+        engine.ctx,
+        cache,
+        ids.slice(0, from),
+        chunked,
+        chunk,
+      )
+      : (await engine.prefill(cache, ids.slice(0, from), chunk, "last", obs, 0, sums)).acts;
+    const first = await engine.ctx.readF32(prefix.logits, 0, engine.config.vocabSize);
+    releaseActivations(engine.ctx, prefix);
     const logprobs = [logSoftmaxAt(first, ids[from])];
     await executor.apply({
       cache,

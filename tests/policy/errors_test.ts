@@ -80,7 +80,7 @@ Deno.test("unknown names get 'did you mean' suggestions", () => {
   });
   assert.equal(
     only("else -> zzzzzz").hint,
-    "known presses: adakv, compensate, decoding, full, h2o, knorm, pyramid, quant, random, snap, window",
+    "known presses: adakv, chunked, compensate, decoding, full, h2o, knorm, pyramid, quant, random, snap, window",
   );
   assert.equal(
     only('use "./tova.ts"; else -> tova(k=4)').text,
@@ -259,5 +259,33 @@ Deno.test("decoding: where it may go in a pipeline, each refusal at its name", (
   assert.equal(
     only("else -> decoding(recent=3)").text,
     "1:9 'decoding' needs a selection press before it",
+  );
+});
+
+Deno.test("chunked: placement in a pipeline and across rules, each refusal at its name", () => {
+  assert.equal(
+    only("else -> pyramid(k=64) + chunked(256)").text,
+    "1:25 'pyramid' cannot run chunk by chunk yet (it needs the whole prompt at once)",
+  );
+  assert.equal(
+    only("else -> full + chunked(256)").text,
+    "1:16 'full' keeps everything: there is nothing to compress between chunks",
+  );
+  assert.equal(
+    only("else -> snap(k=64) + chunked(256) + quant").text,
+    "1:37 nothing may follow 'chunked' ('quant' does): it is the pipeline's last press",
+  );
+  assert.equal(
+    only("layers 0 -> knorm(k=8) + chunked(size=128); else -> snap(k=64) + chunked(size=256)")
+      .text,
+    "1:66 every chunked rule uses one chunk size: 128 at 1:1, 256 here",
+  );
+  assert.equal(
+    only("layers 0 -> window(recent=60); else -> snap(k=64) + chunked(256)").text,
+    "1:13 in a chunked policy every rule is chunked or keeps 'full' ('window' would need the whole prompt cached)",
+  );
+  assert.equal(
+    only("layers lazy -> full; else -> snap(k=64) + chunked(256)").text,
+    "1:8 'lazy' reads the whole prompt's last queries: it cannot select layers in a chunked policy",
   );
 });

@@ -93,6 +93,7 @@ Deno.test("the registry: every built-in of DESIGN.md is registered with its sche
   const r = defaultRegistry();
   assert.deepEqual(r.pressNames(), [
     "adakv",
+    "chunked",
     "compensate",
     "decoding",
     "full",
@@ -125,7 +126,7 @@ Deno.test("the registry: every built-in of DESIGN.md is registered with its sche
     ["kbits", null],
     ["vbits", null],
   ]);
-  assert.equal(BUILTIN_PLUGINS.length, 13);
+  assert.equal(BUILTIN_PLUGINS.length, 14);
   assert.throws(() => r.register(BUILTIN_PLUGINS[0]), /already registered/);
 });
 

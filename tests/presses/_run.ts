@@ -41,6 +41,7 @@ export async function runPolicy(
     observe: executor.observeRequest(),
     afterPrefill: (state) => executor.apply(state),
     duringDecode: () => executor.recompressor,
+    chunkedPrefill: (n) => executor.chunkedPrefill(n),
   });
   return { ...result, trace: executor.trace, executor };
 }
