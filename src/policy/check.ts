@@ -40,6 +40,9 @@ export interface CheckResult {
   diagnostics: Diagnostic[];
 }
 
+/** A press already checked into a pipeline (what later presses are checked against). */
+type PipelinePress = { name: string; role: string; when: string };
+
 /** Checks a parsed policy against a registry. Never throws on any AST. */
 export function checkPolicy(ast: PolicyAst, registry: PluginRegistry): CheckResult {
   return new Checker(ast, registry).run();
@@ -283,38 +286,51 @@ class Checker {
     return ok ? out : undefined;
   }
 
-  /** Where `chunked` may go (`src/plugins/chunkedPress.ts`): right after a press it can re-run. */
-  chunkedFits(call: CallNode, before: { name: string; role: string; when: string }[]): boolean {
+  /**
+   * The placement `chunked` and `decoding` share: `name` comes right after the selection press,
+   * alone with it, and nothing follows it. Reports what is wrong at `call` and returns
+   * undefined, else returns the selection press.
+   */
+  lastAfterSelect(
+    call: CallNode,
+    before: PipelinePress[],
+    name: "chunked" | "decoding",
+    example: string,
+  ): PipelinePress | undefined {
     const fail = (message: string, hint?: string) => {
       this.error(call.nameSpan, message, hint);
-      return false;
+      return undefined;
     };
-    if (before.some((p) => p.name === "chunked")) {
+    if (before.some((p) => p.name === name)) {
       return fail(
-        `nothing may follow 'chunked' ('${call.name}' does): it is the pipeline's last press`,
+        `nothing may follow '${name}' ('${call.name}' does): it is the pipeline's last press`,
       );
     }
     const select = before.find((p) => p.role === "select");
-    if (!select) {
-      return fail(
-        "'chunked' needs a selection press before it",
-        "e.g. snap(k=1024) + chunked(size=4k)",
-      );
-    }
+    if (!select) return fail(`'${name}' needs a selection press before it`, `e.g. ${example}`);
     if (before.length > 1) {
       return fail(
-        `'chunked' goes right after the selection press, alone with it (not with '${
+        `'${name}' goes right after the selection press, alone with it (not with '${
           before.at(-1)!.name
         }')`,
       );
     }
+    return select;
+  }
+
+  /** Where `chunked` may go (`src/plugins/chunkedPress.ts`): right after a press it can re-run. */
+  chunkedFits(call: CallNode, before: PipelinePress[]): boolean {
+    const select = this.lastAfterSelect(call, before, "chunked", "snap(k=1024) + chunked(size=4k)");
+    if (!select || call.name !== "chunked") return select !== undefined;
     if (select.when === "bounded" || ["full", "pyramid", "adakv"].includes(select.name)) {
-      return fail(
+      this.error(
+        call.nameSpan,
         select.name === "full"
           ? "'full' keeps everything: there is nothing to compress between chunks"
           : `'${select.name}' cannot run chunk by chunk yet (it needs the whole prompt at once)`,
         "chunked prefill works with snap, knorm and random",
       );
+      return false;
     }
     return true;
   }
@@ -362,46 +378,34 @@ class Checker {
    */
   decodingFits(
     call: CallNode,
-    before: { name: string; role: string; when: string }[],
+    before: PipelinePress[],
     params: Record<string, ParamValue>,
   ): boolean {
-    const fail = (message: string, hint?: string) => {
-      this.error(call.nameSpan, message, hint);
-      return false;
-    };
-    if (before.some((p) => p.name === "decoding")) {
-      return fail(
-        `nothing may follow 'decoding' ('${call.name}' does): it is the pipeline's last press`,
-      );
-    }
-    const select = before.find((p) => p.role === "select");
-    if (!select) {
-      return fail(
-        "'decoding' needs a selection press before it",
-        "e.g. snap(k=1024) + decoding(every=512)",
-      );
-    }
-    if (before.length > 1) {
-      return fail(
-        `'decoding' goes right after the selection press, alone with it (not with '${
-          before.at(-1)!.name
-        }')`,
-      );
-    }
+    const select = this.lastAfterSelect(
+      call,
+      before,
+      "decoding",
+      "snap(k=1024) + decoding(every=512)",
+    );
+    if (!select || call.name !== "decoding") return select !== undefined;
     if (select.when === "bounded") {
-      return fail(
+      this.error(
+        call.nameSpan,
         `'${select.name}' already keeps the cache bounded while decoding`,
         "decoding goes with presses that act once: snap, knorm, random, pyramid, full",
       );
+      return false;
     }
     if (params.every !== null && ["full", "adakv", "pyramid"].includes(select.name)) {
-      return fail(
+      this.error(
+        call.nameSpan,
         select.name === "full"
           ? "decoding(every=...) re-applies a scoring press; 'full' keeps everything"
           : `decoding(every=...) with '${select.name}' is not supported yet (its budgets depend ` +
             "on the whole prompt's layout)",
         "use decoding(recent=R) to bound the generated tokens",
       );
+      return false;
     }
     return true;
   }
