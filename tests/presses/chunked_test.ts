@@ -12,6 +12,7 @@ import type { Engine } from "../../src/runtime/engine.ts";
 import { SHARED_DIR, sharedMissing } from "../_shared.ts";
 import { withEngine } from "../runtime/_helpers.ts";
 import { runPolicy } from "./_run.ts";
+import { cpuReselect } from "./_cpuReselect.ts";
 
 const FIXTURE = `${SHARED_DIR}/fixtures/llama-gqa-f32`;
 const K = 12, C = 16, W = 4, STEPS = 12;
@@ -26,7 +27,7 @@ async function prompt(): Promise<number[]> {
  * over its whole cache, scored by the chunk's last W queries; then decode greedily.
  */
 function cpuChunked(engine: Engine, ids: number[], policy: string) {
-  const c = engine.config, D = c.headDim, g = c.numHeads / c.numKvHeads;
+  const c = engine.config, D = c.headDim;
   const cpu = new CpuReferenceModel(engine.weights);
   const press = compileOrThrow(policy).rules[0].pipeline[0];
   const snap = defaultRegistry().press("snap")!;
@@ -35,36 +36,11 @@ function cpuChunked(engine: Engine, ids: number[], policy: string) {
     const chunk = ids.slice(start, start + C);
     [row] = cpu.forward(chunk, { logits: "last" });
     for (let l = 0; l < c.numLayers; l++) {
-      const n = cpu.cache.length(l, 0);
       const q = cpu.lastQueries[l]; // chunk × H × D
-      const rows = Array.from({ length: c.numHeads }, () => new Float32Array(W * n));
-      for (let qh = 0; qh < c.numHeads; qh++) {
-        const keys = cpu.cache.keys(l, Math.floor(qh / g));
-        for (let j = 0; j < W; j++) {
-          const t = chunk.length - W + j;
-          const visible = n - W + j + 1;
-          const e = Array.from({ length: visible }, (_, i) => {
-            let dot = 0;
-            for (let d = 0; d < D; d++) dot += q[(t * c.numHeads + qh) * D + d] * keys[i * D + d];
-            return dot / Math.sqrt(D);
-          });
-          const max = Math.max(...e);
-          const sum = e.reduce((s, x) => s + Math.exp(x - max), 0);
-          e.forEach((x, i) => rows[qh][j * n + i] = Math.exp(x - max) / sum);
-        }
-      }
-      const kept = snap.select!({
-        layer: l,
-        numLayers: c.numLayers,
-        promptLength: n,
-        numKvHeads: c.numKvHeads,
-        groupSize: g,
-        headDim: D,
-        windowAttention: (w) => rows.map((r) => r.subarray((W - w) * n)),
-        attentionColumnSums: () => [],
-        keys: () => new Float32Array(),
-      }, press.params);
-      kept.forEach((k, h) => cpu.keep(l, h, k));
+      cpuReselect(cpu, l, snap, press.params, W, (j, qh) => {
+        const at = ((chunk.length - W + j) * c.numHeads + qh) * D;
+        return q.subarray(at, at + D);
+      });
     }
   }
   const positions = Array.from(

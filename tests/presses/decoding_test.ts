@@ -13,6 +13,7 @@ import type { Engine } from "../../src/runtime/engine.ts";
 import { SHARED_DIR, sharedMissing } from "../_shared.ts";
 import { withEngine } from "../runtime/_helpers.ts";
 import { runPolicy } from "./_run.ts";
+import { cpuReselect } from "./_cpuReselect.ts";
 
 const FIXTURE = `${SHARED_DIR}/fixtures/llama-gqa-f32`;
 
@@ -93,7 +94,7 @@ Deno.test({
  * the CPU model's own forward passes) and the cached keys, its budget the prompt's.
  */
 function cpuEvery(engine: Engine, ids: number[], policy: string, every: number, steps: number) {
-  const c = engine.config, D = c.headDim, g = c.numHeads / c.numKvHeads;
+  const c = engine.config, D = c.headDim;
   const cpu = new CpuReferenceModel(engine.weights);
   const [first] = cpu.forward(ids, { logits: "last" });
   const press = compileOrThrow(policy).rules[0].pipeline[0];
@@ -105,35 +106,14 @@ function cpuEvery(engine: Engine, ids: number[], policy: string, every: number, 
   const queries: Float64Array[][] = []; // per fed token, per layer: H × D
   const recompress = () => {
     for (let l = 0; l < c.numLayers; l++) {
-      const n = cpu.cache.length(l, 0);
-      const rows = Array.from({ length: c.numHeads }, () => new Float32Array(window * n));
-      for (let qh = 0; qh < c.numHeads; qh++) {
-        const keys = cpu.cache.keys(l, Math.floor(qh / g));
-        for (let j = 0; j < window; j++) {
-          const q = queries[queries.length - window + j][l].subarray(qh * D, (qh + 1) * D);
-          const visible = n - window + j + 1;
-          const e = Array.from({ length: visible }, (_, i) => {
-            let dot = 0;
-            for (let d = 0; d < D; d++) dot += q[d] * keys[i * D + d];
-            return dot / Math.sqrt(D);
-          });
-          const max = Math.max(...e);
-          const sum = e.reduce((s, x) => s + Math.exp(x - max), 0);
-          e.forEach((x, i) => rows[qh][j * n + i] = Math.exp(x - max) / sum);
-        }
-      }
-      const kept = schema.select!({
-        layer: l,
-        numLayers: c.numLayers,
-        promptLength: n,
-        numKvHeads: c.numKvHeads,
-        groupSize: g,
-        headDim: D,
-        windowAttention: (w) => rows.map((r) => r.subarray((window - w) * n)),
-        attentionColumnSums: () => [],
-        keys: (h) => Float32Array.from(cpu.cache.keys(l, h)),
-      }, press.params);
-      kept.forEach((k, h) => cpu.keep(l, h, k));
+      cpuReselect(
+        cpu,
+        l,
+        schema,
+        press.params,
+        window,
+        (j, qh) => queries[queries.length - window + j][l].subarray(qh * D, (qh + 1) * D),
+      );
     }
   };
   const tokens = [argmax(first)];
