@@ -123,7 +123,7 @@ for (const dtype of ["F32", "F16", "BF16"] as const) {
   const quant = createQuantKvLayer(ctx, {
     headDim: D,
     dtype: "f32",
-    quant: { bits: 4, group: 32, residuals: Array(Hkv).fill(32) },
+    quant: { kbits: 4, vbits: 4, group: 32, residuals: Array(Hkv).fill(32) },
     maxEntries: Array(Hkv).fill(L),
   });
   runOps(ctx, [quantConvert(ctx, { src: cache, dst: quant })]);

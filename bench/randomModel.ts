@@ -34,6 +34,19 @@ export const BENCH_SHAPES: Record<string, Record<string, number>> = {
     num_key_value_heads: 8,
     vocab_size: 4096,
   },
+  /**
+   * ~2.5M parameters: 4 layers, hidden 256, 4 query / 2 KV heads of 64. For peak-memory sweeps
+   * to 64K-token prompts, where one-shot prefill attention (quadratic) would take hours at
+   * 'small'; the KV bytes per token are a quarter of 'small''s.
+   */
+  tiny: {
+    hidden_size: 256,
+    intermediate_size: 768,
+    num_hidden_layers: 4,
+    num_attention_heads: 4,
+    num_key_value_heads: 2,
+    vocab_size: 4096,
+  },
   /** ~1.2B parameters: a Llama-3.2-1B-like config (hidden 2048, 16 layers, 32/8 heads, 128k vocab). */
   "1b": {
     hidden_size: 2048,

@@ -4,7 +4,8 @@
  * bytes, the time spent scoring/selecting/compacting, and the ratios to `full`; medians and
  * spreads over repetitions; in each repetition every policy prefills, then every policy decodes,
  * back to back (a `PhaseGate`). Each policy first runs once,
- * untimed, on a short prompt, so that compiling its kernels is not timed.
+ * untimed, on a short prompt, so that compiling its kernels is not timed. Peak device memory comes
+ * from one more run of each policy alone, untimed (side by side, all their buffers coexist).
  *
  * @module
  */
@@ -31,6 +32,13 @@ export interface BenchRow {
   ttft_ms: number;
   /** KV bytes held after generation. */
   kv_bytes: number;
+  /** The most KV bytes allocated at once during the generation (`KvReport.peakBytes`). */
+  peak_kv_bytes: number;
+  /**
+   * The most device-buffer bytes live at once (weights included; `GpuContext.memory`), measured
+   * in a run of this policy alone after the timed ones.
+   */
+  peak_device_bytes: number;
   /** Median time in scoring + selection + compaction (ms). */
   press_ms: number;
   /** Median part of press_ms reading scores back from the GPU (votes, windows, keys). */
@@ -45,6 +53,8 @@ export interface BenchRow {
   decode_ratio: number;
   /** kv_bytes / full's. */
   kv_ratio: number;
+  /** peak_kv_bytes / full's. */
+  peak_kv_ratio: number;
   /** Spread of decode tok/s over repetitions: [min, max]. */
   decode_spread: [number, number];
   /** Repetitions. */
@@ -55,8 +65,10 @@ export interface BenchRow {
 export interface BenchPlan {
   /** Prompt lengths. */
   lengths: number[];
-  /** Policies (inline text); the first should be `else -> full`. */
+  /** Policies (their text); the first is the ratios' reference (`else -> full` by default). */
   policies: string[];
+  /** How the rows name each policy (default: its text). */
+  labels?: string[];
   /** Tokens decoded per run. */
   decodeTokens: number;
   /** Repetitions per cell. */
@@ -105,6 +117,8 @@ interface Samples {
   compact: number[];
   prefillMs: number[];
   kvBytes: number;
+  peakKvBytes: number;
+  peakDeviceBytes: number;
 }
 
 /**
@@ -123,8 +137,9 @@ export async function runSpeedBench(
 ): Promise<BenchRow[]> {
   const rows: BenchRow[] = [];
   const V = engine.config.vocabSize;
-  const runnable = plan.policies.flatMap((policy) => {
-    const compiled = compileOrThrow(policy);
+  const runnable = plan.policies.flatMap((text, i) => {
+    const compiled = compileOrThrow(text);
+    const policy = plan.labels?.[i] ?? text;
     try {
       checkExecutable(compiled);
       return [{ policy, compiled }];
@@ -144,6 +159,8 @@ export async function runSpeedBench(
       compact: [],
       prefillMs: [],
       kvBytes: 0,
+      peakKvBytes: 0,
+      peakDeviceBytes: 0,
     }));
     for (let r = 0; r < plan.repeats; r++) {
       // All policies at once, taking turns: every prefill, then every decode back to back.
@@ -165,7 +182,20 @@ export async function runSpeedBench(
         s.select.push(press.selectMs);
         s.compact.push(Math.max(0, timing.pressMs - press.readMs - press.selectMs));
         s.kvBytes = kv.keptBytes;
+        s.peakKvBytes = kv.peakBytes;
       }
+    }
+    // Device memory, one policy at a time: side by side, every policy's buffers are live at once.
+    for (const [i, { compiled }] of runnable.entries()) {
+      const { result } = await runOnce(
+        engine,
+        compiled,
+        ids,
+        plan.decodeTokens,
+        new PhaseGate(),
+        plan.prefillChunk,
+      );
+      samples[i].peakDeviceBytes = result.deviceMemory.peakBytes;
     }
     let full: BenchRow | undefined;
     for (const [i, { policy }] of runnable.entries()) {
@@ -177,6 +207,8 @@ export async function runSpeedBench(
         decode_tok_s: median(s.decode),
         ttft_ms: median(s.ttft),
         kv_bytes: s.kvBytes,
+        peak_kv_bytes: s.peakKvBytes,
+        peak_device_bytes: s.peakDeviceBytes,
         press_ms: median(s.press),
         press_read_ms: median(s.read),
         press_select_ms: median(s.select),
@@ -184,12 +216,14 @@ export async function runSpeedBench(
         press_share: median(s.press) / median(s.prefillMs),
         decode_ratio: 1,
         kv_ratio: 1,
+        peak_kv_ratio: 1,
         decode_spread: [Math.min(...s.decode), Math.max(...s.decode)],
         repeats: plan.repeats,
       };
       full ??= row;
       row.decode_ratio = row.decode_tok_s / full.decode_tok_s;
       row.kv_ratio = row.kv_bytes / full.kv_bytes;
+      row.peak_kv_ratio = row.peak_kv_bytes / full.peak_kv_bytes;
       rows.push(row);
       onRow?.(row);
     }

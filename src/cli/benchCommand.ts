@@ -1,7 +1,8 @@
 /**
  * `deno task bench [--quick] [--json] [--lengths 1k,4k,16k] [--shape small,small-mha]
  * [--repeats N] [--long-repeats N] [--decode-tokens N] [--prefill-chunk N] [--model DIR]
- * [--out FILE]`: speed and memory, full vs
+ * [--policy P ...] [--out FILE]`: speed and memory (KV bytes kept, the peaks of the KV cache and of
+ * the device's buffers), full vs
  * compressed, side by side, plus kernel throughput against a native BLAS measured in the same
  * run. Prompts of {@link LONG_PROMPT} tokens or more run `--long-repeats` times (default 1: a 16K
  * prefill takes minutes on a CPU adapter). With `--model DIR`, a real checkpoint is measured too
@@ -22,16 +23,24 @@ import { intFlag, optionalIntFlag, parseFlags } from "./args.ts";
 import { UserError } from "./errors.ts";
 import { prepareOutputFile, writeOutput } from "./outputs.ts";
 import { formatBytes } from "./summary.ts";
+import { readPolicySource } from "./policySource.ts";
+import { compileOrThrow } from "../plan/compile.ts";
+import { checkExecutable } from "../runtime/executable.ts";
 
 /** Prompt length from which `--long-repeats` applies. */
 export const LONG_PROMPT = 8192;
 
-/** The policies compared (README's benchmark set). */
+/**
+ * The policies compared by default (README's benchmark set; `--policy` replaces it): the full
+ * cache first (the ratios' reference), then a window, SnapKV, SnapKV over a 4-bit cache, and
+ * SnapKV compressing between 2K-token prefill chunks (bounded peak memory; `chunked`).
+ */
 export const BENCH_POLICIES = [
   "else -> full",
   "else -> window(sink=4, recent=1020)",
   "else -> snap(k=1024)",
   "else -> snap(k=1024) + quant(bits=4)",
+  "else -> snap(k=1024) + chunked(size=2k)",
 ];
 
 interface Section {
@@ -44,19 +53,23 @@ interface Section {
 
 function table(rows: BenchRow[]): string {
   const head =
-    "| policy | prompt | runs | prefill tok/s | decode tok/s (min–max) | TTFT ms | KV | press ms (share of prefill) | read + select + compact ms | decode × full | KV × full |";
-  const lines = [head, "|---|---|---|---|---|---|---|---|---|---|---|"];
+    "| policy | prompt | runs | prefill tok/s | decode tok/s (min–max) | TTFT ms | KV | peak KV | peak device | press ms (share of prefill) | read + select + compact ms | decode × full | KV × full | peak KV × full |";
+  const lines = [head, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"];
   for (const r of rows) {
     lines.push(
       `| \`${r.policy.replace(/^else -> /, "")}\` | ${r.prompt_tokens} | ${r.repeats} | ${
         r.prefill_tok_s.toFixed(0)
       } | ${r.decode_tok_s.toFixed(1)} (${r.decode_spread[0].toFixed(1)}–${
         r.decode_spread[1].toFixed(1)
-      }) | ${r.ttft_ms.toFixed(0)} | ${formatBytes(r.kv_bytes)} | ${r.press_ms.toFixed(0)} (${
+      }) | ${r.ttft_ms.toFixed(0)} | ${formatBytes(r.kv_bytes)} | ${
+        formatBytes(r.peak_kv_bytes)
+      } | ${formatBytes(r.peak_device_bytes)} | ${r.press_ms.toFixed(0)} (${
         (100 * r.press_share).toFixed(1)
       }%) | ${r.press_read_ms.toFixed(0)} + ${r.press_select_ms.toFixed(0)} + ${
         r.press_compact_ms.toFixed(0)
-      } | ${r.decode_ratio.toFixed(2)} | ${r.kv_ratio.toFixed(3)} |`,
+      } | ${r.decode_ratio.toFixed(2)} | ${r.kv_ratio.toFixed(3)} | ${
+        r.peak_kv_ratio.toFixed(3)
+      } |`,
     );
   }
   return lines.join("\n");
@@ -75,6 +88,31 @@ function throughputTable(rows: ThroughputRow[]): string {
     );
   }
   return lines.join("\n");
+}
+
+/**
+ * The policies to compare: `--policy` arguments (files, shipped names or inline text, as for
+ * `eval`), each checked now and refused with its file:line:col if it does not compile or the
+ * runtime cannot execute it; else {@link BENCH_POLICIES}.
+ */
+export function benchPolicies(args: string[]): { policies: string[]; labels: string[] } {
+  if (args.length === 0) return { policies: [...BENCH_POLICIES], labels: [...BENCH_POLICIES] };
+  const policies: string[] = [], labels: string[] = [];
+  for (const arg of args) {
+    const source = readPolicySource(arg);
+    const plan = compileOrThrow(source.text, source.file);
+    if (plan.uses.length) {
+      throw new UserError(`${source.file}: bench does not load plugin code ('use')`);
+    }
+    try {
+      checkExecutable(plan);
+    } catch (e) {
+      throw new UserError(`${source.file}: ${(e as Error).message}`);
+    }
+    policies.push(source.text);
+    labels.push(source.inline ? source.text : source.file);
+  }
+  return { policies, labels };
 }
 
 /** `hidden 512, 8 layers, 8 query / 2 KV heads of 64, vocab 4096`. */
@@ -96,8 +134,10 @@ export async function benchCommand(args: string[]): Promise<number> {
     "prefill-chunk": { type: "string" },
     out: { type: "string" },
     model: { type: "string" },
+    policy: { type: "string", multiple: true },
   });
   if (typeof v.out === "string") prepareOutputFile("bench", v.out, "bench");
+  const policies = benchPolicies((v.policy as string[] | undefined) ?? []);
   const quick = v.quick === true;
   const lengths = parseLengths(
     (v.lengths as string | undefined) ?? (quick ? "1k" : "1k,4k,16k"),
@@ -123,7 +163,7 @@ export async function benchCommand(args: string[]): Promise<number> {
   const prefillChunk = optionalIntFlag("prefill-chunk", v["prefill-chunk"], 1);
   // A bad --model fails now, not after the random-weight shapes have been measured.
   if (typeof v.model === "string") await readModelHeader(await locateModel(v.model));
-  const plan = { policies: BENCH_POLICIES, decodeTokens, prefillChunk };
+  const plan = { ...policies, decodeTokens, prefillChunk };
   const progress = (r: BenchRow) =>
     log(`  ${r.policy} @${r.prompt_tokens}: decode ${r.decode_tok_s.toFixed(1)} tok/s`);
   /** Short prompts `repeats` times, long ones `longRepeats` times. */
@@ -193,7 +233,7 @@ export async function benchCommand(args: string[]): Promise<number> {
     );
     return 0;
   }
-  const skippedPolicies = BENCH_POLICIES.filter((p) =>
+  const skippedPolicies = policies.labels.filter((p) =>
     !sections.some((sec) => sec.rows.some((r) => r.policy === p))
   );
   const text = [

@@ -24,7 +24,7 @@ import { intFlag, numberFlag, optionalIntFlag, parseFlags } from "./args.ts";
 import { UserError } from "./errors.ts";
 import { loadPolicy } from "./policyLoader.ts";
 import { DEFAULT_MODEL_DIR, DEMO_MODEL_DIR, readPromptIds, readPromptText } from "./prompt.ts";
-import { formatSummary } from "./summary.ts";
+import { deviceMemoryJson, formatSummary } from "./summary.ts";
 import { questionIds, runQuestions } from "./runQuestions.ts";
 
 /** The smallest non-zero `--temperature` and the smallest `--top-p`. */
@@ -234,6 +234,7 @@ export async function runCommand(args: string[]): Promise<number> {
         tokens: result.tokens,
         stop_reason: result.stopReason,
         kv: result.kv,
+        device_memory: deviceMemoryJson(result),
         timing: result.timing,
         load: load(),
         plan,

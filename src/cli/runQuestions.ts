@@ -23,7 +23,7 @@ import type { Engine } from "../runtime/engine.ts";
 import type { SamplingConfig } from "../runtime/generationTypes.ts";
 import { answerWithPlan } from "../runtime/planGeneration.ts";
 import { UserError } from "./errors.ts";
-import { formatBytes, formatSummary } from "./summary.ts";
+import { deviceMemoryJson, formatBytes, formatSummary } from "./summary.ts";
 
 /** The most `--question`s one run takes. */
 export const MAX_QUESTIONS = 256;
@@ -139,6 +139,7 @@ export async function runQuestions(
     tokens: a.tokens,
     stop_reason: a.stopReason,
     kv: a.kv,
+    device_memory: deviceMemoryJson(a),
     timing: a.timing,
   }));
   const c = result.context;

@@ -13,7 +13,7 @@ export function formatBytes(n: number): string {
   return `${(n / 1024 / 1024).toFixed(2)} MiB`;
 }
 
-/** `N tokens · prefill … · decode … · TTFT … · KV …`. */
+/** `N tokens · prefill … · decode … · TTFT … · KV … · peak KV …, device …`. */
 export function formatSummary(promptTokens: number, r: GenerationResult): string {
   const t = r.timing;
   return [
@@ -26,5 +26,16 @@ export function formatSummary(promptTokens: number, r: GenerationResult): string
     `KV ${formatBytes(r.kv.keptBytes)} kept of ${formatBytes(r.kv.fullBytes)} full (${
       (r.kv.ratio * 100).toFixed(1)
     }%, ${r.kv.dtype})`,
+    `peak KV ${formatBytes(r.kv.peakBytes)}, device ${formatBytes(r.deviceMemory.peakBytes)}`,
   ].join(" · ");
+}
+
+/**
+ * `run --json`'s `device_memory`: the most bytes live at once in the device's buffers during the
+ * generation, and the weights' share (see `GenerationResult.deviceMemory`).
+ */
+export function deviceMemoryJson(
+  r: GenerationResult,
+): { peak_bytes: number; weight_bytes: number } {
+  return { peak_bytes: r.deviceMemory.peakBytes, weight_bytes: r.deviceMemory.weightBytes };
 }

@@ -58,6 +58,14 @@ export function checkKernelFeatures(kernels: KernelChoice, features: GpuFeatures
   }
 }
 
+/** A running peak of a {@link GpuContext}'s buffer bytes (see `GpuContext.watchMemory`). */
+export interface MemoryWatch {
+  /** The most bytes live at once since the watch began. */
+  peak: number;
+  /** Stops updating `peak`. */
+  stop(): void;
+}
+
 /** Optional features the runtime can use; none is required. */
 export interface GpuFeatures {
   /** `shader-f16` is available (enabled on the device when present). */
@@ -148,6 +156,9 @@ export class GpuContext {
   #unprimed = new Map<GPUComputePipeline, GPUBindGroup>();
   #primed = new WeakSet<GPUComputePipeline>();
   #zeroGroups: GPUBuffer | null = null;
+  #liveBytes = 0;
+  #peakBytes = 0;
+  #watches = new Set<MemoryWatch>();
 
   /**
    * Told how {@link compilePending} is going: kernels compiled, kernels in this batch, and
@@ -206,9 +217,51 @@ export class GpuContext {
         `buffer "${label}" needs ${bytes} bytes; the device allows ${this.limits.maxBufferSize}`,
       );
     }
-    const buffer = this.device.createBuffer({ size: bytes, usage, label });
+    const buffer = this.#track(this.device.createBuffer({ size: bytes, usage, label }));
     this.#buffers.add(buffer);
     return buffer;
+  }
+
+  /**
+   * Counts `buffer`'s bytes as live until it is destroyed (through {@link release}, its own
+   * `destroy()`, or {@link destroy}), and raises {@link memory}'s peak.
+   */
+  #track(buffer: GPUBuffer): GPUBuffer {
+    const bytes = buffer.size;
+    this.#liveBytes += bytes;
+    this.#peakBytes = Math.max(this.#peakBytes, this.#liveBytes);
+    for (const w of this.#watches) w.peak = Math.max(w.peak, this.#liveBytes);
+    const destroy = buffer.destroy.bind(buffer);
+    let live = true;
+    buffer.destroy = () => {
+      if (live) {
+        live = false;
+        this.#liveBytes -= bytes;
+        this.#buffers.delete(buffer);
+      }
+      destroy();
+    };
+    return buffer;
+  }
+
+  /**
+   * Device memory this context holds in buffers (weights, activations, the KV cache, scratch and
+   * staging buffers for readbacks), in bytes: `live` now, and the `peak` since the context was
+   * made. What the driver allocates on its own (pipelines, command buffers) is not included:
+   * WebGPU does not report it.
+   */
+  get memory(): { live: number; peak: number } {
+    return { live: this.#liveBytes, peak: this.#peakBytes };
+  }
+
+  /**
+   * Starts watching {@link memory}: the watch's `peak` is the most bytes live at once from now
+   * until `stop()` (the whole device's, so it includes whatever else runs meanwhile).
+   */
+  watchMemory(): MemoryWatch {
+    const watch = { peak: this.#liveBytes, stop: () => this.#watches.delete(watch) };
+    this.#watches.add(watch);
+    return watch;
   }
 
   /** Creates a storage buffer holding `data` (padded with zeros to 4 bytes). */
@@ -244,10 +297,10 @@ export class GpuContext {
    */
   async read(buffer: GPUBuffer, offset = 0, size = buffer.size - offset): Promise<ArrayBuffer> {
     this.check();
-    const staging = this.device.createBuffer({
+    const staging = this.#track(this.device.createBuffer({
       size: alignUp(size, 4),
       usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
-    });
+    }));
     try {
       const enc = this.device.createCommandEncoder();
       enc.copyBufferToBuffer(buffer, offset, staging, 0, alignUp(size, 4));
@@ -402,7 +455,7 @@ export class GpuContext {
 
   /** Destroys every tracked buffer and the device. Later operations throw. */
   destroy(): void {
-    for (const b of this.#buffers) b.destroy();
+    for (const b of [...this.#buffers]) b.destroy();
     this.#buffers.clear();
     this.#fence = null;
     this.#zeroGroups = null;

@@ -267,6 +267,7 @@ export class Engine {
     const observeWindow = Math.min(N, req.observe?.promptWindow ?? 0);
     const observeFirst = (req.observe?.firstStep ?? false) && maxNew >= 2;
     await turn.take();
+    const memory = this.ctx.watchMemory();
     const chunked = await req.chunkedPrefill?.(N);
     const t0 = performance.now();
     const capacity = chunked ? chunkedCapacity(N, chunked, maxNew) : N + maxNew;
@@ -397,8 +398,10 @@ export class Engine {
           decodeTokensPerSecond: decoded > 0 ? decoded / (decodeMs / 1000) : 0,
         },
         kv: kvReport(cache, lengths, N + fed),
+        deviceMemory: { peakBytes: memory.peak, weightBytes: this.gpu.bytes },
       };
     } finally {
+      memory.stop();
       destroySteps(owned);
       if (acts) releaseActivations(this.ctx, acts);
       if (decodeActs) releaseActivations(this.ctx, decodeActs);

@@ -147,4 +147,10 @@ export interface GenerationResult {
   timing: GenerationTiming;
   /** KV-cache accounting at the end of generation. */
   kv: KvReport;
+  /**
+   * Device memory in buffers (`GpuContext.memory`): the most bytes live at once during this
+   * generation (weights, activations, the KV cache, scratch; the whole device's, so overlapping
+   * generations count each other), and the weights' share of it.
+   */
+  deviceMemory: { peakBytes: number; weightBytes: number };
 }

@@ -14,6 +14,7 @@
  * @module
  */
 
+import type { MemoryWatch } from "../gpu/device.ts";
 import { createSamplerState, readSampledIds } from "../gpu/samplerState.ts";
 import { ModelError } from "../model/errors.ts";
 import { releaseSnapshot, restoreCache, snapshotCache } from "./cacheSnapshot.ts";
@@ -115,6 +116,7 @@ export async function answerQuestions(
   const sampling = req.sampling ?? { temperature: 0, topK: 0, topP: 1, seed: 0 };
   const readEvery = Math.max(1, req.readEvery ?? DEFAULT_READ_EVERY);
   const window = Math.min(N, req.observe?.promptWindow ?? 0);
+  const memory = ctx.watchMemory();
   const chunked = await req.chunkedPrefill?.(N);
   const more = longest + maxNew;
   const cache = new RaggedKvCache(
@@ -180,6 +182,7 @@ export async function answerQuestions(
           maxNew,
           readEvery,
           sink: new TokenSink(new Set(req.stopIds ?? []), (ids) => req.onTokens?.(i, ids)),
+          memory,
         }),
       );
     }
@@ -193,6 +196,7 @@ export async function answerQuestions(
       answers,
     };
   } finally {
+    memory.stop();
     destroySteps(steps);
     if (acts) releaseActivations(ctx, acts);
     if (snapshot) releaseSnapshot(ctx, snapshot);
@@ -215,6 +219,7 @@ async function answerOne(
     maxNew: number;
     readEvery: number;
     sink: TokenSink;
+    memory: MemoryWatch;
   },
 ): Promise<GenerationResult> {
   const ctx = engine.ctx;
@@ -253,5 +258,7 @@ async function answerOne(
     stopReason: sink.stopReason,
     timing,
     kv: kvReport(o.cache, lengths, o.contextLength + question.length + rest.steps),
+    // The peak since the context began (its prefill and press, the snapshot, earlier answers).
+    deviceMemory: { peakBytes: o.memory.peak, weightBytes: engine.gpu.bytes },
   };
 }

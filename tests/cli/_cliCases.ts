@@ -202,6 +202,7 @@ export const COMMAND_FLAGS: Record<string, Record<string, boolean>> = {
     "prefill-chunk": false,
     out: false,
     model: false,
+    policy: false,
   },
 };
 

@@ -127,3 +127,33 @@ gpuTest(
     for (const op of [...ops, orphan]) op.destroy();
   },
 );
+
+gpuTest(
+  "GpuContext.memory: live and peak buffer bytes, watches, every way of freeing",
+  async (ctx) => {
+    const base = ctx.memory.live;
+    const watch = ctx.watchMemory();
+    const a = ctx.createBuffer(1000); // rounded up to 1000 (a multiple of 4)
+    const b = ctx.upload(new Uint8Array(5)); // at least 16 bytes
+    assert.equal(ctx.memory.live, base + 1000 + 16);
+    a.destroy(); // a buffer's own destroy() counts
+    a.destroy(); // twice is harmless
+    assert.equal(ctx.memory.live, base + 16);
+    const late = ctx.watchMemory(); // starts from what is live now
+    ctx.release(b);
+    assert.equal(ctx.memory.live, base);
+    const c = ctx.createBuffer(400);
+    await ctx.read(c); // the readback's staging buffer is device memory too, while it lives
+    ctx.release(c);
+    assert.equal(ctx.memory.live, base);
+    assert.ok(ctx.memory.peak >= base + 1016);
+    assert.equal(watch.peak, base + 1016);
+    assert.equal(late.peak, base + 800);
+    watch.stop();
+    const d = ctx.createBuffer(4000);
+    assert.equal(watch.peak, base + 1016, "a stopped watch no longer moves");
+    assert.equal(late.peak, base + 4000);
+    late.stop();
+    ctx.release(d);
+  },
+);

@@ -107,6 +107,14 @@ Deno.test({
       const bound = (c.numLayers + 1) * heads * (K + C) * row;
       assert.ok(chunked.kv.peakBytes <= bound, `peak ${chunked.kv.peakBytes} > ${bound}`);
       assert.ok(chunked.kv.peakBytes < once.kv.peakBytes);
+      // The device's peak (weights, activations, scratch, the cache) falls by at least what the
+      // cache's peak fell: nothing else grows to make up for it.
+      assert.ok(
+        once.deviceMemory.peakBytes - chunked.deviceMemory.peakBytes >=
+          once.kv.peakBytes - chunked.kv.peakBytes,
+        `device peak ${chunked.deviceMemory.peakBytes} chunked vs ${once.deviceMemory.peakBytes}`,
+      );
+      assert.ok(once.deviceMemory.peakBytes >= once.deviceMemory.weightBytes + once.kv.peakBytes);
     });
   },
 });

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { runSpeedBench } from "../../bench/speedBench.ts";
-import { benchCommand } from "../../src/cli/benchCommand.ts";
+import { benchCommand, benchPolicies } from "../../src/cli/benchCommand.ts";
 import { UserError } from "../../src/cli/errors.ts";
 import { withEngine } from "./_helpers.ts";
 
@@ -16,15 +16,22 @@ Deno.test("bench: rows, ratios and exact KV bytes on tiny-needle", async () => {
     const c = engine.config;
     const rows = await runSpeedBench(engine, {
       lengths: [40, 64],
-      policies: ["else -> full", "else -> window(sink=4, recent=12)", "else -> snap(k=16)"],
+      policies: [
+        "else -> full",
+        "else -> window(sink=4, recent=12)",
+        "else -> snap(k=16)",
+        "else -> snap(k=16, window=8) + chunked(size=16)",
+      ],
+      labels: ["full", "window", "snap", "chunked"],
       decodeTokens: 4,
       repeats: 2,
       prefillChunk: 16, // several chunks per prompt
     });
-    assert.equal(rows.length, 6);
+    assert.equal(rows.length, 8);
+    assert.deepEqual(rows.slice(0, 4).map((r) => r.policy), ["full", "window", "snap", "chunked"]);
     const rowBytes = c.numLayers * c.numKvHeads * c.headDim * 4 * 2; // f32 K and V, every head
     for (const n of [40, 64]) {
-      const [full, window, snap] = rows.filter((r) => r.prompt_tokens === n);
+      const [full, window, snap, chunked] = rows.filter((r) => r.prompt_tokens === n);
       assert.equal(full.decode_ratio, 1);
       assert.equal(full.kv_ratio, 1);
       // Full holds the prompt + 3 fed tokens; the window keeps 16 (a ring); snap keeps 16 + 3.
@@ -35,7 +42,25 @@ Deno.test("bench: rows, ratios and exact KV bytes on tiny-needle", async () => {
       assert.ok(snap.press_read_ms > 0, JSON.stringify(snap));
       assert.equal(full.press_read_ms, 0);
       assert.equal(window.press_read_ms, 0);
-      for (const r of [full, window, snap]) {
+      // Peaks: full allocates the prompt + the answer's room at once; snap holds the whole prompt
+      // (and a layer being rebuilt) before it compresses; chunked never more than 16 + 16 rows
+      // per head and one layer being rebuilt. The device's peak holds the weights and the cache.
+      assert.equal(full.peak_kv_bytes, (n + 4) * rowBytes);
+      assert.ok(snap.peak_kv_bytes >= n * rowBytes, JSON.stringify(snap));
+      const layerRows = rowBytes / c.numLayers;
+      assert.ok(
+        chunked.peak_kv_bytes <= (c.numLayers + 1) * 32 * layerRows,
+        JSON.stringify(chunked),
+      );
+      assert.ok(chunked.peak_kv_bytes < snap.peak_kv_bytes);
+      assert.equal(chunked.kv_bytes, snap.kv_bytes);
+      assert.equal(chunked.peak_kv_ratio, chunked.peak_kv_bytes / full.peak_kv_bytes);
+      for (const r of [full, window, snap, chunked]) {
+        assert.ok(r.peak_kv_bytes >= r.kv_bytes, JSON.stringify(r));
+        assert.ok(
+          r.peak_device_bytes >= r.peak_kv_bytes + engine.gpu.bytes,
+          `${r.policy}: device peak ${r.peak_device_bytes}`,
+        );
         assert.equal(r.repeats, 2);
         assert.ok(r.decode_tok_s > 0 && r.prefill_tok_s > 0 && r.ttft_ms > 0, JSON.stringify(r));
         assert.ok(r.decode_spread[0] <= r.decode_tok_s && r.decode_tok_s <= r.decode_spread[1]);
@@ -47,6 +72,8 @@ Deno.test("bench: rows, ratios and exact KV bytes on tiny-needle", async () => {
         assert.equal(r.decode_ratio, r.decode_tok_s / full.decode_tok_s);
         assert.equal(r.kv_ratio, r.kv_bytes / full.kv_bytes);
       }
+      // The chunked snap compresses the prompt of n = 40 or 64 in chunks of 16: the peak falls.
+      assert.ok(chunked.peak_device_bytes < snap.peak_device_bytes, JSON.stringify(rows));
     }
   });
 });
@@ -61,4 +88,25 @@ Deno.test("bench: an unknown --shape or a bad --prefill-chunk is a clear error b
     (e: Error) =>
       e instanceof UserError && /--prefill-chunk expects an integer ≥ 1/.test(e.message),
   );
+});
+
+Deno.test("bench --policy: files, names and inline text; a bad one fails at its line:col before any work", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(`${dir}/w.kvp`, "else -> window(sink=4, recent=60);\n");
+    const { labels, policies } = benchPolicies([
+      "else -> full",
+      "snapkv",
+      `${dir}/w.kvp`,
+    ]);
+    assert.deepEqual(labels, ["else -> full", "policies/snapkv.kvp", `${dir}/w.kvp`]);
+    assert.equal(policies[2], "else -> window(sink=4, recent=60);\n");
+    await Deno.writeTextFile(`${dir}/bad.kvp`, "else -> full;\nelse -> snap(k=64, pol=7);\n");
+    await assert.rejects(
+      () => benchCommand(["--policy", `${dir}/bad.kvp`]),
+      (e: Error) => /bad\.kvp:2:\d+/.test(e.message) && /pol/.test(e.message),
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
