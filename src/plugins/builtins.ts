@@ -11,6 +11,7 @@ import { compensatePress } from "./compensatePress.ts";
 import { decodingPress } from "./decodingPress.ts";
 import { fullPress } from "./fullPress.ts";
 import { h2oPress } from "./h2oPress.ts";
+import { keydiffPress } from "./keydiffPress.ts";
 import { knormPress } from "./knormPress.ts";
 import { lazyDetector } from "./lazyDetector.ts";
 import { pyramidPress } from "./pyramidPress.ts";
@@ -20,6 +21,7 @@ import { PluginRegistry } from "./registry.ts";
 import { retrievalDetector } from "./retrievalDetector.ts";
 import type { PluginSchema } from "./schema.ts";
 import { snapPress } from "./snapPress.ts";
+import { tovaPress } from "./tovaPress.ts";
 import { windowPress } from "./windowPress.ts";
 
 /** Every built-in plugin schema. */
@@ -29,6 +31,8 @@ export const BUILTIN_PLUGINS: readonly PluginSchema[] = [
   snapPress,
   h2oPress,
   knormPress,
+  keydiffPress,
+  tovaPress,
   randomPress,
   pyramidPress,
   adakvPress,

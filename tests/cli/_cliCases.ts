@@ -33,7 +33,7 @@ export interface CaseFiles {
   suites: string[];
   /** Paths that are missing, folders, or links to /dev/zero. */
   odd: string[];
-  /** A plugin that registers a method (examples/tovaPress.ts, absolute). */
+  /** A plugin that registers a method (examples/lastQueryPress.ts, absolute). */
   plugin: string;
 }
 

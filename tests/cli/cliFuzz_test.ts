@@ -57,7 +57,7 @@ async function makeCaseFiles(dir: string): Promise<CaseFiles> {
     prompts: ["prompt.txt", "empty.txt", "binary.txt"],
     suites: ["suite.yaml", "bad-suite.yaml", "huge-suite.yaml"],
     odd,
-    plugin: join(ROOT, "examples", "tovaPress.ts"),
+    plugin: join(ROOT, "examples", "lastQueryPress.ts"),
   };
 }
 

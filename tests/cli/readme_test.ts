@@ -122,9 +122,10 @@ const EXPECTED: Record<string, Expectation> = {
   "deno task eval --task hitrate --lengths 512 --samples 2 --out out/hitrate --policy 'else -> snap(k=128)' --policy 'else -> window(sink=4, recent=124)'":
     { shows: [/hitrate/, /wrote out\/hitrate\/report\.html/], writes: ["out/hitrate"] },
   "deno task bench --quick": { shows: [/full/, /tok\/s/] },
-  "deno task run --allow-plugins --policy 'use \"./examples/tovaPress.ts\"; else -> tova(k=64)'": {
-    shows: [/demo: the answer 9792168/],
-  },
+  "deno task run --allow-plugins --policy 'use \"./examples/lastQueryPress.ts\"; else -> lastq(k=64)'":
+    {
+      shows: [/demo: the answer 9792168/],
+    },
   "deno task railroad": { shows: [/grammar\/railroad\.html/] },
 };
 

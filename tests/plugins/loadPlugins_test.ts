@@ -8,19 +8,22 @@ const EXAMPLES = new URL("../../examples/", import.meta.url).pathname;
 Deno.test("the example plugins register through the public API and check like built-ins", async () => {
   const registry = defaultRegistry();
   const names = await loadPlugins(
-    [resolvePluginUrl("./tovaPress.ts", EXAMPLES), resolvePluginUrl("sinkDetector.ts", EXAMPLES)],
+    [
+      resolvePluginUrl("./lastQueryPress.ts", EXAMPLES),
+      resolvePluginUrl("sinkDetector.ts", EXAMPLES),
+    ],
     registry,
   );
-  assert.deepEqual(names, ["tova", "sinky"]);
+  assert.deepEqual(names, ["lastq", "sinky"]);
   const plan = compileOrThrow(
-    "layers sinky(threshold=0.6) -> window(sink=4, recent=64); else -> tova(k=10%)",
+    "layers sinky(threshold=0.6) -> window(sink=4, recent=64); else -> lastq(k=10%)",
     "<p>",
     registry,
   );
   assert.deepEqual(plan.rules[1].pipeline[0].params, { k: { fraction: 0.1 } });
   assert.deepEqual(plan.detectors, [{ name: "sinky", params: { threshold: 0.6, sink: 4 } }]);
   assert.throws(
-    () => compileOrThrow("else -> tova(k=0)", "<p>", registry),
+    () => compileOrThrow("else -> lastq(k=0)", "<p>", registry),
     /'k' must keep at least 1 entry/,
   );
 });
@@ -54,15 +57,21 @@ Deno.test("bad plugin modules give clear errors naming the file", async () => {
   }
 });
 
-Deno.test("tova keeps one token set per layer: the last query's mean attention", async () => {
-  const { selectTova } = await import("../../examples/tovaPress.ts");
-  // Two query heads, five positions; means: [0.05, 0.3, 0.1, 0.35, 0.2].
+Deno.test("lastq keeps, per KV head, the top of its group's mean last-query attention", async () => {
+  const { selectLastQuery } = await import("../../examples/lastQueryPress.ts");
+  // Four query heads in two groups of two, five positions. Group means:
+  // KV head 0: [0.05, 0.3, 0.1, 0.35, 0.2]; KV head 1: [0.4, 0.1, 0.3, 0.1, 0.1].
   const heads = [
     new Float32Array([0.1, 0.2, 0.1, 0.4, 0.2]),
     new Float32Array([0, 0.4, 0.1, 0.3, 0.2]),
+    new Float32Array([0.5, 0.1, 0.2, 0.1, 0.1]),
+    new Float32Array([0.3, 0.1, 0.4, 0.1, 0.1]),
   ];
-  const kept = selectTova({ promptLength: 5, numKvHeads: 2, windowAttention: () => heads }, 3);
-  assert.deepEqual(kept, [[1, 3, 4], [1, 3, 4]]);
+  const kept = selectLastQuery(
+    { promptLength: 5, numKvHeads: 2, groupSize: 2, windowAttention: () => heads },
+    3,
+  );
+  assert.deepEqual(kept, [[1, 3, 4], [0, 1, 2]]);
 });
 
 Deno.test("sinky flags layers whose last query rests on the first tokens", async () => {

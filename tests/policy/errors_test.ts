@@ -80,11 +80,11 @@ Deno.test("unknown names get 'did you mean' suggestions", () => {
   });
   assert.equal(
     only("else -> zzzzzz").hint,
-    "known presses: adakv, chunked, compensate, decoding, full, h2o, knorm, pyramid, quant, random, snap, window",
+    "known presses: adakv, chunked, compensate, decoding, full, h2o, keydiff, knorm, pyramid, quant, random, snap, tova, window",
   );
   assert.equal(
-    only('use "./tova.ts"; else -> tova(k=4)').text,
-    "1:26 unknown press 'tova' (it may come from \"./tova.ts\", which is not loaded)",
+    only('use "./lastq.ts"; else -> lastq(k=4)').text,
+    "1:27 unknown press 'lastq' (it may come from \"./lastq.ts\", which is not loaded)",
   );
 });
 

@@ -98,11 +98,13 @@ Deno.test("the registry: every built-in of DESIGN.md is registered with its sche
     "decoding",
     "full",
     "h2o",
+    "keydiff",
     "knorm",
     "pyramid",
     "quant",
     "random",
     "snap",
+    "tova",
     "window",
   ]);
   assert.deepEqual(r.detectorNames(), ["lazy", "retrieval"]);
@@ -126,7 +128,7 @@ Deno.test("the registry: every built-in of DESIGN.md is registered with its sche
     ["kbits", null],
     ["vbits", null],
   ]);
-  assert.equal(BUILTIN_PLUGINS.length, 14);
+  assert.equal(BUILTIN_PLUGINS.length, 16);
   assert.throws(() => r.register(BUILTIN_PLUGINS[0]), /already registered/);
 });
 
@@ -134,13 +136,13 @@ Deno.test("a third-party plugin registered on a registry is checked like a built
   const r = new PluginRegistry();
   r.register({
     kind: "press",
-    name: "tova",
+    name: "lastq",
     role: "select",
     when: "bounded",
     params: [{ name: "k", type: { kind: "budget" }, doc: "entries kept" }],
-    doc: "TOVA",
+    doc: "the last query's attention",
   });
-  assert.deepEqual(compileOrThrow("else -> tova(256)", "<x>", r).rules[0].pipeline[0].params, {
+  assert.deepEqual(compileOrThrow("else -> lastq(256)", "<x>", r).rules[0].pipeline[0].params, {
     k: { tokens: 256 },
   });
   assert.equal(compilePolicy("else -> snap(k=1)", "<x>", r).plan, null);

@@ -102,7 +102,7 @@ function cpuEvery(engine: Engine, ids: number[], policy: string, every: number, 
   for (let l = 0; l < c.numLayers; l++) {
     schema.select!(cpuLayerScores(cpu, l), press.params).forEach((k, h) => cpu.keep(l, h, k));
   }
-  const window = (press.params.window as number | undefined) ?? 0;
+  const window = schema.needs?.observationWindow?.(press.params) ?? 0;
   const queries: Float64Array[][] = []; // per fed token, per layer: H × D
   const recompress = () => {
     for (let l = 0; l < c.numLayers; l++) {
@@ -142,6 +142,9 @@ Deno.test({
         const policy of [
           `else -> snap(k=${K}, window=4, pool=3) + decoding(every=${N})`,
           `else -> knorm(k=${K}) + decoding(every=${N})`,
+          // kvpress's registry entries decoding_tova and decoding_keydiff.
+          `else -> tova(k=${K}) + decoding(every=${N})`,
+          `else -> keydiff(k=${K}) + decoding(every=${N})`,
         ]
       ) {
         const cpu = cpuEvery(engine, ids, policy, N, STEPS);
@@ -151,7 +154,7 @@ Deno.test({
         for (const layer of gpu.kv.layers) assert.deepEqual(layer.lengths, [K + 5, K + 5]);
         // Knorm ties exactly whenever a token repeats (RoPE keeps norms), and float rounding
         // breaks such ties either way: its kept set is compared through the tokens only.
-        if (policy.includes("snap")) {
+        if (!policy.includes("knorm")) {
           assert.deepEqual(
             gpu.executor.recompressor!.keptPositions(),
             cpu.positions.map((l) => l.map((p) => p.slice(0, K))),

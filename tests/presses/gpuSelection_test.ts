@@ -22,6 +22,9 @@ const POLICIES = [
   "else -> pyramid(k=64, window=16)",
   "else -> adakv(k=64, window=16, floor=0.2)",
   "else -> knorm(k=30%)",
+  "else -> keydiff(k=30%)",
+  "else -> keydiff(k=50, block=16)",
+  "else -> tova(k=64)",
   "else -> random(k=50, seed=3)",
   "else -> window(sink=4, recent=40)",
 ];
@@ -65,6 +68,8 @@ Deno.test("with a budget at least the prompt, every press generates exactly the 
         "else -> pyramid(k=4k)",
         "else -> adakv(k=4k)",
         "else -> knorm(k=100%)",
+        "else -> keydiff(k=100%)",
+        "else -> tova(k=4k)",
         "else -> random(k=4k)",
         "else -> window(sink=4, recent=4k)",
         "layers lazy -> window(sink=4, recent=4k); else -> snap(k=4k)",
