@@ -7,8 +7,10 @@
 
 import { adakvPress } from "./adakvPress.ts";
 import { chunkedPress } from "./chunkedPress.ts";
+import { chunkkvPress } from "./chunkkvPress.ts";
 import { compensatePress } from "./compensatePress.ts";
 import { decodingPress } from "./decodingPress.ts";
+import { dmsPress } from "./dmsPress.ts";
 import { fullPress } from "./fullPress.ts";
 import { h2oPress } from "./h2oPress.ts";
 import { keydiffPress } from "./keydiffPress.ts";
@@ -34,6 +36,8 @@ export const BUILTIN_PLUGINS: readonly PluginSchema[] = [
   keydiffPress,
   tovaPress,
   randomPress,
+  chunkkvPress,
+  dmsPress,
   pyramidPress,
   adakvPress,
   compensatePress,

@@ -33,6 +33,17 @@ export const keydiffPress: PressSchema = {
   doc: "KeyDiff: keep the keys least aligned with the mean key direction.",
   needs: { keys: true },
   select: (input, p) => selectKeydiff(input, p as unknown as KeydiffParams),
+  score: (input) =>
+    Array.from({ length: input.numKvHeads }, (_, kv) =>
+      keydiffScores(
+        input.keys(kv),
+        input.headDim,
+        Array.from({ length: input.promptLength }, (_, i) => i),
+      )),
+  scoreUnavailable: (p) =>
+    p.block !== 0
+      ? "block-wise KeyDiff re-scores each block against its own anchor: it has no single score per position (use block=0)"
+      : undefined,
 };
 
 /** Parameters of {@link selectKeydiff}. */

@@ -16,6 +16,7 @@ export const knormPress: PressSchema = {
   doc: "Knorm: keep the k keys with the lowest L2 norm.",
   needs: { keys: true },
   select: (input, p) => selectKnorm(input, p as unknown as KnormParams),
+  score: (input) => knormScores(input),
 };
 
 /** Parameters of {@link selectKnorm}. */
@@ -57,4 +58,12 @@ export function selectKnorm(input: KnormInput, params: KnormParams): number[][] 
     kept.push(topPositions(negatedNorms, k));
   }
   return kept;
+}
+
+/** Knorm's score of every prompt position per KV head: minus the key's L2 norm (kvpress). */
+export function knormScores(input: KnormInput): Float64Array[] {
+  return Array.from(
+    { length: input.numKvHeads },
+    (_, kv) => keyNorms(input.keys(kv), input.headDim).map((norm) => -norm),
+  );
 }

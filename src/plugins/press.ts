@@ -15,7 +15,7 @@
  * @module
  */
 
-import type { ParamValue, PressSchema } from "./schema.ts";
+import type { Budget, ParamValue, PressSchema } from "./schema.ts";
 
 /**
  * Everything a press may ask the runtime about one layer at the end of prefill. Each press
@@ -165,4 +165,23 @@ export function evictsWhileDecoding(
   call: { params: Record<string, ParamValue> },
 ): boolean {
   return schema?.bound?.(call.params, 1) != null;
+}
+
+/**
+ * The kept positions of a scorer press followed by a rescoring press (`snap(k=25%) + chunkkv`):
+ * the scorer's {@link PressSchema.score}s, handed with its budget `k` to the rescoring press's
+ * {@link PressSchema.rescore}.
+ */
+export function rescoreSelect(
+  input: LayerScoresInput,
+  scorer: PressSchema,
+  scorerParams: Record<string, ParamValue>,
+  rescorer: PressSchema,
+  rescorerParams: Record<string, ParamValue>,
+): number[][] {
+  if (!scorer.score || !rescorer.rescore) {
+    throw new RangeError(`'${rescorer.name}' needs scores from '${scorer.name}'`);
+  }
+  const scores = scorer.score(input, scorerParams);
+  return rescorer.rescore(input, scores, scorerParams.k as Budget, rescorerParams);
 }

@@ -47,10 +47,12 @@ export interface ParamSpec {
 
 /**
  * What a press does inside a pipeline: `select` decides which entries stay (at most one per
- * pipeline), `augment` adds entries derived from dropped ones (after a `select`), `store` changes
- * how kept entries are stored (last).
+ * pipeline), `rescore` turns the selection press's scores into the kept set instead of its own
+ * top-k (right after it: ChunkKV's chunks, DMS's threshold, kvpress's wrappers of a ScorerPress),
+ * `augment` adds entries derived from dropped ones (after a `select`), `store` changes how kept
+ * entries are stored (last).
  */
-export type PressRole = "select" | "augment" | "store";
+export type PressRole = "select" | "rescore" | "augment" | "store";
 
 /**
  * What the runtime must compute after prefill for a press to select entries, given the press's
@@ -98,6 +100,29 @@ export interface PressSchema {
    * Absent for presses that keep everything they are given.
    */
   select?: (input: LayerScoresInput, params: Record<string, ParamValue>) => number[][];
+  /**
+   * Runtime, for scorer presses (kvpress's ScorerPress): per KV head, one float64 score per prompt
+   * position, higher = more worth keeping, as the method ranks them before its top-k (positions it
+   * always keeps score at least the layer's highest other score). A `rescore` press that follows
+   * selects from these. The press's budget is its parameter `k`.
+   */
+  score?: (input: LayerScoresInput, params: Record<string, ParamValue>) => Float64Array[];
+  /**
+   * Checked with {@link score}: why these parameters give no single score per position (e.g.
+   * KeyDiff's block-wise iteration), or undefined when they do. The checker reports it.
+   */
+  scoreUnavailable?: (params: Record<string, ParamValue>) => string | undefined;
+  /**
+   * Runtime, for `rescore` presses: the kept positions per KV head (sorted, non-empty), given the
+   * selection press's {@link score}s and its budget `k` (unresolved: a fraction keeps
+   * kvpress's `int(L·(1−r))`).
+   */
+  rescore?: (
+    input: LayerScoresInput,
+    scores: Float64Array[],
+    budget: Budget,
+    params: Record<string, ParamValue>,
+  ) => number[][];
   /**
    * Runtime, for presses bounded while decoding by evicting the oldest non-sink entry: the
    * per-head capacity and the first evictable row, given the prompt length; `null` when these

@@ -50,6 +50,7 @@ export const snapPress: PressSchema = {
   doc: "SnapKV: observation-window votes, pooled, per-head top-k after prefill.",
   needs: { observationWindow: (p) => p.window as number, windowVotesOnly: true },
   select: (input, p) => selectSnap(input, p as unknown as SnapParams),
+  score: (input, p) => snapScores(input, p as unknown as SnapParams),
 };
 
 /** Parameters of {@link selectSnap}, named as in the schema. */
@@ -162,4 +163,24 @@ export function selectSnap(input: SnapInput, params: SnapParams): number[][] {
   }
   const scores = snapPrefixScores(input, window, params.pool, params.reduce);
   return scores.map((headScores) => keepTopAndWindow(headScores, k - window, n, window));
+}
+
+/**
+ * SnapKV's score of every prompt position per KV head, as kvpress's `SnapKVPress.score` gives it
+ * to the presses that wrap it: {@link snapPrefixScores} for the prefix, and the observation window
+ * padded with the highest prefix score of the layer (every head's), so the window ranks first.
+ * A prompt no longer than the window scores 0 everywhere.
+ */
+export function snapScores(input: SnapInput, params: Omit<SnapParams, "k">): Float64Array[] {
+  const n = input.promptLength;
+  const window = Math.min(params.window, n);
+  if (window === n) return Array.from({ length: input.numKvHeads }, () => new Float64Array(n));
+  const prefix = snapPrefixScores(input, window, params.pool, params.reduce);
+  let max = -Infinity;
+  for (const head of prefix) for (const s of head) max = Math.max(max, s);
+  return prefix.map((head) => {
+    const out = new Float64Array(n).fill(max);
+    out.set(head);
+    return out;
+  });
 }

@@ -25,6 +25,14 @@ export const tovaPress: PressSchema = {
   doc: "TOVA: keep the tokens the last query attends to most, averaged over all heads.",
   needs: { observationWindow: () => 1, windowVotesOnly: true },
   select: (input, p) => selectTova(input, p as unknown as TovaParams),
+  score: (input) => {
+    // The last token scores the highest other score + 1, as kvpress keeps it.
+    const scores = tovaScores(input);
+    const all = new Float64Array(input.promptLength);
+    all.set(scores);
+    all[input.promptLength - 1] = scores.reduce((m, s) => Math.max(m, s), -Infinity) + 1;
+    return Array.from({ length: input.numKvHeads }, () => all.slice());
+  },
 };
 
 /** Parameters of {@link selectTova}. */

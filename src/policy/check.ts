@@ -7,7 +7,7 @@
  * @module
  */
 
-import type { PlanCall, PlanPress, PlanRule, PlanSelector } from "../plan/plan.ts";
+import type { PlanCall, PlanRule, PlanSelector } from "../plan/plan.ts";
 import type { PluginRegistry } from "../plugins/registry.ts";
 import type { ParamSpec, ParamValue, PluginSchema } from "../plugins/schema.ts";
 import { windowDecodeMode } from "../plugins/windowPress.ts";
@@ -24,6 +24,7 @@ import { type Diagnostic, spanAt } from "./diagnostics.ts";
 import { formatStatement } from "./format.ts";
 import { MAX_POLICY_CHARS } from "./parse.ts";
 import { convertValue, exampleValue } from "./values.ts";
+import { PipelineChecker, where } from "./pipelineRules.ts";
 import { didYouMean } from "./suggest.ts";
 
 /** What checking yields: plan pieces (meaningful only when there are no errors). */
@@ -40,9 +41,6 @@ export interface CheckResult {
   diagnostics: Diagnostic[];
 }
 
-/** A press already checked into a pipeline (what later presses are checked against). */
-type PipelinePress = { name: string; role: string; when: string };
-
 /** Checks a parsed policy against a registry. Never throws on any AST. */
 export function checkPolicy(ast: PolicyAst, registry: PluginRegistry): CheckResult {
   return new Checker(ast, registry).run();
@@ -58,7 +56,16 @@ class Checker {
   seenUses = new Set<string>();
   seenDetectors = new Set<string>();
 
-  constructor(private ast: PolicyAst, private registry: PluginRegistry) {}
+  pipelines: PipelineChecker;
+
+  constructor(private ast: PolicyAst, private registry: PluginRegistry) {
+    this.pipelines = new PipelineChecker(registry, {
+      error: (span, message, hint) => this.error(span, message, hint),
+      warn: (span, message, hint) => this.warn(span, message, hint),
+      params: (call, schema) => this.params(call, schema),
+      unknown: (call, what, names) => this.unknown(call, what, names),
+    });
+  }
 
   error(span: Span, message: string, hint?: string) {
     this.diagnostics.push({ severity: "error", message, span, hint });
@@ -126,7 +133,7 @@ class Checker {
         checked.push([r, rule]);
       }
     }
-    this.chunkedPolicy(checked);
+    this.pipelines.chunkedPolicy(checked);
     if (rulesAst.length === 0) {
       const end = this.ast.source.length;
       this.warn(
@@ -160,7 +167,7 @@ class Checker {
   rule(r: RuleNode): PlanRule | undefined {
     const layers = r.target.layers ? this.selector(r.target.layers, "layers") : null;
     const heads = r.target.heads ? this.selector(r.target.heads, "heads") : null;
-    const pipeline = this.pipeline(r.pipeline);
+    const pipeline = this.pipelines.pipeline(r.pipeline);
     if (layers === undefined || heads === undefined || !pipeline) return undefined;
     for (const press of pipeline) {
       if (press.name !== "window" || !("decode" in press.params)) continue;
@@ -221,193 +228,6 @@ class Checker {
       this.detectors.push(planCall);
     }
     return { kind: "detector", detector: planCall };
-  }
-
-  pipeline(calls: CallNode[]): PlanPress[] | undefined {
-    const out: PlanPress[] = [];
-    let ok = true;
-    for (const call of calls) {
-      const press = this.registry.press(call.name);
-      if (!press) {
-        if (this.registry.detector(call.name)) {
-          this.error(
-            call.nameSpan,
-            `'${call.name}' is a detector, not a press`,
-            "detectors select targets: 'layers lazy -> ...' or 'heads retrieval -> ...'",
-          );
-        } else this.unknown(call, "press", this.registry.pressNames());
-        ok = false;
-        continue;
-      }
-      const params = this.params(call, press);
-      const invalid = params && press.checkParams?.(params);
-      if (invalid) this.error(call.nameSpan, invalid.error, invalid.hint);
-      if (!params || invalid) {
-        ok = false;
-        continue;
-      }
-      const previous = out.at(-1);
-      if (out.some((p) => p.name === "chunked") || press.name === "chunked") {
-        if (!this.chunkedFits(call, out)) ok = false;
-      } else if (out.some((p) => p.name === "decoding") || press.name === "decoding") {
-        if (!this.decodingFits(call, out, params)) ok = false;
-      } else if (press.role === "select" && out.length > 0) {
-        const other = out.find((p) => p.role === "select");
-        this.error(
-          call.nameSpan,
-          other
-            ? `a pipeline has one selection press, but '${other.name}' and '${call.name}' both select entries`
-            : `'${call.name}' selects entries, so it must come first in the pipeline`,
-        );
-        ok = false;
-      } else if (press.role === "augment") {
-        if (!out.some((p) => p.role === "select")) {
-          this.error(
-            call.nameSpan,
-            `'${call.name}' needs a selection press before it`,
-            `e.g. window(sink=4, recent=251) + ${call.name}`,
-          );
-          ok = false;
-        } else if (out.some((p) => p.name === press.name)) {
-          this.error(call.nameSpan, `'${call.name}' appears twice in the pipeline`);
-          ok = false;
-        } else if (previous?.role === "store") {
-          this.error(call.nameSpan, `'${call.name}' must come before '${previous.name}'`);
-          ok = false;
-        } else if (out.some((p) => p.name === "full")) {
-          this.warn(call.nameSpan, `'${call.name}' after 'full' has nothing to compensate`);
-        }
-      } else if (press.role === "store" && out.some((p) => p.role === "store")) {
-        this.error(call.nameSpan, `a pipeline has one storage press ('${call.name}' repeats it)`);
-        ok = false;
-      }
-      out.push({ name: press.name, role: press.role, when: press.when, params });
-    }
-    return ok ? out : undefined;
-  }
-
-  /**
-   * The placement `chunked` and `decoding` share: `name` comes right after the selection press,
-   * alone with it, and nothing follows it. Reports what is wrong at `call` and returns
-   * undefined, else returns the selection press.
-   */
-  lastAfterSelect(
-    call: CallNode,
-    before: PipelinePress[],
-    name: "chunked" | "decoding",
-    example: string,
-  ): PipelinePress | undefined {
-    const fail = (message: string, hint?: string) => {
-      this.error(call.nameSpan, message, hint);
-      return undefined;
-    };
-    if (before.some((p) => p.name === name)) {
-      return fail(
-        `nothing may follow '${name}' ('${call.name}' does): it is the pipeline's last press`,
-      );
-    }
-    const select = before.find((p) => p.role === "select");
-    if (!select) return fail(`'${name}' needs a selection press before it`, `e.g. ${example}`);
-    if (before.length > 1) {
-      return fail(
-        `'${name}' goes right after the selection press, alone with it (not with '${
-          before.at(-1)!.name
-        }')`,
-      );
-    }
-    return select;
-  }
-
-  /** Where `chunked` may go (`src/plugins/chunkedPress.ts`): right after a press it can re-run. */
-  chunkedFits(call: CallNode, before: PipelinePress[]): boolean {
-    const select = this.lastAfterSelect(call, before, "chunked", "snap(k=1024) + chunked(size=4k)");
-    if (!select || call.name !== "chunked") return select !== undefined;
-    if (select.when === "bounded" || ["full", "pyramid", "adakv"].includes(select.name)) {
-      this.error(
-        call.nameSpan,
-        select.name === "full"
-          ? "'full' keeps everything: there is nothing to compress between chunks"
-          : `'${select.name}' cannot run chunk by chunk yet (it needs the whole prompt at once)`,
-        "chunked prefill works with snap, knorm and random",
-      );
-      return false;
-    }
-    return true;
-  }
-
-  /**
-   * A chunked policy's rules share one chunk size; its other rules keep `full`; no `lazy`
-   * detector (it reads the whole prompt's last queries).
-   */
-  chunkedPolicy(rules: [RuleNode, PlanRule][]) {
-    const chunkedAt = (rule: PlanRule) => rule.pipeline.findIndex((p) => p.name === "chunked");
-    const first = rules.find(([, rule]) => chunkedAt(rule) >= 0);
-    if (!first) return;
-    const size = first[1].pipeline[chunkedAt(first[1])].params.size;
-    for (const [node, rule] of rules) {
-      const at = chunkedAt(rule);
-      if (at >= 0 && rule.pipeline[at].params.size !== size) {
-        this.error(
-          node.pipeline[at].nameSpan,
-          `every chunked rule uses one chunk size: ${size} at ${where(first[0])}, ` +
-            `${rule.pipeline[at].params.size} here`,
-        );
-      }
-      if (at < 0 && !(rule.pipeline.length === 1 && rule.pipeline[0].name === "full")) {
-        this.error(
-          node.pipeline[0].nameSpan,
-          `in a chunked policy every rule is chunked or keeps 'full' ('${rule.pipeline[0].name}' ` +
-            "would need the whole prompt cached)",
-          `keep 'full', or use snap, knorm or random + chunked(size=${size})`,
-        );
-      }
-      for (const s of [node.target.layers, node.target.heads]) {
-        if (s?.kind === "detector" && s.call.name === "lazy") {
-          this.error(
-            s.call.nameSpan,
-            "'lazy' reads the whole prompt's last queries: it cannot select layers in a chunked policy",
-          );
-        }
-      }
-    }
-  }
-
-  /**
-   * Where `decoding` may go (`src/plugins/decodingPress.ts`): after a press that acts once, alone
-   * with it; `every=N` needs a press that scores entries. Also refuses other presses after it.
-   */
-  decodingFits(
-    call: CallNode,
-    before: PipelinePress[],
-    params: Record<string, ParamValue>,
-  ): boolean {
-    const select = this.lastAfterSelect(
-      call,
-      before,
-      "decoding",
-      "snap(k=1024) + decoding(every=512)",
-    );
-    if (!select || call.name !== "decoding") return select !== undefined;
-    if (select.when === "bounded") {
-      this.error(
-        call.nameSpan,
-        `'${select.name}' already keeps the cache bounded while decoding`,
-        "decoding goes with presses that act once: snap, knorm, random, pyramid, full",
-      );
-      return false;
-    }
-    if (params.every !== null && ["full", "adakv", "pyramid"].includes(select.name)) {
-      this.error(
-        call.nameSpan,
-        select.name === "full"
-          ? "decoding(every=...) re-applies a scoring press; 'full' keeps everything"
-          : `decoding(every=...) with '${select.name}' is not supported yet (its budgets depend ` +
-            "on the whole prompt's layout)",
-        "use decoding(recent=R) to bound the generated tokens",
-      );
-      return false;
-    }
-    return true;
   }
 
   unknown(call: CallNode, what: "press" | "detector", names: string[]) {
@@ -520,8 +340,4 @@ function targetText(r: RuleNode): string {
 
 function targetKey(r: RuleNode): string {
   return targetText(r).replace(/\s+/g, " ");
-}
-
-function where(r: RuleNode): string {
-  return `${r.span.line}:${r.span.column}`;
 }

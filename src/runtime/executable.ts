@@ -25,9 +25,14 @@ export const BUILTIN_NAMES: ReadonlySet<string> = new Set(BUILTIN_PLUGINS.map((p
 export function checkExecutable(plan: Plan, registry?: PluginRegistry): void {
   for (const rule of plan.rules) {
     for (const press of rule.pipeline) {
-      if (BUILTIN_NAMES.has(press.name) || registry?.press(press.name)?.select) continue;
+      const schema = registry?.press(press.name);
+      const runs = press.role === "rescore"
+        ? schema?.rescore
+        : schema?.select && (!rule.pipeline.some((p) => p.role === "rescore") || schema.score);
+      if (BUILTIN_NAMES.has(press.name) || runs) continue;
+      const what = press.role === "rescore" ? "rescore()" : schema?.select ? "score()" : "select()";
       throw new UnsupportedPolicyError(
-        `press '${press.name}' (line ${rule.line}) has no runtime implementation: a plugin press must define select()`,
+        `press '${press.name}' (line ${rule.line}) has no runtime implementation: a plugin press must define ${what}`,
       );
     }
   }

@@ -19,7 +19,7 @@ import { type H2oHeadState, type H2oParams, h2oPrefill } from "../plugins/h2oPre
 import { quantParams } from "../plugins/quantPress.ts";
 import type { PluginRegistry } from "../plugins/registry.ts";
 import { formatParamValue, type PressSchema } from "../plugins/schema.ts";
-import { evictsWhileDecoding } from "../plugins/press.ts";
+import { evictsWhileDecoding, rescoreSelect } from "../plugins/press.ts";
 import type { ModelConfig } from "../model/types.ts";
 import type { GpuContext } from "../gpu/device.ts";
 import type { ColumnSums, Observation, ObserveRequest, PrefillState } from "./engine.ts";
@@ -358,8 +358,16 @@ export class PolicyExecutor {
           ring.push(bounds && bounds.ringStart < rows ? bounds.ringStart : undefined);
           if (bounds || kept.length < state.cachedLength) changed = true;
         } else if (schema) {
-          const key = JSON.stringify(select!.params) + schema.name;
-          if (!selections.has(key)) selections.set(key, schema.select!(input, select!.params));
+          const rescore = a.pipeline.find((p) => this.press(p).role === "rescore");
+          const key = JSON.stringify([select!.params, schema.name, rescore ?? null]);
+          if (!selections.has(key)) {
+            selections.set(
+              key,
+              rescore
+                ? rescoreSelect(input, schema, select!.params, this.press(rescore), rescore.params)
+                : schema.select!(input, select!.params),
+            );
+          }
           kept = selections.get(key)![h];
           for (let p = state.promptLength; p < state.cachedLength; p++) kept = [...kept, p];
           extra.push(state.decodeBudget);

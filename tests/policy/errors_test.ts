@@ -80,7 +80,7 @@ Deno.test("unknown names get 'did you mean' suggestions", () => {
   });
   assert.equal(
     only("else -> zzzzzz").hint,
-    "known presses: adakv, chunked, compensate, decoding, full, h2o, keydiff, knorm, pyramid, quant, random, snap, tova, window",
+    "known presses: adakv, chunked, chunkkv, compensate, decoding, dms, full, h2o, keydiff, knorm, pyramid, quant, random, snap, tova, window",
   );
   assert.equal(
     only('use "./lastq.ts"; else -> lastq(k=4)').text,
@@ -287,5 +287,48 @@ Deno.test("chunked: placement in a pipeline and across rules, each refusal at it
   assert.equal(
     only("layers lazy -> full; else -> snap(k=64) + chunked(256)").text,
     "1:8 'lazy' reads the whole prompt's last queries: it cannot select layers in a chunked policy",
+  );
+});
+
+Deno.test("rescoring presses: right after a scoring press, once; the scorer must give scores", () => {
+  assert.equal(
+    only("else -> chunkkv(20)").text,
+    "1:9 'chunkkv' goes right after the selection press whose scores it uses",
+  );
+  assert.equal(
+    only("else -> snap(k=10%) + quant(bits=4) + dms(threshold=0.1)").text,
+    "1:39 'dms' goes right after the selection press whose scores it uses",
+  );
+  assert.equal(
+    only("else -> snap(k=10%) + chunkkv + dms(threshold=0.1)").text,
+    "1:33 a pipeline has one rescoring press ('dms' follows another)",
+  );
+  const noScores = only("else -> window(sink=4, recent=60) + chunkkv");
+  assert.equal(noScores.text, "1:37 'window' gives no score per entry for 'chunkkv' to use");
+  assert.equal(noScores.hint, "scoring presses: keydiff, knorm, snap, tova");
+  assert.equal(
+    only("else -> keydiff(k=25%, block=128) + chunkkv").text,
+    "1:37 'chunkkv' cannot use 'keydiff' here: block-wise KeyDiff re-scores each block against " +
+      "its own anchor: it has no single score per position (use block=0)",
+  );
+  assert.equal(
+    only("else -> dms(threshold=1)").text.startsWith("1:9 'dms' goes right after"),
+    true,
+  );
+  assert.equal(
+    only("else -> knorm(k=100%) + dms").text,
+    "1:25 'dms' needs 'threshold' (evict entries scoring below this (on the scorer's scale))",
+  );
+  // What composes: a rescoring press, then augmenting and storage presses.
+  for (
+    const ok of [
+      "else -> snap(k=25%, window=64, pool=5, reduce=avg) + chunkkv(chunk=20) + quant(bits=4)",
+      "else -> keydiff(k=100%) + dms(threshold=-0.2, window=128)",
+      "else -> tova(k=25%) + chunkkv",
+    ]
+  ) assert.deepEqual(errorsOf(ok), [], ok);
+  assert.equal(
+    only("else -> snap(k=25%) + chunkkv + chunked(size=1k)").text,
+    "1:33 'chunked' goes right after the selection press, alone with it (not with 'chunkkv')",
   );
 });

@@ -94,8 +94,10 @@ Deno.test("the registry: every built-in of DESIGN.md is registered with its sche
   assert.deepEqual(r.pressNames(), [
     "adakv",
     "chunked",
+    "chunkkv",
     "compensate",
     "decoding",
+    "dms",
     "full",
     "h2o",
     "keydiff",
@@ -128,7 +130,7 @@ Deno.test("the registry: every built-in of DESIGN.md is registered with its sche
     ["kbits", null],
     ["vbits", null],
   ]);
-  assert.equal(BUILTIN_PLUGINS.length, 16);
+  assert.equal(BUILTIN_PLUGINS.length, 18);
   assert.throws(() => r.register(BUILTIN_PLUGINS[0]), /already registered/);
 });
 

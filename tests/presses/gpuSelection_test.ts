@@ -11,6 +11,7 @@ import { lazyDecodeScore, lazyPrefillScore } from "../../src/plugins/lazyDetecto
 import { compileOrThrow } from "../../src/plan/compile.ts";
 import { defaultRegistry } from "../../src/plugins/builtins.ts";
 import { cpuLayerScores } from "../../src/plugins/cpuScores.ts";
+import { rescoreSelect } from "../../src/plugins/press.ts";
 import { Engine } from "../../src/runtime/engine.ts";
 import { demoPrompt } from "../../src/cli/demoPrompt.ts";
 import { runPolicy } from "./_run.ts";
@@ -25,6 +26,8 @@ const POLICIES = [
   "else -> keydiff(k=30%)",
   "else -> keydiff(k=50, block=16)",
   "else -> tova(k=64)",
+  "else -> snap(k=40%, window=16, pool=5, reduce=avg) + chunkkv(chunk=8)",
+  "else -> keydiff(k=100%) + dms(threshold=-0.2, window=16)",
   "else -> random(k=50, seed=3)",
   "else -> window(sink=4, recent=40)",
 ];
@@ -38,11 +41,21 @@ Deno.test("GPU selections equal the CPU reference's, head by head, for every exe
     const registry = defaultRegistry();
     const c = engine.config;
     for (const policy of POLICIES) {
-      const press = compileOrThrow(policy).rules[0].pipeline[0];
+      const [press, rescore] = compileOrThrow(policy).rules[0].pipeline;
       // The runtime records the first generated token's entry too (window selects over it).
       const gpu = await runPolicy(engine, policy, ids, 1);
       for (let l = 0; l < c.numLayers; l++) {
-        const expected = registry.press(press.name)!.select!(cpuLayerScores(cpu, l), press.params);
+        const scores = cpuLayerScores(cpu, l);
+        const schema = registry.press(press.name)!;
+        const expected = rescore
+          ? rescoreSelect(
+            scores,
+            schema,
+            press.params,
+            registry.press(rescore.name)!,
+            rescore.params,
+          )
+          : schema.select!(scores, press.params);
         for (let h = 0; h < c.numKvHeads; h++) {
           assert.deepEqual(
             gpu.trace[l].heads[h].kept,
