@@ -80,6 +80,11 @@ export class CpuReferenceModel {
   private readonly finalNorm: Float32Array;
   private readonly lmHead: Float32Array;
 
+  /** Layer `layer`'s attention output projection (o_proj's weight), `[hidden][H · headDim]`. */
+  outputProjection(layer: number): Float32Array {
+    return this.layers[layer].o;
+  }
+
   /** Decodes every weight to float32 once (exact for F16 and BF16). */
   constructor(weights: ModelWeights) {
     const config = weights.config;

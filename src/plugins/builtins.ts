@@ -9,6 +9,7 @@ import { adakvPress } from "./adakvPress.ts";
 import { chunkedPress } from "./chunkedPress.ts";
 import { chunkkvPress } from "./chunkkvPress.ts";
 import { compensatePress } from "./compensatePress.ts";
+import { criticalPress } from "./criticalPress.ts";
 import { decodingPress } from "./decodingPress.ts";
 import { dmsPress } from "./dmsPress.ts";
 import { fullPress } from "./fullPress.ts";
@@ -38,6 +39,7 @@ export const BUILTIN_PLUGINS: readonly PluginSchema[] = [
   randomPress,
   chunkkvPress,
   dmsPress,
+  criticalPress,
   pyramidPress,
   adakvPress,
   compensatePress,

@@ -60,5 +60,24 @@ export function cpuLayerScores(model: CpuReferenceModel, layer: number): LayerSc
     keys(kvHead) {
       return Float32Array.from(model.cache.keys(layer, kvHead));
     },
+    projectedValueNorms(kvHead) {
+      // Σ_c |Σ_e v[i][e] · W_o[c][h·d + e]| for each query head h of the group, then their mean.
+      const wo = model.outputProjection(layer);
+      const values = model.cache.values(layer, kvHead);
+      const hidden = model.config.hiddenSize, width = numHeads * headDim;
+      return Float64Array.from({ length: n }, (_, i) => {
+        let total = 0;
+        for (let h = kvHead * groupSize; h < (kvHead + 1) * groupSize; h++) {
+          for (let c = 0; c < hidden; c++) {
+            let dot = 0;
+            for (let e = 0; e < headDim; e++) {
+              dot += values[i * headDim + e] * wo[c * width + h * headDim + e];
+            }
+            total += Math.abs(dot);
+          }
+        }
+        return total / groupSize;
+      });
+    },
   };
 }

@@ -56,6 +56,13 @@ export interface LayerScoresInput {
   attentionColumnSums(): Float32Array[];
   /** Post-RoPE keys of KV head `kvHead`: `N × headDim`, row-major. */
   keys(kvHead: number): Float32Array;
+  /**
+   * CriticalKV's value weight of KV head `kvHead`: per position i, the L1 norm over the hidden
+   * dimension of v_i·W_o^(h) (W_o^(h): query head h's `headDim × hidden` slice of o_proj),
+   * averaged over the group's query heads. Offered to presses that declare
+   * `needs.projectedValueNorms` (computed on the GPU).
+   */
+  projectedValueNorms?(kvHead: number): Float64Array;
 }
 
 /** Every position 0 … n − 1 (a KV head that keeps its whole cache). */

@@ -69,6 +69,8 @@ export interface PressNeeds {
   windowVotesOnly?: boolean;
   /** Post-RoPE keys of the prompt. */
   keys?: boolean;
+  /** CriticalKV's value weights (`LayerScoresInput.projectedValueNorms`). */
+  projectedValueNorms?: boolean;
 }
 
 /** A press's schema (and, optionally, its runtime behaviour): usable as a policy action. */

@@ -27,6 +27,8 @@ export interface LayerReadbacks {
   columnSums: Float32Array[] | undefined;
   /** SnapKV votes summed on the GPU, per (layer, window). */
   votes: WindowVotes;
+  /** CriticalKV's value weights per KV head, if computed. */
+  valueNorms?: Float64Array[];
 }
 
 /** The press input of one layer (see the module doc). */
@@ -68,6 +70,11 @@ export function layerScoresInput(c: ModelConfig, a: LayerReadbacks): LayerScores
       const k = keys.get(kvHead);
       if (!k) throw new Error("keys were not read back");
       return k;
+    },
+    projectedValueNorms: (kvHead: number) => {
+      const norms = a.valueNorms?.[kvHead];
+      if (!norms) throw new Error("value norms were not computed (needs.projectedValueNorms)");
+      return norms;
     },
   };
 }

@@ -20,6 +20,7 @@ import { quantParams } from "../plugins/quantPress.ts";
 import type { PluginRegistry } from "../plugins/registry.ts";
 import { formatParamValue, type PressSchema } from "../plugins/schema.ts";
 import { evictsWhileDecoding, rescoreSelect } from "../plugins/press.ts";
+import { projectedValueNorms } from "./projectedValueNorms.ts";
 import type { ModelConfig } from "../model/types.ts";
 import type { GpuContext } from "../gpu/device.ts";
 import type { ColumnSums, Observation, ObserveRequest, PrefillState } from "./engine.ts";
@@ -76,6 +77,11 @@ export interface LayerTrace {
 export interface DetectorSources {
   /** Per layer, per KV head RazorAttention scores (`echo[h]`, `induction[h]`). */
   retrievalScores(): Promise<HeadScores[]>;
+  /**
+   * The layer's attention output projection (o_proj's weight) as f32 `[hidden][H · headDim]`,
+   * for presses that weigh values by it (CriticalKV).
+   */
+  outputProjection?(layer: number): Float32Array;
 }
 
 /** Runs a plan's detectors and presses after prefill. */
@@ -208,6 +214,21 @@ export class PolicyExecutor {
     return schema;
   }
 
+  /** CriticalKV's value weights of layer `l`'s prompt entries (see `projectedValueNorms.ts`). */
+  private async valueNorms(state: PrefillState, l: number): Promise<Float64Array[]> {
+    const wo = this.detectors?.outputProjection?.(l);
+    if (!wo) {
+      throw new UnsupportedPolicyError(
+        "this caller gives no model weights: a press that weighs values by o_proj (critical) needs them",
+      );
+    }
+    const values: Float32Array[] = [];
+    for (let h = 0; h < this.config.numKvHeads; h++) {
+      values.push(await state.cache.readValues(l, h, state.promptLength));
+    }
+    return await projectedValueNorms(this.ctx, this.config, values, wo);
+  }
+
   /** The attention the engine must record for this plan. */
   observeRequest(): ObserveRequest {
     // Chunked prefill keeps each chunk's last queries itself (no prompt-wide observation).
@@ -301,6 +322,10 @@ export class PolicyExecutor {
       const sums = row.some((a) => a.pipeline.some((p) => p.name === "h2o"))
         ? await clock.read(() => this.readColumnSums(state, l))
         : undefined;
+      const valueNorms =
+        row.some((a) => a.pipeline.some((p) => this.press(p).needs?.projectedValueNorms))
+          ? await clock.read(() => this.valueNorms(state, l))
+          : undefined;
       const input = layerScoresInput(this.config, {
         layer: l,
         promptLength: state.promptLength,
@@ -309,6 +334,7 @@ export class PolicyExecutor {
         keys: keysCache,
         columnSums: sums,
         votes,
+        valueNorms,
       });
       const keep: number[][] = [];
       const extra: number[] = [];

@@ -268,6 +268,15 @@ export class RaggedKvCache {
     return this.dtype === "f32" ? new Float32Array(raw) : Float32Array.from(new Float16Array(raw));
   }
 
+  /** The first `count` values of a plain (not quantised) KV head, as f32 (`count × headDim`). */
+  async readValues(layer: number, kvHead: number, count: number): Promise<Float32Array> {
+    const c = this.plainLayer(layer, "read values of");
+    const D = c.headDim;
+    const bytesPer = this.dtype === "f32" ? 4 : 2;
+    const raw = await this.ctx.read(c.v, c.bases[kvHead] * D * bytesPer, count * D * bytesPer);
+    return this.dtype === "f32" ? new Float32Array(raw) : Float32Array.from(new Float16Array(raw));
+  }
+
   /**
    * Quantises `layer` (KIVI, see `quantKvCache.ts`): per KV head, its current entries are packed
    * as KIVI's prefill leaves them (keys but the last T mod R, values but the last R), on the GPU,

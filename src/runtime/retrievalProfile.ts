@@ -27,6 +27,8 @@ import { writeFileAtomicSync } from "../atomicWrite.ts";
 import { readBoundedFile } from "../model/readBounded.ts";
 import { isGgufPath } from "../model/ggufModel.ts";
 import type { ModelConfig } from "../model/types.ts";
+import { tensorToFloat32 } from "../model/dtype.ts";
+import { layerTensorNames } from "../model/tensorShapes.ts";
 import {
   type HeadScores,
   PROBE_COPIES,
@@ -369,8 +371,9 @@ export function retrievalScoresTable(scores: RetrievalScores): RetrievalScoreRow
 const memo = new WeakMap<Engine, Map<string, Promise<HeadScores[]>>>();
 
 /**
- * The executor's detector sources for `engine`, backed by {@link retrievalProfile}; the scores
- * are fetched at most once per engine and options (then kept in memory while the engine lives).
+ * The executor's model-level sources for `engine`: the retrieval scores, backed by
+ * {@link retrievalProfile} and fetched at most once per engine and options (then kept in memory
+ * while the engine lives), and each layer's output projection decoded from the loaded weights.
  */
 export function engineDetectors(
   engine: Engine,
@@ -389,5 +392,6 @@ export function engineDetectors(
       }
       return scores;
     },
+    outputProjection: (layer) => tensorToFloat32(engine.weights.get(layerTensorNames(layer).o)),
   };
 }

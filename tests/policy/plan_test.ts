@@ -96,6 +96,7 @@ Deno.test("the registry: every built-in of DESIGN.md is registered with its sche
     "chunked",
     "chunkkv",
     "compensate",
+    "critical",
     "decoding",
     "dms",
     "full",
@@ -130,7 +131,7 @@ Deno.test("the registry: every built-in of DESIGN.md is registered with its sche
     ["kbits", null],
     ["vbits", null],
   ]);
-  assert.equal(BUILTIN_PLUGINS.length, 18);
+  assert.equal(BUILTIN_PLUGINS.length, 19);
   assert.throws(() => r.register(BUILTIN_PLUGINS[0]), /already registered/);
 });
 
