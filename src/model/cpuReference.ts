@@ -71,6 +71,8 @@ export class CpuReferenceModel {
    * (what observation-window scoring needs).
    */
   lastQueries: Float64Array[] = [];
+  /** The same queries before RoPE (after any q bias and q_norm), per layer. */
+  lastQueriesBeforeRope: Float64Array[] = [];
   /** The position the next token gets when `positions` is not given. */
   nextPosition = 0;
 
@@ -136,6 +138,7 @@ export class CpuReferenceModel {
     }
 
     this.lastQueries = [];
+    this.lastQueriesBeforeRope = [];
     for (let l = 0; l < c.numLayers; l++) {
       const w = this.layers[l];
       let h = rmsNorm(x, tokens, w.inputNorm, c.rmsNormEps);
@@ -147,6 +150,7 @@ export class CpuReferenceModel {
         k = rmsNorm(k, tokens * c.numKvHeads, w.kNorm, c.rmsNormEps);
       }
       const v = matmulTransposed(h, tokens, w.v, kvWidth, c.hiddenSize, w.vBias);
+      this.lastQueriesBeforeRope.push(q.slice());
       for (let t = 0; t < tokens; t++) {
         applyRope(q, t * qWidth, c.numHeads, c.headDim, positions[t], c.ropeInvFreq);
         applyRope(k, t * kvWidth, c.numKvHeads, c.headDim, positions[t], c.ropeInvFreq);
@@ -223,6 +227,7 @@ export class CpuReferenceModel {
     this.biases.clear();
     this.nextPosition = 0;
     this.lastQueries = [];
+    this.lastQueriesBeforeRope = [];
   }
 
   /**

@@ -12,6 +12,7 @@ import { compensatePress } from "./compensatePress.ts";
 import { criticalPress } from "./criticalPress.ts";
 import { decodingPress } from "./decodingPress.ts";
 import { dmsPress } from "./dmsPress.ts";
+import { expectedAttentionPress } from "./expectedAttentionPress.ts";
 import { fullPress } from "./fullPress.ts";
 import { h2oPress } from "./h2oPress.ts";
 import { keydiffPress } from "./keydiffPress.ts";
@@ -36,6 +37,7 @@ export const BUILTIN_PLUGINS: readonly PluginSchema[] = [
   knormPress,
   keydiffPress,
   tovaPress,
+  expectedAttentionPress,
   randomPress,
   chunkkvPress,
   dmsPress,

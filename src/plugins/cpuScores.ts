@@ -7,7 +7,7 @@
  */
 
 import type { CpuReferenceModel } from "../model/cpuReference.ts";
-import type { LayerScoresInput } from "./press.ts";
+import type { LayerScoresInput, QueryStatistics } from "./press.ts";
 
 /**
  * {@link LayerScoresInput} of `layer` from `model`, which must have just run the whole prompt
@@ -15,7 +15,11 @@ import type { LayerScoresInput } from "./press.ts";
  * every KV head then holds the N prompt entries in order. Probabilities come from
  * `attendSubset` (float64), rounded to float32 as the GPU would deliver them.
  */
-export function cpuLayerScores(model: CpuReferenceModel, layer: number): LayerScoresInput {
+export function cpuLayerScores(
+  model: CpuReferenceModel,
+  layer: number,
+  querySink = 4,
+): LayerScoresInput {
   const { numHeads, numKvHeads, headDim, numLayers } = model.config;
   const groupSize = numHeads / numKvHeads;
   const queries = model.lastQueries[layer];
@@ -60,6 +64,14 @@ export function cpuLayerScores(model: CpuReferenceModel, layer: number): LayerSc
     keys(kvHead) {
       return Float32Array.from(model.cache.keys(layer, kvHead));
     },
+    values(kvHead) {
+      return Float32Array.from(model.cache.values(layer, kvHead));
+    },
+    queryStatistics() {
+      // Every prompt position from `sink` on (the runtime's `needs.queryStatistics` sink): the
+      // caller sets it with `cpuQueryStatistics`, defaulting to kvpress's 4.
+      return cpuQueryStatistics(model, layer, querySink);
+    },
     projectedValueNorms(kvHead) {
       // Σ_c |Σ_e v[i][e] · W_o[c][h·d + e]| for each query head h of the group, then their mean.
       const wo = model.outputProjection(layer);
@@ -80,4 +92,36 @@ export function cpuLayerScores(model: CpuReferenceModel, layer: number): LayerSc
       });
     },
   };
+}
+
+/**
+ * The mean and population covariance (float64) of `model`'s pre-RoPE queries of `layer` from its
+ * last one-call `forward`, over the positions from `sink` on, per query head.
+ */
+export function cpuQueryStatistics(
+  model: CpuReferenceModel,
+  layer: number,
+  sink: number,
+): QueryStatistics {
+  const { numHeads: H, headDim: D } = model.config;
+  const q = model.lastQueriesBeforeRope[layer];
+  const tokens = q.length / (H * D);
+  const n = tokens - sink;
+  const mean: Float64Array[] = [], covariance: Float64Array[] = [];
+  for (let h = 0; h < H; h++) {
+    const mu = new Float64Array(D);
+    for (let t = sink; t < tokens; t++) {
+      for (let e = 0; e < D; e++) mu[e] += q[(t * H + h) * D + e] / n;
+    }
+    const cov = new Float64Array(D * D);
+    for (let t = sink; t < tokens; t++) {
+      for (let e = 0; e < D; e++) {
+        const a = q[(t * H + h) * D + e] - mu[e];
+        for (let f = 0; f < D; f++) cov[e * D + f] += (a * (q[(t * H + h) * D + f] - mu[f])) / n;
+      }
+    }
+    mean.push(mu);
+    covariance.push(cov);
+  }
+  return { count: n, mean, covariance, invFreq: model.config.ropeInvFreq };
 }

@@ -63,6 +63,26 @@ export interface LayerScoresInput {
    * `needs.projectedValueNorms` (computed on the GPU).
    */
   projectedValueNorms?(kvHead: number): Float64Array;
+  /** Values of KV head `kvHead`: `N × headDim`, row-major. Offered with `needs.values`. */
+  values?(kvHead: number): Float32Array;
+  /**
+   * The prompt's pre-RoPE query statistics per query head (from the `sink` positions of
+   * `needs.queryStatistics` on), with the model's RoPE inverse frequencies. Offered with
+   * `needs.queryStatistics` (Expected Attention).
+   */
+  queryStatistics?(): QueryStatistics;
+}
+
+/** Per query head: the mean and population covariance of the prompt's pre-RoPE queries. */
+export interface QueryStatistics {
+  /** Queries counted per head. */
+  count: number;
+  /** Per query head: the mean (`headDim`). */
+  mean: Float64Array[];
+  /** Per query head: the covariance (`headDim × headDim`, row-major; divides by `count`). */
+  covariance: Float64Array[];
+  /** RoPE inverse frequencies (`headDim / 2`, rotate_half layout). */
+  invFreq: ArrayLike<number>;
 }
 
 /** Every position 0 … n − 1 (a KV head that keeps its whole cache). */

@@ -71,6 +71,13 @@ export interface PressNeeds {
   keys?: boolean;
   /** CriticalKV's value weights (`LayerScoresInput.projectedValueNorms`). */
   projectedValueNorms?: boolean;
+  /** The prompt's values (`LayerScoresInput.values`). */
+  values?: boolean;
+  /**
+   * The prompt's query statistics, counted from position `sink` on
+   * (`LayerScoresInput.queryStatistics`), accumulated during prefill.
+   */
+  queryStatistics?: (params: Record<string, ParamValue>) => { sink: number };
 }
 
 /** A press's schema (and, optionally, its runtime behaviour): usable as a policy action. */

@@ -187,6 +187,12 @@ export class PipelineChecker {
         }')`,
       );
     }
+    if (this.registry.press(select.name)?.needs?.queryStatistics) {
+      return fail(
+        `'${select.name}' models the queries of the whole prompt, recorded during one prefill: ` +
+          `it cannot be re-applied by '${name}' yet`,
+      );
+    }
     return select;
   }
 

@@ -6,6 +6,11 @@
  * @module
  */
 
+import {
+  type QueryStatisticsRecorder,
+  startQueryStatistics,
+  stopQueryStatistics,
+} from "./queryStatistics.ts";
 import { acquireDevice, type GpuContext } from "../gpu/device.ts";
 import type { KernelChoice } from "../gpu/kernelChoice.ts";
 import type { KvDType } from "../gpu/kvCache.ts";
@@ -285,7 +290,9 @@ export class Engine {
     const owned: Step[] = [];
     let acts: Activations | undefined;
     let decodeActs: Activations | undefined;
+    let stats: QueryStatisticsRecorder | undefined;
     try {
+      stats = startQueryStatistics(this.ctx, this.gpu, cache, req.observe);
       const sink = new TokenSink(stopIds, req.onTokens);
       acts = chunked
         ? await prefillChunked(
@@ -297,6 +304,7 @@ export class Engine {
           chunk,
         )
         : (await this.prefill(cache, req.promptIds, chunk, "last", promptObs, 0, columnSums)).acts;
+      stopQueryStatistics(stats, cache, N);
       if (maxNew > 0) {
         const pick = sampleOp(this.ctx, c, acts, sampler, sampling);
         owned.push(pick);
@@ -340,7 +348,9 @@ export class Engine {
         promptObservation: promptObs,
         firstStepObservation: fed > 0 ? firstObs : undefined,
         promptColumnSums: columnSums,
+        queryStatistics: stats,
       });
+      stats?.release();
       if (req.afterPrefill) await this.ctx.sync(); // the press's GPU work belongs to prefill
       const t1 = performance.now();
       const pressMs = req.afterPrefill ? t1 - tPress : 0;
@@ -403,6 +413,7 @@ export class Engine {
     } finally {
       memory.stop();
       destroySteps(owned);
+      stats?.release();
       if (acts) releaseActivations(this.ctx, acts);
       if (decodeActs) releaseActivations(this.ctx, decodeActs);
       const observed = [promptObs, firstObs, columnSums].flatMap((o) => o?.buffers ?? []);

@@ -10,6 +10,7 @@ import type { ChunkedPrefill } from "./chunkedPrefill.ts";
 import type { KvReport } from "./kvReport.ts";
 import type { PhaseGate } from "./phaseGate.ts";
 import type { RaggedKvCache } from "./raggedKvCache.ts";
+import type { QueryStatisticsRecorder } from "./queryStatistics.ts";
 
 /** How tokens are drawn: greedy when `temperature` is 0. */
 export interface SamplingConfig {
@@ -57,6 +58,8 @@ export interface PrefillState {
   firstStepObservation?: Observation;
   /** Attention column sums over all prompt queries, when requested (H2O). */
   promptColumnSums?: ColumnSums;
+  /** The prompt's query statistics, when requested (read per layer). */
+  queryStatistics?: QueryStatisticsRecorder;
 }
 
 /** Attention the press layer wants recorded (see {@link PrefillState}). */
@@ -67,6 +70,11 @@ export interface ObserveRequest {
   firstStep: boolean;
   /** Accumulate every prompt query's attention per key (H2O's scores). */
   columnSums?: boolean;
+  /**
+   * Accumulate the pre-RoPE queries' mean and covariance over the prompt positions from `sink` on
+   * (Expected Attention).
+   */
+  queryStatistics?: { sink: number };
 }
 
 /** A recompression run while decoding (see {@link GenerationRequest.duringDecode}). */

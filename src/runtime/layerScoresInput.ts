@@ -7,7 +7,7 @@
  */
 
 import type { ModelConfig } from "../model/types.ts";
-import type { LayerScoresInput } from "../plugins/press.ts";
+import type { LayerScoresInput, QueryStatistics } from "../plugins/press.ts";
 import type { Observation } from "./engine.ts";
 import { sumWindowRows, votesKey, type WindowVotes } from "./observationVotes.ts";
 
@@ -29,6 +29,10 @@ export interface LayerReadbacks {
   votes: WindowVotes;
   /** CriticalKV's value weights per KV head, if computed. */
   valueNorms?: Float64Array[];
+  /** Values per KV head, if read back. */
+  values?: Map<number, Float32Array>;
+  /** The prompt's query statistics of this layer, if recorded. */
+  queryStatistics?: QueryStatistics;
 }
 
 /** The press input of one layer (see the module doc). */
@@ -70,6 +74,17 @@ export function layerScoresInput(c: ModelConfig, a: LayerReadbacks): LayerScores
       const k = keys.get(kvHead);
       if (!k) throw new Error("keys were not read back");
       return k;
+    },
+    values: (kvHead: number) => {
+      const v = a.values?.get(kvHead);
+      if (!v) throw new Error("values were not read back (needs.values)");
+      return v;
+    },
+    queryStatistics: () => {
+      if (!a.queryStatistics) {
+        throw new Error("query statistics were not recorded (needs.queryStatistics)");
+      }
+      return a.queryStatistics;
     },
     projectedValueNorms: (kvHead: number) => {
       const norms = a.valueNorms?.[kvHead];

@@ -252,7 +252,23 @@ export class PolicyExecutor {
       }
     }
     const columnSums = this.plan.rules.some((r) => r.pipeline.some((p) => p.name === "h2o"));
-    return { promptWindow, firstStep, columnSums };
+    const sinks = new Set(
+      this.plan.rules.flatMap((r) =>
+        r.pipeline.flatMap((p) => {
+          const want = this.press(p).needs?.queryStatistics?.(p.params);
+          return want ? [want.sink] : [];
+        })
+      ),
+    );
+    if (sinks.size > 1) {
+      throw new UnsupportedPolicyError(
+        `the query statistics are recorded once per prompt: use one sink for every rule (${
+          [...sinks].join(", ")
+        })`,
+      );
+    }
+    const queryStatistics = sinks.size ? { sink: [...sinks][0] } : undefined;
+    return { promptWindow, firstStep, columnSums, queryStatistics };
   }
 
   /** The `afterPrefill` hook: detect, select, compact. */
@@ -322,10 +338,25 @@ export class PolicyExecutor {
       const sums = row.some((a) => a.pipeline.some((p) => p.name === "h2o"))
         ? await clock.read(() => this.readColumnSums(state, l))
         : undefined;
-      const valueNorms =
-        row.some((a) => a.pipeline.some((p) => this.press(p).needs?.projectedValueNorms))
-          ? await clock.read(() => this.valueNorms(state, l))
-          : undefined;
+      const needs = (what: "values" | "queryStatistics" | "projectedValueNorms") =>
+        row.some((a) => a.pipeline.some((p) => this.press(p).needs?.[what]));
+      const valueNorms = needs("projectedValueNorms")
+        ? await clock.read(() => this.valueNorms(state, l))
+        : undefined;
+      const values = new Map<number, Float32Array>();
+      if (needs("values")) {
+        for (let h = 0; h < c.numKvHeads; h++) {
+          values.set(h, await clock.read(() => state.cache.readValues(l, h, state.promptLength)));
+        }
+      }
+      if (needs("queryStatistics") && !state.queryStatistics) {
+        throw new UnsupportedPolicyError(
+          "this caller did not record the prompt's query statistics (observeRequest)",
+        );
+      }
+      const queryStatistics = needs("queryStatistics")
+        ? await clock.read(() => state.queryStatistics!.read(l))
+        : undefined;
       const input = layerScoresInput(this.config, {
         layer: l,
         promptLength: state.promptLength,
@@ -335,6 +366,8 @@ export class PolicyExecutor {
         columnSums: sums,
         votes,
         valueNorms,
+        values,
+        queryStatistics,
       });
       const keep: number[][] = [];
       const extra: number[] = [];

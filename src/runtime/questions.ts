@@ -37,6 +37,11 @@ import type {
 import { type KvReport, kvReport } from "./kvReport.ts";
 import { GateTurn } from "./phaseGate.ts";
 import { RaggedKvCache } from "./raggedKvCache.ts";
+import {
+  type QueryStatisticsRecorder,
+  startQueryStatistics,
+  stopQueryStatistics,
+} from "./queryStatistics.ts";
 import { chunkedCapacity, type ChunkedPrefill, prefillChunked } from "./chunkedPrefill.ts";
 import { DEFAULT_READ_EVERY } from "./workSizes.ts";
 
@@ -137,9 +142,11 @@ export async function answerQuestions(
   let acts: Activations | undefined;
   let snapshot: ReturnType<typeof snapshotCache> | undefined;
   let steps: ReturnType<typeof decodeStepOps> = [];
+  let stats: QueryStatisticsRecorder | undefined;
   try {
     const t0 = performance.now();
     const chunk = Math.max(1, req.prefillChunk ?? engine.prefillChunk);
+    stats = startQueryStatistics(ctx, engine.gpu, cache, req.observe);
     releaseActivations(
       ctx,
       chunked
@@ -153,6 +160,7 @@ export async function answerQuestions(
         )
         : (await engine.prefill(cache, req.contextIds, chunk, "last", obs, 0, sums)).acts,
     );
+    stopQueryStatistics(stats, cache, N);
     const tPress = performance.now();
     await req.afterPrefill?.({
       cache,
@@ -161,7 +169,9 @@ export async function answerQuestions(
       decodeBudget: longest + Math.max(0, maxNew - 1),
       promptObservation: obs,
       promptColumnSums: sums,
+      queryStatistics: stats,
     });
+    stats?.release();
     await ctx.sync();
     const t1 = performance.now();
     const contextKv = kvReport(cache, await cache.lengths(), N);
@@ -196,6 +206,7 @@ export async function answerQuestions(
       answers,
     };
   } finally {
+    stats?.release();
     memory.stop();
     destroySteps(steps);
     if (acts) releaseActivations(ctx, acts);

@@ -6,6 +6,11 @@
  * @module
  */
 
+import {
+  type QueryStatisticsRecorder,
+  startQueryStatistics,
+  stopQueryStatistics,
+} from "./queryStatistics.ts";
 import { releaseActivations } from "./forwardPass.ts";
 import type { ColumnSums, Engine } from "./engine.ts";
 import { type KvReport, kvReport } from "./kvReport.ts";
@@ -57,7 +62,9 @@ export async function scoreTokens(
   const sums: ColumnSums | undefined = want.columnSums
     ? { stride: from, buffers: engine.createObservation(1, from).buffers }
     : undefined;
+  let stats: QueryStatisticsRecorder | undefined;
   try {
+    stats = startQueryStatistics(engine.ctx, engine.gpu, cache, want);
     const prefix = chunked
       ? await prefillChunked(
         engine.prefill.bind(engine),
@@ -68,6 +75,7 @@ export async function scoreTokens(
         chunk,
       )
       : (await engine.prefill(cache, ids.slice(0, from), chunk, "last", obs, 0, sums)).acts;
+    stopQueryStatistics(stats, cache, from);
     const first = await engine.ctx.readF32(prefix.logits, 0, engine.config.vocabSize);
     releaseActivations(engine.ctx, prefix);
     const logprobs = [logSoftmaxAt(first, ids[from])];
@@ -78,7 +86,9 @@ export async function scoreTokens(
       decodeBudget: ids.length - 1 - from,
       promptObservation: obs,
       promptColumnSums: sums,
+      queryStatistics: stats,
     });
+    stats?.release();
     if (cache.layers.some(isQuantLayer)) {
       throw new UnsupportedPolicyError(
         "teacher-forced scoring (perplexity) with 'quant' is not supported yet: quantized layers take one token per decoding step only",
@@ -98,6 +108,7 @@ export async function scoreTokens(
     }
     return { logprobs, kv: kvReport(cache, await cache.lengths(), ids.length - 1) };
   } finally {
+    stats?.release();
     for (const b of [...(obs?.buffers ?? []), ...(sums?.buffers ?? [])]) engine.ctx.release(b);
     cache.release();
   }

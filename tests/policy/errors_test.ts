@@ -80,7 +80,7 @@ Deno.test("unknown names get 'did you mean' suggestions", () => {
   });
   assert.equal(
     only("else -> zzzzzz").hint,
-    "known presses: adakv, chunked, chunkkv, compensate, critical, decoding, dms, full, h2o, keydiff, knorm, pyramid, quant, random, snap, tova, window",
+    "known presses: adakv, chunked, chunkkv, compensate, critical, decoding, dms, expected, full, h2o, keydiff, knorm, pyramid, quant, random, snap, tova, window",
   );
   assert.equal(
     only('use "./lastq.ts"; else -> lastq(k=4)').text,
@@ -305,7 +305,7 @@ Deno.test("rescoring presses: right after a scoring press, once; the scorer must
   );
   const noScores = only("else -> window(sink=4, recent=60) + chunkkv");
   assert.equal(noScores.text, "1:37 'window' gives no score per entry for 'chunkkv' to use");
-  assert.equal(noScores.hint, "scoring presses: keydiff, knorm, snap, tova");
+  assert.equal(noScores.hint, "scoring presses: expected, keydiff, knorm, snap, tova");
   assert.equal(
     only("else -> keydiff(k=25%, block=128) + chunkkv").text,
     "1:37 'chunkkv' cannot use 'keydiff' here: block-wise KeyDiff re-scores each block against " +
@@ -331,4 +331,16 @@ Deno.test("rescoring presses: right after a scoring press, once; the scorer must
     only("else -> snap(k=25%) + chunkkv + chunked(size=1k)").text,
     "1:33 'chunked' goes right after the selection press, alone with it (not with 'chunkkv')",
   );
+});
+
+Deno.test("expected attention cannot be re-applied by chunked or decoding", () => {
+  for (const tail of ["chunked(size=1k)", "decoding(every=64)"]) {
+    const name = tail.split("(")[0];
+    assert.equal(
+      only(`else -> expected(k=25%) + ${tail}`).text,
+      `1:27 'expected' models the queries of the whole prompt, recorded during one prefill: ` +
+        `it cannot be re-applied by '${name}' yet`,
+    );
+  }
+  assert.deepEqual(errorsOf("else -> expected(k=25%) + chunkkv"), []);
 });

@@ -99,6 +99,7 @@ Deno.test("the registry: every built-in of DESIGN.md is registered with its sche
     "critical",
     "decoding",
     "dms",
+    "expected",
     "full",
     "h2o",
     "keydiff",
@@ -131,7 +132,7 @@ Deno.test("the registry: every built-in of DESIGN.md is registered with its sche
     ["kbits", null],
     ["vbits", null],
   ]);
-  assert.equal(BUILTIN_PLUGINS.length, 19);
+  assert.equal(BUILTIN_PLUGINS.length, 20);
   assert.throws(() => r.register(BUILTIN_PLUGINS[0]), /already registered/);
 });
 

@@ -26,6 +26,8 @@ const POLICIES = [
   "else -> keydiff(k=30%)",
   "else -> keydiff(k=50, block=16)",
   "else -> tova(k=64)",
+  "else -> expected(k=64)",
+  "else -> expected(k=30%, sink=0, cov=false, vnorm=false)",
   "else -> snap(k=40%, window=16, pool=5, reduce=avg) + chunkkv(chunk=8)",
   "else -> keydiff(k=100%) + dms(threshold=-0.2, window=16)",
   "else -> snap(k=64, window=16, pool=7) + critical",
@@ -46,7 +48,8 @@ Deno.test("GPU selections equal the CPU reference's, head by head, for every exe
       // The runtime records the first generated token's entry too (window selects over it).
       const gpu = await runPolicy(engine, policy, ids, 1);
       for (let l = 0; l < c.numLayers; l++) {
-        const scores = cpuLayerScores(cpu, l);
+        // Expected Attention's statistics start at its own sink.
+        const scores = cpuLayerScores(cpu, l, (press.params.sink as number | undefined) ?? 4);
         const schema = registry.press(press.name)!;
         const expected = rescore
           ? rescoreSelect(
@@ -84,6 +87,7 @@ Deno.test("with a budget at least the prompt, every press generates exactly the 
         "else -> knorm(k=100%)",
         "else -> keydiff(k=100%)",
         "else -> tova(k=4k)",
+        "else -> expected(k=100%)",
         "else -> random(k=4k)",
         "else -> window(sink=4, recent=4k)",
         "layers lazy -> window(sink=4, recent=4k); else -> snap(k=4k)",
