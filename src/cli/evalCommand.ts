@@ -29,6 +29,14 @@ import { reportToJson } from "../eval/report/json.ts";
 import { renderSummaryTable } from "../eval/report/table.ts";
 import { type EvalPolicy, runEval } from "../eval/runner.ts";
 import {
+  LEADERBOARD_METHODS,
+  LEADERBOARD_RATIOS,
+  leaderboardPoints,
+  leaderboardPolicies,
+  type LeaderboardPolicy,
+} from "../eval/leaderboard.ts";
+import { checkpointHeader, openCheckpoint } from "../eval/checkpoint.ts";
+import {
   defaultSuite,
   type EvalSuite,
   modelKindOf,
@@ -41,7 +49,8 @@ export const EVAL_USAGE =
   `usage: deno task eval --policy P [--policy Q ...] [--task needle|ruler|ppl|hitrate ...]
                       [--model M] [--lengths 1k,2k,4k] [--depths 0:100:10] [--samples N]
                       [--seed S] [--suite FILE.yaml] [--chat] [--protocol aware|agnostic|both]
-                      [--out DIR] [--json]
+                      [--out DIR [--resume]] [--json]
+                      [--leaderboard [--methods M,...] [--ratios 0.25,0.5,0.75,0.875]]
   --policy P    a .kvp file, a shipped policy name (snapkv) or inline text; repeat to compare
   --task T      needle, ruler (single_key, multi_key, multi_value, variable_tracking), ppl,
                 hitrate, or one RULER task by name; repeatable or comma-separated
@@ -58,7 +67,14 @@ export const EVAL_USAGE =
                 default): the context is compressed without it and the question appended to
                 the compressed cache; both: every policy twice, named "P [aware]" and
                 "P [agnostic]" (perplexity and hit rate run aware only)
-  --out DIR     write DIR/report.html (self-contained) and DIR/results.json
+  --out DIR     write DIR/report.html (self-contained) and DIR/results.json; every answer is
+                also checkpointed to DIR/outcomes.jsonl as it comes
+  --resume      take the answers already in DIR/outcomes.jsonl (same model and suite) instead of
+                computing them again: an interrupted run goes on where it stopped
+  --leaderboard kvpress's leaderboard protocol: every method (--methods; default all) at each
+                compression ratio (--ratios, the fraction removed; default 0.25,0.5,0.75,0.875)
+                and the full cache, under both protocols unless --protocol says otherwise; the
+                table, JSON and HTML report add score against ratio per protocol
   --json        print the results as JSON instead of the table`;
 
 /** What `eval` needs from outside: the runtime, and where output goes. */
@@ -196,6 +212,46 @@ function checkSuiteFitsModel(header: ModelHeader, suite: EvalSuite): void {
 /** The files `--out DIR` holds. */
 const REPORT_FILES = ["report.html", "results.json"];
 
+/** The checkpoint of answers beside them (`--resume` reads it). */
+const CHECKPOINT_FILE = "outcomes.jsonl";
+
+/** The leaderboard's generated policies, with the full cache first (ratio 0). */
+function boardPolicies(values: Record<string, unknown>): LeaderboardPolicy[] {
+  const methods = typeof values.methods === "string"
+    ? values.methods.split(",").map((m) => m.trim())
+    : Object.keys(LEADERBOARD_METHODS);
+  const ratios = typeof values.ratios === "string"
+    ? values.ratios.split(",").map((r) => {
+      const x = Number(r.trim());
+      if (!(r.trim() !== "" && x > 0 && x < 1)) {
+        throw new UserError(`--ratios: '${r}' is not a fraction of the cache to remove in (0, 1)`);
+      }
+      return x;
+    })
+    : [...LEADERBOARD_RATIOS];
+  try {
+    const full = {
+      method: "full",
+      ratio: 0,
+      name: "full @0",
+      text: 'policy "full @0";\nelse -> full;\n',
+    };
+    return [full, ...leaderboardPolicies(methods, ratios)];
+  } catch (e) {
+    throw new UserError(`--methods: ${(e as Error).message}`);
+  }
+}
+
+/** A generated leaderboard policy, compiled as an eval policy. */
+function compileBoardPolicy(p: LeaderboardPolicy): EvalPolicy {
+  return {
+    name: p.name,
+    source: p.text,
+    plan: compileOrThrow(p.text, `<leaderboard ${p.name}>`),
+    file: "<leaderboard>",
+  };
+}
+
 /** Runs `eval` with `args` (the words after `eval`); returns the exit code. */
 export async function evalCommand(args: string[], deps: EvalCommandDeps): Promise<number> {
   const { values } = parseFlags("eval", args, {
@@ -211,6 +267,10 @@ export async function evalCommand(args: string[], deps: EvalCommandDeps): Promis
     json: { type: "boolean" },
     chat: { type: "boolean" },
     protocol: { type: "string" },
+    leaderboard: { type: "boolean" },
+    methods: { type: "string" },
+    ratios: { type: "string" },
+    resume: { type: "boolean" },
     help: { type: "boolean", short: "h" },
   });
   const print = deps.print ?? ((text: string) => console.log(text));
@@ -223,13 +283,31 @@ export async function evalCommand(args: string[], deps: EvalCommandDeps): Promis
   );
   const suite = readSuite(values, model.path);
   checkSuiteFitsModel(await readModelHeader(model), suite);
+  const board = values.leaderboard === true ? boardPolicies(values) : undefined;
+  if (!board && (values.methods !== undefined || values.ratios !== undefined)) {
+    throw new UserError("--methods and --ratios go with --leaderboard");
+  }
+  const given = (values.policy as string[] | undefined) ?? [];
+  const protocol = (values.protocol as string | undefined) ?? (board ? "both" : "aware");
   const policies = withProtocols(
-    readPolicies((values.policy as string[] | undefined) ?? []),
-    (values.protocol as string | undefined) ?? "aware",
+    [
+      ...(board?.map(compileBoardPolicy) ?? []),
+      ...(board && !given.length ? [] : readPolicies(given)),
+    ],
+    protocol,
   );
   checkGridSize(suite, policies.length);
   const out = typeof values.out === "string" ? values.out : undefined;
-  if (out !== undefined) prepareOutputDir("eval", out, REPORT_FILES, "out");
+  if (values.resume === true && out === undefined) throw new UserError("--resume needs --out DIR");
+  if (out !== undefined) {
+    const replaced = values.resume === true ? REPORT_FILES : [...REPORT_FILES, CHECKPOINT_FILE];
+    prepareOutputDir("eval", out, replaced, "out");
+  }
+  const checkpoint = out === undefined ? undefined : openCheckpoint(
+    join(out, CHECKPOINT_FILE),
+    checkpointHeader(model.path, suite),
+    values.resume === true,
+  );
   const engine = await deps.openEngine(model.path);
   const sink = deps.progress ?? stderrSink();
   let progress: ProgressLine | undefined;
@@ -240,6 +318,8 @@ export async function evalCommand(args: string[], deps: EvalCommandDeps): Promis
       engine,
       policies,
       suite,
+      done: checkpoint?.done,
+      onOutcome: checkpoint?.append,
       onProgress: (p) => {
         progress ??= new ProgressLine(p.total, sink, () => performance.now(), started);
         progress.update(p.done, `${p.policy} ${p.task}`);
@@ -249,6 +329,13 @@ export async function evalCommand(args: string[], deps: EvalCommandDeps): Promis
     engine.close?.();
   }
   progress?.finish();
+  if (board) {
+    report.leaderboard = leaderboardPoints(
+      report.results,
+      board,
+      (p, proto) => protocol === "both" ? `${p.name} [${proto}]` : p.name,
+    );
+  }
   const json = reportToJson(report);
   print(values.json ? JSON.stringify(json, null, 2) : renderSummaryTable(report));
   if (out !== undefined) {

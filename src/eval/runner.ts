@@ -5,6 +5,7 @@
  * @module
  */
 
+import type { LeaderboardPoint } from "./leaderboard.ts";
 import { UserError } from "../userError.ts";
 import type { TextTokenizer } from "../model/tokenizer.ts";
 import type { Plan } from "../plan/plan.ts";
@@ -71,6 +72,8 @@ export interface EvalReport {
   outcomes: SampleOutcome[];
   /** Wall-clock seconds of the whole run. */
   elapsedSeconds: number;
+  /** The leaderboard's points, when the run was one (`eval --leaderboard`). */
+  leaderboard?: LeaderboardPoint[];
 }
 
 /** Options of {@link runEval}. */
@@ -83,6 +86,29 @@ export interface RunEvalOptions {
   suite: EvalSuite;
   /** Called after each sample. */
   onProgress?: (progress: EvalProgress) => void;
+  /**
+   * Outcomes of an interrupted run of the same suite, by {@link outcomeKey}: their samples are
+   * not run again (`eval --resume`).
+   */
+  done?: ReadonlyMap<string, SampleOutcome>;
+  /** Called with each new outcome as soon as it exists (a checkpoint to resume from). */
+  onOutcome?: (key: string, outcome: SampleOutcome) => void;
+}
+
+/**
+ * What identifies one sample's outcome across runs: the policy's name, its source's hash, the
+ * protocol and the sample's cell.
+ */
+export function outcomeKey(policy: EvalPolicy, sample: EvalSample): string {
+  return JSON.stringify([
+    policy.name,
+    policy.plan.sourceHash,
+    policy.protocol ?? "aware",
+    sample.task,
+    sample.length,
+    sample.depth,
+    sample.index,
+  ]);
 }
 
 /** Ids that end an answer: the tokenizer's end-of-sequence tokens among common spellings. */
@@ -210,7 +236,11 @@ export async function runEval(options: RunEvalOptions): Promise<EvalReport> {
   const outcomes: SampleOutcome[] = [];
   for (const policy of policies) {
     for (const sample of runs(policy)) {
-      outcomes.push(await runSample(engine, policy, sample, stopIds));
+      const key = outcomeKey(policy, sample);
+      const earlier = options.done?.get(key);
+      const outcome = earlier ?? await runSample(engine, policy, sample, stopIds);
+      if (!earlier) options.onOutcome?.(key, outcome);
+      outcomes.push(outcome);
       onProgress?.({ done: outcomes.length, total, policy: policy.name, task: sample.task });
     }
   }

@@ -181,6 +181,10 @@ export const COMMAND_FLAGS: Record<string, Record<string, boolean>> = {
     json: true,
     chat: true,
     protocol: false,
+    leaderboard: true,
+    methods: false,
+    ratios: false,
+    resume: true,
   },
   inspect: {
     policy: false,

@@ -15,6 +15,7 @@ import { formatLength, needleHeatmapSvg } from "./heatmap.ts";
 import { reportToJson } from "./json.ts";
 import { hitRateChartSvg } from "./hitRateChart.ts";
 import { memoryScatterSvg } from "./scatter.ts";
+import { leaderboardChartSvg, leaderboardFigureId } from "./leaderboardChart.ts";
 
 /** `data-figure` id of a policy's needle heatmap. */
 export function heatmapFigureId(policyIndex: number): string {
@@ -27,7 +28,8 @@ export function expectedFigureIds(report: EvalReport): string[] {
     ? report.policies.map((_, i) => heatmapFigureId(i))
     : [];
   const hitrate = report.suite.tasks.includes("hitrate") ? ["hitrate"] : [];
-  return [...heatmaps, "scatter", ...hitrate];
+  const board = leaderboardProtocols(report).map(leaderboardFigureId);
+  return [...heatmaps, "scatter", ...hitrate, ...board];
 }
 
 const STYLE = `body{font-family:sans-serif;margin:2em;max-width:1200px;color:#222}
@@ -84,6 +86,25 @@ function perLengthTable(report: EvalReport): string {
     `<tbody>${body.join("")}</tbody></table>`;
 }
 
+/** The protocols the report's leaderboard has points for (agnostic first, kvpress's default). */
+function leaderboardProtocols(report: EvalReport): string[] {
+  const present = new Set((report.leaderboard ?? []).map((p) => p.protocol));
+  return ["agnostic", "aware"].filter((p) => present.has(p));
+}
+
+/** The leaderboard section: one score-vs-ratio chart per protocol. */
+function leaderboardSection(report: EvalReport): string {
+  const protocols = leaderboardProtocols(report);
+  if (!protocols.length) return "";
+  const charts = protocols.map((protocol) =>
+    `<figure>${leaderboardChartSvg(report.leaderboard!, protocol)}<figcaption>${
+      protocol === "agnostic" ? "Query-agnostic" : "Query-aware"
+    }: mean score over the generation tasks' cells against the compression ratio; the dashed ` +
+    "line is the full cache.</figcaption></figure>"
+  );
+  return `<h2>Leaderboard (kvpress protocol)</h2><div class="figures">${charts.join("")}</div>`;
+}
+
 /** Renders the whole report as one HTML document. */
 export function renderHtmlReport(report: EvalReport): string {
   const summaries = report.policies.map((p) => summarizePolicy(p.name, report.results));
@@ -124,6 +145,7 @@ ${
       ? `<h2>Needle in a haystack</h2>\n<div class="figures">${heatmaps.join("\n")}</div>`
       : ""
   }
+${leaderboardSection(report)}
 <h2>Memory vs quality</h2>
 <figure>${memoryScatterSvg(summaries)}<figcaption>One point per policy.</figcaption></figure>
 ${

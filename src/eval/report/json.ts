@@ -46,6 +46,18 @@ export interface EvalJson {
   }[];
   /** Wall-clock seconds of the run. */
   elapsed_s: number;
+  /**
+   * With `--leaderboard`: one point per method × ratio × protocol (mean score over the generation
+   * cells, measured KV kept).
+   */
+  leaderboard?: {
+    method: string;
+    ratio: number;
+    protocol: string;
+    score: number;
+    kv_kept: number;
+    cells: number;
+  }[];
 }
 
 /** Converts a report into its JSON document. */
@@ -82,5 +94,15 @@ export function reportToJson(report: EvalReport): EvalJson {
       output: o.output!,
     })),
     elapsed_s: Math.round(report.elapsedSeconds * 1000) / 1000,
+    ...(report.leaderboard && {
+      leaderboard: report.leaderboard.map((p) => ({
+        method: p.method,
+        ratio: p.ratio,
+        protocol: p.protocol,
+        score: p.score,
+        kv_kept: p.kvKept,
+        cells: p.cells,
+      })),
+    }),
   };
 }

@@ -5,6 +5,7 @@
  * @module
  */
 
+import { leaderboardTable } from "./leaderboardChart.ts";
 import { type PolicySummary, protocolNote, summarizePolicy } from "../results.ts";
 import type { EvalReport } from "../runner.ts";
 import type { TaskName } from "../suite.ts";
@@ -49,5 +50,6 @@ export function renderSummaryTable(report: EvalReport): string {
     `hitrate: mean hit rate); ${
       protocolNote([...new Set(report.policies.map((p) => p.protocol))])
     }`;
-  return `${alignColumns([header, ...rows])}\n${notes}`;
+  const board = report.leaderboard ? `\n\n${leaderboardTable(report.leaderboard)}` : "";
+  return `${alignColumns([header, ...rows])}\n${notes}${board}`;
 }

@@ -1,0 +1,207 @@
+/**
+ * The leaderboard (kvpress's protocol: methods × compression ratios × protocols) and the
+ * checkpoint that makes long evaluations resumable.
+ */
+import assert from "node:assert/strict";
+import { evalCommand, type EvalCommandDeps } from "../../src/cli/evalCommand.ts";
+import { UserError } from "../../src/cli/errors.ts";
+import {
+  LEADERBOARD_METHODS,
+  LEADERBOARD_RATIOS,
+  leaderboardPoints,
+  leaderboardPolicies,
+} from "../../src/eval/leaderboard.ts";
+import type { ResultRow } from "../../src/eval/results.ts";
+import { compileOrThrow } from "../../src/plan/compile.ts";
+import { checkExecutable } from "../../src/runtime/executable.ts";
+import { RecencyFakeEngine, tinyNeedleTokenizer } from "./_fakeEngine.ts";
+
+const tokenizer = await tinyNeedleTokenizer();
+
+Deno.test("leaderboard policies: every method at every ratio compiles, runs, keeps 1 − r", () => {
+  const policies = leaderboardPolicies(Object.keys(LEADERBOARD_METHODS), LEADERBOARD_RATIOS);
+  assert.equal(policies.length, Object.keys(LEADERBOARD_METHODS).length * 4);
+  for (const p of policies) {
+    const plan = compileOrThrow(p.text, p.name);
+    checkExecutable(plan);
+    assert.equal(plan.name, p.name);
+  }
+  const snap = policies.find((p) => p.name === "snap @0.875")!;
+  assert.deepEqual(compileOrThrow(snap.text).rules[0].pipeline[0].params.k, { fraction: 0.125 });
+  // H2O splits the kept half between heavy hitters and recent tokens: 25 % + 25 % at r = 0.5.
+  const h2o = compileOrThrow(policies.find((p) => p.name === "h2o @0.5")!.text);
+  assert.deepEqual(h2o.rules[0].pipeline[0].params.heavy, { fraction: 0.25 });
+  assert.deepEqual(h2o.rules[0].pipeline[0].params.recent, { fraction: 0.25 });
+  assert.throws(() => leaderboardPolicies(["snapp"], [0.5]), /unknown leaderboard method 'snapp'/);
+});
+
+Deno.test("leaderboard points: mean score and KV over a policy's generation rows, per protocol", () => {
+  const row = (
+    policy: string,
+    protocol: "aware" | "agnostic",
+    accuracy: number | null,
+    kv: number,
+  ) =>
+    ({
+      policy,
+      protocol,
+      task: "single_key",
+      length: 1,
+      depth: null,
+      accuracy,
+      samples: 1,
+      ci_low: null,
+      ci_high: null,
+      kv_ratio: kv,
+      decode_tok_s: null,
+    }) as ResultRow;
+  const rows = [
+    row("snap @0.5 [aware]", "aware", 1, 0.5),
+    row("snap @0.5 [aware]", "aware", 0, 0.6),
+    row("snap @0.5 [agnostic]", "agnostic", 0, 0.7),
+    row("snap @0.5 [aware]", "aware", null, 0.9), // perplexity: not on the board
+  ];
+  const [p] = leaderboardPolicies(["snap"], [0.5]);
+  const points = leaderboardPoints(rows, [p], (q, proto) => `${q.name} [${proto}]`);
+  assert.deepEqual(points.map((x) => [x.protocol, x.score, x.cells]), [["aware", 0.5, 2], [
+    "agnostic",
+    0,
+    1,
+  ]]);
+  assert.ok(Math.abs(points[0].kvKept - 0.55) < 1e-12);
+});
+
+function deps(engine: () => RecencyFakeEngine): EvalCommandDeps & { printed: string[] } {
+  const printed: string[] = [];
+  return {
+    printed,
+    print: (t) => printed.push(t),
+    progress: { isTerminal: false, write: () => {} },
+    openEngine: () => Promise.resolve(engine()),
+  };
+}
+
+const GRID = ["--task", "needle", "--lengths", "300", "--depths", "0:100:50", "--samples", "1"];
+
+Deno.test("eval --leaderboard: full + methods × ratios, the board in the table, JSON and HTML", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "kvpolicy-board-" });
+  try {
+    const d = deps(() => new RecencyFakeEngine(tokenizer));
+    const args = ["--leaderboard", "--methods", "snap,streaming", "--ratios", "0.25,0.75", ...GRID];
+    assert.equal(await evalCommand([...args, "--out", `${dir}/b`], d), 0);
+    const json = JSON.parse(await Deno.readTextFile(`${dir}/b/results.json`));
+    // full, then 2 methods × 2 ratios, each under both protocols.
+    assert.equal(json.policies.length, 10);
+    assert.deepEqual(json.protocols, ["aware", "agnostic"]);
+    const points = json.leaderboard as {
+      method: string;
+      ratio: number;
+      protocol: string;
+      score: number;
+    }[];
+    assert.equal(points.length, 10);
+    const full = points.find((p) => p.method === "full" && p.protocol === "aware")!;
+    assert.equal(full.score, 1);
+    // The fake remembers only the kept tail: more compression never scores more.
+    for (const m of ["snap", "streaming"]) {
+      const at = (r: number) =>
+        points.find((p) => p.method === m && p.ratio === r && p.protocol === "aware")!;
+      assert.ok(at(0.75).score <= at(0.25).score, m);
+    }
+    assert.match(d.printed[0], /leaderboard \(agnostic\): mean score by compression ratio/);
+    assert.match(d.printed[0], /\nsnap\s+\d\.\d{3}\s+\d\.\d{3}\s+\d\.\d{3}/);
+    const html = await Deno.readTextFile(`${dir}/b/report.html`);
+    assert.match(html, /data-figure="leaderboard-agnostic"/);
+    assert.match(html, /data-figure="leaderboard-aware"/);
+    assert.match(html, /<g data-method="streaming">/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("eval --resume: an interrupted run goes on without redoing finished samples", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "kvpolicy-resume-" });
+  try {
+    const args = [
+      "--policy",
+      "full",
+      "--policy",
+      "else -> snap(k=64)",
+      ...GRID,
+      "--out",
+      `${dir}/r`,
+    ];
+    let calls = 0;
+    // A first run that dies after 4 of its 6 samples.
+    class Dying extends RecencyFakeEngine {
+      override generate(...a: Parameters<RecencyFakeEngine["generate"]>) {
+        if (++calls > 4) throw new Error("power cut");
+        return super.generate(...a);
+      }
+    }
+    await assert.rejects(() => evalCommand(args, deps(() => new Dying(tokenizer))), /power cut/);
+    const lines = (await Deno.readTextFile(`${dir}/r/outcomes.jsonl`)).trim().split("\n");
+    assert.equal(lines.length, 1 + 4);
+    // A line cut short by the interruption is dropped.
+    await Deno.writeTextFile(`${dir}/r/outcomes.jsonl`, '{"key": "[\\"full\\", "trunc', {
+      append: true,
+    });
+    let resumed = 0;
+    class Counting extends RecencyFakeEngine {
+      override generate(...a: Parameters<RecencyFakeEngine["generate"]>) {
+        resumed++;
+        return super.generate(...a);
+      }
+    }
+    const d = deps(() => new Counting(tokenizer));
+    assert.equal(await evalCommand([...args, "--resume", "--json"], d), 0);
+    assert.equal(resumed, 2, "only the two missing samples run");
+    const json = JSON.parse(d.printed[0]);
+    assert.equal(json.outputs.length, 6);
+    // The same answers as a run from scratch.
+    const fresh = deps(() => new RecencyFakeEngine(tokenizer));
+    assert.equal(await evalCommand([...args.slice(0, -2), "--json"], fresh), 0);
+    assert.deepEqual(json.results, JSON.parse(fresh.printed[0]).results);
+    // A checkpoint of another suite is refused, not mixed in.
+    await assert.rejects(
+      () =>
+        evalCommand(
+          [...args, "--resume", "--samples", "2"],
+          deps(() => new RecencyFakeEngine(tokenizer)),
+        ),
+      (e: Error) =>
+        e instanceof UserError && /holds the answers of another model or suite/.test(e.message),
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("eval --leaderboard / --resume: bad flags are clear errors before any work", async () => {
+  const cases: [string[], RegExp][] = [
+    [
+      ["--leaderboard", "--ratios", "0.5,1.5"],
+      /--ratios: '1\.5' is not a fraction of the cache to remove/,
+    ],
+    [["--leaderboard", "--ratios", "0.5,"], /--ratios: '' is not a fraction/],
+    [["--leaderboard", "--methods", "snap,nope"], /--methods: unknown leaderboard method 'nope'/],
+    [["--policy", "full", "--ratios", "0.5"], /--methods and --ratios go with --leaderboard/],
+    [["--policy", "full", "--resume"], /--resume needs --out DIR/],
+  ];
+  for (const [args, message] of cases) {
+    let opened = false;
+    await assert.rejects(
+      () =>
+        evalCommand([...args, ...GRID], {
+          ...deps(() => new RecencyFakeEngine(tokenizer)),
+          openEngine: () => {
+            opened = true;
+            throw new Error("opened");
+          },
+        }),
+      (e: Error) => e instanceof UserError && message.test(e.message),
+      args.join(" "),
+    );
+    assert.equal(opened, false);
+  }
+});
