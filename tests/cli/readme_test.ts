@@ -121,6 +121,14 @@ const EXPECTED: Record<string, Expectation> = {
     { shows: [/"task": "ppl"/, /"task": "single_key"/, /"elapsed_s"/] },
   "deno task eval --task hitrate --lengths 512 --samples 2 --out out/hitrate --policy 'else -> snap(k=128)' --policy 'else -> window(sink=4, recent=124)'":
     { shows: [/hitrate/, /wrote out\/hitrate\/report\.html/], writes: ["out/hitrate"] },
+  "deno task eval --leaderboard --methods snap,expected,chunkkv --ratios 0.5,0.875 --task needle --lengths 512 --depths 0:100:50 --samples 1 --out out/leaderboard":
+    {
+      shows: [
+        /leaderboard \(agnostic\): mean score by compression ratio/,
+        /\nexpected\s+[01]\.\d{3}/,
+      ],
+      writes: ["out/leaderboard"],
+    },
   "deno task bench --quick": { shows: [/full/, /tok\/s/] },
   "deno task run --allow-plugins --policy 'use \"./examples/lastQueryPress.ts\"; else -> lastq(k=64)'":
     {
