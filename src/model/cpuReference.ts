@@ -73,6 +73,8 @@ export class CpuReferenceModel {
   lastQueries: Float64Array[] = [];
   /** The same queries before RoPE (after any q bias and q_norm), per layer. */
   lastQueriesBeforeRope: Float64Array[] = [];
+  /** The last call's keys before RoPE (after any k bias and k_norm), per layer: `tokens × H_kv × d`. */
+  lastKeysBeforeRope: Float64Array[] = [];
   /** The position the next token gets when `positions` is not given. */
   nextPosition = 0;
 
@@ -139,6 +141,7 @@ export class CpuReferenceModel {
 
     this.lastQueries = [];
     this.lastQueriesBeforeRope = [];
+    this.lastKeysBeforeRope = [];
     for (let l = 0; l < c.numLayers; l++) {
       const w = this.layers[l];
       let h = rmsNorm(x, tokens, w.inputNorm, c.rmsNormEps);
@@ -151,6 +154,7 @@ export class CpuReferenceModel {
       }
       const v = matmulTransposed(h, tokens, w.v, kvWidth, c.hiddenSize, w.vBias);
       this.lastQueriesBeforeRope.push(q.slice());
+      this.lastKeysBeforeRope.push(k.slice());
       for (let t = 0; t < tokens; t++) {
         applyRope(q, t * qWidth, c.numHeads, c.headDim, positions[t], c.ropeInvFreq);
         applyRope(k, t * kvWidth, c.numKvHeads, c.headDim, positions[t], c.ropeInvFreq);
@@ -228,6 +232,7 @@ export class CpuReferenceModel {
     this.nextPosition = 0;
     this.lastQueries = [];
     this.lastQueriesBeforeRope = [];
+    this.lastKeysBeforeRope = [];
   }
 
   /**

@@ -17,6 +17,7 @@ import { fullPress } from "./fullPress.ts";
 import { h2oPress } from "./h2oPress.ts";
 import { keydiffPress } from "./keydiffPress.ts";
 import { knormPress } from "./knormPress.ts";
+import { duoDetector } from "./duoDetector.ts";
 import { lazyDetector } from "./lazyDetector.ts";
 import { pyramidPress } from "./pyramidPress.ts";
 import { quantPress } from "./quantPress.ts";
@@ -50,6 +51,7 @@ export const BUILTIN_PLUGINS: readonly PluginSchema[] = [
   quantPress,
   lazyDetector,
   retrievalDetector,
+  duoDetector,
 ];
 
 /** A fresh registry holding the built-ins. */

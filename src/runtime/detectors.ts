@@ -25,6 +25,8 @@ import {
   selectRetrievalHeads,
 } from "../plugins/retrievalDetector.ts";
 import type { DetectorInput } from "../plugins/schema.ts";
+import { duoHeadScores, type DuoParams, selectDuoHeads } from "../plugins/duoDetector.ts";
+import { meanKeysBeforeRope } from "./queryStatistics.ts";
 import type { Observation, PrefillState } from "./engine.ts";
 import { BUILTIN_NAMES } from "./executable.ts";
 import { detectorKey, type DetectorVerdicts } from "./planResolver.ts";
@@ -35,6 +37,8 @@ export interface DetectorResults {
   verdicts: DetectorVerdicts;
   /** Per layer: SimLayerKV score and verdict, when a lazy detector ran. */
   lazy: { score: number; lazy: boolean }[] | null;
+  /** Per layer and KV head: DuoAttention's on-the-fly score, when a duo detector ran. */
+  duo?: number[][] | null;
 }
 
 /** The last `count` query rows of each query head of a recorded observation, for one layer. */
@@ -79,6 +83,7 @@ export async function runDetectors(
 ): Promise<DetectorResults> {
   const verdicts: DetectorVerdicts = { layers: new Map(), heads: new Map() };
   let lazyTrace: DetectorResults["lazy"] = null;
+  let duoTrace: number[][] | null = null;
   for (const d of plan.detectors) {
     const plugin = BUILTIN_NAMES.has(d.name) ? undefined : registry.detector(d.name);
     if (plugin?.classify) {
@@ -91,6 +96,18 @@ export async function runDetectors(
         detectorKey(d),
         selectRetrievalHeads(retrieval, d.params as unknown as RetrievalParams),
       );
+    } else if (d.name === "duo") {
+      const p = d.params as unknown as DuoParams;
+      const stats = state.queryStatistics;
+      if (!stats) throw new Error("duo detector: the prompt's query statistics were not recorded");
+      const scores: number[][] = [];
+      for (let l = 0; l < c.numLayers; l++) {
+        const queries = await stats.read(l);
+        const keys = await meanKeysBeforeRope(state.cache, c, l, state.promptLength);
+        scores.push(duoHeadScores(queries.mean, keys, c.ropeInvFreq, p.qlen));
+      }
+      verdicts.heads.set(detectorKey(d), selectDuoHeads(scores, p.ratio));
+      duoTrace = scores;
     } else if (d.name === "lazy") {
       const p = d.params as unknown as LazyParams;
       const threshold = p.threshold ?? lazyThresholdFor(c);
@@ -117,5 +134,5 @@ export async function runDetectors(
       lazyTrace = scores.map((score, l) => ({ score, lazy: lazy[l] }));
     }
   }
-  return { verdicts, lazy: lazyTrace };
+  return { verdicts, lazy: lazyTrace, duo: duoTrace };
 }

@@ -56,6 +56,8 @@ export interface HeadTrace {
   retrieval_score?: number;
   /** RazorAttention echo score (attention on earlier occurrences), when `retrieval` ran. */
   echo_score?: number;
+  /** DuoAttention's on-the-fly score (`duo`; the lowest become streaming heads), when it ran. */
+  duo_score?: number;
   /** `compensate`: entries collapsed into the head's compensation token (an extra cache row). */
   compensated?: number;
 }
@@ -260,6 +262,8 @@ export class PolicyExecutor {
         })
       ),
     );
+    // DuoAttention's on-the-fly scores average every prompt query.
+    if (this.plan.detectors.some((d) => d.name === "duo")) sinks.add(0);
     if (sinks.size > 1) {
       throw new UnsupportedPolicyError(
         `the query statistics are recorded once per prompt: use one sink for every rule (${
@@ -285,7 +289,7 @@ export class PolicyExecutor {
       }
       return await this.finishChunked(state);
     }
-    const { verdicts, lazy } = await runDetectors(
+    const { verdicts, lazy, duo } = await runDetectors(
       this.plan,
       c,
       this.ctx,
@@ -474,6 +478,7 @@ export class PolicyExecutor {
             retrieval_score: this.retrieval[l].induction[h],
             echo_score: this.retrieval[l].echo[h],
           }),
+          ...(duo && { duo_score: duo[l][h] }),
           ...(token && { compensated: token.rows.dropped.length }),
         });
       }

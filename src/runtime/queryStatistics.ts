@@ -137,3 +137,32 @@ export function stopQueryStatistics(
   cache.stepHook = undefined; // the recorder keeps its sums until released
   recorder.finish(promptLength);
 }
+
+/**
+ * The mean pre-RoPE key of each KV head of layer `l`, over the prompt's first `n` entries (still
+ * at positions 0 … n − 1: before any compaction), read back and rotated back by their positions
+ * in float64 (DuoAttention's on-the-fly scores).
+ */
+export async function meanKeysBeforeRope(
+  cache: RaggedKvCache,
+  config: ModelConfig,
+  l: number,
+  n: number,
+): Promise<Float64Array[]> {
+  const D = config.headDim, half = D / 2, f = config.ropeInvFreq;
+  const means: Float64Array[] = [];
+  for (let kv = 0; kv < config.numKvHeads; kv++) {
+    const keys = await cache.readKeys(l, kv, n);
+    const mean = new Float64Array(D);
+    for (let t = 0; t < n; t++) {
+      for (let i = 0; i < half; i++) {
+        const c = Math.cos(t * f[i]), s = Math.sin(t * f[i]);
+        const y1 = keys[t * D + i], y2 = keys[t * D + i + half];
+        mean[i] += (y1 * c + y2 * s) / n;
+        mean[i + half] += (y2 * c - y1 * s) / n;
+      }
+    }
+    means.push(mean);
+  }
+  return means;
+}

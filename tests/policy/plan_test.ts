@@ -111,7 +111,7 @@ Deno.test("the registry: every built-in of DESIGN.md is registered with its sche
     "tova",
     "window",
   ]);
-  assert.deepEqual(r.detectorNames(), ["lazy", "retrieval"]);
+  assert.deepEqual(r.detectorNames(), ["duo", "lazy", "retrieval"]);
   assert.deepEqual(r.press("snap")?.params.map((p) => [p.name, p.default]), [
     ["k", undefined],
     ["window", 32],
@@ -132,7 +132,7 @@ Deno.test("the registry: every built-in of DESIGN.md is registered with its sche
     ["kbits", null],
     ["vbits", null],
   ]);
-  assert.equal(BUILTIN_PLUGINS.length, 20);
+  assert.equal(BUILTIN_PLUGINS.length, 21);
   assert.throws(() => r.register(BUILTIN_PLUGINS[0]), /already registered/);
 });
 
