@@ -22,7 +22,9 @@ function keep(ratio: number): string {
  * The methods on the board, each a policy for a ratio: the built-in presses at their official or
  * kvpress defaults (SnapKV at kvpress's window 64 / average pool 5 under ChunkKV and CriticalKV, as
  * kvpress's registry composes them), StreamingLLM's window, H2O split evenly between heavy
- * hitters and recent tokens, PyramidKV's and Ada-KV's budgets, and the design card's policy
+ * hitters and recent tokens, PyramidKV's and Ada-KV's budgets, DuoAttention's on-the-fly heads
+ * (streaming heads keep 6.25 % of the prompt, and their share is set so that 1 − r is kept), and
+ * the design card's policy
  * (DESIGN.md: lazy layers windowed, retrieval heads whole, SnapKV elsewhere) with every budget
  * scaled to the ratio.
  */
@@ -38,6 +40,12 @@ export const LEADERBOARD_METHODS: Readonly<Record<string, (ratio: number) => str
   expected: (r) => `else -> expected(k=${keep(r)});`,
   chunkkv: (r) => `else -> snap(k=${keep(r)}, window=64, pool=5, reduce=avg) + chunkkv(chunk=20);`,
   critical: (r) => `else -> snap(k=${keep(r)}, window=64, pool=5, reduce=avg) + critical;`,
+  "critical-adakv": (r) =>
+    `else -> snap(k=${keep(r)}, window=64, pool=5, reduce=avg) + critical(adaptive=true);`,
+  // Streaming heads keep 4 + 6.25 % (kvpress: 128 + 256 of 4K); their share makes 1 − r kept.
+  "duo-onthefly": (r) =>
+    `heads duo(ratio=${keep(1 - r / 0.9375)}) -> full;\n` +
+    "else -> window(sink=4, recent=6.25%);",
   random: (r) => `else -> random(k=${keep(r)});`,
   "design-card": (r) =>
     `layers lazy -> window(sink=4, recent=${keep(r)});\nheads retrieval -> full;\n` +

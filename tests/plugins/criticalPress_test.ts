@@ -3,7 +3,7 @@
  * (score + eps)·‖v·W_o‖₁.
  */
 import assert from "node:assert/strict";
-import { selectCritical } from "../../src/plugins/criticalPress.ts";
+import { selectCritical, selectCriticalAdaptive } from "../../src/plugins/criticalPress.ts";
 
 const f64 = (xs: number[]) => Float64Array.from(xs);
 
@@ -58,6 +58,48 @@ Deno.test("critical: per head, against the formula on random scores and weights"
         [...pinned, ...rest].sort((a, b) => a - b),
         `trial ${trial} head ${h}`,
       );
+    });
+  }
+});
+
+Deno.test("critical(adaptive): kvpress's CriticalAdaKV budgets, by hand and against the steps", () => {
+  // Two heads, N = 6, k = 3 (50 %): H·k = 6 entries over the layer.
+  const scores = [f64([0.9, 0.8, 0.7, 0.6, 0.05, 0.01]), f64([0.3, 0.02, 0.03, 0.04, 0.5, 0.06])];
+  const w = [f64([1, 1, 1, 1, 1, 1]), f64([1, 1, 50, 1, 1, 1])];
+  const input = { promptLength: 6, projectedValueNorms: (h: number) => w[h] };
+  // safeguard 0.34: int(3·0.34) = 1 pinned per head (0 and 4); the layer's 6 best: head 0's
+  // 0 (pinned), 1, 2, 3 and head 1's 4 (pinned), 0 → budgets 4 and 2.
+  // Head 0: stage 1 pins int(4·0.5) = 2 (0, 1), rescaled ranks 2, 3 next → [0, 1, 2, 3].
+  // Head 1: stage 1 pins int(2·0.5) = 1 (4); rescaled: 2 (0.03 + 1e-4)·50 = 1.505 beats 0 (0.3).
+  assert.deepEqual(
+    selectCriticalAdaptive(input, scores, { fraction: 0.5 }, 1e-4, 0.5, 0.34),
+    [[0, 1, 2, 3], [2, 4]],
+  );
+  // Budgets always sum to H·k, every head keeps at least its safeguard.
+  let seed = 11;
+  const rand = () => (seed = (seed * 48271) % 2147483647) / 2147483647;
+  for (let trial = 0; trial < 20; trial++) {
+    const n = 40, heads = 4, k = 5 + trial;
+    const s = Array.from(
+      { length: heads },
+      () => Float64Array.from({ length: n }, () => rand() ** 4),
+    );
+    const ww = Array.from({ length: heads }, () => Float64Array.from({ length: n }, () => rand()));
+    const kept = selectCriticalAdaptive(
+      { promptLength: n, projectedValueNorms: (h) => ww[h] },
+      s,
+      { tokens: k },
+      1e-4,
+      0.5,
+      0.2,
+    );
+    assert.equal(kept.reduce((a, x) => a + x.length, 0), heads * k, `trial ${trial}`);
+    kept.forEach((x, h) => {
+      const safe = [...s[h]].map((v, i) => [v, i]).sort((a, b) => b[0] - a[0] || a[1] - b[1])
+        .slice(0, Math.floor(k * 0.2)).map(([, i]) => i);
+      for (const i of safe) {
+        assert.ok(x.includes(i), `trial ${trial} head ${h} keeps its safeguard`);
+      }
     });
   }
 });

@@ -31,6 +31,7 @@ const POLICIES = [
   "else -> snap(k=40%, window=16, pool=5, reduce=avg) + chunkkv(chunk=8)",
   "else -> keydiff(k=100%) + dms(threshold=-0.2, window=16)",
   "else -> snap(k=64, window=16, pool=7) + critical",
+  "else -> keydiff(k=40%) + critical(adaptive=true)",
   "else -> random(k=50, seed=3)",
   "else -> window(sink=4, recent=40)",
 ];
