@@ -6,7 +6,12 @@
  * @module
  */
 
+import type { GpuContext } from "../gpu/device.ts";
 import type { ModelConfig } from "../model/types.ts";
+import type { PressNeeds } from "../plugins/schema.ts";
+import { UnsupportedPolicyError } from "./executable.ts";
+import type { PrefillState } from "./generationTypes.ts";
+import { projectedValueNorms } from "./projectedValueNorms.ts";
 import type { LayerScoresInput, QueryStatistics } from "../plugins/press.ts";
 import type { Observation } from "./engine.ts";
 import { sumWindowRows, votesKey, type WindowVotes } from "./observationVotes.ts";
@@ -92,4 +97,89 @@ export function layerScoresInput(c: ModelConfig, a: LayerReadbacks): LayerScores
       return norms;
     },
   };
+}
+
+/** What {@link readLayerScoresInput} reads for a layer. */
+export interface LayerRequest {
+  /** The layer's presses: each one's name and `needs`. */
+  needs: ({ name: string } & PressNeeds)[];
+  /** SnapKV votes already summed on the GPU. */
+  votes: WindowVotes;
+  /** The model's output projection of a layer (CriticalKV's value norms need it). */
+  outputProjection?: (layer: number) => Float32Array;
+}
+
+/**
+ * Reads back from the prefilled state what layer `l`'s presses declared they need (the whole
+ * observation window only if some press reads it whole; keys, values, H2O's column sums, the query
+ * statistics, CriticalKV's value norms) and returns the layer's press input.
+ */
+export async function readLayerScoresInput(
+  ctx: GpuContext,
+  c: ModelConfig,
+  state: PrefillState,
+  l: number,
+  r: LayerRequest,
+): Promise<LayerScoresInput> {
+  const any = (test: (n: { name: string } & PressNeeds) => unknown) => r.needs.some(test);
+  const n = state.promptLength;
+  const promptObs = state.promptObservation;
+  const obs = any((x) => x.observationWindow && !x.windowVotesOnly) && promptObs
+    ? await ctx.readF32(promptObs.buffers[l])
+    : undefined;
+  const perHead = async (read: (h: number) => Promise<Float32Array>) => {
+    const out = new Map<number, Float32Array>();
+    for (let h = 0; h < c.numKvHeads; h++) out.set(h, await read(h));
+    return out;
+  };
+  const keys = any((x) => x.keys) ? await perHead((h) => state.cache.readKeys(l, h, n)) : new Map();
+  const values = any((x) => x.values || x.projectedValueNorms)
+    ? await perHead((h) => state.cache.readValues(l, h, n))
+    : new Map();
+  let columnSums: Float32Array[] | undefined;
+  if (any((x) => x.name === "h2o")) {
+    const sums = state.promptColumnSums;
+    if (!sums) throw new Error("h2o: the prompt's attention column sums were not recorded");
+    if (state.cachedLength !== n) {
+      throw new UnsupportedPolicyError(
+        "h2o cannot follow a first decoding step recorded before compression (lazy(at=decode)) yet",
+      );
+    }
+    const all = await ctx.readF32(sums.buffers[l]);
+    columnSums = Array.from(
+      { length: c.numHeads },
+      (_, h) => all.subarray(h * sums.stride, (h + 1) * sums.stride),
+    );
+  }
+  let queryStatistics: QueryStatistics | undefined;
+  if (any((x) => x.queryStatistics)) {
+    if (!state.queryStatistics) {
+      throw new UnsupportedPolicyError(
+        "this caller did not record the prompt's query statistics (observeRequest)",
+      );
+    }
+    queryStatistics = await state.queryStatistics.read(l);
+  }
+  let valueNorms: Float64Array[] | undefined;
+  if (any((x) => x.projectedValueNorms)) {
+    const wo = r.outputProjection?.(l);
+    if (!wo) {
+      throw new UnsupportedPolicyError(
+        "this caller gives no model weights: a press that weighs values by o_proj (critical) needs them",
+      );
+    }
+    valueNorms = await projectedValueNorms(ctx, c, [...values.values()], wo);
+  }
+  return layerScoresInput(c, {
+    layer: l,
+    promptLength: n,
+    obs,
+    promptObs,
+    keys,
+    columnSums,
+    votes: r.votes,
+    valueNorms,
+    values,
+    queryStatistics,
+  });
 }

@@ -20,10 +20,9 @@ import { quantParams } from "../plugins/quantPress.ts";
 import type { PluginRegistry } from "../plugins/registry.ts";
 import { formatParamValue, type PressSchema } from "../plugins/schema.ts";
 import { evictsWhileDecoding, rescoreSelect } from "../plugins/press.ts";
-import { projectedValueNorms } from "./projectedValueNorms.ts";
 import type { ModelConfig } from "../model/types.ts";
 import type { GpuContext } from "../gpu/device.ts";
-import type { ColumnSums, Observation, ObserveRequest, PrefillState } from "./engine.ts";
+import type { ObserveRequest, PrefillState } from "./engine.ts";
 import { compensateHead } from "./compensation.ts";
 import { runDetectors } from "./detectors.ts";
 import { BUILTIN_NAMES, checkExecutable, UnsupportedPolicyError } from "./executable.ts";
@@ -39,7 +38,7 @@ import type { CompactCompensation } from "./raggedKvCache.ts";
 import { type HeadAssignment, resolvePlan } from "./planResolver.ts";
 import { readWindowVotes, votesRequests } from "./observationVotes.ts";
 import { PressClock, type PressTiming } from "./pressClock.ts";
-import { layerScoresInput } from "./layerScoresInput.ts";
+import { readLayerScoresInput } from "./layerScoresInput.ts";
 
 /** What a policy did to one KV head. */
 export interface HeadTrace {
@@ -216,21 +215,6 @@ export class PolicyExecutor {
     return schema;
   }
 
-  /** CriticalKV's value weights of layer `l`'s prompt entries (see `projectedValueNorms.ts`). */
-  private async valueNorms(state: PrefillState, l: number): Promise<Float64Array[]> {
-    const wo = this.detectors?.outputProjection?.(l);
-    if (!wo) {
-      throw new UnsupportedPolicyError(
-        "this caller gives no model weights: a press that weighs values by o_proj (critical) needs them",
-      );
-    }
-    const values: Float32Array[] = [];
-    for (let h = 0; h < this.config.numKvHeads; h++) {
-      values.push(await state.cache.readValues(l, h, state.promptLength));
-    }
-    return await projectedValueNorms(this.ctx, this.config, values, wo);
-  }
-
   /** The attention the engine must record for this plan. */
   observeRequest(): ObserveRequest {
     // Chunked prefill keeps each chunk's last queries itself (no prompt-wide observation).
@@ -320,59 +304,15 @@ export class PolicyExecutor {
     const allPrompt = all.slice(0, state.promptLength);
     for (let l = 0; l < c.numLayers; l++) {
       const row = this.assignments[l];
-      let obsCache: Float32Array | undefined;
-      const readObs = async () => (obsCache ??= await clock.read(() =>
-        this.readObservation(promptObs!, l)
-      ));
-      const keysCache = new Map<number, Float32Array>();
-      // Everything the layer's presses may ask for (the whole window only if some press reads it).
-      const needsObs = row.some((a) =>
-        a.pipeline.some((p) => {
-          const needs = this.press(p).needs;
-          return needs?.observationWindow && !needs.windowVotesOnly;
+      const input = await clock.read(() =>
+        readLayerScoresInput(this.ctx, c, state, l, {
+          needs: row.flatMap((a) =>
+            a.pipeline.map((p) => ({ name: p.name, ...this.press(p).needs }))
+          ),
+          votes,
+          outputProjection: this.detectors?.outputProjection,
         })
       );
-      const needsKeys = row.some((a) => a.pipeline.some((p) => this.press(p).needs?.keys));
-      const obs = needsObs ? await readObs() : undefined;
-      if (needsKeys) {
-        for (let h = 0; h < c.numKvHeads; h++) {
-          keysCache.set(h, await clock.read(() => state.cache.readKeys(l, h, state.promptLength)));
-        }
-      }
-      const sums = row.some((a) => a.pipeline.some((p) => p.name === "h2o"))
-        ? await clock.read(() => this.readColumnSums(state, l))
-        : undefined;
-      const needs = (what: "values" | "queryStatistics" | "projectedValueNorms") =>
-        row.some((a) => a.pipeline.some((p) => this.press(p).needs?.[what]));
-      const valueNorms = needs("projectedValueNorms")
-        ? await clock.read(() => this.valueNorms(state, l))
-        : undefined;
-      const values = new Map<number, Float32Array>();
-      if (needs("values")) {
-        for (let h = 0; h < c.numKvHeads; h++) {
-          values.set(h, await clock.read(() => state.cache.readValues(l, h, state.promptLength)));
-        }
-      }
-      if (needs("queryStatistics") && !state.queryStatistics) {
-        throw new UnsupportedPolicyError(
-          "this caller did not record the prompt's query statistics (observeRequest)",
-        );
-      }
-      const queryStatistics = needs("queryStatistics")
-        ? await clock.read(() => state.queryStatistics!.read(l))
-        : undefined;
-      const input = layerScoresInput(this.config, {
-        layer: l,
-        promptLength: state.promptLength,
-        obs,
-        promptObs,
-        keys: keysCache,
-        columnSums: sums,
-        votes,
-        valueNorms,
-        values,
-        queryStatistics,
-      });
       const keep: number[][] = [];
       const extra: number[] = [];
       const ring: (number | undefined)[] = [];
@@ -514,20 +454,6 @@ export class PolicyExecutor {
     this.timing = clock.done();
   }
 
-  /** H2O's column sums of `layer`, per query head (refused if a decoding step already ran). */
-  private async readColumnSums(state: PrefillState, layer: number): Promise<Float32Array[]> {
-    const sums: ColumnSums | undefined = state.promptColumnSums;
-    if (!sums) throw new Error("h2o: the prompt's attention column sums were not recorded");
-    if (state.cachedLength !== state.promptLength) {
-      throw new UnsupportedPolicyError(
-        "h2o cannot follow a first decoding step recorded before compression (lazy(at=decode)) yet",
-      );
-    }
-    const all = await this.ctx.readF32(sums.buffers[layer]);
-    const n = sums.stride;
-    return Array.from({ length: this.config.numHeads }, (_, h) => all.subarray(h * n, (h + 1) * n));
-  }
-
   /** Quantises the layer's `quant` heads (the others stay full precision in the same layer). */
   private quantize(state: PrefillState, l: number, row: HeadAssignment[], maxEntries: number[]) {
     const specs = row.map((a) => a.pipeline.find((p) => p.name === "quant"));
@@ -554,10 +480,6 @@ export class PolicyExecutor {
     });
     const residuals = specs.map((s) => s ? s.params.residual as number : null);
     state.cache.quantize(l, { kbits, vbits, group, residuals }, maxEntries);
-  }
-
-  private async readObservation(o: Observation, layer: number): Promise<Float32Array> {
-    return await this.ctx.readF32(o.buffers[layer]);
   }
 }
 
