@@ -304,15 +304,20 @@ export class PolicyExecutor {
     const allPrompt = all.slice(0, state.promptLength);
     for (let l = 0; l < c.numLayers; l++) {
       const row = this.assignments[l];
-      const input = await clock.read(() =>
-        readLayerScoresInput(this.ctx, c, state, l, {
-          needs: row.flatMap((a) =>
-            a.pipeline.map((p) => ({ name: p.name, ...this.press(p).needs }))
-          ),
-          votes,
-          outputProjection: this.detectors?.outputProjection,
-        })
+      const request = {
+        needs: row.flatMap((a) =>
+          a.pipeline.map((p) => ({ name: p.name, ...this.press(p).needs }))
+        ),
+        votes,
+        outputProjection: this.detectors?.outputProjection,
+      };
+      // Only reading back counts as the press's read time (a layer may need nothing).
+      const reads = request.needs.some((n) =>
+        n.keys || n.values || n.queryStatistics || n.projectedValueNorms || n.name === "h2o" ||
+        (n.observationWindow && !n.windowVotesOnly)
       );
+      const read = () => readLayerScoresInput(this.ctx, c, state, l, request);
+      const input = reads ? await clock.read(read) : await read();
       const keep: number[][] = [];
       const extra: number[] = [];
       const ring: (number | undefined)[] = [];
