@@ -248,7 +248,10 @@ export async function benchCommand(args: string[]): Promise<number> {
     "press (scoring, selection, compaction); decode tok/s counts the tokens after it. The press splits " +
     "into reading scores back from the GPU, CPU work (detectors, scoring, top-k) and the rest " +
     "(compaction / quantisation on the GPU, with the final sync); medians of each, so they need " +
-    "not add up to the press median exactly.",
+    "not add up to the press median exactly. Peak KV: the most K/V bytes allocated at once during " +
+    "a run (a compaction's new layer included); peak device: the most bytes live at once in all " +
+    "the device's buffers (weights, activations, cache, scratch, readback staging), measured in " +
+    "one more run of each policy alone, since side by side their buffers coexist.",
     skippedPolicies.length
       ? `Not executable by the runtime yet, left out: ${skippedPolicies.join("; ")}.`
       : "",
