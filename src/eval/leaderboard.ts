@@ -38,6 +38,7 @@ export const LEADERBOARD_METHODS: Readonly<Record<string, (ratio: number) => str
   keydiff: (r) => `else -> keydiff(k=${keep(r)});`,
   tova: (r) => `else -> tova(k=${keep(r)});`,
   expected: (r) => `else -> expected(k=${keep(r)});`,
+  kvzip: (r) => `else -> kvzip(k=${keep(r)});`,
   chunkkv: (r) => `else -> snap(k=${keep(r)}, window=64, pool=5, reduce=avg) + chunkkv(chunk=20);`,
   critical: (r) => `else -> snap(k=${keep(r)}, window=64, pool=5, reduce=avg) + critical;`,
   "critical-adakv": (r) =>

@@ -17,6 +17,7 @@ import { fullPress } from "./fullPress.ts";
 import { h2oPress } from "./h2oPress.ts";
 import { keydiffPress } from "./keydiffPress.ts";
 import { knormPress } from "./knormPress.ts";
+import { kvzipPress } from "./kvzipPress.ts";
 import { duoDetector } from "./duoDetector.ts";
 import { lazyDetector } from "./lazyDetector.ts";
 import { pyramidPress } from "./pyramidPress.ts";
@@ -39,6 +40,7 @@ export const BUILTIN_PLUGINS: readonly PluginSchema[] = [
   keydiffPress,
   tovaPress,
   expectedAttentionPress,
+  kvzipPress,
   randomPress,
   chunkkvPress,
   dmsPress,

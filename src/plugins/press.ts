@@ -71,6 +71,11 @@ export interface LayerScoresInput {
    * `needs.queryStatistics` (Expected Attention).
    */
   queryStatistics?(): QueryStatistics;
+  /**
+   * KVzip's scores of every layer (`[layer][kvHead][position]`): each entry's highest attention
+   * weight while the model repeated the context. Offered with `needs.reconstruction`.
+   */
+  reconstruction?(): Float64Array[][];
 }
 
 /** Per query head: the mean and population covariance of the prompt's pre-RoPE queries. */

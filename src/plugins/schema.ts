@@ -78,6 +78,11 @@ export interface PressNeeds {
    * (`LayerScoresInput.queryStatistics`), accumulated during prefill.
    */
   queryStatistics?: (params: Record<string, ParamValue>) => { sink: number };
+  /**
+   * KVzip's context reconstruction in chunks of `chunk` tokens, run after prefill
+   * (`LayerScoresInput.reconstruction`).
+   */
+  reconstruction?: (params: Record<string, ParamValue>) => { chunk: number };
 }
 
 /** A press's schema (and, optionally, its runtime behaviour): usable as a policy action. */

@@ -187,10 +187,14 @@ export class PipelineChecker {
         }')`,
       );
     }
-    if (this.registry.press(select.name)?.needs?.queryStatistics) {
+    const needs = this.registry.press(select.name)?.needs;
+    if (needs?.queryStatistics || needs?.reconstruction) {
       return fail(
-        `'${select.name}' models the queries of the whole prompt, recorded during one prefill: ` +
-          `it cannot be re-applied by '${name}' yet`,
+        `'${select.name}' ${
+          needs.queryStatistics
+            ? "models the queries of the whole prompt, recorded during one prefill"
+            : "scores by feeding the whole context again after prefill"
+        }: it cannot be re-applied by '${name}' yet`,
       );
     }
     return select;

@@ -275,7 +275,8 @@ export class Engine {
     const memory = this.ctx.watchMemory();
     const chunked = await req.chunkedPrefill?.(N);
     const t0 = performance.now();
-    const capacity = chunked ? chunkedCapacity(N, chunked, maxNew) : N + maxNew;
+    const room = Math.max(maxNew, req.prefillRoom?.(N) ?? 0);
+    const capacity = chunked ? chunkedCapacity(N, chunked, room) : N + room;
     const cache = new RaggedKvCache(this.ctx, c, capacity, this.kvDtype);
     const sampler = createSamplerState(this.ctx, {
       token: req.promptIds[N - 1],
@@ -349,6 +350,7 @@ export class Engine {
         firstStepObservation: fed > 0 ? firstObs : undefined,
         promptColumnSums: columnSums,
         queryStatistics: stats,
+        promptIds: req.promptIds,
       });
       stats?.release();
       if (req.afterPrefill) await this.ctx.sync(); // the press's GPU work belongs to prefill

@@ -60,6 +60,8 @@ export interface PrefillState {
   promptColumnSums?: ColumnSums;
   /** The prompt's query statistics, when requested (read per layer). */
   queryStatistics?: QueryStatisticsRecorder;
+  /** The prompt's token ids (KVzip feeds its context again). */
+  promptIds?: readonly number[];
 }
 
 /** Attention the press layer wants recorded (see {@link PrefillState}). */
@@ -116,6 +118,11 @@ export interface GenerationRequest {
    * to prefill in one piece (see `chunkedPrefill.ts`).
    */
   chunkedPrefill?: (promptLength: number) => Promise<ChunkedPrefill | undefined>;
+  /**
+   * Asked before prefill: rows the cache needs beyond the prompt while the press runs (KVzip's
+   * repeat passes); the cache is sized for the larger of that and the tokens to generate.
+   */
+  prefillRoom?: (promptLength: number) => number;
   /**
    * Take turns with other generations holding the same gate: the prefill stage (press included)
    * and each decode batch of `readEvery` tokens are phases, and `prefillMs` / `decodeMs` count only

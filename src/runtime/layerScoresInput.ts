@@ -107,6 +107,8 @@ export interface LayerRequest {
   votes: WindowVotes;
   /** The model's output projection of a layer (CriticalKV's value norms need it). */
   outputProjection?: (layer: number) => Float32Array;
+  /** KVzip's scores of every layer, when they were computed. */
+  reconstruction?: Float64Array[][];
 }
 
 /**
@@ -170,7 +172,7 @@ export async function readLayerScoresInput(
     }
     valueNorms = await projectedValueNorms(ctx, c, [...values.values()], wo);
   }
-  return layerScoresInput(c, {
+  const input = layerScoresInput(c, {
     layer: l,
     promptLength: n,
     obs,
@@ -182,4 +184,6 @@ export async function readLayerScoresInput(
     values,
     queryStatistics,
   });
+  const all = r.reconstruction;
+  return all ? { ...input, reconstruction: () => all } : input;
 }

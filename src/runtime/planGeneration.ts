@@ -65,6 +65,7 @@ async function warmUpPlan(
     observe: executor.observeRequest(),
     afterPrefill: (state) => executor.apply(state),
     chunkedPrefill: (n) => executor.chunkedPrefill(n),
+    prefillRoom: (n) => executor.prefillRoom(n),
   });
   done.add(plan.sourceHash);
 }
@@ -94,6 +95,7 @@ export async function generateWithPlan(
     afterPrefill: (state) => executor.apply(state),
     duringDecode: () => executor.recompressor,
     chunkedPrefill: (n) => executor.chunkedPrefill(n),
+    prefillRoom: (n) => executor.prefillRoom(n),
   });
   return { result, executor };
 }
@@ -120,6 +122,7 @@ export async function answerWithPlan(
     ...req,
     observe: executor.observeRequest(),
     chunkedPrefill: (n) => executor.chunkedPrefill(n),
+    prefillRoom: (n) => executor.prefillRoom(n),
     afterPrefill: async (state) => {
       await executor.apply(state);
       if (executor.recompressor) {

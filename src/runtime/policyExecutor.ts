@@ -39,6 +39,11 @@ import { type HeadAssignment, resolvePlan } from "./planResolver.ts";
 import { readWindowVotes, votesRequests } from "./observationVotes.ts";
 import { PressClock, type PressTiming } from "./pressClock.ts";
 import { readLayerScoresInput } from "./layerScoresInput.ts";
+import {
+  reconstructionRoom,
+  reconstructionScores,
+  type ReconstructionSources,
+} from "./reconstruction.ts";
 
 /** What a policy did to one KV head. */
 export interface HeadTrace {
@@ -83,6 +88,8 @@ export interface DetectorSources {
    * for presses that weigh values by it (CriticalKV).
    */
   outputProjection?(layer: number): Float32Array;
+  /** What KVzip's context reconstruction needs (repeat prompts, forward passes). */
+  reconstruction?: ReconstructionSources;
 }
 
 /** Runs a plan's detectors and presses after prefill. */
@@ -215,6 +222,54 @@ export class PolicyExecutor {
     return schema;
   }
 
+  /** The chunk of KVzip's reconstruction when the plan has a press that needs it. */
+  private reconstructionChunk(): number | undefined {
+    for (const rule of this.plan.rules) {
+      for (const p of rule.pipeline) {
+        const want = this.press(p).needs?.reconstruction?.(p.params);
+        if (want) return want.chunk;
+      }
+    }
+    return undefined;
+  }
+
+  /**
+   * Rows the cache must have beyond a prompt of `promptLength` during the press (KVzip's repeat
+   * passes append there before the selection); 0 for other plans.
+   */
+  prefillRoom(promptLength: number): number {
+    const chunk = this.reconstructionChunk();
+    const sources = this.detectors?.reconstruction;
+    return chunk === undefined || !sources
+      ? 0
+      : reconstructionRoom(promptLength, chunk, sources.prompts());
+  }
+
+  /** KVzip's scores of every layer, when the plan needs them (before any compaction). */
+  private async reconstruct(state: PrefillState): Promise<Float64Array[][] | undefined> {
+    const chunk = this.reconstructionChunk();
+    if (chunk === undefined) return undefined;
+    const sources = this.detectors?.reconstruction;
+    if (!sources || !state.promptIds) {
+      throw new UnsupportedPolicyError(
+        "this caller cannot run the model again after prefill: kvzip's reconstruction needs it",
+      );
+    }
+    if (state.cachedLength !== state.promptLength) {
+      throw new UnsupportedPolicyError(
+        "kvzip cannot follow a first decoding step recorded before compression (lazy(at=decode))",
+      );
+    }
+    return await reconstructionScores(
+      this.ctx,
+      this.config,
+      state.cache,
+      state.promptIds,
+      chunk,
+      sources,
+    );
+  }
+
   /** The attention the engine must record for this plan. */
   observeRequest(): ObserveRequest {
     // Chunked prefill keeps each chunk's last queries itself (no prompt-wide observation).
@@ -286,6 +341,7 @@ export class PolicyExecutor {
       this.trace[l].lazy = v.lazy;
     });
     this.assignments = resolvePlan(this.plan, c.numLayers, c.numKvHeads, verdicts);
+    const reconstruction = await clock.read(() => this.reconstruct(state));
     const promptObs = state.promptObservation;
     const votes = promptObs
       ? await clock.read(() =>
@@ -310,6 +366,7 @@ export class PolicyExecutor {
         ),
         votes,
         outputProjection: this.detectors?.outputProjection,
+        reconstruction,
       };
       // Only reading back counts as the press's read time (a layer may need nothing).
       const reads = request.needs.some((n) =>

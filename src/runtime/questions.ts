@@ -69,6 +69,8 @@ export interface QuestionsRequest {
   afterPrefill?: (state: PrefillState) => Promise<void> | void;
   /** Compression between the context's prefill chunks (see `GenerationRequest.chunkedPrefill`). */
   chunkedPrefill?: (promptLength: number) => Promise<ChunkedPrefill | undefined>;
+  /** Rows the cache needs beyond the context while the press runs (`GenerationRequest`). */
+  prefillRoom?: (promptLength: number) => number;
 }
 
 /** The compressed context and every answer given from it. */
@@ -123,7 +125,7 @@ export async function answerQuestions(
   const window = Math.min(N, req.observe?.promptWindow ?? 0);
   const memory = ctx.watchMemory();
   const chunked = await req.chunkedPrefill?.(N);
-  const more = longest + maxNew;
+  const more = Math.max(longest + maxNew, req.prefillRoom?.(N) ?? 0);
   const cache = new RaggedKvCache(
     ctx,
     c,
@@ -170,6 +172,7 @@ export async function answerQuestions(
       promptObservation: obs,
       promptColumnSums: sums,
       queryStatistics: stats,
+      promptIds: req.contextIds,
     });
     stats?.release();
     await ctx.sync();

@@ -268,6 +268,16 @@ export class RaggedKvCache {
     return this.dtype === "f32" ? new Float32Array(raw) : Float32Array.from(new Float16Array(raw));
   }
 
+  /**
+   * Drops every head's entries past the first `length` of a plain layer whose heads all hold at
+   * least that many in order (KVzip's reconstruction passes appended after the context); the
+   * allocation stays.
+   */
+  truncate(layer: number, length: number): void {
+    const c = this.plainLayer(layer, "truncate");
+    this.ctx.write(c.meta, c.numKvHeads * 4, new Uint32Array(c.numKvHeads).fill(length));
+  }
+
   /** The first `count` values of a plain (not quantised) KV head, as f32 (`count × headDim`). */
   async readValues(layer: number, kvHead: number, count: number): Promise<Float32Array> {
     const c = this.plainLayer(layer, "read values of");

@@ -28,6 +28,9 @@ import { readBoundedFile } from "../model/readBounded.ts";
 import { isGgufPath } from "../model/ggufModel.ts";
 import type { ModelConfig } from "../model/types.ts";
 import { tensorToFloat32 } from "../model/dtype.ts";
+import { chatSpecialTokens, renderChat } from "../model/chatTemplate.ts";
+import { ModelError } from "../model/errors.ts";
+import type { RepeatPrompts } from "../plugins/kvzipPress.ts";
 import { layerTensorNames } from "../model/tensorShapes.ts";
 import {
   type HeadScores,
@@ -393,5 +396,45 @@ export function engineDetectors(
       return scores;
     },
     outputProjection: (layer) => tensorToFloat32(engine.weights.get(layerTensorNames(layer).o)),
+    reconstruction: {
+      prompts: () => repeatPrompts(engine),
+      forward: async (cache, ids, firstPosition) => {
+        const { acts } = await engine.prefill(
+          cache,
+          ids,
+          engine.prefillChunk,
+          "last",
+          undefined,
+          firstPosition,
+        );
+        releaseActivations(engine.ctx, acts);
+      },
+    },
+  };
+}
+
+/**
+ * KVzip's repeat prompts in `engine`'s tokenizer; the suffix is what the chat template writes
+ * between a user's message and the assistant's answer (kvpress splits a rendered dummy turn the same
+ * way), or "\n" without a template.
+ */
+function repeatPrompts(engine: Engine): RepeatPrompts {
+  const tok = engine.tokenizer;
+  if (!tok) throw new ModelError("kvzip needs the model's tokenizer for its repeat prompts");
+  const encode = (text: string) => tok.encode(text, { addSpecialTokens: false });
+  let suffix = "\n";
+  if (engine.chat) {
+    const dummy = "dummy context", separator = "\n" + "#".repeat(dummy.length);
+    const rendered = renderChat(
+      engine.chat,
+      [{ role: "user", content: dummy + separator }],
+      chatSpecialTokens(engine.config, tok),
+    );
+    suffix = rendered.split(separator).at(-1)!;
+  }
+  return {
+    first: encode("\n\nRepeat the previous context exactly."),
+    later: encode("\n\nRepeat the part of the previous context exactly, starting with"),
+    suffix: encode(suffix),
   };
 }

@@ -53,7 +53,8 @@ export async function scoreTokens(
     throw new RangeError(`scoreTokens: from must be in [1, ${ids.length - 1}], not ${from}`);
   }
   const chunked = await executor.chunkedPrefill(from);
-  const capacity = chunked ? chunkedCapacity(from, chunked, ids.length - from) : ids.length;
+  const room = Math.max(ids.length - from, executor.prefillRoom(from));
+  const capacity = chunked ? chunkedCapacity(from, chunked, room) : from + room;
   const cache = new RaggedKvCache(engine.ctx, engine.config, capacity, engine.kvDtype);
   const want = executor.observeRequest();
   const obs = want.promptWindow > 0
@@ -87,6 +88,7 @@ export async function scoreTokens(
       promptObservation: obs,
       promptColumnSums: sums,
       queryStatistics: stats,
+      promptIds: ids.slice(0, from),
     });
     stats?.release();
     if (cache.layers.some(isQuantLayer)) {

@@ -80,7 +80,7 @@ Deno.test("unknown names get 'did you mean' suggestions", () => {
   });
   assert.equal(
     only("else -> zzzzzz").hint,
-    "known presses: adakv, chunked, chunkkv, compensate, critical, decoding, dms, expected, full, h2o, keydiff, knorm, pyramid, quant, random, snap, tova, window",
+    "known presses: adakv, chunked, chunkkv, compensate, critical, decoding, dms, expected, full, h2o, keydiff, knorm, kvzip, pyramid, quant, random, snap, tova, window",
   );
   assert.equal(
     only('use "./lastq.ts"; else -> lastq(k=4)').text,
@@ -343,4 +343,12 @@ Deno.test("expected attention cannot be re-applied by chunked or decoding", () =
     );
   }
   assert.deepEqual(errorsOf("else -> expected(k=25%) + chunkkv"), []);
+});
+
+Deno.test("kvzip cannot be re-applied by chunked or decoding", () => {
+  assert.equal(
+    only("else -> kvzip(k=25%) + chunked(size=1k)").text,
+    "1:24 'kvzip' scores by feeding the whole context again after prefill: it cannot be " +
+      "re-applied by 'chunked' yet",
+  );
 });

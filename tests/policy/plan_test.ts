@@ -104,6 +104,7 @@ Deno.test("the registry: every built-in of DESIGN.md is registered with its sche
     "h2o",
     "keydiff",
     "knorm",
+    "kvzip",
     "pyramid",
     "quant",
     "random",
@@ -132,7 +133,7 @@ Deno.test("the registry: every built-in of DESIGN.md is registered with its sche
     ["kbits", null],
     ["vbits", null],
   ]);
-  assert.equal(BUILTIN_PLUGINS.length, 21);
+  assert.equal(BUILTIN_PLUGINS.length, 22);
   assert.throws(() => r.register(BUILTIN_PLUGINS[0]), /already registered/);
 });
 

@@ -42,6 +42,7 @@ export async function runPolicy(
     afterPrefill: (state) => executor.apply(state),
     duringDecode: () => executor.recompressor,
     chunkedPrefill: (n) => executor.chunkedPrefill(n),
+    prefillRoom: (n) => executor.prefillRoom(n),
   });
   return { ...result, trace: executor.trace, executor };
 }

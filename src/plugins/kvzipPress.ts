@@ -1,0 +1,190 @@
+/** `kvzip`: KVzip, importance from how much the model looks at each entry to repeat the context. @module */
+import { resolveBudget } from "./budget.ts";
+import { keepAllHeads, type LayerScoresInput, topPositions } from "./press.ts";
+import type { Budget, PressSchema } from "./schema.ts";
+
+/**
+ * KVzip (Kim et al., 2025, arXiv 2505.23416; kvpress `kvzip_press.py`): query-agnostic scores from
+ * context reconstruction. After prefill the context is fed again, `chunk` tokens at a time, over
+ * the cache: the repeat prompt ("Repeat the previous context exactly." for the first chunk, "Repeat
+ * the part of the previous context exactly, starting with" + the previous chunk's last 8 tokens
+ * after), the chat template's opening of the assistant turn ("\n" without a template), then the
+ * chunk itself. Each of these queries attends — softmax over the first `sink` entries, the chunk's
+ * own entries and the repeat's entries up to itself — and an entry's score is its highest weight
+ * over the repeat's queries and the group's query heads. The repeat's entries are dropped after each
+ * chunk. Then the lowest scores go, `k` kept per head on average: over the whole model at once
+ * (`layerwise=false`, kvpress's default: layers and heads keep different amounts) or within each
+ * layer. It costs about two more prefills (kvpress warns so; `bench` shows it in the press time).
+ * Departures: the whole prompt is the context (kvpress leaves the chat template's prefix out), the
+ * reconstruction scores are computed on the CPU from the queries and keys read back, and a head
+ * left empty by the global cut keeps its best entry (kvpress masks it whole).
+ */
+export const kvzipPress: PressSchema = {
+  kind: "press",
+  name: "kvzip",
+  role: "select",
+  when: "prefill",
+  params: [
+    {
+      name: "k",
+      type: { kind: "budget" },
+      doc: "entries kept per KV head on average (a fraction f keeps f of the cache)",
+    },
+    {
+      name: "chunk",
+      type: { kind: "int", min: 16, max: 1 << 16 },
+      default: 2048,
+      doc: "context tokens repeated per reconstruction pass",
+    },
+    {
+      name: "layerwise",
+      type: { kind: "bool" },
+      default: false,
+      doc: "the same share in every layer (else one cut over the whole model)",
+    },
+  ],
+  doc: "KVzip: keep what the model attends to when asked to repeat the context.",
+  needs: { reconstruction: (p) => ({ chunk: p.chunk as number }) },
+  select: (input, p) => selectKvzip(input, p as unknown as KvzipParams),
+};
+
+/** Parameters of {@link selectKvzip}. */
+export interface KvzipParams {
+  /** Average entries kept per KV head. */
+  k: Budget;
+  /** Tokens per reconstruction chunk. */
+  chunk: number;
+  /** One share per layer. */
+  layerwise: boolean;
+}
+
+/** Sink entries every repeat query also attends to (kvpress's `n_sink`). */
+export const KVZIP_SINK = 4;
+/** Tokens of the previous chunk quoted in the next repeat prompt (kvpress's `prev_postfix_size`). */
+export const KVZIP_QUOTE = 8;
+
+/** The token ids of the repeat prompts (see {@link kvzipPress}). */
+export interface RepeatPrompts {
+  /** "\n\nRepeat the previous context exactly." */
+  first: number[];
+  /** "\n\nRepeat the part of the previous context exactly, starting with" */
+  later: number[];
+  /** The assistant turn's opening from the chat template, or "\n". */
+  suffix: number[];
+}
+
+/** The reconstruction chunks of a context of `n` tokens: `[start, end)` ranges of `chunk`. */
+export function kvzipChunks(n: number, chunk: number): [number, number][] {
+  const out: [number, number][] = [];
+  for (let start = 0; start < n; start += chunk) out.push([start, Math.min(n, start + chunk)]);
+  return out;
+}
+
+/** The ids fed for chunk `c` of `context`. */
+export function kvzipRepeatIds(
+  context: readonly number[],
+  chunks: readonly [number, number][],
+  c: number,
+  prompts: RepeatPrompts,
+): number[] {
+  const [start, end] = chunks[c];
+  const quote = c === 0
+    ? prompts.first
+    : [...prompts.later, ...context.slice(Math.max(chunks[c - 1][0], start - KVZIP_QUOTE), start)];
+  return [...quote, ...prompts.suffix, ...context.slice(start, end)];
+}
+
+/**
+ * One chunk's scores for one KV head: `queries(r, h)` is the post-RoPE query of repeat row r
+ * (0 … rows − 1) for query head h of the group; `keys` the head's cache rows `0 … n + rows − 1`
+ * (`headDim` wide: the context, then the repeat); writes `max_{r, h} p` into `scores[start … end)`.
+ */
+export function kvzipChunkScores(
+  queries: (r: number, h: number) => ArrayLike<number>,
+  group: number,
+  rows: number,
+  keys: ArrayLike<number>,
+  headDim: number,
+  n: number,
+  start: number,
+  end: number,
+  scores: Float64Array,
+): void {
+  const sink = Math.min(KVZIP_SINK, start);
+  const scale = 1 / Math.sqrt(headDim);
+  const dot = (q: ArrayLike<number>, row: number) => {
+    let s = 0;
+    for (let e = 0; e < headDim; e++) s += q[e] * keys[row * headDim + e];
+    return s * scale;
+  };
+  const width = end - start;
+  const chunkLogits = new Float64Array(width);
+  for (let j = start; j < end; j++) scores[j] = 0;
+  for (let h = 0; h < group; h++) {
+    for (let r = 0; r < rows; r++) {
+      const q = queries(r, h);
+      let max = -Infinity;
+      const others: number[] = [];
+      for (let i = 0; i < sink; i++) others.push(dot(q, i));
+      for (let i = 0; i <= r; i++) others.push(dot(q, n + i));
+      for (let j = 0; j < width; j++) max = Math.max(max, chunkLogits[j] = dot(q, start + j));
+      for (const x of others) max = Math.max(max, x);
+      let total = 0;
+      for (const x of others) total += Math.exp(x - max);
+      for (let j = 0; j < width; j++) total += Math.exp(chunkLogits[j] - max);
+      for (let j = 0; j < width; j++) {
+        const p = Math.exp(chunkLogits[j] - max) / total;
+        if (p > scores[start + j]) scores[start + j] = p;
+      }
+    }
+  }
+}
+
+/** Per layer, the entries each KV head keeps, computed once for all layers (the cut is global). */
+const cuts = new WeakMap<Float64Array[][], Map<string, number[][]>>();
+
+/** How many entries each (layer, KV head) loses under kvpress's global or layer-wise cut. */
+function prunedCounts(all: Float64Array[][], ratio: number, layerwise: boolean): number[][] {
+  const perHead = all.map((layer) => layer.map(() => 0));
+  let threshold = -Infinity;
+  if (!layerwise) {
+    // kvpress: the value at index max(int(total·r) − 1, 0) of every score sorted ascending.
+    const sorted = Float64Array.from(all.flatMap((x) => x.flatMap((head) => Array.from(head))))
+      .sort();
+    threshold = sorted[Math.max(Math.floor(sorted.length * ratio) - 1, 0)];
+  }
+  all.forEach((layer, l) => {
+    const flat = layer.flatMap((head, h) => Array.from(head, (s, i) => ({ s, h, i })));
+    const count = layerwise
+      ? Math.floor(flat.length * ratio)
+      : flat.filter((x) => x.s <= threshold).length;
+    // The layer's lowest `count` go (ties: the later position first).
+    flat.sort((a, b) => a.s - b.s || b.i - a.i || b.h - a.h);
+    for (const x of flat.slice(0, count)) perHead[l][x.h]++;
+  });
+  return perHead;
+}
+
+/**
+ * KVzip selection for one layer from `input.reconstruction()` (every layer's scores): the ratio
+ * removed is 1 − f for a fraction f, else 1 − k/N; each head keeps its highest-scoring entries, as
+ * many as the cut leaves it (at least one).
+ */
+export function selectKvzip(
+  input: Pick<LayerScoresInput, "layer" | "promptLength" | "numKvHeads" | "reconstruction">,
+  p: KvzipParams,
+): number[][] {
+  const n = input.promptLength;
+  const ratio = "fraction" in p.k ? 1 - p.k.fraction : 1 - resolveBudget(p.k, n, "floor") / n;
+  if (ratio <= 0) return keepAllHeads(input.numKvHeads, n);
+  if (!input.reconstruction) throw new Error("kvzip needs the context-reconstruction scores");
+  const all = input.reconstruction();
+  const key = `${ratio}:${p.layerwise}`;
+  let byRatio = cuts.get(all);
+  if (!byRatio) cuts.set(all, byRatio = new Map());
+  let counts = byRatio.get(key);
+  if (!counts) byRatio.set(key, counts = prunedCounts(all, ratio, p.layerwise));
+  return all[input.layer].map((scores, h) =>
+    topPositions(scores, Math.max(1, n - counts![input.layer][h]))
+  );
+}

@@ -1,0 +1,104 @@
+/**
+ * KVzip's context reconstruction (`src/plugins/kvzipPress.ts`): after prefill, each chunk of the
+ * context is fed again over the cache behind its repeat prompt, the repeat's queries are captured
+ * per layer (`captureQuery`, a multi-row step hook), every entry of the chunk is scored by its
+ * highest attention weight among them (on the CPU, from the queries and keys read back), and the
+ * repeat's entries are dropped again. The cache needs room for the longest repeat
+ * ({@link reconstructionRoom}).
+ *
+ * @module
+ */
+
+import type { GpuContext } from "../gpu/device.ts";
+import { captureQuery, createQueryRing, type QueryRing } from "../gpu/kernels/captureQuery.ts";
+import type { ModelConfig } from "../model/types.ts";
+import {
+  KVZIP_QUOTE,
+  kvzipChunks,
+  kvzipChunkScores,
+  kvzipRepeatIds,
+  type RepeatPrompts,
+} from "../plugins/kvzipPress.ts";
+import type { RaggedKvCache } from "./raggedKvCache.ts";
+
+/** What the reconstruction needs from the engine. */
+export interface ReconstructionSources {
+  /** The repeat prompts' token ids. */
+  prompts(): RepeatPrompts;
+  /** Runs `ids` through the model, appending to `cache` from position `firstPosition`. */
+  forward(cache: RaggedKvCache, ids: number[], firstPosition: number): Promise<void>;
+}
+
+/** Rows the longest repeat appends after a context of `n` tokens (room the cache must have). */
+export function reconstructionRoom(n: number, chunk: number, prompts: RepeatPrompts): number {
+  const quote = Math.max(prompts.first.length, prompts.later.length + KVZIP_QUOTE);
+  return quote + prompts.suffix.length + Math.min(n, chunk);
+}
+
+/** Every layer's KVzip scores (`[layer][kvHead][position]`) for the context `context` in `cache`. */
+export async function reconstructionScores(
+  ctx: GpuContext,
+  c: ModelConfig,
+  cache: RaggedKvCache,
+  context: readonly number[],
+  chunk: number,
+  sources: ReconstructionSources,
+): Promise<Float64Array[][]> {
+  const n = context.length, D = c.headDim, H = c.numHeads, g = H / c.numKvHeads;
+  const prompts = sources.prompts();
+  const chunks = kvzipChunks(n, chunk);
+  const scores = Array.from(
+    { length: c.numLayers },
+    () => Array.from({ length: c.numKvHeads }, () => new Float64Array(n)),
+  );
+  for (let i = 0; i < chunks.length; i++) {
+    const ids = kvzipRepeatIds(context, chunks, i, prompts);
+    const rows = ids.length;
+    const room = Math.min(...cache.layers.flatMap((layer) => layer.capacities));
+    if (room < n + rows) {
+      throw new RangeError(
+        `kvzip: the cache holds ${room} rows per head, the reconstruction needs ${n + rows} ` +
+          "(size it with GenerationRequest.prefillRoom)",
+      );
+    }
+    const rings: QueryRing[] = Array.from(
+      { length: c.numLayers },
+      () => createQueryRing(ctx, rows, H * D),
+    );
+    const release = () => {
+      for (const r of rings.splice(0)) {
+        ctx.release(r.queries);
+        ctx.release(r.positions);
+      }
+    };
+    try {
+      cache.stepHook = {
+        op: (l, _layer, q, positions, positionsOffset, m) =>
+          captureQuery(ctx, { q, width: H * D, positions, positionsOffset, ring: rings[l], m }),
+        multiRow: true,
+        buffers: () => rings.flatMap((r) => [r.queries, r.positions]),
+        release,
+      };
+      await sources.forward(cache, ids, n);
+      cache.stepHook = undefined;
+      const [start, end] = chunks[i];
+      for (let l = 0; l < c.numLayers; l++) {
+        const queries = await ctx.readF32(rings[l].queries, 0, rows * H * D);
+        for (let kv = 0; kv < c.numKvHeads; kv++) {
+          const keys = await cache.readKeys(l, kv, n + rows);
+          // Row r sits at position n + r, in ring slot (n + r) mod rows.
+          const query = (r: number, h: number) => {
+            const at = (((n + r) % rows) * H + kv * g + h) * D;
+            return queries.subarray(at, at + D);
+          };
+          kvzipChunkScores(query, g, rows, keys, D, n, start, end, scores[l][kv]);
+        }
+        cache.truncate(l, n);
+      }
+    } finally {
+      cache.stepHook = undefined;
+      release();
+    }
+  }
+  return scores;
+}
