@@ -15,9 +15,9 @@ import type { Budget, PressSchema } from "./schema.ts";
  * chunk. Then the lowest scores go, `k` kept per head on average: over the whole model at once
  * (`layerwise=false`, kvpress's default: layers and heads keep different amounts) or within each
  * layer. It costs about two more prefills (kvpress warns so; `bench` shows it in the press time).
- * Departures: the whole prompt is the context (kvpress leaves the chat template's prefix out), the
- * reconstruction scores are computed on the CPU from the queries and keys read back, and a head
- * left empty by the global cut keeps its best entry (kvpress masks it whole).
+ * The scores are computed on the GPU (`src/gpu/kernels/kvzipScores.ts`). Departures: the whole
+ * prompt is the context (kvpress leaves the chat template's prefix out), and a head left empty by
+ * the global cut keeps its best entry (kvpress masks it whole).
  */
 export const kvzipPress: PressSchema = {
   kind: "press",
@@ -92,52 +92,6 @@ export function kvzipRepeatIds(
     ? prompts.first
     : [...prompts.later, ...context.slice(Math.max(chunks[c - 1][0], start - KVZIP_QUOTE), start)];
   return [...quote, ...prompts.suffix, ...context.slice(start, end)];
-}
-
-/**
- * One chunk's scores for one KV head: `queries(r, h)` is the post-RoPE query of repeat row r
- * (0 … rows − 1) for query head h of the group; `keys` the head's cache rows `0 … n + rows − 1`
- * (`headDim` wide: the context, then the repeat); writes `max_{r, h} p` into `scores[start … end)`.
- */
-export function kvzipChunkScores(
-  queries: (r: number, h: number) => ArrayLike<number>,
-  group: number,
-  rows: number,
-  keys: ArrayLike<number>,
-  headDim: number,
-  n: number,
-  start: number,
-  end: number,
-  scores: Float64Array,
-): void {
-  const sink = Math.min(KVZIP_SINK, start);
-  const scale = 1 / Math.sqrt(headDim);
-  const dot = (q: ArrayLike<number>, row: number) => {
-    let s = 0;
-    for (let e = 0; e < headDim; e++) s += q[e] * keys[row * headDim + e];
-    return s * scale;
-  };
-  const width = end - start;
-  const chunkLogits = new Float64Array(width);
-  for (let j = start; j < end; j++) scores[j] = 0;
-  for (let h = 0; h < group; h++) {
-    for (let r = 0; r < rows; r++) {
-      const q = queries(r, h);
-      let max = -Infinity;
-      const others: number[] = [];
-      for (let i = 0; i < sink; i++) others.push(dot(q, i));
-      for (let i = 0; i <= r; i++) others.push(dot(q, n + i));
-      for (let j = 0; j < width; j++) max = Math.max(max, chunkLogits[j] = dot(q, start + j));
-      for (const x of others) max = Math.max(max, x);
-      let total = 0;
-      for (const x of others) total += Math.exp(x - max);
-      for (let j = 0; j < width; j++) total += Math.exp(chunkLogits[j] - max);
-      for (let j = 0; j < width; j++) {
-        const p = Math.exp(chunkLogits[j] - max) / total;
-        if (p > scores[start + j]) scores[start + j] = p;
-      }
-    }
-  }
 }
 
 /** Per layer, the entries each KV head keeps, computed once for all layers (the cut is global). */

@@ -2,8 +2,8 @@
  * KVzip's context reconstruction (`src/plugins/kvzipPress.ts`): after prefill, each chunk of the
  * context is fed again over the cache behind its repeat prompt, the repeat's queries are captured
  * per layer (`captureQuery`, a multi-row step hook), every entry of the chunk is scored by its
- * highest attention weight among them (on the CPU, from the queries and keys read back), and the
- * repeat's entries are dropped again. The cache needs room for the longest repeat
+ * highest attention weight among them (on the GPU, `kvzipScores`; the group's maximum on the
+ * CPU), and the repeat's entries are dropped again. The cache needs room for the longest repeat
  * ({@link reconstructionRoom}).
  *
  * @module
@@ -14,11 +14,14 @@ import { captureQuery, createQueryRing, type QueryRing } from "../gpu/kernels/ca
 import type { ModelConfig } from "../model/types.ts";
 import {
   KVZIP_QUOTE,
+  KVZIP_SINK,
   kvzipChunks,
-  kvzipChunkScores,
   kvzipRepeatIds,
   type RepeatPrompts,
 } from "../plugins/kvzipPress.ts";
+import { kvzipScores } from "../gpu/kernels/kvzipScores.ts";
+import { runOps } from "../gpu/op.ts";
+import { isQuantLayer } from "../gpu/quantKvCache.ts";
 import type { RaggedKvCache } from "./raggedKvCache.ts";
 
 /** What the reconstruction needs from the engine. */
@@ -82,18 +85,41 @@ export async function reconstructionScores(
       await sources.forward(cache, ids, n);
       cache.stepHook = undefined;
       const [start, end] = chunks[i];
-      for (let l = 0; l < c.numLayers; l++) {
-        const queries = await ctx.readF32(rings[l].queries, 0, rows * H * D);
-        for (let kv = 0; kv < c.numKvHeads; kv++) {
-          const keys = await cache.readKeys(l, kv, n + rows);
-          // Row r sits at position n + r, in ring slot (n + r) mod rows.
-          const query = (r: number, h: number) => {
-            const at = (((n + r) % rows) * H + kv * g + h) * D;
-            return queries.subarray(at, at + D);
-          };
-          kvzipChunkScores(query, g, rows, keys, D, n, start, end, scores[l][kv]);
+      const width = end - start;
+      const out = ctx.createBuffer(H * width * 4, undefined, "kvzip scores");
+      try {
+        for (let l = 0; l < c.numLayers; l++) {
+          const layer = cache.layers[l];
+          if (isQuantLayer(layer)) throw new RangeError("kvzip runs before any quantisation");
+          // Row r sits at position n + r: ring slot (n + r) mod rows.
+          const op = kvzipScores(ctx, {
+            cache: layer,
+            queries: rings[l].queries,
+            slot0: n % rows,
+            rows,
+            n,
+            sink: Math.min(KVZIP_SINK, start),
+            start,
+            end,
+            numHeads: H,
+            out,
+          });
+          runOps(ctx, [op]);
+          op.destroy();
+          const perQueryHead = await ctx.readF32(out, 0, H * width);
+          for (let kv = 0; kv < c.numKvHeads; kv++) {
+            for (let j = 0; j < width; j++) {
+              let best = 0;
+              for (let h = kv * g; h < (kv + 1) * g; h++) {
+                best = Math.max(best, perQueryHead[h * width + j]);
+              }
+              scores[l][kv][start + j] = best;
+            }
+          }
+          cache.truncate(l, n);
         }
-        cache.truncate(l, n);
+      } finally {
+        ctx.release(out);
       }
     } finally {
       cache.stepHook = undefined;

@@ -1,16 +1,10 @@
 /**
- * KVzip (kvpress `kvzip_press.py`): the reconstruction chunks and repeat inputs, the chunk scores
- * (max attention weight over the repeat's queries, softmax over sink + chunk + repeat), and the
- * global and layer-wise cuts.
+ * KVzip (kvpress `kvzip_press.py`): the reconstruction chunks and repeat inputs, and the global
+ * and layer-wise cuts (the scores are checked in tests/gpu/kvzipScores_test.ts and end to end in
+ * tests/presses/kvzip_test.ts).
  */
 import assert from "node:assert/strict";
-import {
-  kvzipChunks,
-  kvzipChunkScores,
-  kvzipRepeatIds,
-  selectKvzip,
-} from "../../src/plugins/kvzipPress.ts";
-import { lcg } from "./_inputs.ts";
+import { kvzipChunks, kvzipRepeatIds, selectKvzip } from "../../src/plugins/kvzipPress.ts";
 
 const PROMPTS = { first: [900, 901], later: [910], suffix: [920] };
 
@@ -41,42 +35,6 @@ Deno.test("kvzip: chunks and repeat inputs quote the previous chunk's last 8 tok
     23,
     24,
   ]);
-});
-
-Deno.test("kvzip: chunk scores follow the formula (sink + chunk + causal repeat; max over rows and group)", () => {
-  const rand = lcg(9);
-  const d = 4, n = 12, rows = 5, group = 2, start = 6, end = 10;
-  const keys = Float32Array.from({ length: (n + rows) * d }, () => rand() * 4 - 2);
-  const q = Array.from(
-    { length: rows * group },
-    () => Array.from({ length: d }, () => rand() * 4 - 2),
-  );
-  const scores = new Float64Array(n).fill(-1);
-  kvzipChunkScores((r, h) => q[r * group + h], group, rows, keys, d, n, start, end, scores);
-  for (let j = 0; j < n; j++) {
-    if (j < start || j >= end) {
-      assert.equal(scores[j], -1, "only the chunk is scored");
-      continue;
-    }
-    let want = 0;
-    for (let r = 0; r < rows; r++) {
-      for (let h = 0; h < group; h++) {
-        const visible = [
-          0,
-          1,
-          2,
-          3,
-          ...Array.from({ length: end - start }, (_, i) => start + i),
-          ...Array.from({ length: r + 1 }, (_, i) => n + i),
-        ];
-        const logit = (i: number) =>
-          q[r * group + h].reduce((s, x, e) => s + x * keys[i * d + e], 0) / Math.sqrt(d);
-        const z = visible.reduce((s, i) => s + Math.exp(logit(i)), 0);
-        want = Math.max(want, Math.exp(logit(j)) / z);
-      }
-    }
-    assert.ok(Math.abs(scores[j] - want) < 1e-12, `${j}: ${scores[j]} vs ${want}`);
-  }
 });
 
 Deno.test("kvzip: the global cut varies per layer and head; layer-wise keeps each layer's share", () => {

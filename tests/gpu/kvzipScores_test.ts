@@ -1,0 +1,77 @@
+/**
+ * KVzip's reconstruction scores on the GPU against a float64 brute force: each repeat row's softmax
+ * over sink + chunk + the repeat up to itself, the chunk entry's highest weight over the rows.
+ */
+import assert from "node:assert/strict";
+import { createKvCacheLayer, releaseKvCacheLayer } from "../../src/gpu/kvCache.ts";
+import { kvzipScores } from "../../src/gpu/kernels/kvzipScores.ts";
+import { gpuTest, runAndFree } from "./_gpu.ts";
+import { randomF32, rng } from "./_reference.ts";
+
+for (
+  const [D, n, rows, start, end] of [[8, 30, 12, 10, 22], [64, 40, 9, 0, 40], [128, 20, 5, 2, 6]]
+) {
+  gpuTest(
+    `kvzipScores D${D}: ${rows} repeat rows over chunk [${start}, ${end}) of ${n}`,
+    async (ctx) => {
+      const Hkv = 2, g = 2, H = Hkv * g, sink = Math.min(4, start);
+      const rand = rng(D + n + rows);
+      const cap = n + rows + 3;
+      const layer = createKvCacheLayer(ctx, {
+        numKvHeads: Hkv,
+        headDim: D,
+        capacity: cap,
+        lengths: Array(Hkv).fill(n + rows),
+      });
+      const keys = Array.from({ length: Hkv }, () => randomF32(rand, cap * D, 2));
+      keys.forEach((k, h) => ctx.write(layer.k, layer.bases[h] * D * 4, k));
+      const slot0 = n % rows;
+      const ring = randomF32(rand, rows * H * D, 2); // row r in slot (slot0 + r) % rows
+      const queries = ctx.upload(ring);
+      const out = ctx.upload(new Float32Array(H * (end - start)).fill(-1));
+      runAndFree(ctx, [kvzipScores(ctx, {
+        cache: layer,
+        queries,
+        slot0,
+        rows,
+        n,
+        sink,
+        start,
+        end,
+        numHeads: H,
+        out,
+      })]);
+      const got = await ctx.readF32(out);
+      for (let h = 0; h < H; h++) {
+        const k = keys[Math.floor(h / g)];
+        const logit = (r: number, row: number) => {
+          let s = 0;
+          for (let e = 0; e < D; e++) {
+            s += ring[(((slot0 + r) % rows) * H + h) * D + e] * k[row * D + e];
+          }
+          return s / Math.sqrt(D);
+        };
+        for (let j = start; j < end; j++) {
+          let want = 0;
+          for (let r = 0; r < rows; r++) {
+            const visible = [
+              ...Array.from({ length: sink }, (_, i) => i),
+              ...Array.from({ length: end - start }, (_, i) => start + i),
+              ...Array.from({ length: r + 1 }, (_, i) => n + i),
+            ];
+            const z = visible.reduce((s, row) => s + Math.exp(logit(r, row)), 0);
+            want = Math.max(want, Math.exp(logit(r, j)) / z);
+          }
+          const x = got[h * (end - start) + j - start];
+          assert.ok(
+            Math.abs(x - want) <= 1e-5 * Math.max(1e-3, want),
+            `h${h} j${j}: ${x} vs ${want}`,
+          );
+        }
+      }
+      releaseKvCacheLayer(ctx, layer);
+      ctx.release(queries);
+      ctx.release(out);
+    },
+  );
+}
