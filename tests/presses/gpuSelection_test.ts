@@ -89,6 +89,11 @@ Deno.test("with a budget at least the prompt, every press generates exactly the 
         "else -> keydiff(k=100%)",
         "else -> tova(k=4k)",
         "else -> expected(k=100%)",
+        // KVzip runs its repeat passes and drops them again: the cache is exactly the prompt's.
+        "else -> kvzip(k=100%, chunk=64)",
+        "else -> snap(k=4k) + critical(adaptive=true)",
+        "else -> keydiff(k=100%) + dms(threshold=-2)",
+        "heads duo(ratio=0) -> full; else -> window(sink=4, recent=8)",
         "else -> random(k=4k)",
         "else -> window(sink=4, recent=4k)",
         "layers lazy -> window(sink=4, recent=4k); else -> snap(k=4k)",
