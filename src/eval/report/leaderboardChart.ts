@@ -64,12 +64,14 @@ export function leaderboardChartSvg(points: readonly LeaderboardPoint[], protoco
   }
   methods.forEach((method, i) => {
     const color = PALETTE[i % PALETTE.length];
+    // Past the palette, lines are dashed so that no two methods look alike.
+    const dash = i >= PALETTE.length ? ' stroke-dasharray="6 3"' : "";
     const line = mine.filter((p) => p.method === method).sort((a, b) => a.ratio - b.ratio);
     const path = line.map((p) => `${num(px(p.ratio))},${num(py(p.score))}`).join(" ");
     parts.push(
       `<g data-method="${
         escapeHtml(method)
-      }"><polyline points="${path}" fill="none" stroke="${color}" stroke-width="1.5"/>` +
+      }"><polyline points="${path}" fill="none" stroke="${color}" stroke-width="1.5"${dash}/>` +
         line.map((p) =>
           `<circle cx="${num(px(p.ratio))}" cy="${num(py(p.score))}" r="3" fill="${color}">` +
           `<title>${escapeHtml(method)} @${p.ratio}: ${num(p.score, 3)} (KV kept ${
