@@ -54,7 +54,10 @@ export function prepareOutputDir(
   }
   const earlier = files.filter((f) => lstatOrNull(`${dir}/${f}`) !== null);
   if (earlier.length) {
-    console.error(`${command}: ${earlier.join(" and ")} in ${dir} will be replaced`);
+    const list = earlier.length > 1
+      ? `${earlier.slice(0, -1).join(", ")} and ${earlier.at(-1)}`
+      : earlier[0];
+    console.error(`${command}: ${list} in ${dir} will be replaced`);
   }
 }
 

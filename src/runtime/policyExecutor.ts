@@ -341,7 +341,9 @@ export class PolicyExecutor {
       this.trace[l].lazy = v.lazy;
     });
     this.assignments = resolvePlan(this.plan, c.numLayers, c.numKvHeads, verdicts);
-    const reconstruction = await clock.read(() => this.reconstruct(state));
+    const reconstruction = this.reconstructionChunk() === undefined
+      ? undefined
+      : await clock.read(() => this.reconstruct(state));
     const promptObs = state.promptObservation;
     const votes = promptObs
       ? await clock.read(() =>

@@ -130,7 +130,10 @@ Deno.test("eval with a retrieval policy caches its profile in .cache/, never in 
     assert.match(await Deno.readTextFile(profile), /model_hash: /, "the profile is in .cache/");
     const second = await runDeno(args);
     assert.equal(second.code, 0, second.stderr);
-    assert.match(second.stderr, /eval: report\.html and results\.json in .* will be replaced/);
+    assert.match(
+      second.stderr,
+      /eval: report\.html, results\.json and outcomes\.jsonl in .* will be replaced/,
+    );
   } finally {
     await Deno.remove(model, { recursive: true });
     if (profile) await Deno.remove(profile).catch(() => {});
