@@ -260,12 +260,8 @@ export class RaggedKvCache {
   }
 
   /** Reads the first `count` keys of one KV head of one layer (f32, `count × headDim`). */
-  async readKeys(layer: number, kvHead: number, count: number): Promise<Float32Array> {
-    const c = this.plainLayer(layer, "read keys of");
-    const D = c.headDim;
-    const bytesPer = this.dtype === "f32" ? 4 : 2;
-    const raw = await this.ctx.read(c.k, c.bases[kvHead] * D * bytesPer, count * D * bytesPer);
-    return this.dtype === "f32" ? new Float32Array(raw) : Float32Array.from(new Float16Array(raw));
+  readKeys(layer: number, kvHead: number, count: number): Promise<Float32Array> {
+    return this.#readRows("k", layer, kvHead, count);
   }
 
   /**
@@ -279,11 +275,16 @@ export class RaggedKvCache {
   }
 
   /** The first `count` values of a plain (not quantised) KV head, as f32 (`count × headDim`). */
-  async readValues(layer: number, kvHead: number, count: number): Promise<Float32Array> {
-    const c = this.plainLayer(layer, "read values of");
+  readValues(layer: number, kvHead: number, count: number): Promise<Float32Array> {
+    return this.#readRows("v", layer, kvHead, count);
+  }
+
+  /** The first `count` rows of a plain layer's keys (`k`) or values (`v`) of one head, as f32. */
+  async #readRows(which: "k" | "v", layer: number, kvHead: number, count: number) {
+    const c = this.plainLayer(layer, which === "k" ? "read keys of" : "read values of");
     const D = c.headDim;
     const bytesPer = this.dtype === "f32" ? 4 : 2;
-    const raw = await this.ctx.read(c.v, c.bases[kvHead] * D * bytesPer, count * D * bytesPer);
+    const raw = await this.ctx.read(c[which], c.bases[kvHead] * D * bytesPer, count * D * bytesPer);
     return this.dtype === "f32" ? new Float32Array(raw) : Float32Array.from(new Float16Array(raw));
   }
 
