@@ -29,7 +29,7 @@ import { type KvCacheLayer, kvDecl, type KvStorage, kvStorage } from "../kvCache
 import { dispatchOp, type GpuOp, packParams, sequenceOp } from "../op.ts";
 import { withOwnedScratch } from "./decodeAttention.ts";
 import { checkLoopBudget, PLANNED_LOOP_BUDGET } from "../loopBudget.ts";
-import { each, unrolledDot } from "./wgslUnroll.ts";
+import { each, keyQueryDots } from "./wgslUnroll.ts";
 
 /** Arguments of {@link h2oColumnSums}. */
 export interface H2oColumnSumsArgs {
@@ -55,23 +55,9 @@ const HEADER = `struct Params { H: u32, Hkv: u32, group: u32, M: u32, scale: f32
   k0: u32, k1: u32 };
 @group(0) @binding(0) var<uniform> p: Params;`;
 
-/**
- * `v` (private, pre-scaled) holds one side of the dot; the other is read from memory. Written
- * out over the head dimension: no loop counts against llvmpipe's budget (`../loopBudget.ts`).
- */
+/** The dots of both passes (the query row is `r` itself). */
 function dot(D4: number): string {
-  return `const D4 = ${D4}u;
-var<private> v: array<vec4<f32>, D4>;
-fn dotKey(krow: u32) -> f32 {
-  var s = vec4<f32>(0.0);
-${unrolledDot("s", D4, (d) => `v[${d}]`, (d) => `KC4(krow * D4 + ${d}u)`)}
-  return (s.x + s.y) + (s.z + s.w);
-}
-fn dotQuery(qrow: u32, h: u32) -> f32 {
-  var s = vec4<f32>(0.0);
-${unrolledDot("s", D4, (d) => `v[${d}]`, (d) => `Q[(qrow * p.H + h) * D4 + ${d}u]`)}
-  return (s.x + s.y) + (s.z + s.w);
-}`;
+  return keyQueryDots(D4, "r");
 }
 
 function statsCode(dtype: KvStorage, D4: number): string {

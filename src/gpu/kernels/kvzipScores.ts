@@ -28,7 +28,7 @@ import { type KvCacheLayer, kvDecl, type KvStorage, kvStorage } from "../kvCache
 import { checkLoopBudget } from "../loopBudget.ts";
 import { dispatchOp, type GpuOp, packParams, sequenceOp } from "../op.ts";
 import { withOwnedScratch } from "./decodeAttention.ts";
-import { each, unrolledDot } from "./wgslUnroll.ts";
+import { each, keyQueryDots } from "./wgslUnroll.ts";
 
 /** Arguments of {@link kvzipScores}. */
 export interface KvzipScoresArgs {
@@ -60,20 +60,10 @@ const HEADER = `struct Params { H: u32, group: u32, rows: u32, slot0: u32, n: u3
 @group(0) @binding(1) var<storage, read> Q: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> kvmeta: array<u32>;`;
 
+/** The dots of both passes; repeat row r sits in ring slot `slotOf(r)`. */
 function dot(D4: number): string {
-  return `const D4 = ${D4}u;
-var<private> v: array<vec4<f32>, D4>;
-fn dotKey(krow: u32) -> f32 {
-  var s = vec4<f32>(0.0);
-${unrolledDot("s", D4, (d) => `v[${d}]`, (d) => `KC4(krow * D4 + ${d}u)`)}
-  return (s.x + s.y) + (s.z + s.w);
-}
-fn slotOf(r: u32) -> u32 { return (p.slot0 + r) % p.rows; }
-fn dotQuery(r: u32, h: u32) -> f32 {
-  var s = vec4<f32>(0.0);
-${unrolledDot("s", D4, (d) => `v[${d}]`, (d) => `Q[(slotOf(r) * p.H + h) * D4 + ${d}u]`)}
-  return (s.x + s.y) + (s.z + s.w);
-}`;
+  return `fn slotOf(r: u32) -> u32 { return (p.slot0 + r) % p.rows; }
+${keyQueryDots(D4, "slotOf(r)")}`;
 }
 
 function statsCode(dtype: KvStorage, D4: number): string {
