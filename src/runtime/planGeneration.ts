@@ -12,7 +12,7 @@ import type { Engine, GenerationRequest, GenerationResult } from "./engine.ts";
 import { PolicyExecutor } from "./policyExecutor.ts";
 import { UnsupportedPolicyError } from "./executable.ts";
 import { withPhase } from "./phaseGate.ts";
-import { engineDetectors } from "./retrievalProfile.ts";
+import { engineSources } from "./retrievalProfile.ts";
 import { answerQuestions, type QuestionsRequest, type QuestionsResult } from "./questions.ts";
 
 /** A generation and the executor that applied the plan (its trace and assignments). */
@@ -32,7 +32,7 @@ export function planExecutor(
   plan: Plan,
   registry?: PluginRegistry,
 ): PolicyExecutor {
-  return new PolicyExecutor(plan, engine.config, engine.ctx, registry, engineDetectors(engine));
+  return new PolicyExecutor(plan, engine.config, engine.ctx, registry, engineSources(engine));
 }
 
 /** Plans that have run once on each engine (their kernels compiled), by source hash. */

@@ -77,10 +77,11 @@ export interface LayerTrace {
 }
 
 /**
- * Model-level detector inputs the executor cannot compute from the prompt's cache (they need the
- * engine): `src/runtime/retrievalProfile.ts` `engineDetectors(engine)` provides them.
+ * Model-level inputs the executor cannot compute from the prompt's cache (they need the engine):
+ * the retrieval detector's scores, the output projection (CriticalKV), KVzip's repeat passes.
+ * `src/runtime/retrievalProfile.ts` `engineSources(engine)` provides them.
  */
-export interface DetectorSources {
+export interface ModelSources {
   /** Per layer, per KV head RazorAttention scores (`echo[h]`, `induction[h]`). */
   retrievalScores(): Promise<HeadScores[]>;
   /**
@@ -108,15 +109,16 @@ export class PolicyExecutor {
   private retrieval: HeadScores[] | undefined;
 
   /**
-   * Prepares the executor; throws for plans the runtime cannot run. `detectors` supplies what
-   * model-level detectors (`retrieval`) need; a plan using one without it fails in {@link apply}.
+   * Prepares the executor; throws for plans the runtime cannot run. `sources` supplies what
+   * model-level detectors and presses need (retrieval scores, o_proj, KVzip's repeat passes); a
+   * plan using one without it fails in {@link apply}.
    */
   constructor(
     private plan: Plan,
     private config: ModelConfig,
     private ctx: GpuContext,
     registry?: PluginRegistry,
-    private detectors?: DetectorSources,
+    private sources?: ModelSources,
   ) {
     this.registry = registry ?? defaultRegistry();
     checkExecutable(plan, this.registry);
@@ -208,12 +210,12 @@ export class PolicyExecutor {
    */
   async prepare(): Promise<void> {
     if (!this.plan.detectors.some((d) => d.name === "retrieval") || this.retrieval) return;
-    if (!this.detectors) {
+    if (!this.sources) {
       throw new UnsupportedPolicyError(
-        "the 'retrieval' detector needs the engine: construct PolicyExecutor with detector sources",
+        "the 'retrieval' detector needs the engine: construct PolicyExecutor with model sources",
       );
     }
-    this.retrieval = await this.detectors.retrievalScores();
+    this.retrieval = await this.sources.retrievalScores();
   }
 
   private press(p: PlanPress): PressSchema {
@@ -239,7 +241,7 @@ export class PolicyExecutor {
    */
   prefillRoom(promptLength: number): number {
     const chunk = this.reconstructionChunk();
-    const sources = this.detectors?.reconstruction;
+    const sources = this.sources?.reconstruction;
     return chunk === undefined || !sources
       ? 0
       : reconstructionRoom(promptLength, chunk, sources.prompts());
@@ -249,7 +251,7 @@ export class PolicyExecutor {
   private async reconstruct(state: PrefillState): Promise<Float64Array[][] | undefined> {
     const chunk = this.reconstructionChunk();
     if (chunk === undefined) return undefined;
-    const sources = this.detectors?.reconstruction;
+    const sources = this.sources?.reconstruction;
     if (!sources || !state.promptIds) {
       throw new UnsupportedPolicyError(
         "this caller cannot run the model again after prefill: kvzip's reconstruction needs it",
@@ -367,7 +369,7 @@ export class PolicyExecutor {
           a.pipeline.map((p) => ({ name: p.name, ...this.press(p).needs }))
         ),
         votes,
-        outputProjection: this.detectors?.outputProjection,
+        outputProjection: this.sources?.outputProjection,
         reconstruction,
       };
       // Only reading back counts as the press's read time (a layer may need nothing).

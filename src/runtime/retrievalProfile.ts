@@ -42,7 +42,7 @@ import {
 import { probePartialsBytes, probeScores, sumProbePartials } from "../gpu/kernels/probeScores.ts";
 import type { Engine } from "./engine.ts";
 import { HASH_OF, hashDescription, modelHash } from "./modelHash.ts";
-import type { DetectorSources } from "./policyExecutor.ts";
+import type { ModelSources } from "./policyExecutor.ts";
 import {
   createActivations,
   destroySteps,
@@ -378,10 +378,10 @@ const memo = new WeakMap<Engine, Map<string, Promise<HeadScores[]>>>();
  * {@link retrievalProfile} and fetched at most once per engine and options (then kept in memory
  * while the engine lives), and each layer's output projection decoded from the loaded weights.
  */
-export function engineDetectors(
+export function engineSources(
   engine: Engine,
   opts: RetrievalProfileOptions = {},
-): DetectorSources {
+): ModelSources {
   return {
     retrievalScores() {
       const perEngine = memo.get(engine) ?? new Map<string, Promise<HeadScores[]>>();

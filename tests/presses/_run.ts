@@ -2,7 +2,7 @@
 import { compileOrThrow } from "../../src/plan/compile.ts";
 import type { Engine, GenerationResult } from "../../src/runtime/engine.ts";
 import { type LayerTrace, PolicyExecutor } from "../../src/runtime/policyExecutor.ts";
-import { engineDetectors } from "../../src/runtime/retrievalProfile.ts";
+import { engineSources } from "../../src/runtime/retrievalProfile.ts";
 import {
   createActivations,
   destroySteps,
@@ -33,7 +33,7 @@ export async function runPolicy(
     engine.config,
     engine.ctx,
     undefined,
-    engineDetectors(engine, { cache: false }),
+    engineSources(engine, { cache: false }),
   );
   const result = await engine.generate({
     promptIds: ids,
