@@ -12,7 +12,7 @@ import { UserError } from "./errors.ts";
 export type FlagSpec = NonNullable<ParseArgsConfig["options"]>;
 
 /** The commands that take positional arguments (policy files); the others take only flags. */
-export const COMMANDS_WITH_POSITIONALS: ReadonlySet<string> = new Set(["check", "fmt"]);
+export const COMMANDS_WITH_POSITIONALS: ReadonlySet<string> = new Set(["check", "fmt", "export"]);
 
 /**
  * Parses `args` strictly; unknown flags and missing values are user errors, and so is any

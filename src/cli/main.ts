@@ -1,5 +1,6 @@
 /**
- * The `kvpolicy` command line: `run`, `check`, `fmt`, `eval`, `inspect`, `bench`.
+ * The `kvpolicy` command line: `run`, `check`, `fmt`, `eval`, `inspect`, `bench`,
+ * `export`.
  * Exit codes: 0 ok, 1 user error (bad policy, flag or model folder), 2 internal error.
  *
  * @module
@@ -7,6 +8,7 @@
 
 import { compileProgress } from "./compileProgress.ts";
 import { checkCommand } from "./checkCommand.ts";
+import { exportCommand } from "./exportCommand.ts";
 import { envAllowed } from "./env.ts";
 import { reportError, UserError } from "./errors.ts";
 import { fmtCommand } from "./fmtCommand.ts";
@@ -22,7 +24,8 @@ const USAGE = `usage: deno task <command> [...]
   fmt      format policies canonically
   eval     compare policies on needle / RULER-style / perplexity tasks
   inspect  retrieval-head and lazy-layer scores
-  bench    speed and memory, full vs compressed`;
+  bench    speed and memory, full vs compressed
+  export   a runnable kvpress (PyTorch) script for a policy`;
 
 type Command = (args: string[]) => number | Promise<number>;
 
@@ -36,6 +39,7 @@ const COMMANDS: Record<string, Command> = {
     }),
   inspect: inspectCommand,
   bench: benchCommand,
+  export: exportCommand,
 };
 
 /**

@@ -166,10 +166,12 @@ export function selectSnap(input: SnapInput, params: SnapParams): number[][] {
 }
 
 /**
- * SnapKV's score of every prompt position per KV head, as kvpress's `SnapKVPress.score` gives it
- * to the presses that wrap it: {@link snapPrefixScores} for the prefix, and the observation window
- * padded with the highest prefix score of the layer (every head's), so the window ranks first.
- * A prompt no longer than the window scores 0 everywhere.
+ * SnapKV's score of every prompt position per KV head, exactly as kvpress's `SnapKVPress.score`
+ * gives it to the presses that wrap it (ChunkKV, CriticalKV, DMS): {@link snapPrefixScores} for
+ * the prefix, divided by the window (kvpress averages the window queries' attention, and CriticalKV
+ * adds its ε to these values), and the observation window padded with the layer's highest prefix
+ * score + 1 (`F.pad(..., value=scores.max() + 1)`), so the window ranks first. A prompt no longer
+ * than the window scores 0 everywhere.
  */
 export function snapScores(input: SnapInput, params: Omit<SnapParams, "k">): Float64Array[] {
   const n = input.promptLength;
@@ -177,10 +179,12 @@ export function snapScores(input: SnapInput, params: Omit<SnapParams, "k">): Flo
   if (window === n) return Array.from({ length: input.numKvHeads }, () => new Float64Array(n));
   const prefix = snapPrefixScores(input, window, params.pool, params.reduce);
   let max = -Infinity;
-  for (const head of prefix) for (const s of head) max = Math.max(max, s);
+  for (const head of prefix) {
+    for (let j = 0; j < head.length; j++) max = Math.max(max, head[j] / window);
+  }
   return prefix.map((head) => {
-    const out = new Float64Array(n).fill(max);
-    out.set(head);
+    const out = new Float64Array(n).fill(max + 1);
+    for (let j = 0; j < head.length; j++) out[j] = head[j] / window;
     return out;
   });
 }

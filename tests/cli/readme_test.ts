@@ -135,6 +135,10 @@ const EXPECTED: Record<string, Expectation> = {
       shows: [/demo: the answer 9792168/],
     },
   "deno task railroad": { shows: [/grammar\/railroad\.html/] },
+  "deno task export --to kvpress snapkv --out out/snapkv_kvpress.py": {
+    shows: [/wrote out\/snapkv_kvpress\.py/],
+    writes: ["out/snapkv_kvpress.py"],
+  },
 };
 
 const COMMANDS = readmeCommands(await Deno.readTextFile(`${ROOT}/README.md`));

@@ -1,0 +1,245 @@
+"""From a compiled kvpolicy plan to the kvpress press that does the same thing.
+
+Whole-model rules become the matching press; layer rules a :class:`LayerRulesPress`; pipelines
+compose (`snap + chunkkv` is `ChunkKVPress(SnapKVPress)`); budgets go through :class:`KeepBudget`.
+A rule kvpress cannot express raises :class:`PlanError` naming the rule: nothing is approximated
+silently. Where both engines run a method but define a detail differently, the difference is
+returned in :attr:`BuiltPress.notes` (the exporter prints them; docs/kvpress.md lists them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+import kvpress as kp
+
+from .budget import KeepBudget, resolve_budget
+from .plan import PlanError, load_plan
+from .rules import LayerRulesPress
+from .snap_max import MaxPoolSnapKVPress
+
+
+@dataclass
+class BuiltPress:
+    """The press for a plan (None = keep everything), and the documented differences it has."""
+
+    press: Optional[kp.BasePress]
+    notes: list = field(default_factory=list)
+    decoding: bool = False
+
+
+class _Rule:
+    def __init__(self, rule: dict):
+        self.rule = rule
+        self.text = rule["text"]
+
+    def fail(self, why: str) -> PlanError:
+        return PlanError(f"rule `{self.text}` (line {self.rule.get('line', '?')}): {why}")
+
+
+# kvpolicy resolves these presses' fractional budgets as kvpress does (`int(L·(1−r))`, rounding
+# down); the others round to the nearest entry (src/plugins/budget.ts).
+FLOOR_ROUNDED = {"keydiff", "expected", "tova", "kvzip", "h2o", "dms", "chunkkv", "critical"}
+
+
+def _budget_count(budget: Any, press: str) -> Callable[[int], int]:
+    rounding = "floor" if press in FLOOR_ROUNDED else "round"
+    return lambda length: resolve_budget(budget, length, rounding)
+
+
+def _scorer(rule: _Rule, call: dict, notes: list):
+    """The select press of a pipeline: (kvpress scorer, kept count per prompt length)."""
+    name, p = call["name"], call["params"]
+    if name == "snap":
+        cls = kp.SnapKVPress if p["reduce"] == "avg" else MaxPoolSnapKVPress
+        return cls(window_size=p["window"], kernel_size=p["pool"]), _budget_count(p["k"], name)
+    if name == "knorm":
+        return kp.KnormPress(), _budget_count(p["k"], name)
+    if name == "tova":
+        return kp.TOVAPress(), _budget_count(p["k"], name)
+    if name == "keydiff":
+        press = kp.KeyDiffPress()
+        if p["block"]:
+            press = kp.BlockPress(press=press, block_size=p["block"])
+        return press, _budget_count(p["k"], name)
+    if name == "expected":
+        press = kp.ExpectedAttentionPress(
+            n_future_positions=p["future"],
+            n_sink=p["sink"],
+            use_covariance=p["cov"],
+            use_vnorm=p["vnorm"],
+            epsilon=p["eps"],
+        )
+        return press, _budget_count(p["k"], name)
+    if name == "random":
+        notes.append(
+            f"`{rule.text}`: kvpress's RandomPress draws with torch's generator (seed {p['seed']}); "
+            "it keeps as many entries as kvpolicy, at other positions"
+        )
+        return kp.RandomPress(seed=p["seed"]), _budget_count(p["k"], name)
+    if name == "window":
+        if p.get("rerotate"):
+            raise rule.fail("window(rerotate=true) re-indexes positions while decoding; kvpress's "
+                            "KeyRerotationPress does so at prefill only. Use rerotate=false")
+        sink, recent = p["sink"], p["recent"]
+        return kp.StreamingLLMPress(n_sink=sink), lambda length: sink + resolve_budget(recent, length)
+    if name == "adakv":
+        if p["normalize"]:
+            raise rule.fail("adakv(normalize=true) rescales each head's scores (KVCache-Factory); "
+                            "kvpress's AdaKVPress has no normalisation. Use adakv(normalize=false)")
+        notes.append(
+            f"`{rule.text}`: kvpress's AdaKVPress pins int(floor·k) entries per head and prunes the "
+            "layer's lowest scores; kvpolicy gives head h round(count_h·(1−floor) + floor·k) "
+            "(KVCache-Factory). Head budgets differ; kvpress masks evicted keys (no memory freed)"
+        )
+        scorer = MaxPoolSnapKVPress(window_size=p["window"], kernel_size=p["pool"])
+        return kp.AdaKVPress(press=scorer, alpha_safeguard=p["floor"]), _budget_count(p["k"], name)
+    if name == "h2o":
+        raise rule.fail("h2o evicts at every decoding step; kvpress's ObservedAttentionPress scores "
+                        "once at prefill and needs eager attention. No exact counterpart")
+    if name == "kvzip":
+        raise rule.fail("kvzip is not bridged yet: kvpress's KVzipPress takes one global ratio "
+                        "over all layers and heads, kvpolicy's k is per head")
+    if name == "pyramid":
+        raise rule.fail("pyramid is not bridged yet (kvpress's PyramidKVPress uses another "
+                        "budget schedule than KVCache-Factory's, which kvpolicy implements)")
+    raise rule.fail(f"kvpress has no press for `{name}`")
+
+
+def _pipeline_press(rule: _Rule, notes: list):
+    """One rule's pipeline as a kvpress press, or None for `full`."""
+    pipeline = rule.rule["pipeline"]
+    if not pipeline or (len(pipeline) == 1 and pipeline[0]["name"] == "full"):
+        return None
+    head, rest = pipeline[0], pipeline[1:]
+    if head["role"] != "select":
+        raise rule.fail(f"a pipeline must start with a select press, not `{head['name']}`")
+    decode_roll = head["name"] == "window" and head["params"].get("decode") in (None, "roll")
+    press, kept = _scorer(rule, head, notes)
+    if any(call["name"] in FLOOR_ROUNDED for call in rest):
+        kept = _budget_count(head["params"]["k"], "critical")
+    thresholded = False
+    for call in rest:
+        name, p = call["name"], call["params"]
+        if name == "chunkkv":
+            press = kp.ChunkKVPress(press=press, chunk_length=p["chunk"])
+        elif name == "critical":
+            if p["adaptive"]:
+                press = kp.CriticalAdaKVPress(
+                    press=press,
+                    alpha_safeguard=p["safeguard"],
+                    epsilon=p["eps"],
+                    first_stage_ratio=p["first"],
+                )
+            else:
+                press = kp.CriticalKVPress(press=press, epsilon=p["eps"], first_stage_ratio=p["first"])
+        elif name == "dms":
+            press = kp.DMSPress(press=press, threshold=p["threshold"], sliding_window_size=p["window"])
+            thresholded = True
+        else:
+            raise rule.fail(f"`{name}` has no kvpress counterpart in a pipeline yet")
+    if thresholded:
+        return press  # DMS keeps what passes its threshold; the scorer's budget plays no part
+    press = KeepBudget(press=press, kept=kept)
+    if decode_roll:
+        return _rolling_window(rule, head["params"], press, notes)
+    return press
+
+
+def _rolling_window(rule: _Rule, p: dict, prefill_press, notes: list):
+    recent = p["recent"]
+    if "tokens" not in recent:
+        raise rule.fail("a rolling window with a budget relative to the prompt has no fixed "
+                        "kvpress target size; write recent as a number of tokens or decode=grow")
+    notes.append(
+        f"`{rule.text}`: while decoding, kvpress's DecodingPress trims the window after each step, "
+        "so a step attends to one entry more than kvpolicy's ring (sink + recent)"
+    )
+    decoding = kp.DecodingPress(
+        base_press=kp.StreamingLLMPress(n_sink=p["sink"]),
+        compression_interval=1,
+        target_size=p["sink"] + recent["tokens"],
+        hidden_states_buffer_size=0,
+    )
+    return kp.PrefillDecodingPress(prefilling_press=prefill_press, decoding_press=decoding)
+
+
+def _matches(selector: Optional[dict], index: int) -> bool:
+    if selector is None or selector["kind"] == "all":
+        return True
+    if selector["kind"] == "indices":
+        return any(a <= index and (b is None or index <= b) for a, b in selector["ranges"])
+    return False
+
+
+def _simlayerkv(plan: dict, notes: list) -> Optional[BuiltPress]:
+    """`layers lazy(...) -> window(sink=S, recent=R); else -> full` is kvpress's SimLayerKVPress."""
+    rules = plan["rules"]
+    first = rules[0] if rules else None
+    sel = first and first.get("layers")
+    if not (sel and sel["kind"] == "detector" and sel["detector"]["name"] == "lazy"):
+        return None
+    rule = _Rule(first)
+    lazy = sel["detector"]["params"]
+    rest_full = all(not r["pipeline"] or r["pipeline"][0]["name"] == "full" for r in rules[1:])
+    pipe = first["pipeline"]
+    window = pipe[0] if len(pipe) == 1 and pipe[0]["name"] == "window" else None
+    if first.get("heads") or not rest_full or window is None:
+        raise rule.fail("kvpress runs the lazy detector only as SimLayerKVPress: "
+                        "`layers lazy -> window(sink, recent); else -> full`")
+    recent = window["params"]["recent"]
+    if "tokens" not in recent or lazy["threshold"] is None:
+        raise rule.fail("SimLayerKVPress needs a numeric lazy threshold and a window of a fixed "
+                        "number of tokens (write lazy(threshold=0.9) for Llama-3, 0.65 Llama-2, "
+                        "0.8 Mistral, 0.85 Qwen)")
+    n_last = 1 if lazy["at"] == "decode" else lazy["queries"]
+    notes.append(
+        f"`{rule.text}`: SimLayerKVPress scores laziness with the last {n_last} prompt quer"
+        f"{'y' if n_last == 1 else 'ies'} at prefill"
+        + (" (kvpolicy's at=decode uses the first generated token's query)" if lazy["at"] == "decode" else "")
+        + f", and a lazy layer keeps {window['params']['sink']} + {recent['tokens']} − {n_last} entries"
+    )
+    press = kp.SimLayerKVPress(
+        lazy_threshold=lazy["threshold"],
+        n_last=n_last,
+        n_recent=recent["tokens"],
+        n_initial=window["params"]["sink"],
+    )
+    return BuiltPress(press, notes)
+
+
+def build_press(plan: Any, num_layers: int) -> BuiltPress:
+    """The kvpress press running `plan` (a dict or a plan file) on a model of `num_layers` layers."""
+    plan = load_plan(plan)
+    if plan.get("uses"):
+        raise PlanError(f"the plan loads third-party plugins ({', '.join(plan['uses'])}); "
+                        "kvpress cannot run kvpolicy plugins")
+    notes: list = []
+    lazy = _simlayerkv(plan, notes)
+    if lazy is not None:
+        return lazy
+    chosen: list = []
+    for layer in range(num_layers):
+        for rule in plan["rules"]:
+            r = _Rule(rule)
+            layers, heads = rule.get("layers"), rule.get("heads")
+            for sel, what in ((layers, "layers"), (heads, "heads")):
+                if sel and sel["kind"] == "detector":
+                    raise r.fail(f"the `{sel['detector']['name']}` detector has no kvpress counterpart "
+                                 f"in a {what} rule (kvpress only runs `lazy` as SimLayerKVPress)")
+            if heads and heads["kind"] == "indices":
+                raise r.fail("head-index rules are not bridged yet (kvpress would mask those "
+                             "heads' keys, freeing no memory)")
+            if _matches(layers, layer):
+                chosen.append(rule)
+                break
+        else:
+            chosen.append(None)
+    distinct = {id(r): r for r in chosen if r is not None}
+    built = {key: _pipeline_press(_Rule(r), notes) for key, r in distinct.items()}
+    presses = [None if r is None else built[id(r)] for r in chosen]
+    decoding = any(isinstance(p, kp.PrefillDecodingPress) for p in presses)
+    if all(p is presses[0] for p in presses):
+        return BuiltPress(presses[0], notes, decoding)
+    return BuiltPress(LayerRulesPress(presses=presses), notes, decoding)

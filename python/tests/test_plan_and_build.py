@@ -1,0 +1,133 @@
+"""Unit tests of the bridge without a model: plan validation, budgets, press building, refusals."""
+
+import json
+
+import kvpress as kp
+import pytest
+
+from kvpolicy_kvpress import PlanError, build_press, load_plan, resolve_budget
+from kvpolicy_kvpress.budget import KeepBudget, ratio_keeping
+from kvpolicy_kvpress.rules import LayerRulesPress
+from kvpolicy_kvpress.snap_max import MaxPoolSnapKVPress
+
+
+def plan(*rules, uses=()):
+    return {"format": "kvpolicy-plan/1", "name": None, "sourceHash": "sha256:0", "uses": list(uses),
+            "detectors": [], "rules": list(rules), "unmatched": "full"}
+
+
+def rule(text, pipeline, layers=None, heads=None, is_else=None):
+    return {"line": 1, "text": text, "isElse": layers is None and heads is None if is_else is None else is_else,
+            "layers": layers, "heads": heads, "pipeline": pipeline}
+
+
+def press(name, role="select", **params):
+    return {"name": name, "role": role, "when": "prefill", "params": params}
+
+
+def test_budgets_match_kvpolicy_rounding():
+    assert resolve_budget({"tokens": 1024}, 10) == 1024
+    assert resolve_budget({"fraction": 0.25}, 10) == 3  # 2.5 rounds half up
+    assert resolve_budget({"fraction": 0.25}, 10, "floor") == 2  # kvpress's int(L·(1−r))
+    assert resolve_budget({"fraction": 0.001}, 10) == 1  # never an empty cache
+    assert resolve_budget({"max": [{"tokens": 251}, {"fraction": 0.1}]}, 4000) == 400
+    assert resolve_budget({"min": [{"fraction": 0.2}, {"tokens": 4096}]}, 1000) == 200
+    with pytest.raises(PlanError, match="is not"):
+        resolve_budget({"percent": 3}, 10)
+
+
+@pytest.mark.parametrize("length", [1, 7, 100, 4096, 131072])
+def test_ratio_keeping_gives_the_exact_count(length):
+    for kept in {1, length // 3, length - 1} - {0}:
+        assert kp.utils.compute_n_kept(length, ratio_keeping(length, kept)) == kept
+
+
+def test_bad_plans_name_the_field(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(PlanError, match="not JSON"):
+        load_plan(bad)
+    with pytest.raises(PlanError, match="cannot read"):
+        load_plan(tmp_path / "missing.json")
+    other = plan()
+    other["format"] = "kvpolicy-plan/0"
+    with pytest.raises(PlanError, match="field 'format'.*recompile"):
+        load_plan(other)
+    broken = plan(rule("else -> snap", [press("snap", role="nonsense")]))
+    with pytest.raises(PlanError, match=r"rules\[0\]\.pipeline\[0\]\.role"):
+        load_plan(broken)
+    ranges = plan(rule("layers 3..1 -> full", [], layers={"kind": "indices", "ranges": [[3, 1]]}))
+    with pytest.raises(PlanError, match=r"rules\[0\]\.layers\.ranges\[0\]"):
+        load_plan(ranges)
+    (tmp_path / "list.json").write_text(json.dumps([1, 2]))
+    with pytest.raises(PlanError, match="JSON object"):
+        load_plan(tmp_path / "list.json")
+
+
+def test_whole_model_rule_is_the_press_itself():
+    built = build_press(plan(rule("else -> snap(k=64)", [press("snap", k={"tokens": 64}, window=8, pool=5,
+                                                                    reduce="avg")])), 4)
+    assert isinstance(built.press, KeepBudget)
+    assert type(built.press.press) is kp.SnapKVPress
+    assert (built.press.press.window_size, built.press.press.kernel_size) == (8, 5)
+    maxed = build_press(plan(rule("else -> snap", [press("snap", k={"tokens": 64}, window=8, pool=5,
+                                                           reduce="max")])), 4)
+    assert type(maxed.press.press) is MaxPoolSnapKVPress
+
+
+def test_layer_rules_give_each_layer_its_press():
+    built = build_press(plan(
+        rule("layers 0..1 -> knorm(k=8)", [press("knorm", k={"tokens": 8})],
+             layers={"kind": "indices", "ranges": [[0, 1]]}),
+        rule("layers 3.. -> full", [press("full")], layers={"kind": "indices", "ranges": [[3, None]]}),
+        rule("else -> tova(k=50%)", [press("tova", k={"fraction": 0.5})]),
+    ), 5)
+    assert isinstance(built.press, LayerRulesPress)
+    kinds = [None if p is None else type(p.press).__name__ for p in built.press.presses]
+    assert kinds == ["KnormPress", "KnormPress", "TOVAPress", None, None]
+
+
+def test_pipelines_compose_as_kvpress_wrappers():
+    snap = press("snap", k={"fraction": 0.25}, window=64, pool=5, reduce="avg")
+    chunk = build_press(plan(rule("else", [snap, press("chunkkv", role="rescore", chunk=20)])), 2)
+    assert isinstance(chunk.press.press, kp.ChunkKVPress) and chunk.press.press.chunk_length == 20
+    critical = press("critical", role="rescore", eps=1e-4, first=0.5, adaptive=True, safeguard=0.2)
+    ada = build_press(plan(rule("else", [snap, critical])), 2)
+    assert isinstance(ada.press.press, kp.CriticalAdaKVPress)
+    dms = build_press(plan(rule("else", [press("keydiff", k={"fraction": 1}, block=0),
+                                         press("dms", role="rescore", threshold=-0.2, window=128)])), 2)
+    assert isinstance(dms.press, kp.DMSPress) and dms.press.threshold == -0.2
+
+
+@pytest.mark.parametrize("pipeline, pattern", [
+    ([press("h2o", heavy={"fraction": 0.1}, recent={"fraction": 0.1})], "h2o evicts at every decoding step"),
+    ([press("window", sink=4, recent={"tokens": 64}, decode="roll", rerotate=True)], "rerotate"),
+    ([press("window", sink=4, recent={"fraction": 0.1}, decode="roll", rerotate=False)], "relative to the prompt"),
+    ([press("adakv", k={"tokens": 64}, floor=0.2, window=32, pool=7, normalize=True)], "normalize=false"),
+    ([press("knorm", k={"tokens": 8}), press("quant", role="store", bits=4)], "`quant` has no kvpress"),
+    ([press("knorm", k={"tokens": 8}), press("compensate", role="augment")], "`compensate` has no kvpress"),
+])
+def test_refusals_name_the_rule(pipeline, pattern):
+    with pytest.raises(PlanError, match="rule `the rule`.*" + pattern):
+        build_press(plan(rule("the rule", pipeline)), 2)
+
+
+def test_detectors_and_plugins_are_refused_or_mapped():
+    retrieval = {"kind": "detector", "detector": {"name": "retrieval", "params": {}}}
+    with pytest.raises(PlanError, match="`retrieval` detector has no kvpress counterpart"):
+        build_press(plan(rule("heads retrieval -> full", [press("full")], heads=retrieval),
+                         rule("else", [press("knorm", k={"tokens": 8})])), 2)
+    with pytest.raises(PlanError, match="third-party plugins"):
+        build_press(plan(uses=["./mine.ts"]), 2)
+    lazy = {"kind": "detector", "detector": {"name": "lazy", "params": {
+        "threshold": 0.9, "sink": 4, "recent": {"tokens": 1024}, "at": "decode", "queries": 32}}}
+    window = press("window", sink=4, recent={"tokens": 1024}, decode="grow", rerotate=False)
+    built = build_press(plan(rule("layers lazy -> window", [window], layers=lazy),
+                             rule("else -> full", [press("full")])), 2)
+    assert isinstance(built.press, kp.SimLayerKVPress)
+    assert (built.press.lazy_threshold, built.press.n_recent, built.press.n_last) == (0.9, 1024, 1)
+    assert "first generated token" in built.notes[0]
+    auto = json.loads(json.dumps(lazy))
+    auto["detector"]["params"]["threshold"] = None
+    with pytest.raises(PlanError, match="numeric lazy threshold"):
+        build_press(plan(rule("layers lazy -> window", [window], layers=auto)), 2)
