@@ -139,6 +139,11 @@ def _pipeline_press(rule: _Rule, notes: list):
             thresholded = True
         else:
             raise rule.fail(f"`{name}` has no kvpress counterpart in a pipeline yet")
+    if thresholded or isinstance(press, (kp.CriticalAdaKVPress, kp.AdaKVPress)):
+        notes.append(
+            f"`{rule.text}`: memory: kvpress masks the keys this rule evicts per head (a fake key "
+            "at decode time) and frees no memory; kvpolicy's ragged cache frees them"
+        )
     if thresholded:
         return press  # DMS keeps what passes its threshold; the scorer's budget plays no part
     press = KeepBudget(press=press, kept=kept)
