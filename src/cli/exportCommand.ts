@@ -112,7 +112,19 @@ export async function exportCommand(args: string[]): Promise<number> {
     throw new UserError(`export: give exactly one policy\n${EXPORT_USAGE}`);
   }
   const out = values.out as string | undefined;
-  if (out !== undefined) prepareOutputFile("export", out, "out");
+  if (out !== undefined) {
+    // `out/` need not exist on a fresh clone: make the script's folder (inside what the task
+    // may write; anywhere else the permission check below names the problem).
+    const dir = out.includes("/") ? out.slice(0, out.lastIndexOf("/")) : "";
+    if (dir && (dir === "out" || dir.startsWith("out/"))) {
+      try {
+        Deno.mkdirSync(dir, { recursive: true });
+      } catch (e) {
+        throw new UserError(`export --out '${out}': cannot make ${dir}: ${(e as Error).message}`);
+      }
+    }
+    prepareOutputFile("export", out, "out");
+  }
   const source = readPolicySource(positionals[0]);
   const registry = await registryFor(source, { allowPlugins: false, plugins: [] }).catch(() => {
     throw new UserError(

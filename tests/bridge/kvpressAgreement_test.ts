@@ -19,6 +19,7 @@ import { kvpressMissing, runBridge } from "./_kvpress.ts";
 /** Policies whose kept sets and tokens must be identical in both engines. */
 const IDENTICAL = [
   "else -> snap(k=40, window=8, pool=5, reduce=avg);",
+  "else -> snap(k=40, window=8, pool=7, reduce=max);",
   "else -> knorm(k=40);",
   "else -> tova(k=41%);",
   "else -> keydiff(k=37%);",
