@@ -178,3 +178,60 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "kvpress agreement, pinned: SimLayerKV decides the same lazy layers; kvpress keeps one entry less",
+  ignore: sharedMissing() || kvpressMissing("cross-engine agreement"),
+  async fn() {
+    const dir = `${SHARED_DIR}/fixtures/llama-gqa-f32`;
+    const ids = promptIds(300);
+    const policy = (t: number) =>
+      `layers lazy(threshold=${t}, sink=4, recent=20, at=prefill, queries=1) -> ` +
+      "window(sink=4, recent=20, decode=grow); else -> full;";
+    // Our laziness scores, then a threshold in the widest gap between two of them, so that some
+    // layers are lazy and some are not.
+    const probe = await runDeno([
+      "task",
+      "run",
+      "--model",
+      dir,
+      "--policy",
+      policy(0.99),
+      "--prompt-ids",
+      ids.join(","),
+      "--max-new-tokens",
+      "1",
+      "--json",
+      "--trace",
+    ]);
+    assert.equal(probe.code, 0, probe.stderr);
+    const scores: number[] = JSON.parse(probe.stdout).trace.layers.map((
+      l: { lazy_score: number },
+    ) => l.lazy_score);
+    const sorted = [...scores].sort((a, b) => a - b);
+    let gap = 0;
+    for (let i = 1; i + 1 < sorted.length; i++) {
+      if (sorted[i + 1] - sorted[i] > sorted[gap + 1] - sorted[gap]) gap = i;
+    }
+    const threshold = Number(((sorted[gap] + sorted[gap + 1]) / 2).toFixed(6));
+    const ours = await runOurs(dir, policy(threshold), ids);
+    const [theirs] = await runKvpress(dir, [policy(threshold)], ids);
+    const n = ids.length;
+    scores.forEach((score, l) => {
+      const lazy = score > threshold;
+      ours.kept[l].forEach((kept, h) => {
+        if (!lazy) {
+          assert.equal(kept.length, n, `layer ${l} keeps everything in kvpolicy`);
+          assert.deepEqual(theirs.kept[l][h], kept, `layer ${l} keeps everything in kvpress`);
+          return;
+        }
+        // Lazy: kvpolicy keeps sink 4 + recent 20; kvpress 4 + (20 − n_last), without N − 20.
+        assert.equal(kept.length, 24);
+        assert.deepEqual(theirs.kept[l][h], kept.filter((p) => p !== n - 20), `lazy layer ${l}`);
+      });
+    });
+    assert.ok(scores.some((s) => s > threshold) && scores.some((s) => s <= threshold));
+    assert.match(theirs.notes[0], /keeps 4 \+ 20 − 1 entries/);
+  },
+});
