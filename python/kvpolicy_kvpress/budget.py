@@ -46,17 +46,17 @@ def ratio_keeping(length: int, kept: int) -> float:
 
 @dataclass
 class KeepBudget(BasePress):
-    """Runs `press` keeping exactly `kept(L)` entries per KV head (everything if the prompt fits)."""
+    """Runs `press` keeping exactly `kept(L, layer)` entries per KV head (everything if they fit)."""
 
     press: Any = None
-    kept: Callable[[int], int] = None
+    kept: Callable[[int, int], int] = None
 
     def post_init_from_model(self, model):
         self.press.post_init_from_model(model)
 
     def compress(self, module, hidden_states, keys, values, attentions, kwargs):
         length = keys.shape[2]
-        kept = self.kept(length)
+        kept = self.kept(length, module.layer_idx)
         if kept >= length:
             return keys, values
         self.press.compression_ratio = ratio_keeping(length, kept)

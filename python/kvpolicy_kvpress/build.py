@@ -15,6 +15,7 @@ from typing import Any, Callable, Optional
 import kvpress as kp
 
 from .budget import KeepBudget, resolve_budget
+from .heads import HeadRulesPress
 from .plan import PlanError, load_plan
 from .rules import LayerRulesPress
 from .snap_max import MaxPoolSnapKVPress
@@ -43,12 +44,47 @@ class _Rule:
 FLOOR_ROUNDED = {"keydiff", "expected", "tova", "kvzip", "h2o", "dms", "chunkkv", "critical"}
 
 
-def _budget_count(budget: Any, press: str) -> Callable[[int], int]:
+def _budget_count(budget: Any, press: str) -> Callable[[int, int], int]:
     rounding = "floor" if press in FLOOR_ROUNDED else "round"
-    return lambda length: resolve_budget(budget, length, rounding)
+    return lambda length, layer: resolve_budget(budget, length, rounding)
 
 
-def _scorer(rule: _Rule, call: dict, notes: list):
+def pyramid_prefix_budget(k: int, window: int, beta: float, layer: int, n_layers: int, n: int) -> int:
+    """KVCache-Factory's PyramidKV schedule (`PyramidKVCluster.update_kv`): layer l's prefix budget,
+    window excluded, with floor divisions; kvpolicy's `pyramid(schedule=official)`."""
+    base = k - window
+    if n < k:
+        return max(0, n - window)
+    if n < 2 * base or n_layers < 2:
+        return base
+    lo = int(base // beta)
+    hi = 2 * base - lo
+    if hi >= n - window:
+        hi = n - window
+        lo = 2 * base - hi
+    step = (hi - lo) // (n_layers - 1)
+    return hi - layer * step
+
+
+def _pyramid(rule: "_Rule", p: dict, n_layers: int):
+    if p.get("schedule", "official") != "official":
+        raise rule.fail("only pyramid(schedule=official) (KVCache-Factory's schedule) is bridged")
+
+    def kept(n: int, layer: int) -> int:
+        k = resolve_budget(p["k"], n)
+        window = min(p["window"], n)
+        if n <= k:
+            return n
+        if k <= window:
+            raise PlanError(f"rule `{rule.text}`: k={k} fits inside the window ({window}); "
+                            "kvpress would keep arbitrary window entries")
+        budget = pyramid_prefix_budget(k, window, p["beta"], layer, n_layers, n)
+        return window + max(0, min(budget, n - window))
+
+    return MaxPoolSnapKVPress(window_size=p["window"], kernel_size=p["pool"]), kept
+
+
+def _scorer(rule: _Rule, call: dict, notes: list, n_layers: int):
     """The select press of a pipeline: (kvpress scorer, kept count per prompt length)."""
     name, p = call["name"], call["params"]
     if name == "snap":
@@ -83,7 +119,7 @@ def _scorer(rule: _Rule, call: dict, notes: list):
             raise rule.fail("window(rerotate=true) re-indexes positions while decoding; kvpress's "
                             "KeyRerotationPress does so at prefill only. Use rerotate=false")
         sink, recent = p["sink"], p["recent"]
-        return kp.StreamingLLMPress(n_sink=sink), lambda length: sink + resolve_budget(recent, length)
+        return kp.StreamingLLMPress(n_sink=sink), lambda length, _: sink + resolve_budget(recent, length)
     if name == "adakv":
         if p["normalize"]:
             raise rule.fail("adakv(normalize=true) rescales each head's scores (KVCache-Factory); "
@@ -102,12 +138,11 @@ def _scorer(rule: _Rule, call: dict, notes: list):
         raise rule.fail("kvzip is not bridged yet: kvpress's KVzipPress takes one global ratio "
                         "over all layers and heads, kvpolicy's k is per head")
     if name == "pyramid":
-        raise rule.fail("pyramid is not bridged yet (kvpress's PyramidKVPress uses another "
-                        "budget schedule than KVCache-Factory's, which kvpolicy implements)")
+        return _pyramid(rule, p, n_layers)
     raise rule.fail(f"kvpress has no press for `{name}`")
 
 
-def _pipeline_press(rule: _Rule, notes: list):
+def _pipeline_press(rule: _Rule, notes: list, n_layers: int):
     """One rule's pipeline as a kvpress press, or None for `full`."""
     pipeline = rule.rule["pipeline"]
     if not pipeline or (len(pipeline) == 1 and pipeline[0]["name"] == "full"):
@@ -116,7 +151,7 @@ def _pipeline_press(rule: _Rule, notes: list):
     if head["role"] != "select":
         raise rule.fail(f"a pipeline must start with a select press, not `{head['name']}`")
     decode_roll = head["name"] == "window" and head["params"].get("decode") in (None, "roll")
-    press, kept = _scorer(rule, head, notes)
+    press, kept = _scorer(rule, head, notes, n_layers)
     if any(call["name"] in FLOOR_ROUNDED for call in rest):
         kept = _budget_count(head["params"]["k"], "critical")
     thresholded = False
@@ -214,8 +249,28 @@ def _simlayerkv(plan: dict, notes: list) -> Optional[BuiltPress]:
     return BuiltPress(press, notes)
 
 
-def build_press(plan: Any, num_layers: int) -> BuiltPress:
-    """The kvpress press running `plan` (a dict or a plan file) on a model of `num_layers` layers."""
+def _first_rule(plan: dict, layer: int, head: Optional[int]) -> Optional[dict]:
+    """The first rule matching (layer, KV head); head None: a rule naming no heads."""
+    for rule in plan["rules"]:
+        if _matches(rule.get("layers"), layer) and (head is None or _matches(rule.get("heads"), head)):
+            return rule
+    return None
+
+
+def _refuse_detectors(plan: dict) -> None:
+    for rule in plan["rules"]:
+        for what in ("layers", "heads"):
+            sel = rule.get(what)
+            if sel and sel["kind"] == "detector":
+                raise _Rule(rule).fail(
+                    f"the `{sel['detector']['name']}` detector has no kvpress counterpart in a "
+                    f"{what} rule (kvpress only runs `lazy` as SimLayerKVPress)"
+                )
+
+
+def build_press(plan: Any, num_layers: int, num_kv_heads: Optional[int] = None) -> BuiltPress:
+    """The kvpress press running `plan` (a dict or a plan file) on a model of `num_layers` layers
+    with `num_kv_heads` KV heads per layer (needed when a rule names heads)."""
     plan = load_plan(plan)
     if plan.get("uses"):
         raise PlanError(f"the plan loads third-party plugins ({', '.join(plan['uses'])}); "
@@ -224,27 +279,32 @@ def build_press(plan: Any, num_layers: int) -> BuiltPress:
     lazy = _simlayerkv(plan, notes)
     if lazy is not None:
         return lazy
-    chosen: list = []
-    for layer in range(num_layers):
-        for rule in plan["rules"]:
-            r = _Rule(rule)
-            layers, heads = rule.get("layers"), rule.get("heads")
-            for sel, what in ((layers, "layers"), (heads, "heads")):
-                if sel and sel["kind"] == "detector":
-                    raise r.fail(f"the `{sel['detector']['name']}` detector has no kvpress counterpart "
-                                 f"in a {what} rule (kvpress only runs `lazy` as SimLayerKVPress)")
-            if heads and heads["kind"] == "indices":
-                raise r.fail("head-index rules are not bridged yet (kvpress would mask those "
-                             "heads' keys, freeing no memory)")
-            if _matches(layers, layer):
-                chosen.append(rule)
-                break
-        else:
-            chosen.append(None)
-    distinct = {id(r): r for r in chosen if r is not None}
-    built = {key: _pipeline_press(_Rule(r), notes) for key, r in distinct.items()}
-    presses = [None if r is None else built[id(r)] for r in chosen]
+    _refuse_detectors(plan)
+    head_rules = any(r.get("heads") and r["heads"]["kind"] != "all" for r in plan["rules"])
+    if head_rules and num_kv_heads is None:
+        raise PlanError("the plan has head rules; give the model's number of KV heads")
+    heads = range(num_kv_heads) if head_rules else [None]
+    chosen = [[_first_rule(plan, layer, h) for h in heads] for layer in range(num_layers)]
+    distinct = {id(r): r for row in chosen for r in row if r is not None}
+    built = {key: _pipeline_press(_Rule(r), notes, num_layers) for key, r in distinct.items()}
+    if head_rules:
+        notes.append("head rules: kvpress masks each head's evicted keys (a fake key at decode "
+                     "time) and frees no memory; kvpolicy's ragged cache frees them")
+
+    per_row: dict = {}  # layers whose heads take the same rules share one press
+
+    def layer_press(row):
+        presses = [None if r is None else built[id(r)] for r in row]
+        if all(p is presses[0] for p in presses):
+            return presses[0]
+        key = tuple(id(r) for r in row)
+        return per_row.setdefault(key, HeadRulesPress(presses=presses))
+
+    presses = [layer_press(row) for row in chosen]
     decoding = any(isinstance(p, kp.PrefillDecodingPress) for p in presses)
+    if head_rules and decoding:
+        raise PlanError("a rolling window under head rules has no kvpress counterpart "
+                        "(DecodingPress trims whole layers); use window(decode=grow)")
     if all(p is presses[0] for p in presses):
         return BuiltPress(presses[0], notes, decoding)
     return BuiltPress(LayerRulesPress(presses=presses), notes, decoding)

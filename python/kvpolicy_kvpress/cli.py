@@ -35,8 +35,8 @@ def main(argv=None) -> int:
         plans = [load_plan(p) for p in args.plan]
         model = load_model(args.model)
         ids, _ = prompt_ids(model, args.model, args.prompt, args.prompt_ids)
-        layers = model.config.num_hidden_layers
-        built = [build_press(plan, layers) for plan in plans]
+        layers, kv_heads = model.config.num_hidden_layers, model.config.num_key_value_heads
+        built = [build_press(plan, layers, kv_heads) for plan in plans]
         if args.command == "kept":
             out = [
                 {"kept": kept_positions(model, b, ids), "tokens": generate(model, b, ids, args.max_new_tokens),

@@ -7,6 +7,7 @@ import pytest
 
 from kvpolicy_kvpress import PlanError, build_press, load_plan, resolve_budget
 from kvpolicy_kvpress.budget import KeepBudget, ratio_keeping
+from kvpolicy_kvpress.build import pyramid_prefix_budget
 from kvpolicy_kvpress.rules import LayerRulesPress
 from kvpolicy_kvpress.snap_max import MaxPoolSnapKVPress
 
@@ -131,3 +132,34 @@ def test_detectors_and_plugins_are_refused_or_mapped():
     auto["detector"]["params"]["threshold"] = None
     with pytest.raises(PlanError, match="numeric lazy threshold"):
         build_press(plan(rule("layers lazy -> window", [window], layers=auto)), 2)
+
+
+def test_pyramid_schedule_is_kvcache_factorys():
+    # k = 128, window 32, beta 20, 32 layers, a long prompt: 188 ... 33 (floors), mean 110.5.
+    budgets = [pyramid_prefix_budget(128, 32, 20, layer, 32, 10_000) for layer in range(32)]
+    assert budgets[0] == 188 and budgets[-1] == 33 and sum(budgets) / 32 == 110.5
+    assert pyramid_prefix_budget(128, 32, 20, 5, 32, 150) == 96  # k <= N < 2(k - w): uniform
+    assert pyramid_prefix_budget(128, 32, 20, 5, 32, 100) == 68  # N < k: everything
+    # The clamp: max >= N - w gives max = N - w, min = 2B - max.
+    assert pyramid_prefix_budget(128, 32, 20, 0, 4, 200) == 168
+    assert pyramid_prefix_budget(128, 32, 20, 3, 4, 200) == 168 - 3 * ((168 - 24) // 3)
+
+
+def test_head_rules_become_per_head_presses():
+    from kvpolicy_kvpress.heads import HeadRulesPress
+
+    knorm = press("knorm", k={"tokens": 8})
+    built = build_press(plan(
+        rule("heads 0 -> full", [press("full")], heads={"kind": "indices", "ranges": [[0, 0]]}),
+        rule("else -> knorm(k=8)", [knorm]),
+    ), 2, 3)
+    assert isinstance(built.press, HeadRulesPress)
+    assert built.press.presses[0] is None and built.press.presses[1] is built.press.presses[2]
+    assert any("frees no memory" in n for n in built.notes)
+    with pytest.raises(PlanError, match="number of KV heads"):
+        build_press(plan(rule("heads 0 -> full", [press("full")],
+                              heads={"kind": "indices", "ranges": [[0, 0]]})), 2)
+    roll = press("window", sink=4, recent={"tokens": 16}, decode=None, rerotate=False)
+    with pytest.raises(PlanError, match="rolling window under head rules"):
+        build_press(plan(rule("heads 0 -> window", [roll], heads={"kind": "indices", "ranges": [[0, 0]]})),
+                    2, 2)

@@ -70,7 +70,8 @@ def main() -> int:
         return 1
     try:
         model = load_model(args.model, device_map=args.device_map, dtype=args.dtype)
-        built = build_press(PLAN, model.config.num_hidden_layers)
+        config = model.config
+        built = build_press(PLAN, config.num_hidden_layers, config.num_key_value_heads)
         ids, tokenizer = prompt_ids(model, args.model, args.prompt, args.prompt_ids)
     except PlanError as e:
         print(f"error: {e}", file=sys.stderr)
