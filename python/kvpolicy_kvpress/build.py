@@ -301,7 +301,7 @@ def build_press(plan: Any, num_layers: int, num_kv_heads: Optional[int] = None) 
         return per_row.setdefault(key, HeadRulesPress(presses=presses))
 
     presses = [layer_press(row) for row in chosen]
-    decoding = any(isinstance(p, kp.PrefillDecodingPress) for p in presses)
+    decoding = any(isinstance(p, kp.PrefillDecodingPress) for p in built.values())
     if head_rules and decoding:
         raise PlanError("a rolling window under head rules has no kvpress counterpart "
                         "(DecodingPress trims whole layers); use window(decode=grow)")
