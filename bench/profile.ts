@@ -173,7 +173,7 @@ export async function profileDecode(
 }
 
 /** Prefills `ids` and applies `policy` to the cache, as a generation would before decoding. */
-async function prefillCompressed(
+export async function prefillCompressed(
   engine: Engine,
   cache: RaggedKvCache,
   ids: number[],

@@ -8,7 +8,7 @@
 import { parseConfig } from "../src/model/config.ts";
 import { weightsFromTensors } from "../src/model/loadModel.ts";
 import { expectedTensorShapes } from "../src/model/tensorShapes.ts";
-import type { ModelWeights, Tensor } from "../src/model/types.ts";
+import type { ModelConfig, ModelWeights, Tensor } from "../src/model/types.ts";
 
 /** Named shapes for benchmarks. */
 export const BENCH_SHAPES: Record<string, Record<string, number>> = {
@@ -58,13 +58,13 @@ export const BENCH_SHAPES: Record<string, Record<string, number>> = {
   },
 };
 
-/** A random bf16 Llama checkpoint of the named shape with `maxPositions` positions. */
-export function randomModel(shape: string, maxPositions: number, seed = 1): ModelWeights {
+/** The Llama config of a bench shape (bf16, untied, RoPE θ 5e5) with `maxPositions` positions. */
+export function benchConfig(shape: string, maxPositions: number): ModelConfig {
   const dims = BENCH_SHAPES[shape];
   if (!dims) {
     throw new Error(`unknown bench shape '${shape}' (${Object.keys(BENCH_SHAPES).join(", ")})`);
   }
-  const config = parseConfig({
+  return parseConfig({
     model_type: "llama",
     hidden_act: "silu",
     rms_norm_eps: 1e-5,
@@ -74,6 +74,20 @@ export function randomModel(shape: string, maxPositions: number, seed = 1): Mode
     torch_dtype: "bfloat16",
     ...dims,
   }, `<bench ${shape}>`);
+}
+
+/** Bytes of a bench shape's bf16 weights (what a decode step reads once per token). */
+export function benchWeightBytes(shape: string): number {
+  let n = 0;
+  for (const dims of expectedTensorShapes(benchConfig(shape, 1)).values()) {
+    n += dims.reduce((a, b) => a * b, 1);
+  }
+  return 2 * n;
+}
+
+/** A random bf16 Llama checkpoint of the named shape with `maxPositions` positions. */
+export function randomModel(shape: string, maxPositions: number, seed = 1): ModelWeights {
+  const config = benchConfig(shape, maxPositions);
   let state = seed >>> 0;
   const f32 = new Float32Array(1);
   const u32 = new Uint32Array(f32.buffer);

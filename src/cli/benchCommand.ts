@@ -1,12 +1,14 @@
 /**
  * `deno task bench [--quick] [--json] [--lengths 1k,4k,16k] [--shape small,small-mha]
  * [--repeats N] [--long-repeats N] [--decode-tokens N] [--prefill-chunk N] [--model DIR]
- * [--policy P ...] [--out FILE]`: speed and memory (KV bytes kept, the peaks of the KV cache and of
+ * [--policy P ...] [--out FILE] [--profile]`: speed and memory (KV bytes kept, the peaks of the KV cache and of
  * the device's buffers), full vs
  * compressed, side by side, plus kernel throughput against a native BLAS measured in the same
  * run. Prompts of {@link LONG_PROMPT} tokens or more run `--long-repeats` times (default 1: a 16K
  * prefill takes minutes on a CPU adapter). With `--model DIR`, a real checkpoint is measured too
- * (at the lengths that fit its context), after the random-weight shapes.
+ * (at the lengths that fit its context), after the random-weight shapes. `--profile` measures the
+ * cost of one decode step instead (dispatches, CPU encode time, GPU time, wall time; see
+ * `bench/stepCost.ts`).
  *
  * @module
  */
@@ -15,6 +17,7 @@ import { compileProgress } from "./compileProgress.ts";
 import { kernelThroughput, type ThroughputRow } from "../../bench/kernelThroughput.ts";
 import { BENCH_SHAPES, randomModel } from "../../bench/randomModel.ts";
 import { type BenchRow, runSpeedBench } from "../../bench/speedBench.ts";
+import { runStepCostProfile, stepCostTable } from "../../bench/stepCost.ts";
 import { parseLengths } from "../eval/gridSpec.ts";
 import { Engine } from "../runtime/engine.ts";
 import { locateModel, readModelHeader } from "../model/openModel.ts";
@@ -135,6 +138,7 @@ export async function benchCommand(args: string[]): Promise<number> {
     out: { type: "string" },
     model: { type: "string" },
     policy: { type: "string", multiple: true },
+    profile: { type: "boolean" },
   });
   if (typeof v.out === "string") prepareOutputFile("bench", v.out, "bench");
   const policies = benchPolicies((v.policy as string[] | undefined) ?? []);
@@ -161,6 +165,21 @@ export async function benchCommand(args: string[]): Promise<number> {
       `(${longRepeats} from ${LONG_PROMPT} tokens)`,
   );
   const prefillChunk = optionalIntFlag("prefill-chunk", v["prefill-chunk"], 1);
+  if (v.profile) {
+    // A chunked prefill decodes like its press; the profile measures decode steps.
+    const stepPolicies = policies.policies.filter((p) => !/\bchunked\b/.test(p));
+    const onCompile = compileProgress();
+    const { device, rows } = await runStepCostProfile(
+      (shape) => Engine.fromWeights(randomModel(shape, maxLen + 64), null, { onCompile }),
+      { shapes, lengths, policies: stepPolicies },
+      (r) => log(`  ${r.shape} ${r.policy} @${r.prompt_tokens}: ${r.wall_ms.toFixed(2)} ms/step`),
+    );
+    if (v.json) console.log(JSON.stringify({ device, rows }, null, 2));
+    else {
+      console.log(`# Decode step cost\n\nDevice: ${device}\n\n${stepCostTable(rows)}`);
+    }
+    return 0;
+  }
   // A bad --model fails now, not after the random-weight shapes have been measured.
   if (typeof v.model === "string") await readModelHeader(await locateModel(v.model));
   const plan = { ...policies, decodeTokens, prefillChunk };

@@ -130,6 +130,9 @@ const EXPECTED: Record<string, Expectation> = {
       writes: ["out/leaderboard"],
     },
   "deno task bench --quick": { shows: [/full/, /tok\/s/] },
+  "deno task bench --profile --quick": {
+    shows: [/# Decode step cost/, /\| small \| 1024 \| `full` \| \d+ \| 1 \|/],
+  },
   "deno task run --allow-plugins --policy 'use \"./examples/lastQueryPress.ts\"; else -> lastq(k=64)'":
     {
       shows: [/demo: the answer 9792168/],
