@@ -279,12 +279,25 @@ def build_press(plan: Any, num_layers: int, num_kv_heads: Optional[int] = None) 
     lazy = _simlayerkv(plan, notes)
     if lazy is not None:
         return lazy
-    _refuse_detectors(plan)
+    resolved = plan.get("resolved")
+    if resolved is None:
+        _refuse_detectors(plan)
     head_rules = any(r.get("heads") and r["heads"]["kind"] != "all" for r in plan["rules"])
     if head_rules and num_kv_heads is None:
         raise PlanError("the plan has head rules; give the model's number of KV heads")
-    heads = range(num_kv_heads) if head_rules else [None]
-    chosen = [[_first_rule(plan, layer, h) for h in heads] for layer in range(num_layers)]
+    if resolved is not None:
+        # `export --model`: kvpolicy resolved every (layer, KV head) on the model.
+        rows = resolved["assignments"]
+        if len(rows) != num_layers or len(rows[0]) != num_kv_heads:
+            raise PlanError(
+                f"the plan's heads were resolved on {resolved.get('model', 'another model')} "
+                f"({len(rows)} layers × {len(rows[0])} KV heads); this model has {num_layers} × "
+                f"{num_kv_heads}: export it again with --model set to this model"
+            )
+        chosen = [[None if r is None else plan["rules"][r] for r in row] for row in rows]
+    else:
+        heads = range(num_kv_heads) if head_rules else [None]
+        chosen = [[_first_rule(plan, layer, h) for h in heads] for layer in range(num_layers)]
     distinct = {id(r): r for row in chosen for r in row if r is not None}
     built = {key: _pipeline_press(_Rule(r), notes, num_layers) for key, r in distinct.items()}
     if head_rules:

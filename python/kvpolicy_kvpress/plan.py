@@ -99,4 +99,14 @@ def validate_plan(data: Any, where: str) -> dict:
                 f"{f}.pipeline[{j}].role",
                 "must be select, rescore, augment or store",
             )
+    resolved = data.get("resolved")
+    if resolved is not None:
+        _expect(isinstance(resolved, dict), where, "resolved", "must be an object")
+        rows = resolved.get("assignments")
+        ok = isinstance(rows, list) and rows and all(
+            isinstance(row, list) and row and len(row) == len(rows[0])
+            and all(r is None or (isinstance(r, int) and 0 <= r < len(data["rules"])) for r in row)
+            for row in rows
+        )
+        _expect(bool(ok), where, "resolved.assignments", "must be [layer][kv head] rule indices or null")
     return data

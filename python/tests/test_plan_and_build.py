@@ -163,3 +163,20 @@ def test_head_rules_become_per_head_presses():
     with pytest.raises(PlanError, match="rolling window under head rules"):
         build_press(plan(rule("heads 0 -> window", [roll], heads={"kind": "indices", "ranges": [[0, 0]]})),
                     2, 2)
+
+
+def test_resolved_head_tables_are_checked_and_used():
+    retrieval = {"kind": "detector", "detector": {"name": "retrieval", "params": {}}}
+    rules = [rule("heads retrieval -> full", [press("full")], heads=retrieval),
+             rule("else -> knorm(k=8)", [press("knorm", k={"tokens": 8})])]
+    resolved = plan(*rules)
+    resolved["resolved"] = {"model": "m", "assignments": [[0, 1], [1, 1]]}
+    built = build_press(resolved, 2, 2)
+    assert built.press.presses[0].presses[0] is None  # layer 0: head 0 retrieval, head 1 knorm
+    assert built.press.presses[1].press.__class__.__name__ == "KnormPress"  # layer 1: all knorm
+    with pytest.raises(PlanError, match=r"resolved on m \(2 layers × 2 KV heads\); this model has 3"):
+        build_press(resolved, 3, 2)
+    bad = plan(*rules)
+    bad["resolved"] = {"model": "m", "assignments": [[0, 7]]}
+    with pytest.raises(PlanError, match="resolved.assignments"):
+        load_plan(bad)

@@ -7,6 +7,7 @@
  * @module
  */
 
+import { compileProgress } from "./compileProgress.ts";
 import { compilePolicy } from "../plan/compile.ts";
 import type { Plan } from "../plan/plan.ts";
 import { renderDiagnostics } from "../policy/diagnostics.ts";
@@ -15,19 +16,33 @@ import { UserError } from "./errors.ts";
 import { prepareOutputFile, writeOutput } from "./outputs.ts";
 import { registryFor } from "./policyLoader.ts";
 import { readPolicySource } from "./policySource.ts";
+import { Engine } from "../runtime/engine.ts";
+import { UnsupportedPolicyError } from "../runtime/executable.ts";
+import { assignmentsWithoutPrompt } from "../runtime/modelAssignments.ts";
 
 /** Usage text of `export`. */
-export const EXPORT_USAGE = `usage: deno task export --to kvpress POLICY [--out FILE]
+export const EXPORT_USAGE =
+  `usage: deno task export --to kvpress POLICY [--model DIR|FILE.gguf] [--out FILE]
   POLICY   a .kvp file, a shipped policy name (snapkv) or inline text ('else -> snap(k=1024)')
   --to     the target engine; kvpress (NVIDIA kvpress on Hugging Face transformers)
+  --model  resolve per-model detectors (heads retrieval) on this model and embed which rule
+           each (layer, KV head) takes; the script must then run on the same model
   --out    write the script to FILE (under out/) instead of standard output
 The script needs the bridge: pip install kvpress==0.5.5 'transformers<5.3' ./python`;
 
-/** The Python script that runs `plan` on kvpress. */
-export function kvpressScript(plan: Plan, policyFile: string): string {
+/** Which rule each (layer, KV head) takes on one model (`[layer][kvHead]`, null = none). */
+export interface ResolvedHeads {
+  /** The model it was resolved on, as given. */
+  model: string;
+  /** Rule indices. */
+  assignments: (number | null)[][];
+}
+
+/** The Python script that runs `plan` (resolved on a model when `resolved` is given) on kvpress. */
+export function kvpressScript(plan: Plan, policyFile: string, resolved?: ResolvedHeads): string {
   const name = plan.name ?? policyFile;
   // A JSON string literal is also a valid Python string literal.
-  const planLiteral = JSON.stringify(JSON.stringify(plan, null, 1));
+  const planLiteral = JSON.stringify(JSON.stringify(resolved ? { ...plan, resolved } : plan));
   const rules = plan.rules.map((r) => `#   ${r.text}`).join("\n");
   return `#!/usr/bin/env python3
 """kvpolicy policy ${JSON.stringify(name)} on NVIDIA kvpress (exported by \`deno task export\`).
@@ -41,7 +56,11 @@ Run:
     python3 this_script.py --model MODEL_DIR_OR_GGUF --prompt "..." [--max-new-tokens 64]
     python3 this_script.py --model ... --prompt-ids 1,2,3 --json
 On a multi-GPU node, --device-map auto --dtype bfloat16 spreads the model with accelerate.
-Budgets are per KV head and resolved against the prompt length, as in kvpolicy.
+Budgets are per KV head and resolved against the prompt length, as in kvpolicy.${
+    resolved
+      ? `\nHead rules were resolved on ${resolved.model}: run this script on that model.`
+      : ""
+  }
 """
 # policy source: ${policyFile} (${plan.sourceHash})
 
@@ -98,6 +117,7 @@ export async function exportCommand(args: string[]): Promise<number> {
   const { values, positionals } = parseFlags("export", args, {
     to: { type: "string" },
     out: { type: "string" },
+    model: { type: "string" },
     help: { type: "boolean", short: "h" },
   });
   if (values.help) {
@@ -139,7 +159,28 @@ export async function exportCommand(args: string[]): Promise<number> {
   if (!result.plan) {
     throw new UserError(`${source.file}: the policy does not check; nothing exported`);
   }
-  const script = kvpressScript(result.plan, source.file);
+  const plan = result.plan;
+  const model = values.model as string | undefined;
+  let resolved: ResolvedHeads | undefined;
+  const perModel = plan.detectors.filter((d) => d.name === "retrieval");
+  if (perModel.length && model === undefined) {
+    throw new UserError(
+      `export: ${source.file} selects heads with 'retrieval', which is found per model: ` +
+        "give --model (the model the script will run on) to resolve it",
+    );
+  }
+  if (model !== undefined && perModel.length) {
+    const engine = await Engine.open(model, { onCompile: compileProgress() });
+    try {
+      resolved = { model, assignments: await assignmentsWithoutPrompt(engine, plan, registry) };
+    } catch (e) {
+      if (e instanceof UnsupportedPolicyError) throw new UserError(`export: ${e.message}`);
+      throw e;
+    } finally {
+      engine.close();
+    }
+  }
+  const script = kvpressScript(plan, source.file, resolved);
   if (out === undefined) console.log(script);
   else {
     writeOutput("export", out, script);

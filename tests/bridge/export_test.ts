@@ -19,6 +19,11 @@ Deno.test("export: errors for a bad target, a bad policy, plugins and a bad --ou
     [["--to", "kvpress", 'use "./x.ts"; else -> full;'], /kvpress cannot run kvpolicy plugins/],
     [["--to", "kvpress", "snapkv", "--out", "/etc/x.py"], /export --out/],
     [["--to", "kvpress", "snapkv", "streaming"], /exactly one policy/],
+    [["--to", "kvpress", "razor"], /'retrieval', which is found per model: give --model/],
+    [
+      ["--to", "kvpress", "razor-lazy", "--model", "models/planted-needle"],
+      /export: the 'lazy' detector decides per prompt/,
+    ],
   ];
   for (const [args, pattern] of cases) {
     const r = await runDeno(["task", "export", ...args]);

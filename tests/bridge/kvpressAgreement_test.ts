@@ -11,7 +11,7 @@
 import assert from "node:assert/strict";
 import { compilePolicy } from "../../src/plan/compile.ts";
 import { defaultRegistry } from "../../src/plugins/builtins.ts";
-import { runDeno } from "../cli/_helpers.ts";
+import { ROOT, runDeno } from "../cli/_helpers.ts";
 import { SMOLLM2_GGUF, smollm2Missing } from "../runtime/_smollm2.ts";
 import { SHARED_DIR, sharedMissing } from "../_shared.ts";
 import { kvpressMissing, runBridge } from "./_kvpress.ts";
@@ -235,5 +235,67 @@ Deno.test({
     });
     assert.ok(scores.some((s) => s > threshold) && scores.some((s) => s <= threshold));
     assert.match(theirs.notes[0], /keeps 4 \+ 20 − 1 entries/);
+  },
+});
+
+Deno.test({
+  name:
+    "kvpress agreement: `heads retrieval` resolved by export --model, the same heads kept whole",
+  ignore: sharedMissing() || kvpressMissing("cross-engine agreement"),
+  async fn() {
+    // A fixture, not planted-needle: planted-needle's constructed layers give many positions the
+    // same key, so kept keys could not be told apart by value.
+    const model = `${SHARED_DIR}/fixtures/llama-gqa-f32`;
+    const policy =
+      "heads retrieval(top=50%) -> full; else -> snap(k=48, window=8, pool=5, reduce=avg);";
+    const out = `out/retrieval-${crypto.randomUUID().slice(0, 8)}.py`;
+    const dir = await Deno.makeTempDir();
+    try {
+      const e = await runDeno([
+        "task",
+        "export",
+        "--to",
+        "kvpress",
+        policy,
+        "--model",
+        model,
+        "--out",
+        out,
+      ]);
+      assert.equal(e.code, 0, e.stderr);
+      // The plan the script embeds, with its resolved table, fed to the bridge's `kept`.
+      const literal = (await Deno.readTextFile(`${ROOT}${out}`)).match(
+        /^PLAN = json\.loads\((".*")\)$/m,
+      );
+      assert.ok(literal, "the script embeds the plan");
+      const plan = JSON.parse(JSON.parse(literal[1]));
+      assert.equal(plan.resolved.model, model);
+      await Deno.writeTextFile(`${dir}/plan.json`, JSON.stringify(plan));
+      const ids = promptIds(300);
+      const r = await runBridge([
+        "-m",
+        "kvpolicy_kvpress",
+        "kept",
+        "--model",
+        model,
+        "--plan",
+        `${dir}/plan.json`,
+        "--prompt-ids",
+        ids.join(","),
+        "--max-new-tokens",
+        "8",
+      ]);
+      assert.equal(r.code, 0, r.stderr);
+      const [theirs] = JSON.parse(r.stdout);
+      const ours = await runOurs(model, policy, ids);
+      sameKept(ours.kept, theirs.kept, policy);
+      assert.deepEqual(ours.tokens, theirs.tokens);
+      // Some heads are retrieval heads (kept whole), the others compressed.
+      const sizes = ours.kept.flat().map((k) => k.length);
+      assert.ok(sizes.includes(ids.length) && sizes.includes(48), `${sizes}`);
+    } finally {
+      await Deno.remove(`${ROOT}${out}`).catch(() => {});
+      await Deno.remove(dir, { recursive: true });
+    }
   },
 });

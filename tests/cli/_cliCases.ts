@@ -102,6 +102,8 @@ function value(r: Rand, cmd: string, flag: string, f: CaseFiles): string {
       return r.pick([...f.prompts, ...f.odd]);
     case "prompt-ids":
       return r.pick(["1,2,3", "0", "-1", "1e9", "", "a,b", "1,,2", "4294967296", "5 6"]);
+    case "to":
+      return r.pick(["kvpress", "kvpress", "vllm", "", "KVPRESS"]);
     case "protocol":
       return r.pick(["aware", "agnostic", "both", "", "AWARE", "none"]);
     case "kv-dtype":
@@ -119,6 +121,8 @@ function value(r: Rand, cmd: string, flag: string, f: CaseFiles): string {
       return r.pick(
         cmd === "bench"
           ? ["bench/fuzz.md", "bench/sub/x.md", "elsewhere.md", "bench", "../x.md", ""]
+          : cmd === "export"
+          ? ["out/fuzz.py", "out/sub/x.py", "out", "elsewhere.py", "../x.py", ""]
           : ["out/fuzz", "out", "elsewhere", "../x", "", "out/a/b"],
       );
     case "plugin":
@@ -207,7 +211,9 @@ export const COMMAND_FLAGS: Record<string, Record<string, boolean>> = {
     out: false,
     model: false,
     policy: false,
+    profile: true,
   },
+  export: { to: false, model: false, out: false },
 };
 
 /** One generated command line: `[command, ...args]`. */
@@ -238,7 +244,7 @@ export function generateCase(r: Rand, f: CaseFiles): string[] {
     else if (r.chance(0.03)) args.push(`--${name}`); // missing value
     else args.push(`--${name}`, v);
   }
-  if (cmd === "fmt") {
+  if (cmd === "fmt" || cmd === "export") {
     const files = [...f.goodPolicies, ...f.badPolicies, ...f.odd];
     for (let i = r.between(0, 2); i > 0; i--) args.push(r.pick(files));
   }
