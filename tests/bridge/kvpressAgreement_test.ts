@@ -299,3 +299,30 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "kvpress agreement, pinned: Ada-KV ranks alike; only the head budgets differ",
+  ignore: sharedMissing() || kvpressMissing("cross-engine agreement"),
+  async fn() {
+    const dir = `${SHARED_DIR}/fixtures/llama-gqa-f32`;
+    const ids = promptIds(300);
+    const policy = "else -> adakv(k=40, floor=0.2, window=8, pool=5, normalize=false);";
+    const [theirs] = await runKvpress(dir, [policy], ids);
+    const ours = await runOurs(dir, policy, ids);
+    const n = ids.length;
+    ours.kept.forEach((layer, l) => {
+      // kvpress masks all but H·k entries of the layer; kvpolicy's capacities round per head.
+      const total = (sets: number[][]) => sets.reduce((a, s) => a + s.length, 0);
+      assert.equal(total(theirs.kept[l]), 2 * 40, `kvpress layer ${l}`);
+      assert.ok(Math.abs(total(layer) - 2 * 40) <= 2, `kvpolicy layer ${l}: ${total(layer)}`);
+      layer.forEach((kept, h) => {
+        const a = new Set(kept), b = new Set(theirs.kept[l][h]);
+        // The same scores rank the same: one head's set contains the other's.
+        const nested = [...a].every((p) => b.has(p)) || [...b].every((p) => a.has(p));
+        assert.ok(nested, `layer ${l} head ${h}: ${kept} vs ${theirs.kept[l][h]}`);
+        for (let p = n - 8; p < n; p++) assert.ok(a.has(p) && b.has(p), `window ${p}`);
+      });
+    });
+    assert.match(theirs.notes[0], /pins int\(floor·k\)/);
+  },
+});
