@@ -38,11 +38,12 @@ def main(argv=None) -> int:
         layers, kv_heads = model.config.num_hidden_layers, model.config.num_key_value_heads
         built = [build_press(plan, layers, kv_heads) for plan in plans]
         if args.command == "kept":
-            out = [
-                {"kept": kept_positions(model, b, ids), "tokens": generate(model, b, ids, args.max_new_tokens),
-                 "notes": b.notes}
-                for b in built
-            ]
+            out = []
+            for b in built:
+                sizes: dict = {}
+                kept = kept_positions(model, b, ids, sizes)
+                tokens = generate(model, b, ids, args.max_new_tokens)
+                out.append({"kept": kept, "tokens": tokens, "notes": b.notes, **sizes})
             print(json.dumps(out))
             return 0
         b = built[0]

@@ -116,7 +116,12 @@ def generate(model, built, ids: list, max_new_tokens: int, stop_ids=()) -> list:
     return tokens
 
 
-def kept_positions(model, built, ids: list) -> list:
+def cache_bytes(cache) -> int:
+    """Bytes the cache's key and value tensors hold (what kvpress really keeps in memory)."""
+    return sum(layer.keys.nbytes + layer.values.nbytes for layer in cache.layers)
+
+
+def kept_positions(model, built, ids: list, sizes: dict | None = None) -> list:
     """Per layer, per KV head, the sorted prompt positions the press kept after prefill.
 
     Compressed rows are matched to the full cache's rows (prefill computes the same keys with or
@@ -125,6 +130,9 @@ def kept_positions(model, built, ids: list) -> list:
     """
     full, _ = _prefill(model, None, ids)
     cache, _ = _prefill(model, built.press, ids)
+    if sizes is not None:
+        sizes["kv_bytes"] = cache_bytes(cache)
+        sizes["full_kv_bytes"] = cache_bytes(full)
     layers = model.model.layers
     result = []
     for layer, attn in enumerate(l.self_attn for l in layers):

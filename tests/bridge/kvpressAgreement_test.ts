@@ -78,6 +78,9 @@ async function runOurs(fixture: string, policy: string, ids: number[]): Promise<
 
 interface Theirs extends Ours {
   notes: string[];
+  /** Bytes of kvpress's cache tensors after prefill, and of the full cache. */
+  kv_bytes: number;
+  full_kv_bytes: number;
 }
 
 async function runKvpress(fixture: string, policies: string[], ids: number[]): Promise<Theirs[]> {
@@ -324,5 +327,32 @@ Deno.test({
       });
     });
     assert.match(theirs.notes[0], /pins int\(floor·k\)/);
+  },
+});
+
+Deno.test({
+  name: "kvpress memory: physical presses free what kvpolicy frees; head-wise ones free nothing",
+  ignore: sharedMissing() || kvpressMissing("cross-engine agreement"),
+  async fn() {
+    const dir = `${SHARED_DIR}/fixtures/llama-gqa-f32`;
+    const ids = promptIds(300);
+    const policies = [
+      "else -> snap(k=40, window=8, pool=5, reduce=avg);",
+      "heads 0 -> full; else -> snap(k=40, window=8, pool=5, reduce=avg);",
+      "else -> snap(k=40%, window=8, pool=5, reduce=avg) + critical(adaptive=true);",
+    ];
+    const theirs = await runKvpress(dir, policies, ids);
+    const headDim = 16, f32 = 4; // llama-gqa-f32: head_dim 16, float32 K and V
+    for (const [i, policy] of policies.entries()) {
+      const ours = await runOurs(dir, policy, ids);
+      const kept = ours.kept.flat().reduce((a, k) => a + k.length, 0);
+      const oursBytes = kept * headDim * f32 * 2;
+      assert.ok(oursBytes < theirs[i].full_kv_bytes, policy);
+      if (i === 0) assert.equal(theirs[i].kv_bytes, oursBytes, `${policy}: the same bytes`);
+      else {
+        assert.equal(theirs[i].kv_bytes, theirs[i].full_kv_bytes, `${policy}: kvpress masks only`);
+        assert.ok(theirs[i].notes.some((n) => /frees no memory/.test(n)), policy);
+      }
+    }
   },
 });
