@@ -13,18 +13,16 @@
 
 import type { GpuContext } from "../src/gpu/device.ts";
 import { dispatchOp } from "../src/gpu/op.ts";
-import { argmax } from "../src/gpu/kernels/argmax.ts";
 import { createSamplerState } from "../src/gpu/samplerState.ts";
 import type { Engine } from "../src/runtime/engine.ts";
+import { decodeStepOps } from "../src/runtime/decodeLoop.ts";
 import {
   createActivations,
   destroySteps,
   encodeSteps,
-  forwardSteps,
   releaseActivations,
   type Step,
 } from "../src/runtime/forwardPass.ts";
-import { afterAttentionOp } from "../src/runtime/prefillPass.ts";
 import { RaggedKvCache } from "../src/runtime/raggedKvCache.ts";
 import { prefillCompressed } from "./profile.ts";
 
@@ -183,14 +181,8 @@ export async function decodeStepCost(
     idsCapacity: 4 * batch,
   });
   const acts = createActivations(ctx, engine.gpu, 1, 1);
-  const steps = forwardSteps(ctx, engine.gpu, cache.layers, acts, {
-    m: 1,
-    mode: "decode",
-    logits: "last",
-    source: { ids: sampler.state, idsOffset: 0, positions: sampler.state, positionsOffset: 2 },
-    afterAttention: (l, layer, a, src) => afterAttentionOp(ctx, c, cache, l, layer, a, src, 1),
-  });
-  steps.push(argmax(ctx, { logits: acts.logits, vocabSize: c.vocabSize, sampler }));
+  const greedy = { temperature: 0, topK: 0, topP: 1, seed: 0 };
+  const steps = decodeStepOps(ctx, engine.gpu, cache, acts, sampler, greedy);
   try {
     const cost = await measureStepCost(ctx, steps, batch);
     return { ...cost, floor_ms: await dispatchFloor(ctx, cost.dispatches, batch) };

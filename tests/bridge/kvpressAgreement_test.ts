@@ -53,7 +53,8 @@ interface Ours {
   kept: number[][][];
 }
 
-async function runOurs(fixture: string, policy: string, ids: number[]): Promise<Ours> {
+/** `run --json --trace` of `policy` on `fixture`: the parsed output. */
+async function runTraced(fixture: string, policy: string, ids: number[], maxNew = 8) {
   const r = await runDeno([
     "task",
     "run",
@@ -64,12 +65,16 @@ async function runOurs(fixture: string, policy: string, ids: number[]): Promise<
     "--prompt-ids",
     ids.join(","),
     "--max-new-tokens",
-    "8",
+    String(maxNew),
     "--json",
     "--trace",
   ]);
   assert.equal(r.code, 0, r.stderr);
-  const out = JSON.parse(r.stdout);
+  return JSON.parse(r.stdout);
+}
+
+async function runOurs(fixture: string, policy: string, ids: number[]): Promise<Ours> {
+  const out = await runTraced(fixture, policy, ids);
   return {
     tokens: out.tokens,
     kept: out.trace.layers.map((l: { heads: { kept: number[] }[] }) => l.heads.map((h) => h.kept)),
@@ -196,24 +201,8 @@ Deno.test({
       "window(sink=4, recent=20, decode=grow); else -> full;";
     // Our laziness scores, then a threshold in the widest gap between two of them, so that some
     // layers are lazy and some are not.
-    const probe = await runDeno([
-      "task",
-      "run",
-      "--model",
-      dir,
-      "--policy",
-      policy(0.99),
-      "--prompt-ids",
-      ids.join(","),
-      "--max-new-tokens",
-      "1",
-      "--json",
-      "--trace",
-    ]);
-    assert.equal(probe.code, 0, probe.stderr);
-    const scores: number[] = JSON.parse(probe.stdout).trace.layers.map((
-      l: { lazy_score: number },
-    ) => l.lazy_score);
+    const probe = await runTraced(dir, policy(0.99), ids, 1);
+    const scores: number[] = probe.trace.layers.map((l: { lazy_score: number }) => l.lazy_score);
     const sorted = [...scores].sort((a, b) => a - b);
     let gap = 0;
     for (let i = 1; i + 1 < sorted.length; i++) {
