@@ -50,12 +50,16 @@ class KeepBudget(BasePress):
 
     press: Any = None
     kept: Callable[[int, int], int] = None
+    #: When set, the prompt length is recorded here (`{"length": N}`) for decoding-time budgets.
+    prompt: Any = None
 
     def post_init_from_model(self, model):
         self.press.post_init_from_model(model)
 
     def compress(self, module, hidden_states, keys, values, attentions, kwargs):
         length = keys.shape[2]
+        if self.prompt is not None:
+            self.prompt["length"] = length
         kept = self.kept(length, module.layer_idx)
         if kept >= length:
             return keys, values

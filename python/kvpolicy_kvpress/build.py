@@ -142,6 +142,44 @@ def _scorer(rule: _Rule, call: dict, notes: list, n_layers: int):
     raise rule.fail(f"kvpress has no press for `{name}`")
 
 
+QUERY_FREE = {"knorm", "keydiff", "random", "window"}
+
+
+@dataclass
+class PromptBudgetDecodingPress(kp.DecodingPress):
+    """kvpress's DecodingPress brought back to the rule's budget resolved against the prompt
+    length (kvpolicy's `decoding(every=N)`), which the prefill press records in `prompt`."""
+
+    kept: Any = None
+    prompt: Any = None
+
+    def _resolve_target_size(self, kwargs) -> int:
+        return self.kept(self.prompt["length"], 0)
+
+
+def _decoding(rule: _Rule, head: dict, p: dict, prefill, kept, notes: list, n_layers: int):
+    """`X + decoding(every=N)`: X at prefill, then X over the whole cache every N steps."""
+    if p.get("every") is None:
+        raise rule.fail("decoding(recent=R) keeps a ring for generated tokens; kvpress has none")
+    base, _ = _scorer(rule, head, [], n_layers)
+    if head["name"] not in QUERY_FREE:
+        notes.append(
+            f"`{rule.text}`: kvpress's DecodingPress hands the buffered generated tokens to "
+            f"`{head['name']}`, whose queries it rotates with the current step's RoPE (the call's "
+            "position embeddings), not each token's; kvpolicy rotates each at its own position"
+        )
+    prompt: dict = {}
+    prefill.prompt = prompt
+    decoding = PromptBudgetDecodingPress(
+        base_press=base,
+        compression_interval=p["every"],
+        hidden_states_buffer_size=256,
+        kept=kept,
+        prompt=prompt,
+    )
+    return kp.PrefillDecodingPress(prefilling_press=prefill, decoding_press=decoding)
+
+
 def _pipeline_press(rule: _Rule, notes: list, n_layers: int):
     """One rule's pipeline as a kvpress press, or None for `full`."""
     pipeline = rule.rule["pipeline"]
@@ -155,8 +193,12 @@ def _pipeline_press(rule: _Rule, notes: list, n_layers: int):
     if any(call["name"] in FLOOR_ROUNDED for call in rest):
         kept = _budget_count(head["params"]["k"], "critical")
     thresholded = False
+    decoding = None
     for call in rest:
         name, p = call["name"], call["params"]
+        if name == "decoding":
+            decoding = p
+            continue
         if name == "chunkkv":
             press = kp.ChunkKVPress(press=press, chunk_length=p["chunk"])
         elif name == "critical":
@@ -182,6 +224,8 @@ def _pipeline_press(rule: _Rule, notes: list, n_layers: int):
     if thresholded:
         return press  # DMS keeps what passes its threshold; the scorer's budget plays no part
     press = KeepBudget(press=press, kept=kept)
+    if decoding is not None:
+        return _decoding(rule, head, decoding, press, kept, notes, n_layers)
     if decode_roll:
         return _rolling_window(rule, head["params"], press, notes)
     return press

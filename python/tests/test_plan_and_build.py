@@ -107,6 +107,8 @@ def test_pipelines_compose_as_kvpress_wrappers():
     ([press("adakv", k={"tokens": 64}, floor=0.2, window=32, pool=7, normalize=True)], "normalize=false"),
     ([press("knorm", k={"tokens": 8}), press("quant", role="store", bits=4)], "`quant` has no kvpress"),
     ([press("knorm", k={"tokens": 8}), press("compensate", role="augment")], "`compensate` has no kvpress"),
+    ([press("knorm", k={"tokens": 8}), press("decoding", role="augment", every=None, recent=16)],
+     "ring for generated tokens"),
 ])
 def test_refusals_name_the_rule(pipeline, pattern):
     with pytest.raises(PlanError, match="rule `the rule`.*" + pattern):

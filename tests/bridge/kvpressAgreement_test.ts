@@ -31,6 +31,8 @@ const IDENTICAL = [
   "else -> snap(k=40%, window=8, pool=5, reduce=avg) + critical(eps=0.0001, first=0.5);",
   "else -> snap(k=40%, window=8, pool=5, reduce=avg) + critical(adaptive=true, safeguard=0.2);",
   "else -> keydiff(k=100%) + dms(threshold=-0.2, window=16);",
+  "else -> knorm(k=40) + decoding(every=3);",
+  "else -> keydiff(k=30) + decoding(every=2);",
   "layers 0 -> knorm(k=30); layers 1.. -> tova(k=50%);",
   "heads 0 -> full; else -> snap(k=40, window=8, pool=5, reduce=avg);",
   "else -> full;",
