@@ -130,6 +130,18 @@ export interface EvalEngine {
    * Engines without it make `--task hitrate` a user error.
    */
   hitRate?(req: HitRateRequest): Promise<HitRateResult>;
+  /**
+   * Optional: runs `work(i)` for every plan of `plans` (a prompt's policies) with `promptIds` —
+   * the whole prompt of a query-aware generation or the context of a query-agnostic one —
+   * prefilled once for those that can share it; `generate` and `answerQuestions` calls on that
+   * prompt inside `work` then start from the shared prefill. Each plan's result is the one it
+   * gets alone. Results in the order of `plans`.
+   */
+  sharePrefill?<T>(
+    promptIds: readonly number[],
+    plans: readonly Plan[],
+    work: (index: number) => Promise<T>,
+  ): Promise<T[]>;
   /** Frees the device (called once the evaluation is done). */
   close?(): void;
 }

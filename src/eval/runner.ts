@@ -93,6 +93,11 @@ export interface RunEvalOptions {
   done?: ReadonlyMap<string, SampleOutcome>;
   /** Called with each new outcome as soon as it exists (a checkpoint to resume from). */
   onOutcome?: (key: string, outcome: SampleOutcome) => void;
+  /**
+   * Prefill each prompt once for all the policies that can share it, when the engine offers
+   * `sharePrefill` (default true; every policy's outcome is the one it gets alone).
+   */
+  sharePrefill?: boolean;
 }
 
 /**
@@ -233,17 +238,44 @@ export async function runEval(options: RunEvalOptions): Promise<EvalReport> {
   const runs = (p: EvalPolicy) =>
     p.protocol === "agnostic" ? samples.filter((s) => s.kind === "generate") : samples;
   const total = policies.reduce((sum, p) => sum + runs(p).length, 0);
-  const outcomes: SampleOutcome[] = [];
-  for (const policy of policies) {
-    for (const sample of runs(policy)) {
-      const key = outcomeKey(policy, sample);
-      const earlier = options.done?.get(key);
-      const outcome = earlier ?? await runSample(engine, policy, sample, stopIds);
-      if (!earlier) options.onOutcome?.(key, outcome);
-      outcomes.push(outcome);
-      onProgress?.({ done: outcomes.length, total, policy: policy.name, task: sample.task });
+  const done: { policy: number; sample: number; outcome: SampleOutcome }[] = [];
+  const step = async (p: number, s: number) => {
+    const policy = policies[p], sample = samples[s];
+    const key = outcomeKey(policy, sample);
+    const earlier = options.done?.get(key);
+    const outcome = earlier ?? await runSample(engine, policy, sample, stopIds);
+    if (!earlier) options.onOutcome?.(key, outcome);
+    done.push({ policy: p, sample: s, outcome });
+    onProgress?.({ done: done.length, total, policy: policy.name, task: sample.task });
+  };
+  const share = options.sharePrefill ?? true;
+  if (share && engine.sharePrefill) {
+    // Sample by sample, so that every policy's run on a prompt starts from one prefill of it.
+    for (const [s, sample] of samples.entries()) {
+      for (const protocol of ["aware", "agnostic"] as const) {
+        const mine = policies.flatMap((p, i) =>
+          (p.protocol ?? "aware") === protocol && runs(p).includes(sample) ? [i] : []
+        );
+        const todo = mine.filter((i) => !options.done?.has(outcomeKey(policies[i], sample)));
+        for (const i of mine.filter((i) => !todo.includes(i))) await step(i, s);
+        if (sample.kind !== "generate" || todo.length < 2) {
+          for (const i of todo) await step(i, s);
+          continue;
+        }
+        const ids = protocol === "aware"
+          ? sample.promptIds
+          : sample.promptIds.slice(0, sample.questionStart);
+        await engine.sharePrefill(ids, todo.map((i) => policies[i].plan), (j) => step(todo[j], s));
+      }
+    }
+  } else {
+    for (const p of policies.keys()) {
+      for (const sample of runs(policies[p])) await step(p, samples.indexOf(sample));
     }
   }
+  // Reported policy by policy, each in sample order, however they ran.
+  done.sort((a, b) => a.policy - b.policy || a.sample - b.sample);
+  const outcomes = done.map((d) => d.outcome);
   return {
     model: engine.modelName,
     suite,

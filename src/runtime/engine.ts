@@ -34,6 +34,7 @@ import { kvReport } from "./kvReport.ts";
 import { prefillChunks } from "./prefillPass.ts";
 import { chunkedCapacity, prefillChunked } from "./chunkedPrefill.ts";
 import { RaggedKvCache } from "./raggedKvCache.ts";
+import { NO_OBSERVATION, sharedObservations, usableShared } from "./sharedPrefill.ts";
 import { GateTurn } from "./phaseGate.ts";
 
 export { chunkStarts } from "./prefillPass.ts";
@@ -273,7 +274,11 @@ export class Engine {
     const observeFirst = (req.observe?.firstStep ?? false) && maxNew >= 2;
     await turn.take();
     const memory = this.ctx.watchMemory();
-    const chunked = await req.chunkedPrefill?.(N);
+    const shared = req.shared;
+    const chunked = shared ? undefined : await req.chunkedPrefill?.(N);
+    if (shared && !usableShared(shared, req.promptIds, chunk, req.observe ?? NO_OBSERVATION)) {
+      throw new Error("shared prefill: it does not hold this prompt or what the plan observes");
+    }
     const t0 = performance.now();
     const room = Math.max(maxNew, req.prefillRoom?.(N) ?? 0);
     const capacity = chunked ? chunkedCapacity(N, chunked, room) : N + room;
@@ -283,9 +288,16 @@ export class Engine {
       position: N - 1,
       idsCapacity: Math.max(1, maxNew),
     });
-    const promptObs = observeWindow > 0 ? this.createObservation(observeWindow, N) : undefined;
+    const seen = shared && sharedObservations(shared, req.observe);
+    const promptObs = seen
+      ? seen.observation
+      : observeWindow > 0
+      ? this.createObservation(observeWindow, N)
+      : undefined;
     const firstObs = observeFirst ? this.createObservation(1, N + 1) : undefined;
-    const columnSums: ColumnSums | undefined = req.observe?.columnSums
+    const columnSums: ColumnSums | undefined = seen
+      ? seen.columnSums
+      : req.observe?.columnSums
       ? { stride: N, buffers: this.createObservation(1, N).buffers }
       : undefined;
     const owned: Step[] = [];
@@ -293,9 +305,10 @@ export class Engine {
     let decodeActs: Activations | undefined;
     let stats: QueryStatisticsRecorder | undefined;
     try {
-      stats = startQueryStatistics(this.ctx, this.gpu, cache, req.observe);
       const sink = new TokenSink(stopIds, req.onTokens);
-      acts = chunked
+      if (shared) cache.copyPrefixFrom(shared.cache, N);
+      else stats = startQueryStatistics(this.ctx, this.gpu, cache, req.observe);
+      acts = shared ? shared.acts : chunked
         ? await prefillChunked(
           this.prefill.bind(this),
           this.ctx,
@@ -315,7 +328,7 @@ export class Engine {
         await this.ctx.sync();
       }
       const ttftMs = performance.now() - t0;
-      releaseActivations(this.ctx, acts);
+      if (!shared) releaseActivations(this.ctx, acts);
       acts = undefined;
 
       let fed = 0; // decode steps run (each appends one entry per head)
@@ -349,8 +362,9 @@ export class Engine {
         promptObservation: promptObs,
         firstStepObservation: fed > 0 ? firstObs : undefined,
         promptColumnSums: columnSums,
-        queryStatistics: stats,
+        queryStatistics: seen ? seen.queryStatistics : stats,
         promptIds: req.promptIds,
+        memo: shared?.memo,
       });
       stats?.release();
       if (req.afterPrefill) await this.ctx.sync(); // the press's GPU work belongs to prefill
@@ -416,9 +430,10 @@ export class Engine {
       memory.stop();
       destroySteps(owned);
       stats?.release();
-      if (acts) releaseActivations(this.ctx, acts);
+      if (acts && !shared) releaseActivations(this.ctx, acts);
       if (decodeActs) releaseActivations(this.ctx, decodeActs);
-      const observed = [promptObs, firstObs, columnSums].flatMap((o) => o?.buffers ?? []);
+      const observed = (shared ? [firstObs] : [promptObs, firstObs, columnSums])
+        .flatMap((o) => o?.buffers ?? []);
       for (const b of observed) {
         this.ctx.release(b);
       }

@@ -18,6 +18,14 @@ import { Engine, type EngineOptions } from "./engine.ts";
 import { answerWithPlan, generateWithPlan, planExecutor } from "./planGeneration.ts";
 import { hitRates } from "./hitRate.ts";
 import { scoreTokens } from "./scoreTokens.ts";
+import type { ObserveRequest } from "./generationTypes.ts";
+import {
+  prefillShared,
+  releaseShared,
+  type SharedPrefill,
+  shareKey,
+  unionObserve,
+} from "./sharedPrefill.ts";
 
 /** Whether any press of the plan keeps a head's cache bounded while decoding. */
 function isBounded(plan: Plan): boolean {
@@ -34,6 +42,46 @@ function evalChat(engine: Engine, tokenizer: TextTokenizer): EvalChat | null {
   return { frame, stopIds: endOfTurnIds(engine.chat, tokenizer, engine.config.eosTokenIds) };
 }
 
+/**
+ * The plans of one prompt in groups that can share a prefill (`sharedPrefill.ts`), each with the
+ * union of what its plans observe; plans that prefill in chunks, whose observations cannot be
+ * recorded together, or alone in their group get no `observe` and prefill alone. A prompt the
+ * model cannot hold is never shared (each plan then reports it).
+ */
+function shareGroups(
+  engine: Engine,
+  promptIds: readonly number[],
+  plans: readonly Plan[],
+): { plans: number[]; observe?: ObserveRequest }[] {
+  const N = promptIds.length;
+  const c = engine.config;
+  const fits = N > 0 && N <= Math.min(c.maxPositions, c.slidingWindow ?? Infinity);
+  const byKey = new Map<string, { plans: number[]; requests: ObserveRequest[] }>();
+  const alone: number[] = [];
+  plans.forEach((plan, i) => {
+    let observe: ObserveRequest;
+    try {
+      const executor = planExecutor(engine, plan);
+      if (executor.isChunked || !fits) return alone.push(i);
+      observe = executor.observeRequest();
+    } catch {
+      return alone.push(i); // its own run reports the error
+    }
+    const key = shareKey(N, engine.prefillChunk, observe);
+    const group = byKey.get(key) ?? { plans: [], requests: [] };
+    byKey.set(key, group);
+    group.plans.push(i);
+    group.requests.push(observe);
+  });
+  const groups: { plans: number[]; observe?: ObserveRequest }[] = [];
+  for (const g of byKey.values()) {
+    if (g.plans.length < 2) alone.push(...g.plans);
+    else groups.push({ plans: g.plans, observe: unionObserve(g.requests) });
+  }
+  if (alone.length) groups.push({ plans: alone.sort((a, b) => a - b) });
+  return groups;
+}
+
 /** Opens a model (a Hugging Face folder, a GGUF file or a folder holding one) for `eval`. */
 export async function openEvalEngine(
   modelPath: string,
@@ -47,6 +95,7 @@ export async function openEvalEngine(
     throw new ModelError(`${modelPath} has ${missing}; eval builds its prompts from text`);
   }
   let chat: EvalChat | null | undefined; // rendered on first use: only chat suites need it
+  let current: SharedPrefill | undefined; // the prompt prefilled for the plans of `sharePrefill`
   return {
     tokenizer,
     modelName: modelPath.replace(/\/+$/, "").split("/").at(-1) ?? modelPath,
@@ -61,6 +110,7 @@ export async function openEvalEngine(
           promptIds: req.promptIds,
           maxNewTokens: req.maxNewTokens,
           stopIds: req.stopIds,
+          shared: current,
         },
         undefined,
         true,
@@ -84,6 +134,7 @@ export async function openEvalEngine(
           questions: req.questions,
           maxNewTokens: req.maxNewTokens,
           stopIds: req.stopIds,
+          shared: current,
         },
         undefined,
         true,
@@ -106,6 +157,20 @@ export async function openEvalEngine(
     },
     async hitRate(req) {
       return await hitRates(engine, req.plan, req.promptIds, req.maxNewTokens, req.threshold);
+    },
+    async sharePrefill(promptIds, plans, work) {
+      const results: unknown[] = [];
+      for (const group of shareGroups(engine, promptIds, plans)) {
+        const shared = group.observe && await prefillShared(engine, promptIds, group.observe);
+        current = shared;
+        try {
+          for (const i of group.plans) results[i] = await work(i);
+        } finally {
+          current = undefined;
+          if (shared) releaseShared(engine.ctx, shared);
+        }
+      }
+      return results as Awaited<ReturnType<typeof work>>[];
     },
     close: () => engine.close(),
   };

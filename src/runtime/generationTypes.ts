@@ -6,6 +6,7 @@
  * @module
  */
 
+import type { SharedPrefill } from "./sharedPrefill.ts";
 import type { ChunkedPrefill } from "./chunkedPrefill.ts";
 import type { KvReport } from "./kvReport.ts";
 import type { PhaseGate } from "./phaseGate.ts";
@@ -62,6 +63,11 @@ export interface PrefillState {
   queryStatistics?: QueryStatisticsRecorder;
   /** The prompt's token ids (KVzip feeds its context again). */
   promptIds?: readonly number[];
+  /**
+   * Results that depend only on the prompt and the model, kept across the plans of a shared
+   * prefill (`sharedPrefill.ts`; KVzip's reconstruction scores); absent for a prefill of one.
+   */
+  memo?: Map<string, unknown>;
 }
 
 /** Attention the press layer wants recorded (see {@link PrefillState}). */
@@ -129,6 +135,13 @@ export interface GenerationRequest {
    * the time this generation holds the gate.
    */
   gate?: PhaseGate;
+  /**
+   * The prompt already prefilled for several plans (`sharedPrefill.ts`): its rows are copied into
+   * this generation's cache instead of prefilling again, and `prefillMs` counts the copy, not the
+   * shared prefill. It must hold `promptIds`, in the chunks this request would use, and record
+   * what `observe` asks for (`usableShared` says); no chunked prefill.
+   */
+  shared?: SharedPrefill;
 }
 
 /**

@@ -13,6 +13,8 @@ import { PolicyExecutor } from "./policyExecutor.ts";
 import { UnsupportedPolicyError } from "./executable.ts";
 import { withPhase } from "./phaseGate.ts";
 import { engineSources } from "./retrievalProfile.ts";
+import type { ObserveRequest } from "./generationTypes.ts";
+import { type SharedPrefill, usableShared } from "./sharedPrefill.ts";
 import { answerQuestions, type QuestionsRequest, type QuestionsResult } from "./questions.ts";
 
 /** A generation and the executor that applied the plan (its trace and assignments). */
@@ -33,6 +35,22 @@ export function planExecutor(
   registry?: PluginRegistry,
 ): PolicyExecutor {
   return new PolicyExecutor(plan, engine.config, engine.ctx, registry, engineSources(engine));
+}
+
+/**
+ * `shared` when the executor's plan can start from it (it prefills in one piece, in the same
+ * chunks, and everything it observes was recorded), else undefined: the plan prefills alone.
+ */
+function sharedFor(
+  engine: Engine,
+  executor: PolicyExecutor,
+  shared: SharedPrefill | undefined,
+  promptIds: readonly number[],
+  prefillChunk: number | undefined,
+  observe: ObserveRequest,
+): SharedPrefill | undefined {
+  if (!shared || executor.isChunked) return undefined;
+  return usableShared(shared, promptIds, Math.max(1, prefillChunk ?? engine.prefillChunk), observe);
 }
 
 /** Plans that have run once on each engine (their kernels compiled), by source hash. */
@@ -89,9 +107,11 @@ export async function generateWithPlan(
     if (warmUp) await warmUpPlan(engine, plan, req.promptIds, registry);
     await executor.prepare();
   });
+  const observe = executor.observeRequest();
   const result = await engine.generate({
     ...req,
-    observe: executor.observeRequest(),
+    shared: sharedFor(engine, executor, req.shared, req.promptIds, req.prefillChunk, observe),
+    observe,
     afterPrefill: (state) => executor.apply(state),
     duringDecode: () => executor.recompressor,
     chunkedPrefill: (n) => executor.chunkedPrefill(n),
@@ -118,9 +138,11 @@ export async function answerWithPlan(
   const executor = planExecutor(engine, plan, registry);
   if (warmUp) await warmUpPlan(engine, plan, req.contextIds, registry);
   await executor.prepare();
+  const observe = executor.observeRequest();
   const result = await answerQuestions(engine, {
     ...req,
-    observe: executor.observeRequest(),
+    shared: sharedFor(engine, executor, req.shared, req.contextIds, req.prefillChunk, observe),
+    observe,
     chunkedPrefill: (n) => executor.chunkedPrefill(n),
     prefillRoom: (n) => executor.prefillRoom(n),
     afterPrefill: async (state) => {

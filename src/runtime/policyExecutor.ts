@@ -262,7 +262,11 @@ export class PolicyExecutor {
         "kvzip cannot follow a first decoding step recorded before compression (lazy(at=decode))",
       );
     }
-    return await reconstructionScores(
+    // The scores depend on the prompt and the model only: plans sharing a prefill reuse them.
+    const key = `kvzip reconstruction, chunk ${chunk}`;
+    const known = state.memo?.get(key) as Float64Array[][] | undefined;
+    if (known) return known;
+    const scores = await reconstructionScores(
       this.ctx,
       this.config,
       state.cache,
@@ -270,6 +274,8 @@ export class PolicyExecutor {
       chunk,
       sources,
     );
+    state.memo?.set(key, scores);
+    return scores;
   }
 
   /** The attention the engine must record for this plan. */

@@ -30,6 +30,7 @@ import type {
   ColumnSums,
   GenerationResult,
   GenerationTiming,
+  Observation,
   ObserveRequest,
   PrefillState,
   SamplingConfig,
@@ -44,6 +45,12 @@ import {
 } from "./queryStatistics.ts";
 import { chunkedCapacity, type ChunkedPrefill, prefillChunked } from "./chunkedPrefill.ts";
 import { DEFAULT_READ_EVERY } from "./workSizes.ts";
+import {
+  NO_OBSERVATION,
+  sharedObservations,
+  type SharedPrefill,
+  usableShared,
+} from "./sharedPrefill.ts";
 
 /** A context and the questions to answer from its compressed cache. */
 export interface QuestionsRequest {
@@ -71,6 +78,8 @@ export interface QuestionsRequest {
   chunkedPrefill?: (promptLength: number) => Promise<ChunkedPrefill | undefined>;
   /** Rows the cache needs beyond the context while the press runs (`GenerationRequest`). */
   prefillRoom?: (promptLength: number) => number;
+  /** The context already prefilled for several plans (see `GenerationRequest.shared`). */
+  shared?: SharedPrefill;
 }
 
 /** The compressed context and every answer given from it. */
@@ -124,7 +133,12 @@ export async function answerQuestions(
   const readEvery = Math.max(1, req.readEvery ?? DEFAULT_READ_EVERY);
   const window = Math.min(N, req.observe?.promptWindow ?? 0);
   const memory = ctx.watchMemory();
-  const chunked = await req.chunkedPrefill?.(N);
+  const chunk = Math.max(1, req.prefillChunk ?? engine.prefillChunk);
+  const shared = req.shared;
+  if (shared && !usableShared(shared, req.contextIds, chunk, req.observe ?? NO_OBSERVATION)) {
+    throw new Error("shared prefill: it does not hold this context or what the plan observes");
+  }
+  const chunked = shared ? undefined : await req.chunkedPrefill?.(N);
   const more = Math.max(longest + maxNew, req.prefillRoom?.(N) ?? 0);
   const cache = new RaggedKvCache(
     ctx,
@@ -132,8 +146,15 @@ export async function answerQuestions(
     chunked ? chunkedCapacity(N, chunked, more) : N + more,
     engine.kvDtype,
   );
-  const obs = window > 0 ? engine.createObservation(window, N) : undefined;
-  const sums: ColumnSums | undefined = req.observe?.columnSums
+  const seen = shared && sharedObservations(shared, req.observe);
+  const obs = seen
+    ? seen.observation
+    : window > 0
+    ? engine.createObservation(window, N)
+    : undefined;
+  const sums: ColumnSums | undefined = seen
+    ? seen.columnSums
+    : req.observe?.columnSums
     ? { stride: N, buffers: engine.createObservation(1, N).buffers }
     : undefined;
   const sampler = createSamplerState(ctx, {
@@ -147,22 +168,12 @@ export async function answerQuestions(
   let stats: QueryStatisticsRecorder | undefined;
   try {
     const t0 = performance.now();
-    const chunk = Math.max(1, req.prefillChunk ?? engine.prefillChunk);
-    stats = startQueryStatistics(ctx, engine.gpu, cache, req.observe);
-    releaseActivations(
-      ctx,
-      chunked
-        ? await prefillChunked(
-          engine.prefill.bind(engine),
-          ctx,
-          cache,
-          req.contextIds,
-          chunked,
-          chunk,
-        )
-        : (await engine.prefill(cache, req.contextIds, chunk, "last", obs, 0, sums)).acts,
-    );
-    stopQueryStatistics(stats, cache, N);
+    if (shared) cache.copyPrefixFrom(shared.cache, N);
+    else {
+      stats = startQueryStatistics(ctx, engine.gpu, cache, req.observe);
+      releaseActivations(ctx, await prefillContext(engine, cache, req, chunked, chunk, obs, sums));
+      stopQueryStatistics(stats, cache, N);
+    }
     const tPress = performance.now();
     await req.afterPrefill?.({
       cache,
@@ -171,8 +182,9 @@ export async function answerQuestions(
       decodeBudget: longest + Math.max(0, maxNew - 1),
       promptObservation: obs,
       promptColumnSums: sums,
-      queryStatistics: stats,
+      queryStatistics: seen ? seen.queryStatistics : stats,
       promptIds: req.contextIds,
+      memo: shared?.memo,
     });
     stats?.release();
     await ctx.sync();
@@ -214,11 +226,36 @@ export async function answerQuestions(
     destroySteps(steps);
     if (acts) releaseActivations(ctx, acts);
     if (snapshot) releaseSnapshot(ctx, snapshot);
-    for (const b of [...(obs?.buffers ?? []), ...(sums?.buffers ?? [])]) ctx.release(b);
+    if (!shared) {
+      for (const b of [...(obs?.buffers ?? []), ...(sums?.buffers ?? [])]) ctx.release(b);
+    }
     ctx.release(sampler.state);
     ctx.release(sampler.ids);
     cache.release();
   }
+}
+
+/** Prefills the context on its own: in one piece, or compressed between chunks. */
+async function prefillContext(
+  engine: Engine,
+  cache: RaggedKvCache,
+  req: QuestionsRequest,
+  chunked: ChunkedPrefill | undefined,
+  chunk: number,
+  obs: Observation | undefined,
+  sums: ColumnSums | undefined,
+): Promise<Activations> {
+  if (chunked) {
+    return await prefillChunked(
+      engine.prefill.bind(engine),
+      engine.ctx,
+      cache,
+      req.contextIds,
+      chunked,
+      chunk,
+    );
+  }
+  return (await engine.prefill(cache, req.contextIds, chunk, "last", obs, 0, sums)).acts;
 }
 
 /** Feeds one question token by token through the decoding steps, then decodes its answer. */

@@ -274,6 +274,39 @@ export class RaggedKvCache {
     this.ctx.write(c.meta, c.numKvHeads * 4, new Uint32Array(c.numKvHeads).fill(length));
   }
 
+  /**
+   * Fills this cache, fresh from the constructor, with the first `n` entries of every head of
+   * `src` (a plain cache of the same model and dtype whose heads hold at least `n` entries in
+   * order: a prompt prefilled once for several policies, `sharedPrefill.ts`): the rows are copied
+   * on the GPU, then every head's length is set to `n`.
+   */
+  copyPrefixFrom(src: RaggedKvCache, n: number): void {
+    if (src.dtype !== this.dtype || src.layers.length !== this.layers.length) {
+      throw new Error("cache copy: the caches differ in dtype or layer count");
+    }
+    const encoder = this.ctx.device.createCommandEncoder();
+    this.layers.forEach((_, l) => {
+      const from = src.plainLayer(l, "copy from");
+      const to = this.plainLayer(l, "copy into");
+      if (to.fold || to.rerotate || from.fold || from.rerotate) {
+        throw new Error(`cache copy: layer ${l} carries decoding state`);
+      }
+      const row = kvRowBytes(to.headDim, to.dtype);
+      for (let h = 0; h < to.numKvHeads; h++) {
+        if (n > to.capacities[h] || n > from.capacities[h]) {
+          throw new Error(`cache copy: ${n} rows do not fit head ${h} of layer ${l}`);
+        }
+        if (n === 0) continue;
+        encoder.copyBufferToBuffer(from.k, from.bases[h] * row, to.k, to.bases[h] * row, n * row);
+        encoder.copyBufferToBuffer(from.v, from.bases[h] * row, to.v, to.bases[h] * row, n * row);
+      }
+    });
+    this.ctx.device.queue.submit([encoder.finish()]);
+    for (const layer of this.layers as KvCacheLayer[]) {
+      this.ctx.write(layer.meta, layer.numKvHeads * 4, new Uint32Array(layer.numKvHeads).fill(n));
+    }
+  }
+
   /** The first `count` values of a plain (not quantised) KV head, as f32 (`count × headDim`). */
   readValues(layer: number, kvHead: number, count: number): Promise<Float32Array> {
     return this.#readRows("v", layer, kvHead, count);

@@ -7,6 +7,8 @@ import { type EvalReport, runEval } from "../../src/eval/runner.ts";
 import { defaultSuite, type EvalSuite, parseTaskList } from "../../src/eval/suite.ts";
 import { fakePolicies, RecencyFakeEngine, tinyNeedleTokenizer } from "./_fakeEngine.ts";
 import { withProtocols } from "../../src/cli/evalCommand.ts";
+import type { Plan } from "../../src/plan/plan.ts";
+import type { SampleOutcome } from "../../src/eval/results.ts";
 
 const tokenizer = await tinyNeedleTokenizer();
 
@@ -245,4 +247,80 @@ Deno.test("runner: --protocol both runs each policy aware and agnostic on the sa
     () => withProtocols(fakePolicies(), "AWARE"),
     /--protocol must be aware, agnostic or both/,
   );
+});
+
+/** The fake engine with `sharePrefill`: records each shared prompt and the plans that shared it. */
+class SharingFakeEngine extends RecencyFakeEngine {
+  readonly shared: { ids: number[]; plans: number; ran: number[] }[] = [];
+  current?: { ids: number[] };
+  async sharePrefill<T>(
+    promptIds: readonly number[],
+    plans: readonly Plan[],
+    work: (i: number) => Promise<T>,
+  ): Promise<T[]> {
+    const record = { ids: [...promptIds], plans: plans.length, ran: [] as number[] };
+    this.shared.push(record);
+    const out: T[] = [];
+    // Runs the plans last to first: the runner must not rely on the order they run in.
+    for (let i = plans.length - 1; i >= 0; i--) {
+      record.ran.push(i);
+      out[i] = await work(i);
+    }
+    return out;
+  }
+}
+
+Deno.test("runner: shared prefills change nothing reported; one per prompt and protocol; resumable", async () => {
+  const suite = smallSuite(parseTaskList(["needle", "ppl"]));
+  const policies = withProtocols([
+    ...fakePolicies(),
+    ...fakePolicies().map((p) => ({
+      ...p,
+      name: `${p.name}-again`,
+    })),
+  ], "both");
+  const rows = (r: EvalReport) => reportToJson(r).results;
+  const plain = await runEval({ engine: new RecencyFakeEngine(tokenizer), policies, suite });
+  const engine = new SharingFakeEngine(tokenizer);
+  const checkpoint = new Map<string, SampleOutcome>();
+  const shared = await runEval({
+    engine,
+    policies,
+    suite,
+    onOutcome: (k, o) => checkpoint.set(k, o),
+  });
+  assert.deepEqual(rows(shared), rows(plain));
+  // Needle samples: 2 lengths × 3 depths × 2 samples, each prefilled once per protocol, for
+  // the four policies of that protocol; the aware prompt is whole, the agnostic one the context.
+  const needles = 2 * 3 * 2;
+  assert.equal(engine.shared.length, 2 * needles);
+  assert.ok(engine.shared.every((s) => s.plans === 4));
+  const aware = engine.shared.filter((_, i) => i % 2 === 0);
+  const agnostic = engine.shared.filter((_, i) => i % 2 === 1);
+  assert.deepEqual(
+    aware.map((s) => s.ids),
+    [...new Set(engine.prompts.map(String))].map((p) => p.split(",").map(Number)),
+  );
+  agnostic.forEach((s, i) => assert.deepEqual(s.ids, engine.agnostic[4 * i].context));
+  // Resuming from part of the checkpoint runs only what is missing, and shares only that.
+  const keys = [...checkpoint.keys()];
+  const partial = new Map(
+    keys.slice(0, Math.floor(keys.length / 3)).map((k) => [
+      k,
+      checkpoint.get(k)!,
+    ]),
+  );
+  const again = new SharingFakeEngine(tokenizer);
+  const resumed = await runEval({ engine: again, policies, suite, done: partial });
+  assert.deepEqual(rows(resumed), rows(plain));
+  const reran = again.calls.generate + again.agnostic.length + again.calls.score;
+  assert.equal(reran, keys.length - partial.size);
+  assert.ok(again.shared.length < engine.shared.length);
+  // Switched off, nothing is shared.
+  const off = new SharingFakeEngine(tokenizer);
+  assert.deepEqual(
+    rows(await runEval({ engine: off, policies, suite, sharePrefill: false })),
+    rows(plain),
+  );
+  assert.equal(off.shared.length, 0);
 });
