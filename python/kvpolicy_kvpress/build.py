@@ -16,6 +16,7 @@ import kvpress as kp
 
 from .budget import KeepBudget, resolve_budget
 from .heads import HeadRulesPress
+from .kvzip import BudgetKVzipPress
 from .plan import PlanError, load_plan
 from .rules import LayerRulesPress
 from .snap_max import MaxPoolSnapKVPress
@@ -135,8 +136,8 @@ def _scorer(rule: _Rule, call: dict, notes: list, n_layers: int):
         raise rule.fail("h2o evicts at every decoding step; kvpress's ObservedAttentionPress scores "
                         "once at prefill and needs eager attention. No exact counterpart")
     if name == "kvzip":
-        raise rule.fail("kvzip is not bridged yet: kvpress's KVzipPress takes one global ratio "
-                        "over all layers and heads, kvpolicy's k is per head")
+        raise rule.fail("kvpress's KVzipPress scores and cuts the whole model at once: kvzip is "
+                        "bridged only as the plan's one rule (`else -> kvzip(...)`), alone")
     if name == "pyramid":
         return _pyramid(rule, p, n_layers)
     raise rule.fail(f"kvpress has no press for `{name}`")
@@ -293,6 +294,23 @@ def _simlayerkv(plan: dict, notes: list) -> Optional[BuiltPress]:
     return BuiltPress(press, notes)
 
 
+def _kvzip(plan: dict, notes: list) -> Optional[BuiltPress]:
+    """`else -> kvzip(k, chunk, layerwise)`, the plan's one rule, as kvpress's KVzipPress."""
+    rules = plan["rules"]
+    if len(rules) != 1 or [c["name"] for c in rules[0]["pipeline"]] != ["kvzip"]:
+        return None
+    rule = _Rule(rules[0])
+    if any(rules[0].get(what) and rules[0][what]["kind"] != "all" for what in ("layers", "heads")):
+        raise rule.fail("kvpress's KVzipPress runs over every layer and head: write `else -> kvzip(...)`")
+    p = rules[0]["pipeline"][0]["params"]
+    notes.append(
+        "kvzip: the whole prompt is reconstructed, as kvpolicy does (kvpress alone leaves out the "
+        "chat template's prefix); kvpress masks evicted keys (no memory freed)"
+    )
+    press = BudgetKVzipPress(keep=p["k"], chunk_size=p["chunk"], layerwise=p["layerwise"])
+    return BuiltPress(press, notes)
+
+
 def _first_rule(plan: dict, layer: int, head: Optional[int]) -> Optional[dict]:
     """The first rule matching (layer, KV head); head None: a rule naming no heads."""
     for rule in plan["rules"]:
@@ -320,6 +338,9 @@ def build_press(plan: Any, num_layers: int, num_kv_heads: Optional[int] = None) 
         raise PlanError(f"the plan loads third-party plugins ({', '.join(plan['uses'])}); "
                         "kvpress cannot run kvpolicy plugins")
     notes: list = []
+    kvzip = _kvzip(plan, notes)
+    if kvzip is not None:
+        return kvzip
     lazy = _simlayerkv(plan, notes)
     if lazy is not None:
         return lazy

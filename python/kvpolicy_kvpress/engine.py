@@ -50,6 +50,8 @@ def load_model(path: str, device_map=None, dtype: str = "float32"):
         model = AutoModelForCausalLM.from_pretrained(str(folder), **kwargs)
     except (OSError, ValueError, KeyError) as e:
         raise PlanError(f"{path}: kvpress's transformers cannot load this model ({e})") from None
+    # Presses that load the tokenizer by the model's name (KVzip) need the GGUF file's name too.
+    model.kvpolicy_gguf_file = gguf
     config = model.config
     if getattr(config, "head_dim", None) is None:
         # kvpress reads config.head_dim (CriticalKV, ExpectedAttention); older configs derive it.

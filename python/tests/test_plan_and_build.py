@@ -182,3 +182,26 @@ def test_resolved_head_tables_are_checked_and_used():
     bad["resolved"] = {"model": "m", "assignments": [[0, 7]]}
     with pytest.raises(PlanError, match="resolved.assignments"):
         load_plan(bad)
+
+
+def test_kvzip_is_the_whole_model_press_with_kvpolicys_budget():
+    from kvpolicy_kvpress.kvzip import BudgetKVzipPress, kvzip_ratio
+
+    kvzip = press("kvzip", k={"fraction": 0.25}, chunk=512, layerwise=True)
+    built = build_press(plan(rule("else -> kvzip", [kvzip])), 4)
+    assert isinstance(built.press, BudgetKVzipPress)
+    assert (built.press.chunk_size, built.press.layerwise, built.press.n_sink) == (512, True, 4)
+    assert "whole prompt is reconstructed" in built.notes[0]
+    # r = 1 − f for a fraction; 1 − ⌊k⌋/L for a count (kvpolicy's selectKvzip); ≤ 0: nothing goes.
+    assert kvzip_ratio({"fraction": 0.25}, 1000) == 0.75
+    assert kvzip_ratio({"tokens": 100}, 400) == 0.75
+    assert kvzip_ratio({"tokens": 500}, 400) <= 0
+    # Anywhere but as the plan's one rule, alone, it is refused with the rule named.
+    with pytest.raises(PlanError, match="rule `layers 0 -> kvzip`.*only as the plan's one rule"):
+        build_press(plan(rule("layers 0 -> kvzip", [kvzip], layers={"kind": "indices", "ranges": [[0, 0]]}),
+                         rule("else -> knorm", [press("knorm", k={"tokens": 8})])), 4)
+    with pytest.raises(PlanError, match="only as the plan's one rule"):
+        build_press(plan(rule("else -> kvzip + dms", [kvzip, press("dms", role="rescore", threshold=0.1,
+                                                                   window=8)])), 4)
+    with pytest.raises(PlanError, match="every layer and head"):
+        build_press(plan(rule("layers 0 -> kvzip", [kvzip], layers={"kind": "indices", "ranges": [[0, 0]]})), 4)

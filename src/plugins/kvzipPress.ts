@@ -15,9 +15,11 @@ import type { Budget, PressSchema } from "./schema.ts";
  * chunk. Then the lowest scores go, `k` kept per head on average: over the whole model at once
  * (`layerwise=false`, kvpress's default: layers and heads keep different amounts) or within each
  * layer. It costs about two more prefills (kvpress warns so; `bench` shows it in the press time).
+ * The first 4 positions (kvpress's `n_sink`) are never evicted.
  * The scores are computed on the GPU (`src/gpu/kernels/kvzipScores.ts`). Departures: the whole
  * prompt is the context (kvpress leaves the chat template's prefix out), and a head left empty by
- * the global cut keeps its best entry (kvpress masks it whole).
+ * the cut keeps its best entry (kvpress masks it whole; with the sinks kept, only a cut of more
+ * than all but 4 entries per head can empty one).
  */
 export const kvzipPress: PressSchema = {
   kind: "press",
@@ -94,28 +96,46 @@ export function kvzipRepeatIds(
   return [...quote, ...prompts.suffix, ...context.slice(start, end)];
 }
 
-/** Per layer, the entries each KV head keeps, computed once for all layers (the cut is global). */
-const cuts = new WeakMap<Float64Array[][], Map<string, number[][]>>();
+/** Per score table: the sink-protected scores and, per ratio and mode, each head's pruned count. */
+const cuts = new WeakMap<
+  Float64Array[][],
+  { scores: Float64Array[][]; counts: Map<string, number[][]> }
+>();
 
-/** How many entries each (layer, KV head) loses under kvpress's global or layer-wise cut. */
+/**
+ * The scores with the first {@link KVZIP_SINK} positions of every head raised above all others:
+ * kvpress never evicts them (`score_val[..., :n_sink] = score_val.amax() + 1`).
+ */
+function protectSinks(all: Float64Array[][]): Float64Array[][] {
+  let top = -Infinity;
+  for (const layer of all) for (const head of layer) for (const s of head) top = Math.max(top, s);
+  return all.map((layer) =>
+    layer.map((head) => {
+      const out = Float64Array.from(head);
+      out.fill(top + 1, 0, Math.min(KVZIP_SINK, out.length));
+      return out;
+    })
+  );
+}
+
+/**
+ * How many entries each (layer, KV head) loses, as kvpress 0.5.5's `compress_post` counts them:
+ * the ⌊total·r⌋ lowest scores of the whole model (`layerwise=false`), or the ⌊H·N·r⌋ lowest of each
+ * layer. Ties go to the later position first.
+ */
 function prunedCounts(all: Float64Array[][], ratio: number, layerwise: boolean): number[][] {
   const perHead = all.map((layer) => layer.map(() => 0));
-  let threshold = -Infinity;
-  if (!layerwise) {
-    // kvpress: the value at index max(int(total·r) − 1, 0) of every score sorted ascending.
-    const sorted = Float64Array.from(all.flatMap((x) => x.flatMap((head) => Array.from(head))))
-      .sort();
-    threshold = sorted[Math.max(Math.floor(sorted.length * ratio) - 1, 0)];
+  const entries = (layers: number[]) =>
+    layers.flatMap((l) =>
+      all[l].flatMap((head, h) => Array.from(head, (s, i) => ({ s, l, h, i })))
+    );
+  const lowest = (xs: { s: number; l: number; h: number; i: number }[], count: number) =>
+    xs.sort((a, b) => a.s - b.s || b.i - a.i || b.l - a.l || b.h - a.h).slice(0, count);
+  const groups = layerwise ? all.map((_, l) => [l]) : [all.map((_, l) => l)];
+  for (const layers of groups) {
+    const xs = entries(layers);
+    for (const x of lowest(xs, Math.floor(xs.length * ratio))) perHead[x.l][x.h]++;
   }
-  all.forEach((layer, l) => {
-    const flat = layer.flatMap((head, h) => Array.from(head, (s, i) => ({ s, h, i })));
-    const count = layerwise
-      ? Math.floor(flat.length * ratio)
-      : flat.filter((x) => x.s <= threshold).length;
-    // The layer's lowest `count` go (ties: the later position first).
-    flat.sort((a, b) => a.s - b.s || b.i - a.i || b.h - a.h);
-    for (const x of flat.slice(0, count)) perHead[l][x.h]++;
-  });
   return perHead;
 }
 
@@ -134,11 +154,11 @@ export function selectKvzip(
   if (!input.reconstruction) throw new Error("kvzip needs the context-reconstruction scores");
   const all = input.reconstruction();
   const key = `${ratio}:${p.layerwise}`;
-  let byRatio = cuts.get(all);
-  if (!byRatio) cuts.set(all, byRatio = new Map());
-  let counts = byRatio.get(key);
-  if (!counts) byRatio.set(key, counts = prunedCounts(all, ratio, p.layerwise));
-  return all[input.layer].map((scores, h) =>
+  let cut = cuts.get(all);
+  if (!cut) cuts.set(all, cut = { scores: protectSinks(all), counts: new Map() });
+  let counts = cut.counts.get(key);
+  if (!counts) cut.counts.set(key, counts = prunedCounts(cut.scores, ratio, p.layerwise));
+  return cut.scores[input.layer].map((scores, h) =>
     topPositions(scores, Math.max(1, n - counts![input.layer][h]))
   );
 }

@@ -164,12 +164,37 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name: "kvpress agreement on tiny-needle: KVzip (global and layer-wise cuts, fraction and count)",
+  ignore: kvpressMissing("cross-engine agreement"),
+  async fn() {
+    // KVzip feeds the repeat prompts as text: a model with a tokenizer (shipped in models/).
+    const dir = `${ROOT}models/tiny-needle`;
+    const ids = [1, ...promptIds(2048).filter((id) => id > 2).slice(0, 111)];
+    const policies = [
+      "else -> kvzip(k=40%, chunk=64);",
+      "else -> kvzip(k=30, chunk=48, layerwise=true);",
+    ];
+    const theirs = await runKvpress(dir, policies, ids);
+    for (const [i, policy] of policies.entries()) {
+      const ours = await runOurs(dir, policy, ids);
+      sameKept(ours.kept, theirs[i].kept, policy);
+      assert.deepEqual(ours.tokens, theirs[i].tokens, `${policy}: greedy tokens`);
+      assert.match(theirs[i].notes[0], /whole prompt is reconstructed/);
+    }
+    // Not everything was kept: the cut really ran in both engines.
+    assert.ok(theirs[0].kept.flat().every((h) => h.length < ids.length));
+  },
+});
+
 /** The real model: 30 layers × 3 KV heads, a 200-token prompt of distinct ids. */
 const REAL = [
   "else -> snap(k=64, window=16, pool=5, reduce=avg);",
   "else -> keydiff(k=30%);",
   "else -> tova(k=25%);",
   "else -> expected(k=50, future=512, sink=4, cov=true, vnorm=true, eps=0);",
+  // KVzip's repeat prompts are SmolLM2's tokens, its suffix the ChatML assistant opening.
+  "else -> kvzip(k=40%, chunk=64);",
 ];
 
 Deno.test({

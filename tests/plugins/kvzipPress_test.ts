@@ -37,24 +37,30 @@ Deno.test("kvzip: chunks and repeat inputs quote the previous chunk's last 8 tok
   ]);
 });
 
-Deno.test("kvzip: the global cut varies per layer and head; layer-wise keeps each layer's share", () => {
-  // Two layers × two heads × 4 positions.
+Deno.test("kvzip: the first 4 positions stay; the global cut varies per layer and head; layer-wise keeps each layer's share", () => {
+  // Two layers × two heads × 6 positions; the sinks score lowest of all and still stay.
+  const sinks = [0, 0, 0, 0];
   const all = [
-    [Float64Array.from([0.9, 0.8, 0.7, 0.6]), Float64Array.from([0.5, 0.4, 0.3, 0.2])],
-    [Float64Array.from([0.1, 0.05, 0.01, 0.02]), Float64Array.from([0.95, 0.03, 0.04, 0.06])],
+    [Float64Array.from([...sinks, 0.9, 0.1]), Float64Array.from([...sinks, 0.5, 0.2])],
+    [Float64Array.from([...sinks, 0.05, 0.3]), Float64Array.from([...sinks, 0.04, 0.06])],
   ];
   const input = (layer: number) => ({
     layer,
-    promptLength: 4,
+    promptLength: 6,
     numKvHeads: 2,
     reconstruction: () => all,
   });
-  // Remove 50 % of 16: threshold = sorted[7] = 0.2; layer 0 loses its 0.2, layer 1 all but 0.95.
-  const global = { k: { fraction: 0.5 }, chunk: 2048, layerwise: false };
-  assert.deepEqual(selectKvzip(input(0), global), [[0, 1, 2, 3], [0, 1, 2]]);
-  assert.deepEqual(selectKvzip(input(1), global), [[0], [0]]); // an emptied head keeps its best
+  // Remove 25 % of 24 = 6 entries over the whole model: the six scored ones below 0.5.
+  const global = { k: { fraction: 0.75 }, chunk: 2048, layerwise: false };
+  assert.deepEqual(selectKvzip(input(0), global), [[0, 1, 2, 3, 4], [0, 1, 2, 3, 4]]);
+  assert.deepEqual(selectKvzip(input(1), global), [[0, 1, 2, 3], [0, 1, 2, 3]]);
+  // Layer-wise: 3 of each layer's 12.
   const layerwise = { ...global, layerwise: true };
-  // Layer 0 loses its 4 lowest, all in head 1, which keeps its best.
-  assert.deepEqual(selectKvzip(input(0), layerwise), [[0, 1, 2, 3], [0]]);
-  assert.deepEqual(selectKvzip(input(1), layerwise), [[0, 1], [0, 3]]);
+  assert.deepEqual(selectKvzip(input(0), layerwise), [[0, 1, 2, 3, 4], [0, 1, 2, 3]]);
+  assert.deepEqual(selectKvzip(input(1), layerwise), [[0, 1, 2, 3, 5], [0, 1, 2, 3]]);
+  // Removing 90 % (21 of 24) reaches the sinks, later positions first; layer 1's head 1 loses
+  // all six and, emptied, keeps its best entry.
+  const deep = { ...global, k: { fraction: 0.1 } };
+  assert.deepEqual(selectKvzip(input(0), deep), [[0], [0]]);
+  assert.deepEqual(selectKvzip(input(1), deep), [[0], [0]]);
 });
