@@ -16,6 +16,7 @@ import kvpress as kp
 
 from .budget import KeepBudget, resolve_budget
 from .heads import HeadRulesPress
+from .duo import PromptDuoAttentionPress
 from .kvzip import BudgetKVzipPress
 from .plan import PlanError, load_plan
 from .rules import LayerRulesPress
@@ -294,6 +295,37 @@ def _simlayerkv(plan: dict, notes: list) -> Optional[BuiltPress]:
     return BuiltPress(press, notes)
 
 
+def _duo(plan: dict, notes: list) -> Optional[BuiltPress]:
+    """`heads duo(ratio, qlen) -> full; else -> window(sink, recent, decode=grow)` is kvpress's
+    DuoAttentionPress, its heads scored on the prompt (:class:`PromptDuoAttentionPress`)."""
+    rules = plan["rules"]
+    first = rules[0] if rules else None
+    sel = first and first.get("heads")
+    if not (sel and sel["kind"] == "detector" and sel["detector"]["name"] == "duo"):
+        return None
+    rule = _Rule(first)
+    shape = "`heads duo(...) -> full; else -> window(sink, recent, decode=grow)`"
+    full = [c["name"] for c in first["pipeline"]] in (["full"], [])
+    rest = rules[1:]
+    pipe = rest[0]["pipeline"] if len(rest) == 1 else []
+    window = pipe[0] if len(pipe) == 1 and pipe[0]["name"] == "window" else None
+    if first.get("layers") or not full or window is None or rest[0].get("layers") or rest[0].get("heads"):
+        raise rule.fail(f"kvpress runs the duo detector only as DuoAttentionPress: {shape}")
+    w = window["params"]
+    if w.get("decode") != "grow" or w.get("rerotate"):
+        raise _Rule(rest[0]).fail(
+            "DuoAttentionPress masks the streaming heads at prefill and lets them grow while "
+            f"decoding: write window(..., decode=grow) ({shape})")
+    duo = sel["detector"]["params"]
+    notes.append(
+        f"`{rule.text}`: heads scored on the prompt itself, as kvpolicy's duo detector does "
+        "(kvpress's on-the-fly scoring averages 50 BookSum chapters, not available offline); "
+        "kvpress masks the streaming heads' evicted keys and frees no memory")
+    press = PromptDuoAttentionPress(head_compression_ratio=duo["ratio"], on_the_fly_scoring=True,
+                                    sink=w["sink"], recent=w["recent"], q_len=duo["qlen"])
+    return BuiltPress(press, notes)
+
+
 def _kvzip(plan: dict, notes: list) -> Optional[BuiltPress]:
     """`else -> kvzip(k, chunk, layerwise)`, the plan's one rule, as kvpress's KVzipPress."""
     rules = plan["rules"]
@@ -305,7 +337,7 @@ def _kvzip(plan: dict, notes: list) -> Optional[BuiltPress]:
     p = rules[0]["pipeline"][0]["params"]
     notes.append(
         "kvzip: the whole prompt is reconstructed, as kvpolicy does (kvpress alone leaves out the "
-        "chat template's prefix); kvpress masks evicted keys (no memory freed)"
+        "chat template's prefix); kvpress masks evicted keys and frees no memory"
     )
     press = BudgetKVzipPress(keep=p["k"], chunk_size=p["chunk"], layerwise=p["layerwise"])
     return BuiltPress(press, notes)
@@ -338,9 +370,9 @@ def build_press(plan: Any, num_layers: int, num_kv_heads: Optional[int] = None) 
         raise PlanError(f"the plan loads third-party plugins ({', '.join(plan['uses'])}); "
                         "kvpress cannot run kvpolicy plugins")
     notes: list = []
-    kvzip = _kvzip(plan, notes)
-    if kvzip is not None:
-        return kvzip
+    whole = _kvzip(plan, notes) or _duo(plan, notes)
+    if whole is not None:
+        return whole
     lazy = _simlayerkv(plan, notes)
     if lazy is not None:
         return lazy

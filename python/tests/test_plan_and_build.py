@@ -205,3 +205,23 @@ def test_kvzip_is_the_whole_model_press_with_kvpolicys_budget():
                                                                    window=8)])), 4)
     with pytest.raises(PlanError, match="every layer and head"):
         build_press(plan(rule("layers 0 -> kvzip", [kvzip], layers={"kind": "indices", "ranges": [[0, 0]]})), 4)
+
+
+def test_duo_heads_with_a_growing_window_are_duoattentionpress():
+    from kvpolicy_kvpress.duo import PromptDuoAttentionPress
+
+    duo = {"kind": "detector", "detector": {"name": "duo", "params": {"ratio": 0.25, "qlen": 64}}}
+    grow = press("window", sink=4, recent={"tokens": 20}, decode="grow", rerotate=False)
+    built = build_press(plan(rule("heads duo -> full", [press("full")], heads=duo),
+                             rule("else -> window", [grow])), 2, 2)
+    assert isinstance(built.press, PromptDuoAttentionPress)
+    p = built.press
+    assert (p.head_compression_ratio, p.q_len, p.sink, p.recent) == (0.25, 64, 4, {"tokens": 20})
+    assert "scored on the prompt itself" in built.notes[0] and "frees no memory" in built.notes[0]
+    roll = dict(grow, params=dict(grow["params"], decode="roll"))
+    with pytest.raises(PlanError, match="rule `else -> window`.*decode=grow"):
+        build_press(plan(rule("heads duo -> full", [press("full")], heads=duo),
+                         rule("else -> window", [roll])), 2, 2)
+    with pytest.raises(PlanError, match="rule `heads duo -> knorm`.*only as DuoAttentionPress"):
+        build_press(plan(rule("heads duo -> knorm", [press("knorm", k={"tokens": 8})], heads=duo),
+                         rule("else -> window", [grow])), 2, 2)

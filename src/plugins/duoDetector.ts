@@ -12,8 +12,8 @@ import type { DetectorSchema } from "./schema.ts";
  * `heads duo` selects the others, so `heads duo -> full; else -> window(sink=128, recent=256)`
  * is kvpress's press. kvpress averages its means over 50 BookSum chapters, a data set that is not
  * here; these means are the prompt's own (every position), so the heads adapt to each prompt.
- * They are the queries and keys the model really uses (after q_norm/k_norm, which kvpress's
- * on-the-fly path skips).
+ * They are the queries and keys the model really uses (after Qwen3's q_norm/k_norm, which
+ * kvpress's on-the-fly path applies too).
  */
 export const duoDetector: DetectorSchema = {
   kind: "detector",
@@ -88,14 +88,21 @@ export function duoHeadScores(
 
 /**
  * The verdict: per layer and KV head, true unless the head is among the
- * `round(layers · H_kv · ratio)` lowest scores of the model (ties → the later head streams
- * first, so the earlier stays whole).
+ * `round(layers · H_kv · ratio)` lowest scores of the model — Python's `round`, halves to even, as
+ * kvpress counts them (ties → the later head streams first, so the earlier stays whole).
  */
 export function selectDuoHeads(scores: readonly number[][], ratio: number): boolean[][] {
   const all = scores.flatMap((row, l) => row.map((s, h) => ({ s, l, h })));
-  const streaming = Math.round(all.length * ratio);
+  const streaming = roundHalfEven(all.length * ratio);
   const order = all.sort((a, b) => a.s - b.s || b.l - a.l || b.h - a.h);
   const verdict = scores.map((row) => row.map(() => true));
   for (const { l, h } of order.slice(0, streaming)) verdict[l][h] = false;
   return verdict;
+}
+
+/** `x` rounded to the nearest integer, halves to the even neighbour (Python's `round`). */
+function roundHalfEven(x: number): number {
+  const f = Math.floor(x), d = x - f;
+  if (d !== 0.5) return d < 0.5 ? f : f + 1;
+  return f % 2 === 0 ? f : f + 1;
 }

@@ -35,6 +35,7 @@ const IDENTICAL = [
   "else -> keydiff(k=30) + decoding(every=2);",
   "layers 0 -> knorm(k=30); layers 1.. -> tova(k=50%);",
   "heads 0 -> full; else -> snap(k=40, window=8, pool=5, reduce=avg);",
+  "heads duo(ratio=50%, qlen=64) -> full; else -> window(sink=4, recent=20, decode=grow);",
   "else -> full;",
 ];
 
@@ -195,6 +196,7 @@ const REAL = [
   "else -> expected(k=50, future=512, sink=4, cov=true, vnorm=true, eps=0);",
   // KVzip's repeat prompts are SmolLM2's tokens, its suffix the ChatML assistant opening.
   "else -> kvzip(k=40%, chunk=64);",
+  "heads duo(ratio=50%, qlen=500) -> full; else -> window(sink=4, recent=40, decode=grow);",
 ];
 
 Deno.test({
@@ -211,6 +213,12 @@ Deno.test({
       const ours = await runOurs(SMOLLM2_GGUF, policy, ids);
       assert.equal(ours.kept.length, 30);
       sameKept(ours.kept, theirs[i].kept, `SmolLM2 ${policy}`);
+      if (policy.startsWith("heads duo")) {
+        // Half the 90 heads stream (4 + 40 entries), the others keep the whole prompt.
+        const sizes = ours.kept.flat().map((h) => h.length);
+        assert.equal(sizes.filter((n) => n === 44).length, 45);
+        assert.equal(sizes.filter((n) => n === ids.length).length, 45);
+      }
       assert.deepEqual(ours.tokens, theirs[i].tokens, `SmolLM2 ${policy}: greedy tokens`);
     }
   },

@@ -50,4 +50,8 @@ Deno.test("duo: the ratio's lowest heads of the whole model stream; the rest are
   assert.deepEqual(selectDuoHeads(scores, 1), [[false, false, false], [false, false, false]]);
   // round(4 · 0.5) = 2 streaming among three tied at 0.5: the later heads stream first.
   assert.deepEqual(selectDuoHeads([[0.5, 0.5], [0.5, 0.9]], 0.5), [[true, false], [false, true]]);
+  // kvpress counts with Python's round: 5 · 0.5 = 2.5 → 2 streaming heads, 3 · 0.5 = 1.5 → 2.
+  const five = [[0.1, 0.2, 0.3, 0.4, 0.5]];
+  assert.deepEqual(selectDuoHeads(five, 0.5), [[false, false, true, true, true]]);
+  assert.deepEqual(selectDuoHeads([[0.1, 0.2, 0.3]], 0.5), [[false, false, true]]);
 });
