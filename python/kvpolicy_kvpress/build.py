@@ -18,6 +18,7 @@ from .budget import KeepBudget, resolve_budget
 from .heads import HeadRulesPress
 from .duo import PromptDuoAttentionPress
 from .kvzip import BudgetKVzipPress
+from .quant import QuantSpec, quant_note, split_quant
 from .plan import PlanError, load_plan
 from .rules import LayerRulesPress
 from .snap_max import MaxPoolSnapKVPress
@@ -30,6 +31,8 @@ class BuiltPress:
     press: Optional[kp.BasePress]
     notes: list = field(default_factory=list)
     decoding: bool = False
+    #: The quantized cache the plan's `quant` stands for (None: a plain DynamicCache).
+    quant: Optional[QuantSpec] = None
 
 
 class _Rule:
@@ -364,8 +367,17 @@ def _refuse_detectors(plan: dict) -> None:
 
 def build_press(plan: Any, num_layers: int, num_kv_heads: Optional[int] = None) -> BuiltPress:
     """The kvpress press running `plan` (a dict or a plan file) on a model of `num_layers` layers
-    with `num_kv_heads` KV heads per layer (needed when a rule names heads)."""
-    plan = load_plan(plan)
+    with `num_kv_heads` KV heads per layer (needed when a rule names heads), and the quantized
+    cache its `quant` presses stand for."""
+    plan, quant = split_quant(load_plan(plan))
+    built = _build(plan, num_layers, num_kv_heads)
+    if quant is not None:
+        built.quant = quant
+        built.notes.append(quant_note(quant))
+    return built
+
+
+def _build(plan: dict, num_layers: int, num_kv_heads: Optional[int]) -> BuiltPress:
     if plan.get("uses"):
         raise PlanError(f"the plan loads third-party plugins ({', '.join(plan['uses'])}); "
                         "kvpress cannot run kvpolicy plugins")

@@ -89,8 +89,8 @@ def prompt_ids(model, path: str, text=None, ids_text=None) -> tuple:
     return ids, tokenizer
 
 
-def _prefill(model, press, ids: list) -> tuple:
-    cache = DynamicCache()
+def _prefill(model, press, ids: list, quant=None) -> tuple:
+    cache = DynamicCache() if quant is None else quant.make_cache(model)
     input_ids = torch.tensor([ids], device=model.device)
     with torch.no_grad(), (press(model) if press is not None else contextlib.nullcontext()):
         out = model(input_ids=input_ids, past_key_values=cache, logits_to_keep=1)
@@ -100,7 +100,7 @@ def _prefill(model, press, ids: list) -> tuple:
 def generate(model, built, ids: list, max_new_tokens: int, stop_ids=()) -> list:
     """Greedy continuation of `ids` under `built` (a :class:`BuiltPress`)."""
     press = built.press
-    cache, logits = _prefill(model, press, ids)
+    cache, logits = _prefill(model, press, ids, built.quant)
     tokens = [int(logits.argmax())]
     decode_ctx = press(model) if press is not None and built.decoding else contextlib.nullcontext()
     with torch.no_grad(), decode_ctx:
@@ -118,9 +118,25 @@ def generate(model, built, ids: list, max_new_tokens: int, stop_ids=()) -> list:
     return tokens
 
 
+def _tensor_bytes(t) -> int:
+    """Bytes of a tensor, or of a quanto tensor's packed codes, scales and shifts."""
+    if t is None:
+        return 0
+    if isinstance(t, torch.Tensor) and type(t) is torch.Tensor:
+        return t.nbytes
+    parts = [getattr(t, name, None) for name in ("_data", "_scale", "_shift")]
+    return sum(_tensor_bytes(p) for p in parts if p is not None)
+
+
 def cache_bytes(cache) -> int:
-    """Bytes the cache's key and value tensors hold (what kvpress really keeps in memory)."""
-    return sum(layer.keys.nbytes + layer.values.nbytes for layer in cache.layers)
+    """Bytes the cache's key and value tensors hold (what kvpress really keeps in memory): the
+    full-precision tensors, and a quantized cache's packed codes with their scales and shifts."""
+    total = 0
+    for layer in cache.layers:
+        total += _tensor_bytes(layer.keys) + _tensor_bytes(layer.values)
+        total += _tensor_bytes(getattr(layer, "_quantized_keys", None))
+        total += _tensor_bytes(getattr(layer, "_quantized_values", None))
+    return total
 
 
 def kept_positions(model, built, ids: list, sizes: dict | None = None) -> list:
@@ -131,9 +147,12 @@ def kept_positions(model, built, ids: list, sizes: dict | None = None) -> list:
     mask instead of removing (AdaKV, CriticalAdaKV, DMS) are read from `masked_key_indices`.
     """
     full, _ = _prefill(model, None, ids)
+    if sizes is not None and built.quant is not None:
+        sizes["kv_bytes"] = cache_bytes(_prefill(model, built.press, ids, built.quant)[0])
+    # The selection runs before quantization, so the positions are read from a plain cache.
     cache, _ = _prefill(model, built.press, ids)
     if sizes is not None:
-        sizes["kv_bytes"] = cache_bytes(cache)
+        sizes.setdefault("kv_bytes", cache_bytes(cache))
         sizes["full_kv_bytes"] = cache_bytes(full)
     layers = model.model.layers
     result = []

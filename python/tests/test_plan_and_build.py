@@ -105,7 +105,6 @@ def test_pipelines_compose_as_kvpress_wrappers():
     ([press("window", sink=4, recent={"tokens": 64}, decode="roll", rerotate=True)], "rerotate"),
     ([press("window", sink=4, recent={"fraction": 0.1}, decode="roll", rerotate=False)], "relative to the prompt"),
     ([press("adakv", k={"tokens": 64}, floor=0.2, window=32, pool=7, normalize=True)], "normalize=false"),
-    ([press("knorm", k={"tokens": 8}), press("quant", role="store", bits=4)], "`quant` has no kvpress"),
     ([press("knorm", k={"tokens": 8}), press("compensate", role="augment")], "`compensate` has no kvpress"),
     ([press("knorm", k={"tokens": 8}), press("decoding", role="augment", every=None, recent=16)],
      "ring for generated tokens"),
@@ -225,3 +224,36 @@ def test_duo_heads_with_a_growing_window_are_duoattentionpress():
     with pytest.raises(PlanError, match="rule `heads duo -> knorm`.*only as DuoAttentionPress"):
         build_press(plan(rule("heads duo -> knorm", [press("knorm", k={"tokens": 8})], heads=duo),
                          rule("else -> window", [grow])), 2, 2)
+
+
+def test_quant_is_one_quantized_cache_for_the_whole_model():
+    from kvpolicy_kvpress.quant import QuantSpec
+
+    quant = press("quant", role="store", bits=4, group=32, residual=64, kbits=None, vbits=None)
+    knorm = press("knorm", k={"tokens": 8})
+    built = build_press(plan(rule("else -> knorm + quant", [knorm, quant])), 2)
+    assert built.quant == QuantSpec(4, 32, 64)
+    assert isinstance(built.press, KeepBudget)  # the selection, the cache apart
+    assert "re-quantizes the whole cache" in built.notes[-1]
+    alone = build_press(plan(rule("else -> quant", [quant])), 2)
+    assert alone.press is None and alone.quant == QuantSpec(4, 32, 64)
+    with pytest.raises(PlanError, match="rule `layers 0 -> knorm`.*every rule needs the same `quant`"):
+        build_press(plan(rule("layers 0 -> knorm", [knorm], layers={"kind": "indices", "ranges": [[0, 0]]}),
+                         rule("else -> quant", [quant])), 2)
+    two = dict(quant, params=dict(quant["params"], bits=2))
+    with pytest.raises(PlanError, match="different settings"):
+        build_press(plan(rule("layers 0 -> quant", [two], layers={"kind": "indices", "ranges": [[0, 0]]}),
+                         rule("else -> quant", [quant])), 2)
+    mixed = dict(quant, params=dict(quant["params"], kbits=2))
+    with pytest.raises(PlanError, match="one bit width"):
+        build_press(plan(rule("else -> quant", [mixed])), 2)
+    eight = dict(quant, params=dict(quant["params"], bits=8))
+    with pytest.raises(PlanError, match="2 or 4 bits"):
+        build_press(plan(rule("else -> quant", [eight])), 2)
+    class Model:
+        class config:
+            head_dim = 48
+    with pytest.raises(PlanError, match=r"quant\(group=32\).*head dimension \(48\)"):
+        QuantSpec(4, 32, 64).make_cache(Model)
+    with pytest.raises(PlanError, match="needs an `else` rule"):
+        build_press(plan(rule("layers 0.. -> quant", [quant], layers={"kind": "indices", "ranges": [[0, None]]})), 2)

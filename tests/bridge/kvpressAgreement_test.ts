@@ -188,6 +188,30 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name:
+    "kvpress agreement, pinned: quant as transformers' quantized cache (per-token keys, its schedule)",
+  ignore: kvpressMissing("cross-engine agreement"),
+  async fn() {
+    const dir = `${ROOT}models/tiny-needle`;
+    const ids = [1, ...promptIds(2048).filter((id) => id > 2).slice(0, 111)];
+    const policies = [
+      "else -> quant(bits=4, group=32, residual=32);",
+      "else -> snap(k=40, window=8, pool=5, reduce=avg) + quant(bits=4);",
+    ];
+    const [quant, snapQuant] = await runKvpress(dir, policies, ids);
+    // The prompt's whole cache as 4-bit codes plus an f32 scale and shift per group of 32 f32
+    // values: 4/32 + 2/32 of the full cache's bytes after prefill.
+    assert.equal(quant.kv_bytes / quant.full_kv_bytes, 3 / 16);
+    assert.match(quant.notes.at(-1)!, /re-quantizes the whole cache/);
+    // On this prompt the greedy tokens agree; the selection before quantization is SnapKV's.
+    assert.deepEqual((await runOurs(dir, policies[0], ids)).tokens, quant.tokens);
+    const ours = await runOurs(dir, policies[1], ids);
+    sameKept(ours.kept, snapQuant.kept, policies[1]);
+    assert.ok(snapQuant.kv_bytes < (40 / ids.length) * snapQuant.full_kv_bytes);
+  },
+});
+
 /** The real model: 30 layers × 3 KV heads, a 200-token prompt of distinct ids. */
 const REAL = [
   "else -> snap(k=64, window=16, pool=5, reduce=avg);",
