@@ -34,7 +34,12 @@ import { kvReport } from "./kvReport.ts";
 import { prefillChunks } from "./prefillPass.ts";
 import { chunkedCapacity, prefillChunked } from "./chunkedPrefill.ts";
 import { RaggedKvCache } from "./raggedKvCache.ts";
-import { NO_OBSERVATION, sharedObservations, usableShared } from "./sharedPrefill.ts";
+import {
+  NO_OBSERVATION,
+  prefillRecorders,
+  sharedObservations,
+  usableShared,
+} from "./sharedPrefill.ts";
 import { GateTurn } from "./phaseGate.ts";
 
 export { chunkStarts } from "./prefillPass.ts";
@@ -270,7 +275,6 @@ export class Engine {
     const N = req.promptIds.length;
     const maxNew = req.maxNewTokens;
     const { sampling, stopIds, readEvery, chunk } = o;
-    const observeWindow = Math.min(N, req.observe?.promptWindow ?? 0);
     const observeFirst = (req.observe?.firstStep ?? false) && maxNew >= 2;
     await turn.take();
     const memory = this.ctx.watchMemory();
@@ -288,18 +292,9 @@ export class Engine {
       position: N - 1,
       idsCapacity: Math.max(1, maxNew),
     });
-    const seen = shared && sharedObservations(shared, req.observe);
-    const promptObs = seen
-      ? seen.observation
-      : observeWindow > 0
-      ? this.createObservation(observeWindow, N)
-      : undefined;
+    const recorders = prefillRecorders(this, shared, req.observe, N);
+    const { observation: promptObs, columnSums } = recorders;
     const firstObs = observeFirst ? this.createObservation(1, N + 1) : undefined;
-    const columnSums: ColumnSums | undefined = seen
-      ? seen.columnSums
-      : req.observe?.columnSums
-      ? { stride: N, buffers: this.createObservation(1, N).buffers }
-      : undefined;
     const owned: Step[] = [];
     let acts: Activations | undefined;
     let decodeActs: Activations | undefined;
@@ -362,7 +357,7 @@ export class Engine {
         promptObservation: promptObs,
         firstStepObservation: fed > 0 ? firstObs : undefined,
         promptColumnSums: columnSums,
-        queryStatistics: seen ? seen.queryStatistics : stats,
+        queryStatistics: shared ? sharedObservations(shared, req.observe).queryStatistics : stats,
         promptIds: req.promptIds,
         memo: shared?.memo,
       });
@@ -432,7 +427,7 @@ export class Engine {
       stats?.release();
       if (acts && !shared) releaseActivations(this.ctx, acts);
       if (decodeActs) releaseActivations(this.ctx, decodeActs);
-      const observed = (shared ? [firstObs] : [promptObs, firstObs, columnSums])
+      const observed = (recorders.owned ? [promptObs, firstObs, columnSums] : [firstObs])
         .flatMap((o) => o?.buffers ?? []);
       for (const b of observed) {
         this.ctx.release(b);

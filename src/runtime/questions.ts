@@ -47,6 +47,7 @@ import { chunkedCapacity, type ChunkedPrefill, prefillChunked } from "./chunkedP
 import { DEFAULT_READ_EVERY } from "./workSizes.ts";
 import {
   NO_OBSERVATION,
+  prefillRecorders,
   sharedObservations,
   type SharedPrefill,
   usableShared,
@@ -131,7 +132,6 @@ export async function answerQuestions(
   const ctx = engine.ctx;
   const sampling = req.sampling ?? { temperature: 0, topK: 0, topP: 1, seed: 0 };
   const readEvery = Math.max(1, req.readEvery ?? DEFAULT_READ_EVERY);
-  const window = Math.min(N, req.observe?.promptWindow ?? 0);
   const memory = ctx.watchMemory();
   const chunk = Math.max(1, req.prefillChunk ?? engine.prefillChunk);
   const shared = req.shared;
@@ -146,17 +146,8 @@ export async function answerQuestions(
     chunked ? chunkedCapacity(N, chunked, more) : N + more,
     engine.kvDtype,
   );
-  const seen = shared && sharedObservations(shared, req.observe);
-  const obs = seen
-    ? seen.observation
-    : window > 0
-    ? engine.createObservation(window, N)
-    : undefined;
-  const sums: ColumnSums | undefined = seen
-    ? seen.columnSums
-    : req.observe?.columnSums
-    ? { stride: N, buffers: engine.createObservation(1, N).buffers }
-    : undefined;
+  const recorders = prefillRecorders(engine, shared, req.observe, N);
+  const { observation: obs, columnSums: sums } = recorders;
   const sampler = createSamplerState(ctx, {
     token: 0,
     position: N,
@@ -182,7 +173,7 @@ export async function answerQuestions(
       decodeBudget: longest + Math.max(0, maxNew - 1),
       promptObservation: obs,
       promptColumnSums: sums,
-      queryStatistics: seen ? seen.queryStatistics : stats,
+      queryStatistics: shared ? sharedObservations(shared, req.observe).queryStatistics : stats,
       promptIds: req.contextIds,
       memo: shared?.memo,
     });
@@ -226,7 +217,7 @@ export async function answerQuestions(
     destroySteps(steps);
     if (acts) releaseActivations(ctx, acts);
     if (snapshot) releaseSnapshot(ctx, snapshot);
-    if (!shared) {
+    if (recorders.owned) {
       for (const b of [...(obs?.buffers ?? []), ...(sums?.buffers ?? [])]) ctx.release(b);
     }
     ctx.release(sampler.state);

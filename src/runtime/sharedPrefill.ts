@@ -86,10 +86,7 @@ export async function prefillShared(
   const window = Math.min(N, observe.promptWindow);
   const t0 = performance.now();
   const cache = new RaggedKvCache(ctx, engine.config, N, engine.kvDtype);
-  const observation = window > 0 ? engine.createObservation(window, N) : undefined;
-  const columnSums: ColumnSums | undefined = observe.columnSums
-    ? { stride: N, buffers: engine.createObservation(1, N).buffers }
-    : undefined;
+  const { observation, columnSums } = prefillRecorders(engine, undefined, observe, N);
   let queryStatistics: QueryStatisticsRecorder | undefined;
   try {
     queryStatistics = startQueryStatistics(ctx, engine.gpu, cache, observe);
@@ -147,6 +144,27 @@ export function usableShared(
   const sink = observe.queryStatistics?.sink;
   if (sink !== undefined && shared.queryStatistics?.sink !== sink) return undefined;
   return shared;
+}
+
+/**
+ * The buffers a prefill of an `n`-token prompt records into for `observe`: the shared prefill's
+ * (only what `observe` asks for; already filled), or fresh ones (`owned`: the caller frees them).
+ */
+export function prefillRecorders(
+  engine: Pick<Engine, "createObservation">,
+  shared: SharedPrefill | undefined,
+  observe: ObserveRequest | undefined,
+  n: number,
+): { observation?: Observation; columnSums?: ColumnSums; owned: boolean } {
+  if (shared) return { ...sharedObservations(shared, observe), owned: false };
+  const window = Math.min(n, observe?.promptWindow ?? 0);
+  return {
+    observation: window > 0 ? engine.createObservation(window, n) : undefined,
+    columnSums: observe?.columnSums
+      ? { stride: n, buffers: engine.createObservation(1, n).buffers }
+      : undefined,
+    owned: true,
+  };
 }
 
 /** What a plan's press sees of a shared prefill: only what the plan itself asked to observe. */

@@ -212,7 +212,7 @@ Deno.test({
   },
 });
 
-/** The real model: 30 layers × 3 KV heads, a 200-token prompt of distinct ids. */
+/** The real model: 30 layers × 3 KV heads, a 128-token prompt of distinct ids. */
 const REAL = [
   "else -> snap(k=64, window=16, pool=5, reduce=avg);",
   "else -> keydiff(k=30%);",
@@ -228,7 +228,7 @@ Deno.test({
   ignore: smollm2Missing() || kvpressMissing("cross-engine agreement on the real model"),
   async fn() {
     let state = 7;
-    const ids = Array.from({ length: 200 }, (_, i) => {
+    const ids = Array.from({ length: 128 }, (_, i) => {
       state = (state * 1103515245 + 12345) % 2147483648;
       return 100 + ((state >> 8) % 200) * 200 + i; // distinct, inside the 49,152-token vocabulary
     });
