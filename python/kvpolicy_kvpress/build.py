@@ -262,13 +262,20 @@ def _matches(selector: Optional[dict], index: int) -> bool:
     return False
 
 
+def _led_by_detector(plan: dict, target: str, name: str) -> Optional[dict]:
+    """The plan's first rule when it selects `target` ("layers"/"heads") by detector `name`."""
+    first = plan["rules"][0] if plan["rules"] else None
+    sel = first and first.get(target)
+    return first if sel and sel["kind"] == "detector" and sel["detector"]["name"] == name else None
+
+
 def _simlayerkv(plan: dict, notes: list) -> Optional[BuiltPress]:
     """`layers lazy(...) -> window(sink=S, recent=R); else -> full` is kvpress's SimLayerKVPress."""
     rules = plan["rules"]
-    first = rules[0] if rules else None
-    sel = first and first.get("layers")
-    if not (sel and sel["kind"] == "detector" and sel["detector"]["name"] == "lazy"):
+    first = _led_by_detector(plan, "layers", "lazy")
+    if first is None:
         return None
+    sel = first["layers"]
     rule = _Rule(first)
     lazy = sel["detector"]["params"]
     rest_full = all(not r["pipeline"] or r["pipeline"][0]["name"] == "full" for r in rules[1:])
@@ -302,10 +309,10 @@ def _duo(plan: dict, notes: list) -> Optional[BuiltPress]:
     """`heads duo(ratio, qlen) -> full; else -> window(sink, recent, decode=grow)` is kvpress's
     DuoAttentionPress, its heads scored on the prompt (:class:`PromptDuoAttentionPress`)."""
     rules = plan["rules"]
-    first = rules[0] if rules else None
-    sel = first and first.get("heads")
-    if not (sel and sel["kind"] == "detector" and sel["detector"]["name"] == "duo"):
+    first = _led_by_detector(plan, "heads", "duo")
+    if first is None:
         return None
+    sel = first["heads"]
     rule = _Rule(first)
     shape = "`heads duo(...) -> full; else -> window(sink, recent, decode=grow)`"
     full = [c["name"] for c in first["pipeline"]] in (["full"], [])

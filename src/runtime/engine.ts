@@ -34,12 +34,7 @@ import { kvReport } from "./kvReport.ts";
 import { prefillChunks } from "./prefillPass.ts";
 import { chunkedCapacity, prefillChunked } from "./chunkedPrefill.ts";
 import { RaggedKvCache } from "./raggedKvCache.ts";
-import {
-  NO_OBSERVATION,
-  prefillRecorders,
-  sharedObservations,
-  usableShared,
-} from "./sharedPrefill.ts";
+import { NO_OBSERVATION, prefillRecorders, usableShared } from "./sharedPrefill.ts";
 import { GateTurn } from "./phaseGate.ts";
 
 export { chunkStarts } from "./prefillPass.ts";
@@ -357,7 +352,7 @@ export class Engine {
         promptObservation: promptObs,
         firstStepObservation: fed > 0 ? firstObs : undefined,
         promptColumnSums: columnSums,
-        queryStatistics: shared ? sharedObservations(shared, req.observe).queryStatistics : stats,
+        queryStatistics: recorders.queryStatistics ?? stats,
         promptIds: req.promptIds,
         memo: shared?.memo,
       });

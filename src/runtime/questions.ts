@@ -48,7 +48,6 @@ import { DEFAULT_READ_EVERY } from "./workSizes.ts";
 import {
   NO_OBSERVATION,
   prefillRecorders,
-  sharedObservations,
   type SharedPrefill,
   usableShared,
 } from "./sharedPrefill.ts";
@@ -173,7 +172,7 @@ export async function answerQuestions(
       decodeBudget: longest + Math.max(0, maxNew - 1),
       promptObservation: obs,
       promptColumnSums: sums,
-      queryStatistics: shared ? sharedObservations(shared, req.observe).queryStatistics : stats,
+      queryStatistics: recorders.queryStatistics ?? stats,
       promptIds: req.contextIds,
       memo: shared?.memo,
     });

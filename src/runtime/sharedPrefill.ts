@@ -147,16 +147,29 @@ export function usableShared(
 }
 
 /**
- * The buffers a prefill of an `n`-token prompt records into for `observe`: the shared prefill's
- * (only what `observe` asks for; already filled), or fresh ones (`owned`: the caller frees them).
+ * The buffers a prefill of an `n`-token prompt records into for `observe`: of a shared prefill,
+ * only what `observe` asks for (already filled, query statistics included), or fresh ones
+ * (`owned`: the caller frees them; query statistics start with the prefill itself).
  */
 export function prefillRecorders(
   engine: Pick<Engine, "createObservation">,
   shared: SharedPrefill | undefined,
   observe: ObserveRequest | undefined,
   n: number,
-): { observation?: Observation; columnSums?: ColumnSums; owned: boolean } {
-  if (shared) return { ...sharedObservations(shared, observe), owned: false };
+): {
+  observation?: Observation;
+  columnSums?: ColumnSums;
+  queryStatistics?: QueryStatisticsRecorder;
+  owned: boolean;
+} {
+  if (shared) {
+    return {
+      observation: (observe?.promptWindow ?? 0) > 0 ? shared.observation : undefined,
+      columnSums: observe?.columnSums ? shared.columnSums : undefined,
+      queryStatistics: observe?.queryStatistics ? shared.queryStatistics : undefined,
+      owned: false,
+    };
+  }
   const window = Math.min(n, observe?.promptWindow ?? 0);
   return {
     observation: window > 0 ? engine.createObservation(window, n) : undefined,
@@ -164,19 +177,6 @@ export function prefillRecorders(
       ? { stride: n, buffers: engine.createObservation(1, n).buffers }
       : undefined,
     owned: true,
-  };
-}
-
-/** What a plan's press sees of a shared prefill: only what the plan itself asked to observe. */
-export function sharedObservations(shared: SharedPrefill, observe: ObserveRequest | undefined): {
-  observation?: Observation;
-  columnSums?: ColumnSums;
-  queryStatistics?: QueryStatisticsRecorder;
-} {
-  return {
-    observation: (observe?.promptWindow ?? 0) > 0 ? shared.observation : undefined,
-    columnSums: observe?.columnSums ? shared.columnSums : undefined,
-    queryStatistics: observe?.queryStatistics ? shared.queryStatistics : undefined,
   };
 }
 

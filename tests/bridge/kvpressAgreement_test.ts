@@ -165,13 +165,18 @@ Deno.test({
   },
 });
 
+/** models/tiny-needle (shipped, with its tokenizer) and BOS + 111 distinct ordinary ids. */
+const TINY = {
+  dir: `${ROOT}models/tiny-needle`,
+  ids: [1, ...promptIds(2048).filter((id) => id > 2).slice(0, 111)],
+};
+
 Deno.test({
   name: "kvpress agreement on tiny-needle: KVzip (global and layer-wise cuts, fraction and count)",
   ignore: kvpressMissing("cross-engine agreement"),
   async fn() {
-    // KVzip feeds the repeat prompts as text: a model with a tokenizer (shipped in models/).
-    const dir = `${ROOT}models/tiny-needle`;
-    const ids = [1, ...promptIds(2048).filter((id) => id > 2).slice(0, 111)];
+    // KVzip feeds the repeat prompts as text: a model with a tokenizer.
+    const { dir, ids } = TINY;
     const policies = [
       "else -> kvzip(k=40%, chunk=64);",
       "else -> kvzip(k=30, chunk=48, layerwise=true);",
@@ -193,8 +198,7 @@ Deno.test({
     "kvpress agreement, pinned: quant as transformers' quantized cache (per-token keys, its schedule)",
   ignore: kvpressMissing("cross-engine agreement"),
   async fn() {
-    const dir = `${ROOT}models/tiny-needle`;
-    const ids = [1, ...promptIds(2048).filter((id) => id > 2).slice(0, 111)];
+    const { dir, ids } = TINY;
     const policies = [
       "else -> quant(bits=4, group=32, residual=32);",
       "else -> snap(k=40, window=8, pool=5, reduce=avg) + quant(bits=4);",
