@@ -132,7 +132,20 @@ function readSuite(values: Record<string, unknown>, modelPath: string): EvalSuit
   );
   suite.seed = intFlag("seed", values.seed as string | undefined, suite.seed, 0);
   if (values.chat === true) suite.chat = true;
+  const pplText = suite.perplexity.text;
+  if (pplText !== undefined && suite.tasks.includes("ppl")) checkReadable(pplText, String(file));
   return suite;
+}
+
+/** A suite's `ppl.text` is checked before the model opens (the samples read it later). */
+function checkReadable(path: string, suiteFile: string): void {
+  let isFile = false;
+  try {
+    isFile = Deno.statSync(path).isFile;
+  } catch (e) {
+    throw new UserError(`${suiteFile}: ppl.text: cannot read '${path}': ${(e as Error).message}`);
+  }
+  if (!isFile) throw new UserError(`${suiteFile}: ppl.text: '${path}' is not a file`);
 }
 
 /** Reads and compiles every `--policy`, naming each by `policy "name"`, its file, or its rules. */

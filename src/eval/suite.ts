@@ -6,6 +6,7 @@
  * @module
  */
 
+import { dirname, resolve } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { isGgufPath } from "../model/ggufModel.ts";
 import { UserError } from "../userError.ts";
@@ -78,8 +79,11 @@ export interface EvalSuite {
   multiValue: { values: number };
   /** Variable tracking: variables per chain, and chains (one asked, the rest distractors). */
   variableTracking: { hops: number; chains: number };
-  /** Perplexity: first scored position (1 = every token after BOS). */
-  perplexity: { from: number };
+  /**
+   * Perplexity: first scored position (1 = every token after BOS), and the text scored: a file
+   * (its path, resolved against the suite file's folder), or the held-out filler when absent.
+   */
+  perplexity: { from: number; text?: string };
   /** Hit rate: attention weight above which a position counts as important while decoding. */
   hitRate: { threshold: number; maxNewTokens: number };
 }
@@ -334,13 +338,21 @@ export function parseSuiteYaml(text: string, file: string, base: EvalSuite): Eva
   }
   if (fields.ppl !== undefined) {
     const ppl = asObject(fields.ppl, `${file}: ppl`);
-    checkKeys(ppl, ["from"], `${file}: ppl`);
+    checkKeys(ppl, ["from", "text"], `${file}: ppl`);
+    if (ppl.text !== undefined && (typeof ppl.text !== "string" || ppl.text === "")) {
+      throw new UserError(`${file}: ppl.text must be the path of a text file`);
+    }
     suite.perplexity = {
       from: numberField(ppl, "from", suite.perplexity.from, file, {
         integer: true,
         min: 1,
         max: MAX_LENGTH,
       }),
+      ...(typeof ppl.text === "string"
+        ? { text: resolve(dirname(file), ppl.text) }
+        : suite.perplexity.text !== undefined
+        ? { text: suite.perplexity.text }
+        : {}),
     };
   }
   if (fields.hitrate !== undefined) {

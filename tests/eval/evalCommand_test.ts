@@ -174,3 +174,36 @@ Deno.test({
     assert.equal(d.opened.length, 0);
   },
 });
+
+Deno.test("eval command: perplexity on a text file the suite names; a missing one fails early", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "kvpolicy-eval-ppl-" });
+  try {
+    const words = "the river runs past the old mill and the miller counts his sacks of grain";
+    await Deno.writeTextFile(`${dir}/essay.txt`, Array(40).fill(words).join(". "));
+    await Deno.writeTextFile(`${dir}/suite.yaml`, "ppl: { from: 64, text: essay.txt }\n");
+    const d = deps();
+    const args = ["--model", TINY_NEEDLE_DIR, "--suite", `${dir}/suite.yaml`, "--task", "ppl"];
+    const code = await evalCommand(
+      [...args, "--lengths", "128", "--samples", "2", "--policy", "full", "--json"],
+      d,
+    );
+    assert.equal(code, 0);
+    const json = JSON.parse(d.printed[0]);
+    assert.equal(json.suite.ppl_text, `${dir}/essay.txt`);
+    const [row] = json.results;
+    assert.equal(row.task, "ppl");
+    assert.equal(row.samples, 2);
+    assert.ok(Number.isFinite(row.perplexity) && row.perplexity > 1, JSON.stringify(row));
+    // The file is checked before the model opens.
+    await Deno.writeTextFile(`${dir}/suite.yaml`, "ppl: { text: gone.txt }\n");
+    const e = deps();
+    await assert.rejects(
+      () => evalCommand([...args, "--policy", "full"], e),
+      (err: Error) =>
+        err instanceof UserError && /ppl\.text: cannot read '.*gone\.txt'/.test(err.message),
+    );
+    assert.deepEqual(e.opened, []);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

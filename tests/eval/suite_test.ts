@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { resolve } from "node:path";
 import { UserError } from "../../src/cli/errors.ts";
 import { parseDepths, parseLengths } from "../../src/eval/gridSpec.ts";
 import {
@@ -74,6 +75,10 @@ variable_tracking: { hops: 2 }
   assert.deepEqual(suite.variableTracking, { hops: 2, chains: 2 });
   assert.deepEqual(base, defaultSuite("tiny-needle"), "the base is not modified");
   const planted = parseSuiteYaml("base: planted-needle\n", "p.yaml", base);
+  // ppl.text is a path against the suite file's folder.
+  const ppl = parseSuiteYaml("ppl: { from: 64, text: essay.txt }\n", "suites/s.yaml", base);
+  assert.deepEqual(ppl.perplexity, { from: 64, text: resolve("suites", "essay.txt") });
+  assert.equal(base.perplexity.text, undefined);
   assert.deepEqual(planted.templates, PLANTED_NEEDLE_TEMPLATES);
 });
 
@@ -90,6 +95,8 @@ Deno.test("suite: malformed YAML files are user errors naming file and key", () 
     ["multi_key: { share_word: 2 }", /'share_word' must be a number in 0\.\.1/],
     ["tasks: [needle, hay]", /unknown task 'hay'/],
     ["base: llama", /'base' must be/],
+    ["ppl: { text: 3 }", /bad\.yaml: ppl\.text must be the path of a text file/],
+    ["ppl: { txt: a.txt }", /unknown key 'txt'/],
   ];
   for (const [text, message] of cases) {
     assert.throws(() => parseSuiteYaml(text, "bad.yaml", base), (e: Error) => {

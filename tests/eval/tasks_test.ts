@@ -5,6 +5,7 @@ import { buildSuiteSamples, buildTaskSamples } from "../../src/eval/samples.ts";
 import { defaultSuite, type EvalSuite } from "../../src/eval/suite.ts";
 import { multiKeySample } from "../../src/eval/tasks/multiKey.ts";
 import { tinyNeedleTokenizer } from "./_fakeEngine.ts";
+import { UserError } from "../../src/userError.ts";
 
 const tokenizer = await tinyNeedleTokenizer();
 const context = taskContext(tokenizer);
@@ -167,4 +168,59 @@ Deno.test("planted-needle template: the question ends with the needle's own pref
   const key = /What is the special magic number for ([a-z]+-[a-z]+)\?/.exec(s.promptText)![1];
   assert.ok(s.promptText.endsWith(`? Answer: The special magic number for ${key} is`));
   assert.equal(s.expected, ` ${s.references[0]}.`);
+});
+
+Deno.test("ppl text: consecutive windows of the file, BOS first, each exactly the length", () => {
+  const dir = Deno.makeTempDirSync({ prefix: "kvpolicy-ppl-" });
+  try {
+    const path = `${dir}/text.txt`;
+    // Natural text, not the filler grammar: the windows come from the file alone.
+    const text = Array.from(
+      { length: 60 },
+      (_, i) => `Paragraph ${i}: the quick brown fox jumps over the lazy dog near river ${i * 7}.`,
+    ).join("\n");
+    Deno.writeTextFileSync(path, text);
+    const suite = suiteWith({
+      tasks: ["ppl"],
+      lengths: [100, 200],
+      samples: 3,
+      perplexity: { from: 50, text: path },
+    });
+    const samples = buildTaskSamples(tokenizer, suite, "ppl");
+    assert.equal(samples.length, 6);
+    const body = tokenizer.encode(text, { addSpecialTokens: false });
+    for (const s of samples) {
+      assert.equal(s.kind, "score");
+      if (s.kind !== "score") continue;
+      assert.equal(s.ids.length, s.length);
+      assert.equal(s.ids[0], 1, "BOS first");
+      assert.equal(s.from, 50);
+      const run = s.length - 1;
+      assert.deepEqual(s.ids.slice(1), body.slice(s.index * run, (s.index + 1) * run));
+    }
+    // The first window decodes to the file's opening words.
+    assert.ok(
+      tokenizer.decode(samples[0].kind === "score" ? samples[0].ids : [], {
+        skipSpecialTokens: true,
+      }).startsWith("Paragraph 0: the quick brown fox"),
+    );
+    // Too short for the samples asked: a user error naming the file and its token count.
+    assert.throws(
+      () => buildTaskSamples(tokenizer, { ...suite, samples: 100 }, "ppl"),
+      (e: Error) =>
+        e instanceof UserError && e.message.includes(path) &&
+        e.message.includes(`holds ${body.length} tokens`),
+    );
+    assert.throws(
+      () =>
+        buildTaskSamples(
+          tokenizer,
+          { ...suite, perplexity: { from: 1, text: `${dir}/missing.txt` } },
+          "ppl",
+        ),
+      (e: Error) => e instanceof UserError && /cannot read '.*missing\.txt'/.test(e.message),
+    );
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
 });

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { compilePolicy } from "../../src/plan/compile.ts";
 import { formatPolicy } from "../../src/policy/format.ts";
+import { defaultSuite, parseSuiteYaml } from "../../src/eval/suite.ts";
 
 const DIR = new URL("../../docs/reproduction/", import.meta.url);
 
@@ -11,5 +12,13 @@ for (const entry of [...Deno.readDirSync(DIR)].filter((e) => e.name.endsWith(".k
     assert.deepEqual(result.diagnostics, []);
     assert.equal(result.plan?.name, entry.name.replace(/\.kvp$/, ""));
     assert.equal(formatPolicy(result.ast), text);
+  });
+}
+
+for (const entry of [...Deno.readDirSync(DIR)].filter((e) => e.name.endsWith(".yaml"))) {
+  Deno.test(`docs/reproduction/${entry.name}: parses as an eval suite`, () => {
+    const text = Deno.readTextFileSync(new URL(entry.name, DIR));
+    const suite = parseSuiteYaml(text, entry.name, defaultSuite("tiny-needle"));
+    assert.ok(suite.tasks.length > 0 && suite.lengths.length > 0);
   });
 }

@@ -21,6 +21,8 @@ export interface EvalJson {
     lengths: number[];
     depths: number[];
     tasks: string[];
+    /** The text file perplexity scored (`ppl.text`), when not the built-in filler. */
+    ppl_text?: string;
   };
   /**
    * True when every policy ran query-aware (the question inside the compressed prompt); each
@@ -73,6 +75,7 @@ export function reportToJson(report: EvalReport): EvalJson {
       lengths: suite.lengths,
       depths: suite.depths,
       tasks: suite.tasks,
+      ...(suite.perplexity.text !== undefined ? { ppl_text: suite.perplexity.text } : {}),
     },
     query_aware: protocols.every((p) => p === "aware"),
     protocols,
