@@ -359,8 +359,7 @@ export function bothHooks(a: StepHook | undefined, b: StepHook | undefined): Ste
 /**
  * The recompressor of a chunked policy (`chunked(size=C)`): every head whose pipeline has
  * `chunked` is listed with no entries yet (prefill fills it chunk by chunk), every other head
- * keeps everything. Throws {@link UnsupportedPolicyError} when a press reads a longer observation
- * window than a chunk holds.
+ * keeps everything. The executor has refused presses reading more queries than a chunk holds.
  */
 export function chunkedRecompressor(
   ctx: GpuContext,
@@ -376,14 +375,7 @@ export function chunkedRecompressor(
       if (!chunked) return undefined;
       size = chunked.params.size as number;
       const press = a.pipeline[0];
-      const r: RecompressHead = { press, schema: schemaOf(press), positions: [] };
-      if (recompressWindow(r) > size) {
-        throw new UnsupportedPolicyError(
-          `chunked(size=${size}): '${press.name}' reads the last ${recompressWindow(r)} queries ` +
-            "of each chunk; use chunks at least that long",
-        );
-      }
-      return r;
+      return { press, schema: schemaOf(press), positions: [] } satisfies RecompressHead;
     })
   );
   return new DecodingRecompressor(ctx, config, heads, promptLength, size, 0);

@@ -62,8 +62,8 @@ function shareGroups(
     let observe: ObserveRequest;
     try {
       const executor = planExecutor(engine, plan);
-      if (executor.isChunked || !fits) return alone.push(i);
-      observe = executor.observeRequest();
+      if (executor.usesChunks(N) || !fits) return alone.push(i);
+      observe = executor.observeRequest(N);
     } catch {
       return alone.push(i); // its own run reports the error
     }

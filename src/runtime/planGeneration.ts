@@ -49,7 +49,7 @@ function sharedFor(
   prefillChunk: number | undefined,
   observe: ObserveRequest,
 ): SharedPrefill | undefined {
-  if (!shared || executor.isChunked) return undefined;
+  if (!shared || executor.usesChunks(promptIds.length)) return undefined;
   return usableShared(shared, promptIds, Math.max(1, prefillChunk ?? engine.prefillChunk), observe);
 }
 
@@ -80,7 +80,7 @@ async function warmUpPlan(
     promptIds: ids,
     maxNewTokens: Math.max(0, Math.min(3, engine.config.maxPositions - ids.length)),
     stopIds: [],
-    observe: executor.observeRequest(),
+    observe: executor.observeRequest(ids.length),
     afterPrefill: (state) => executor.apply(state),
     chunkedPrefill: (n) => executor.chunkedPrefill(n),
     prefillRoom: (n) => executor.prefillRoom(n),
@@ -107,7 +107,7 @@ export async function generateWithPlan(
     if (warmUp) await warmUpPlan(engine, plan, req.promptIds, registry);
     await executor.prepare();
   });
-  const observe = executor.observeRequest();
+  const observe = executor.observeRequest(req.promptIds.length);
   const result = await engine.generate({
     ...req,
     shared: sharedFor(engine, executor, req.shared, req.promptIds, req.prefillChunk, observe),
@@ -138,7 +138,7 @@ export async function answerWithPlan(
   const executor = planExecutor(engine, plan, registry);
   if (warmUp) await warmUpPlan(engine, plan, req.contextIds, registry);
   await executor.prepare();
-  const observe = executor.observeRequest();
+  const observe = executor.observeRequest(req.contextIds.length);
   const result = await answerQuestions(engine, {
     ...req,
     shared: sharedFor(engine, executor, req.shared, req.contextIds, req.prefillChunk, observe),

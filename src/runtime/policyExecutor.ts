@@ -33,6 +33,7 @@ import {
   chunkedRecompressor,
   type DecodingRecompressor,
   recompressorFor,
+  recompressWindow,
 } from "./decodingRecompress.ts";
 import type { CompactCompensation } from "./raggedKvCache.ts";
 import { type HeadAssignment, resolvePlan } from "./planResolver.ts";
@@ -141,7 +142,22 @@ export class PolicyExecutor {
 
   /** Whether the plan prefills in chunks (`chunked`). */
   get isChunked(): boolean {
-    return this.plan.rules.some((r) => r.pipeline.some((p) => p.name === "chunked"));
+    return this.chunkSize !== undefined;
+  }
+
+  /** The plan's `chunked(size=C)` (every chunked rule has the same size), if any. */
+  get chunkSize(): number | undefined {
+    const press = this.plan.rules.flatMap((r) => r.pipeline).find((p) => p.name === "chunked");
+    return press?.params.size as number | undefined;
+  }
+
+  /**
+   * Whether an `n`-token prompt is prefilled in chunks: a chunked plan whose prompt fits in one
+   * chunk is compressed once after prefill, as the plan without `chunked` would be (its one
+   * chunk's step is that compression), with the scores computed on the GPU.
+   */
+  usesChunks(n: number): boolean {
+    return this.isChunked && n > this.chunkSize!;
   }
 
   /**
@@ -153,12 +169,8 @@ export class PolicyExecutor {
     if (!this.isChunked) return undefined;
     const c = this.config;
     await this.prepare();
-    const other = this.plan.detectors.find((d) => d.name !== "retrieval");
-    if (other) {
-      throw new UnsupportedPolicyError(
-        `detector '${other.name}' needs the whole prompt cached: not with chunked prefill`,
-      );
-    }
+    this.checkChunked();
+    if (!this.usesChunks(promptLength)) return undefined; // one chunk: compressed after prefill
     // `retrieval` reads the model's profile, no prompt state.
     const noPrompt = {} as PrefillState;
     const { verdicts } = await runDetectors(
@@ -178,6 +190,32 @@ export class PolicyExecutor {
       promptLength,
     );
     return this.chunked;
+  }
+
+  /**
+   * What a chunked plan cannot do, refused whatever the prompt's length (a prompt of one chunk
+   * takes the one-shot path, but the policy must not change meaning with the prompt): detectors
+   * that need the whole prompt cached, and presses reading more queries than a chunk holds.
+   */
+  private checkChunked(): void {
+    const other = this.plan.detectors.find((d) => d.name !== "retrieval");
+    if (other) {
+      throw new UnsupportedPolicyError(
+        `detector '${other.name}' needs the whole prompt cached: not with chunked prefill`,
+      );
+    }
+    const size = this.chunkSize!;
+    for (const rule of this.plan.rules) {
+      if (!rule.pipeline.some((p) => p.name === "chunked")) continue;
+      const press = rule.pipeline[0];
+      const window = recompressWindow({ press, schema: this.press(press) });
+      if (window > size) {
+        throw new UnsupportedPolicyError(
+          `chunked(size=${size}): '${press.name}' reads the last ${window} queries of each ` +
+            "chunk; use chunks at least that long",
+        );
+      }
+    }
   }
 
   /** The last chunk's compression (after prefill, with room for decoding) and the trace. */
@@ -278,10 +316,15 @@ export class PolicyExecutor {
     return scores;
   }
 
-  /** The attention the engine must record for this plan. */
-  observeRequest(): ObserveRequest {
+  /**
+   * The attention the engine must record for this plan, on a prompt of `promptLength` tokens
+   * (unknown: as for a prompt longer than any chunk).
+   */
+  observeRequest(promptLength = Infinity): ObserveRequest {
     // Chunked prefill keeps each chunk's last queries itself (no prompt-wide observation).
-    if (this.isChunked) return { promptWindow: 0, firstStep: false, columnSums: false };
+    if (this.usesChunks(promptLength)) {
+      return { promptWindow: 0, firstStep: false, columnSums: false };
+    }
     let promptWindow = 0;
     let firstStep = false;
     for (const rule of this.plan.rules) {
@@ -328,7 +371,8 @@ export class PolicyExecutor {
     const clock = new PressClock();
     this.trace = Array.from({ length: c.numLayers }, () => ({ heads: [] }));
     await this.prepare();
-    if (this.isChunked) {
+    if (this.isChunked) this.checkChunked();
+    if (this.usesChunks(state.promptLength)) {
       if (!this.chunked) {
         throw new UnsupportedPolicyError(
           "this caller prefills in one piece: a chunked policy needs the engine's chunked prefill",

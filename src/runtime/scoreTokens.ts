@@ -56,7 +56,7 @@ export async function scoreTokens(
   const room = Math.max(ids.length - from, executor.prefillRoom(from));
   const capacity = chunked ? chunkedCapacity(from, chunked, room) : from + room;
   const cache = new RaggedKvCache(engine.ctx, engine.config, capacity, engine.kvDtype);
-  const want = executor.observeRequest();
+  const want = executor.observeRequest(from);
   const obs = want.promptWindow > 0
     ? engine.createObservation(Math.min(want.promptWindow, from), from)
     : undefined;

@@ -38,7 +38,7 @@ export async function runPolicy(
   const result = await engine.generate({
     promptIds: ids,
     maxNewTokens,
-    observe: executor.observeRequest(),
+    observe: executor.observeRequest(ids.length),
     afterPrefill: (state) => executor.apply(state),
     duringDecode: () => executor.recompressor,
     chunkedPrefill: (n) => executor.chunkedPrefill(n),

@@ -118,3 +118,34 @@ Deno.test({
     });
   },
 });
+
+Deno.test({
+  name: "chunked SnapKV on a prompt of one chunk is one-shot SnapKV, scored on the GPU",
+  ignore: sharedMissing(),
+  async fn() {
+    const ids = await prompt(); // 44 tokens
+    await withEngine(FIXTURE, async (engine) => {
+      const snap = `else -> snap(k=${K}, window=${W}, pool=3)`;
+      const once = await runPolicy(engine, snap, ids, STEPS);
+      const oneChunk = await runPolicy(engine, `${snap} + chunked(size=64)`, ids, STEPS);
+      assert.deepEqual(
+        oneChunk.trace.map((l) => l.heads.map((h) => h.kept)),
+        once.trace.map((l) => l.heads.map((h) => h.kept)),
+      );
+      assert.deepEqual(oneChunk.tokens, once.tokens);
+      // It observed the prompt's last W queries on the GPU; no chunk recompressor ran.
+      assert.equal(oneChunk.executor.observeRequest(ids.length).promptWindow, W);
+      assert.equal(oneChunk.executor.observeRequest(65).promptWindow, 0);
+      assert.equal(oneChunk.executor.chunked, undefined);
+      // What a chunked policy cannot do is refused at every prompt length.
+      await assert.rejects(
+        () => runPolicy(engine, `else -> snap(k=${K}, window=32) + chunked(size=16)`, ids, 2),
+        /chunked\(size=16\): 'snap' reads the last 32 queries of each chunk/,
+      );
+      await assert.rejects(
+        () => runPolicy(engine, `else -> snap(k=${K}, window=32) + chunked(size=16)`, [1, 2, 3], 2),
+        /chunked\(size=16\): 'snap' reads the last 32 queries of each chunk/,
+      );
+    });
+  },
+});
