@@ -15,7 +15,9 @@ import type { PressSchema } from "./schema.ts";
  * the selection, later chunks attend to the compressed cache, so from layer 1 on their keys and
  * values differ from one-shot prefill's: that is the quality cost chunking trades for memory. Presses whose budgets or scores need the whole prompt at once
  * (`pyramid`, `adakv`, `h2o`), bounded or augmented pipelines and the `lazy` detector are refused.
- * Every rule of a chunked policy is chunked with the same size or keeps its heads `full`.
+ * Every rule of a chunked policy is chunked with the same size or keeps its heads `full`. A prompt
+ * no longer than one chunk is compressed once after prefill, exactly as without `chunked` (its one
+ * chunk's step is that compression), with the scores computed where one-shot scoring computes them.
  */
 export const chunkedPress: PressSchema = {
   kind: "press",

@@ -20,12 +20,13 @@ export interface PolicyRun extends GenerationResult {
   executor: PolicyExecutor;
 }
 
-/** Generates greedily from `ids` with `policy` applied. */
+/** Generates greedily from `ids` with `policy` applied, stopping at `stopIds` (none by default). */
 export async function runPolicy(
   engine: Engine,
   policy: string,
   ids: number[],
   maxNewTokens: number,
+  stopIds: number[] = [],
 ): Promise<PolicyRun> {
   // Retrieval scores: computed once per engine, never written next to the model.
   const executor = new PolicyExecutor(
@@ -38,6 +39,7 @@ export async function runPolicy(
   const result = await engine.generate({
     promptIds: ids,
     maxNewTokens,
+    stopIds,
     observe: executor.observeRequest(ids.length),
     afterPrefill: (state) => executor.apply(state),
     duringDecode: () => executor.recompressor,
