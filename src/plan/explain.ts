@@ -9,7 +9,8 @@
 import { formatParamValue } from "../plugins/schema.ts";
 import type { Plan, PlanCall, PlanSelector } from "./plan.ts";
 
-function params(call: PlanCall): string {
+/** A call as policy text with every parameter resolved, e.g. `snap(k=64, window=32, pool=7)`. */
+export function callText(call: PlanCall): string {
   const entries = Object.entries(call.params);
   if (!entries.length) return call.name;
   return `${call.name}(${entries.map(([k, v]) => `${k}=${formatParamValue(v)}`).join(", ")})`;
@@ -23,7 +24,7 @@ function selector(s: PlanSelector | null, what: "layers" | "KV heads"): string {
     ) => (b === null ? `${a} to the last` : a === b ? `${a}` : `${a} to ${b}`));
     return `${what} ${list.join(", ")}`;
   }
-  return `${what} that ${params(s.detector)} flags`;
+  return `${what} that ${callText(s.detector)} flags`;
 }
 
 /** Renders the explanation as text. */
@@ -32,7 +33,7 @@ export function explainPlan(plan: Plan): string {
   out.push(
     `policy ${plan.name ? `"${plan.name}"` : "(unnamed)"}  ${plan.sourceHash.slice(0, 19)}…`,
   );
-  if (plan.detectors.length) out.push(`detectors: ${plan.detectors.map(params).join(", ")}`);
+  if (plan.detectors.length) out.push(`detectors: ${plan.detectors.map(callText).join(", ")}`);
   plan.rules.forEach((rule, i) => {
     out.push("");
     out.push(`rule ${i + 1} (line ${rule.line}): ${rule.text}`);
@@ -44,7 +45,7 @@ export function explainPlan(plan: Plan): string {
       const when = press.when === "bounded"
         ? "keeps the cache bounded while decoding"
         : "once, after prefill";
-      out.push(`  ${press.role.padEnd(7)} ${params(press)}  — ${when}`);
+      out.push(`  ${press.role.padEnd(7)} ${callText(press)}  — ${when}`);
     }
   });
   out.push("");

@@ -15,19 +15,16 @@
 import type { Plan, PlanPress } from "../plan/plan.ts";
 import { defaultRegistry } from "../plugins/builtins.ts";
 import type { HeadScores } from "../plugins/retrievalDetector.ts";
-import { type H2oHeadState, type H2oParams, h2oPrefill } from "../plugins/h2oPress.ts";
-import { quantParams } from "../plugins/quantPress.ts";
+import type { H2oHeadState } from "../plugins/h2oPress.ts";
 import type { PluginRegistry } from "../plugins/registry.ts";
-import { formatParamValue, type PressSchema } from "../plugins/schema.ts";
-import { evictsWhileDecoding, rescoreSelect } from "../plugins/press.ts";
+import type { PressSchema } from "../plugins/schema.ts";
+import { evictsWhileDecoding } from "../plugins/press.ts";
 import type { ModelConfig } from "../model/types.ts";
 import type { GpuContext } from "../gpu/device.ts";
 import type { ObserveRequest, PrefillState } from "./engine.ts";
-import { compensateHead } from "./compensation.ts";
 import { runDetectors } from "./detectors.ts";
-import { BUILTIN_NAMES, checkExecutable, UnsupportedPolicyError } from "./executable.ts";
-import { createH2oStepHook, h2oCapacity } from "./h2oRuntime.ts";
-import { decodingMode } from "../plugins/decodingPress.ts";
+import { checkExecutable, UnsupportedPolicyError } from "./executable.ts";
+import { createH2oStepHook } from "./h2oRuntime.ts";
 import {
   bothHooks,
   chunkedRecompressor,
@@ -36,6 +33,10 @@ import {
   recompressWindow,
 } from "./decodingRecompress.ts";
 import type { CompactCompensation } from "./raggedKvCache.ts";
+import { LayerLayout } from "./headLayout.ts";
+import { planObservations } from "./observeRequest.ts";
+import { quantizeLayer, quantWithBounded } from "./quantLayer.ts";
+import { callText } from "../plan/explain.ts";
 import { type HeadAssignment, resolvePlan } from "./planResolver.ts";
 import { readWindowVotes, votesRequests } from "./observationVotes.ts";
 import { PressClock, type PressTiming } from "./pressClock.ts";
@@ -230,7 +231,7 @@ export class PolicyExecutor {
     this.trace = this.assignments.map((row, l) => ({
       heads: row.map((a, h) => ({
         rule: a.rule,
-        pipeline: a.pipeline.map(describe).join(" + ") || "full",
+        pipeline: a.pipeline.map(callText).join(" + ") || "full",
         kept: kept[l][h]?.filter((p) => p < state.promptLength) ?? all,
       })),
     }));
@@ -325,44 +326,7 @@ export class PolicyExecutor {
     if (this.usesChunks(promptLength)) {
       return { promptWindow: 0, firstStep: false, columnSums: false };
     }
-    let promptWindow = 0;
-    let firstStep = false;
-    for (const rule of this.plan.rules) {
-      for (const p of rule.pipeline) {
-        const w = this.press(p).needs?.observationWindow?.(p.params) ?? 0;
-        promptWindow = Math.max(promptWindow, w);
-      }
-    }
-    for (const d of this.plan.detectors) {
-      if (!BUILTIN_NAMES.has(d.name)) promptWindow = Math.max(promptWindow, 1);
-      if (d.name === "lazy") {
-        // at=decode measures the first decoding step (the last prompt query is the fallback when
-        // fewer than two tokens are generated); at=prefill the last `queries` prompt queries.
-        if (d.params.at === "decode") firstStep = true;
-        const rows = d.params.at === "prefill" ? d.params.queries as number : 1;
-        promptWindow = Math.max(promptWindow, rows);
-      }
-    }
-    const columnSums = this.plan.rules.some((r) => r.pipeline.some((p) => p.name === "h2o"));
-    const sinks = new Set(
-      this.plan.rules.flatMap((r) =>
-        r.pipeline.flatMap((p) => {
-          const want = this.press(p).needs?.queryStatistics?.(p.params);
-          return want ? [want.sink] : [];
-        })
-      ),
-    );
-    // DuoAttention's on-the-fly scores average every prompt query.
-    if (this.plan.detectors.some((d) => d.name === "duo")) sinks.add(0);
-    if (sinks.size > 1) {
-      throw new UnsupportedPolicyError(
-        `the query statistics are recorded once per prompt: use one sink for every rule (${
-          [...sinks].join(", ")
-        })`,
-      );
-    }
-    const queryStatistics = sinks.size ? { sink: [...sinks][0] } : undefined;
-    return { promptWindow, firstStep, columnSums, queryStatistics };
+    return planObservations(this.plan, (p) => this.press(p));
   }
 
   /** The `afterPrefill` hook: detect, select, compact. */
@@ -429,115 +393,34 @@ export class PolicyExecutor {
       );
       const read = () => readLayerScoresInput(this.ctx, c, state, l, request);
       const input = reads ? await clock.read(read) : await read();
-      const keep: number[][] = [];
-      const extra: number[] = [];
-      const ring: (number | undefined)[] = [];
-      const selections = new Map<string, number[][]>();
-      const h2oRuns = new Map<string, H2oHeadState[]>();
-      const compensation: CompactCompensation = { rows: [], bias: [], fold: [] };
-      const rerotate: number[] = [];
-      h2oStates.push([]);
-      let changed = false;
-      for (let h = 0; h < c.numKvHeads; h++) {
+      const layout = new LayerLayout(input, state, (p) => this.press(p), all);
+      const heads = row.map((a, h) => layout.head(h, a));
+      const keep = heads.map((x) => x.rows);
+      const extra = heads.map((x) => x.extra);
+      const ring = heads.map((x) => x.ring);
+      const rerotate = heads.map((x) => x.rerotate);
+      const compensation: CompactCompensation = {
+        rows: heads.map((x) => x.token?.rows),
+        bias: heads.map((x) => x.token?.bias),
+        fold: heads.map((x) => x.fold),
+      };
+      const changed = heads.some((x) => x.changed);
+      h2oStates.push(heads.map((x) => x.h2o));
+      heads.forEach((x, h) => {
+        if (x.every) everyKept[l][h] = x.kept;
         const a = row[h];
-        const select = a.pipeline.find((p) =>
-          this.press(p).role === "select" && (this.press(p).select || p.name === "h2o")
-        );
-        const schema = select && this.press(select);
-        let kept: number[];
-        if (select?.name === "h2o") {
-          // H2O: prefill selection now, then evicting at every decoding step on the GPU.
-          const key = JSON.stringify(select.params);
-          if (!h2oRuns.has(key)) {
-            h2oRuns.set(key, h2oPrefill(input, select.params as unknown as H2oParams));
-          }
-          const s = h2oRuns.get(key)![h];
-          h2oStates[l][h] = { ...s, positions: s.positions.slice(), scores: s.scores.slice() };
-          kept = s.positions.slice();
-          extra.push(h2oCapacity(s, state.decodeBudget) - kept.length);
-          ring.push(undefined);
-          changed = true;
-        } else if (schema?.bound) {
-          // Bounded presses select over everything cached so far and then stay at capacity; the
-          // same press unbounded (window(decode=grow), SimLayerKV) cuts once and then grows.
-          const key = JSON.stringify(select!.params) + schema.name + ":all";
-          if (!selections.has(key)) {
-            selections.set(
-              key,
-              schema.select!({ ...input, promptLength: state.cachedLength }, select!.params),
-            );
-          }
-          kept = selections.get(key)![h];
-          const bounds = schema.bound(select!.params, state.promptLength);
-          // room for what decoding can add, never more than the tokens still to come
-          const room = bounds ? Math.max(0, bounds.capacity - kept.length) : state.decodeBudget;
-          extra.push(Math.min(room, state.decodeBudget));
-          // a ring start past the rows this head can hold never evicts: no ring
-          const rows = kept.length + extra[h];
-          ring.push(bounds && bounds.ringStart < rows ? bounds.ringStart : undefined);
-          if (bounds || kept.length < state.cachedLength) changed = true;
-        } else if (schema) {
-          const rescore = a.pipeline.find((p) => this.press(p).role === "rescore");
-          const key = JSON.stringify([select!.params, schema.name, rescore ?? null]);
-          if (!selections.has(key)) {
-            selections.set(
-              key,
-              rescore
-                ? rescoreSelect(input, schema, select!.params, this.press(rescore), rescore.params)
-                : schema.select!(input, select!.params),
-            );
-          }
-          kept = selections.get(key)![h];
-          for (let p = state.promptLength; p < state.cachedLength; p++) kept = [...kept, p];
-          extra.push(state.decodeBudget);
-          ring.push(undefined);
-          if (kept.length < state.cachedLength) changed = true;
-        } else {
-          kept = all;
-          extra.push(state.decodeBudget);
-          ring.push(undefined);
-        }
-        const decoding = a.pipeline.find((p) => p.name === "decoding");
-        const mode = decoding && decodingMode(decoding.params);
-        if (mode && "every" in mode) {
-          // Re-applied every N decoding steps: room for N more, never more than will come.
-          extra[h] = Math.min(mode.every, extra[h]);
-          everyKept[l][h] = kept;
-          changed = true;
-        } else if (mode && "recent" in mode) {
-          // The prompt's entries stay; generated ones share a ring of `recent` rows after them.
-          const fromPrompt = kept.filter((p) => p < state.promptLength).length;
-          extra[h] = Math.min(Math.max(0, mode.recent - (kept.length - fromPrompt)), extra[h]);
-          ring[h] = fromPrompt < kept.length + extra[h] ? fromPrompt : undefined;
-          changed = true;
-        }
-        const comp = a.pipeline.find((p) => p.name === "compensate")?.params;
-        const weight = comp?.weight as "count" | "plain" | undefined;
-        const token = weight
-          ? compensateHead(kept, state.cachedLength, ring[h], weight)
-          : undefined;
-        compensation.rows.push(token?.rows);
-        compensation.bias.push(token?.bias);
-        // A bounded head's token follows its window while decoding (`decode=fold`).
-        const folds = token && token.ringStart !== undefined && comp?.decode === "fold";
-        compensation.fold!.push(folds ? weight : undefined);
-        if (token) ring[h] = token.ringStart;
-        keep.push(token?.keep ?? kept);
-        // StreamingLLM's re-indexed positions: the sink rows rotate as the window moves.
-        const sinks = select?.params.rerotate === true ? select.params.sink as number : 0;
-        rerotate.push(Math.min(sinks, kept.length));
         this.trace[l].heads.push({
           rule: a.rule,
-          pipeline: a.pipeline.map(describe).join(" + ") || "full",
-          kept: kept === all ? allPrompt : kept.filter((p) => p < state.promptLength),
+          pipeline: a.pipeline.map(callText).join(" + ") || "full",
+          kept: x.kept === all ? allPrompt : x.kept.filter((p) => p < state.promptLength),
           ...(this.retrieval && {
             retrieval_score: this.retrieval[l].induction[h],
             echo_score: this.retrieval[l].echo[h],
           }),
           ...(duo && { duo_score: duo[l][h] }),
-          ...(token && { compensated: token.rows.dropped.length }),
+          ...(x.token && { compensated: x.token.rows.dropped.length }),
         });
-      }
+      });
       const compensated = compensation.rows.some((r) => r);
       if (changed) {
         clock.compact(() =>
@@ -552,7 +435,15 @@ export class PolicyExecutor {
         }
         state.cache.enableRerotate(l, rerotate);
       }
-      clock.compact(() => this.quantize(state, l, row, keep.map((k, h) => k.length + extra[h])));
+      clock.compact(() =>
+        quantizeLayer(
+          state.cache,
+          l,
+          row,
+          keep.map((k, h) => k.length + extra[h]),
+          (p) => this.evicts(p),
+        )
+      );
     }
     if (h2oStates.some((heads) => heads.some((s) => s))) {
       state.cache.stepHook = createH2oStepHook(this.ctx, state.cache, c.numHeads, h2oStates);
@@ -569,43 +460,4 @@ export class PolicyExecutor {
     state.cache.stepHook = bothHooks(state.cache.stepHook, this.recompressor?.stepHook());
     this.timing = clock.done();
   }
-
-  /** Quantises the layer's `quant` heads (the others stay full precision in the same layer). */
-  private quantize(state: PrefillState, l: number, row: HeadAssignment[], maxEntries: number[]) {
-    const specs = row.map((a) => a.pipeline.find((p) => p.name === "quant"));
-    const first = specs.find((s) => s);
-    if (!first) return;
-    const { kbits, vbits, group } = quantParams(first.params);
-    row.forEach((a, h) => {
-      const s = specs[h], q = s && quantParams(s.params);
-      if (q && (q.kbits !== kbits || q.vbits !== vbits || q.group !== group)) {
-        throw new UnsupportedPolicyError(
-          `layer ${l}: KV heads quantised with different bits or group (${describe(first)} vs ${
-            describe(s!)
-          }) cannot share a layer yet`,
-        );
-      }
-      const bounded = a.pipeline.find((p) => this.evicts(p));
-      if (bounded) throw new UnsupportedPolicyError(quantWithBounded(`layer ${l}`, bounded.name));
-      if (a.pipeline.some((p) => p.name === "compensate")) {
-        throw new UnsupportedPolicyError(
-          `layer ${l}: 'compensate' cannot share a layer with 'quant' yet (quantised layers ` +
-            `have no logit-bias row)`,
-        );
-      }
-    });
-    const residuals = specs.map((s) => s ? s.params.residual as number : null);
-    state.cache.quantize(l, { kbits, vbits, group, residuals }, maxEntries);
-  }
-}
-
-function quantWithBounded(where: string, press: string): string {
-  return `${where}: 'quant' cannot share a layer with the bounded press '${press}' yet (its ring ` +
-    `would evict single tokens from packed blocks); use quant with full, snap, pyramid, adakv, ` +
-    `knorm, random or window(decode=grow)`;
-}
-
-function describe(p: PlanPress): string {
-  const args = Object.entries(p.params).map(([k, v]) => `${k}=${formatParamValue(v)}`);
-  return args.length ? `${p.name}(${args.join(", ")})` : p.name;
 }
