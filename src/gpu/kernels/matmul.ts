@@ -1,10 +1,12 @@
 /**
- * `y[M, N] (+)= x[M, K] · W[N, K]ᵀ (+ bias)` with W in its checkpoint dtype (F32 / F16 / BF16).
+ * `y[M, N] (+)= x[M, K] · W[N, K]ᵀ (+ bias)` with W in its checkpoint dtype (F32 / F16 / BF16) or
+ * the block-int8 form of a quantized GGUF tensor (`../../model/blockInt8.ts`).
  *
  * Two kernels, both without workgroup memory in their inner loops, generated unrolled with named
  * register variables (see `wgslUnroll.ts`), and a third, `tiledGemm.ts` (`path: "tiled"`):
  * - GEMV (M = 1, decode): on CPU adapters 8 rows per thread, 16 threads per workgroup, x loaded
- *   once per k for all 8 rows; on GPUs `TPR` threads per row striding over K with `vec4` loads and
+ *   once per k for all 8 rows (block-int8 weights: block by block, each block's scale and min
+ *   loaded once; {@link gemvRowsWgsl}); on GPUs `TPR` threads per row striding over K with `vec4` loads and
  *   a workgroup-memory tree reduction.
  * - GEMM (M > 1, prefill): each thread owns a TM×TN register tile (rows of x × rows of W,
  *   {@link gemmTile}); the x rows are chosen by the workgroup id only, so every thread of a
@@ -27,7 +29,8 @@ import { dispatchOp, type GpuOp, grid2d, packParams, sequenceOp } from "../op.ts
 import type { GpuMatrix, GpuVector } from "../weights.ts";
 import { matmulDecls, type MatmulVariant } from "./matmulCommon.ts";
 import { TILED_SHAPES, tiledGemmCode } from "./tiledGemm.ts";
-import { weightStorage } from "../wgslDtype.ts";
+import { type WeightStorage, weightStorage } from "../wgslDtype.ts";
+import { blockElements, type BlockInt8DType } from "../../model/blockInt8.ts";
 import { each } from "./wgslUnroll.ts";
 
 /** Arguments of {@link matmul}. */
@@ -117,7 +120,8 @@ export const GEMV_WG = 16;
  * serves `RPT` rows of W; K is unrolled by `U` vec4s.
  */
 function gemvRowCode(v: MatmulVariant, RPT: number, WG: number): string {
-  return matmulDecls(v) + `
+  const block = isBlockInt8Storage(v.dtype);
+  return matmulDecls(v) + (block ? I8X4_WGSL : "") + `
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) li: u32) {
@@ -130,6 +134,9 @@ ${
       rows: "p.rows",
       kStride4: "p.kStride4",
       K: "p.K",
+      block: block
+        ? { array: "W", words: blockElements(v.dtype as BlockInt8DType) / 4 }
+        : undefined,
     })
   }
 ${each(RPT, (j) => `  if (r0 + ${j}u < p.rows) { store(0u, r0 + ${j}u, s${j}); }`)}
@@ -151,6 +158,13 @@ export interface GemvRowsSpec {
   kStride4: string;
   /** Input length. */
   K: string;
+  /**
+   * Block-int8 weights (`wgslDtype.ts`): the u32 array bound for W and its code words per block
+   * (`S/4`). The body then walks whole blocks: per row and block it loads the code words once and
+   * the scale and min once, `y += scale·Σ code·x + min·Σx` (the per-vec4 loader re-reads both
+   * for every four codes; on llvmpipe every load is a gather). K must be whole blocks.
+   */
+  block?: { array: string; words: number };
 }
 
 /**
@@ -159,6 +173,7 @@ export interface GemvRowsSpec {
  * rows, K unrolled by 2.
  */
 export function gemvRowsWgsl(o: GemvRowsSpec): string {
+  if (o.block) return gemvBlockRowsWgsl(o, o.block);
   const U = 2, R = o.rpt;
   return `  let K4 = (${o.K} + 3u) / 4u;
 ${each(R, (j) => `  let base${j} = min(r0 + ${j}u, ${o.rows} - 1u) * ${o.kStride4};`)}
@@ -179,6 +194,39 @@ ${
     each(R, (j) =>
       `  let t${j} = ${each(U, (u) => `a${j}_${u}`, " + ")};
   let s${j} = (t${j}.x + t${j}.y) + (t${j}.z + t${j}.w);`)
+  }`;
+}
+
+/** Whether a weight storage form is block-int8 (`I8x32`, `I8x16`). */
+export function isBlockInt8Storage(dtype: WeightStorage): dtype is BlockInt8DType {
+  return dtype === "I8x32" || dtype === "I8x16";
+}
+
+/** WGSL `i8x4(w)`: the four int8 codes of a block-int8 word as f32. */
+export const I8X4_WGSL = `fn i8x4(u: u32) -> vec4<f32> {
+  let w = bitcast<i32>(u);
+  return vec4<f32>(vec4<i32>(w << 24u, w << 16u, w << 8u, w) >> vec4<u32>(24u));
+}`;
+
+/** {@link gemvRowsWgsl} over block-int8 weights, block by block (needs {@link I8X4_WGSL}). */
+function gemvBlockRowsWgsl(o: GemvRowsSpec, b: { array: string; words: number }): string {
+  const R = o.rpt, Q = b.words, W = b.array;
+  return `  let blocks = (${o.K}) / ${4 * Q}u;
+${each(R, (j) => `  let base${j} = min(r0 + ${j}u, ${o.rows} - 1u) * blocks * ${Q + 2}u;`)}
+${each(R, (j) => `  var s${j} = 0.0;`)}
+  for (var blk = 0u; blk < blocks; blk++) {
+    let k4 = blk * ${Q}u;
+${each(Q, (q) => `    let bx${q} = ${o.x4(`k4 + ${q}u`)};`)}
+    let xsum = ${each(Q, (q) => `bx${q}`, " + ")};
+    let bsum = (xsum.x + xsum.y) + (xsum.z + xsum.w);
+    let at = blk * ${Q + 2}u;
+${
+    each(R, (j) =>
+      `    { let a = base${j} + at;
+      let d = ${each(Q, (q) => `i8x4(${W}[a + ${q}u]) * bx${q}`, " + ")};
+      s${j} += bitcast<f32>(${W}[a + ${Q}u]) * ((d.x + d.y) + (d.z + d.w)) +
+        bitcast<f32>(${W}[a + ${Q + 1}u]) * bsum; }`)
+  }
   }`;
 }
 
