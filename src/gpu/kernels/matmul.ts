@@ -16,7 +16,10 @@
  * same address (Mesa takes its scalar path only for "always uniform" indices — constants and push
  * constants, not workgroup ids or uniform-buffer values; a GEMV whose x index was made
  * lane-dependent ran as fast as this one), so what these kernels save is the number of loads per
- * multiply-add: each loaded x value serves TN (GEMM) or 8 (GEMV) rows of W.
+ * multiply-add: each loaded x value serves TN (GEMM) or 8 (GEMV) rows of W. It also runs every lane
+ * of a SIMD batch, in range or not: a thread whose rows all lie past W's last returns at once, or
+ * a 576-row W (SmolLM2's hidden size) in 512-row workgroups ran as if it had 1,024 rows (the
+ * 256×576×1536 GEMM went from 0.55 to 1.06–1.09 GFLOP/s on a loaded 2-core llvmpipe).
  *
  * Bindings: 0 params (uniform), 1 W segment (read), 2 x f32 (read), 3 y f32 (read_write),
  * 4 bias (read, optional). One dispatch per weight segment (see `weights.ts`).
@@ -170,12 +173,14 @@ export interface GemvRowsSpec {
 /**
  * WGSL statements of the CPU GEMV body: with `r0` in scope, declares `s0 … s{rpt−1}`, the dot
  * products of W rows `r0 + j` (clamped) with the input; each input vec4 is loaded once for all
- * rows, K unrolled by 2.
+ * rows, K unrolled by 2. A thread whose rows all lie past the last returns at once.
  */
 export function gemvRowsWgsl(o: GemvRowsSpec): string {
-  if (o.block) return gemvBlockRowsWgsl(o, o.block);
+  // past the last row: no work (see gemmCode)
+  const exit = `  if (r0 >= ${o.rows}) { return; }\n`;
+  if (o.block) return exit + gemvBlockRowsWgsl(o, o.block);
   const U = 2, R = o.rpt;
-  return `  let K4 = (${o.K} + 3u) / 4u;
+  return exit + `  let K4 = (${o.K} + 3u) / 4u;
 ${each(R, (j) => `  let base${j} = min(r0 + ${j}u, ${o.rows} - 1u) * ${o.kStride4};`)}
 ${each(R, (j) => each(U, (u) => `  var a${j}_${u} = vec4<f32>(0.0);`))}
   var k4 = 0u;
@@ -243,6 +248,8 @@ function gemmCode(v: MatmulVariant, TM: number, TN: number, wg: number): string 
 @compute @workgroup_size(${wg})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
   let r0 = (wid.x * ${wg}u + li) * ${TN}u;
+  // past the last row: no work (llvmpipe skips a SIMD batch whose lanes all left)
+  if (r0 >= p.rows) { return; }
   let m0 = wid.y * ${TM}u;
   let K4 = (p.K + 3u) / 4u;
 ${each(TN, (j) => `  let wb${j} = min(r0 + ${j}u, p.rows - 1u) * p.kStride4;`)}
