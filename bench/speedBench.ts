@@ -128,7 +128,9 @@ interface Samples {
  * {@link PhaseGate}: every policy's prefill (with its press), then every policy's decode, back to
  * back — so the decode rates compared in a row are measured within seconds of each other, not
  * minutes apart with prefills in between, and a slow minute of a shared machine lands on every
- * policy alike.
+ * policy alike; one more run of each policy alone then measures its peak device memory. With one
+ * repetition (`bench --quick`) each policy runs alone, one after the other, and its peak device
+ * memory is read from that run: a third of the prefills, no spread.
  */
 export async function runSpeedBench(
   engine: Engine,
@@ -162,14 +164,23 @@ export async function runSpeedBench(
       peakKvBytes: 0,
       peakDeviceBytes: 0,
     }));
+    // One repetition: each policy alone, its device peak read from that very run.
+    const alone = plan.repeats === 1;
     for (let r = 0; r < plan.repeats; r++) {
       // All policies at once, taking turns: every prefill, then every decode back to back.
       const gate = new PhaseGate();
-      const runs = await Promise.all(
-        runnable.map(({ compiled }) =>
-          runOnce(engine, compiled, ids, plan.decodeTokens, gate, plan.prefillChunk)
-        ),
-      );
+      const run = ({ compiled }: { compiled: Plan }) =>
+        runOnce(
+          engine,
+          compiled,
+          ids,
+          plan.decodeTokens,
+          alone ? new PhaseGate() : gate,
+          plan.prefillChunk,
+        );
+      const runs = [];
+      if (alone) { for (const p of runnable) runs.push(await run(p)); }
+      else runs.push(...await Promise.all(runnable.map(run)));
       for (const [i, { result, press }] of runs.entries()) {
         const { timing, kv } = result;
         const s = samples[i];
@@ -183,10 +194,11 @@ export async function runSpeedBench(
         s.compact.push(Math.max(0, timing.pressMs - press.readMs - press.selectMs));
         s.kvBytes = kv.keptBytes;
         s.peakKvBytes = kv.peakBytes;
+        s.peakDeviceBytes = result.deviceMemory.peakBytes;
       }
     }
     // Device memory, one policy at a time: side by side, every policy's buffers are live at once.
-    for (const [i, { compiled }] of runnable.entries()) {
+    for (const [i, { compiled }] of alone ? [] : runnable.entries()) {
       const { result } = await runOnce(
         engine,
         compiled,

@@ -1,11 +1,12 @@
 /**
  * `deno task bench [--quick] [--json] [--lengths 1k,4k,16k] [--shape small,small-mha]
  * [--repeats N] [--long-repeats N] [--decode-tokens N] [--prefill-chunk N] [--model DIR]
- * [--policy P ...] [--out FILE] [--profile]`: speed and memory (KV bytes kept, the peaks of the KV cache and of
- * the device's buffers), full vs
- * compressed, side by side, plus kernel throughput against a native BLAS measured in the same
- * run. Prompts of {@link LONG_PROMPT} tokens or more run `--long-repeats` times (default 1: a 16K
- * prefill takes minutes on a CPU adapter). With `--model DIR`, a real checkpoint is measured too
+ * [--policy P ...] [--out FILE] [--profile]`: speed and memory (KV bytes kept, the peaks of the KV
+ * cache and of the device's buffers), full vs compressed, side by side, plus kernel throughput
+ * against a native BLAS measured in the same run. `--quick`: the 'small' shape at 1K tokens, one
+ * run per policy (each alone; see `bench/speedBench.ts`), 32 tokens decoded. Prompts of
+ * {@link LONG_PROMPT} tokens or more run `--long-repeats` times (default 1: a 16K prefill takes
+ * minutes on a CPU adapter). With `--model DIR`, a real checkpoint is measured too
  * (at the lengths that fit its context), after the random-weight shapes. `--profile` measures the
  * cost of one decode step instead (dispatches, CPU encode time, GPU time, wall time; see
  * `bench/stepCost.ts`).
@@ -124,6 +125,13 @@ export function describeShape(c: ModelConfig): string {
     `KV heads of ${c.headDim}, MLP ${c.intermediateSize}, vocab ${c.vocabSize}`;
 }
 
+/** How `runSpeedBench` runs the policies with `repeats` repetitions. */
+function runMode(repeats: number): string {
+  return repeats > 1
+    ? "Side by side: in each run every policy prefills, then every policy decodes, back to back"
+    : "One run: each policy alone, one after the other";
+}
+
 /** Runs `bench`; returns the exit code. */
 export async function benchCommand(args: string[]): Promise<number> {
   const { values: v } = parseFlags("bench", args, {
@@ -155,7 +163,8 @@ export async function benchCommand(args: string[]): Promise<number> {
       );
     }
   }
-  const repeats = intFlag("repeats", v.repeats, quick ? 2 : 3, 1);
+  // --quick: one run per policy, each alone (its device peak from the same run)
+  const repeats = intFlag("repeats", v.repeats, quick ? 1 : 3, 1);
   const longRepeats = intFlag("long-repeats", v["long-repeats"], 1, 1);
   const decodeTokens = intFlag("decode-tokens", v["decode-tokens"], quick ? 32 : 64, 2);
   const maxLen = Math.max(...lengths) + decodeTokens;
@@ -262,15 +271,18 @@ export async function benchCommand(args: string[]): Promise<number> {
       new Date().toISOString().slice(0, 10)
     }.`,
     `Device: ${device}; kernels ${kernels} (\`KVPOLICY_KERNELS\`). Prefill in chunks of ${chunk} tokens. Decode: ${decodeTokens} tokens per run; medians over the runs (${repeats}, ` +
-    `${longRepeats} from ${LONG_PROMPT} tokens); one process, side by side: in each run every ` +
-    "policy prefills, then every policy decodes, back to back. Prefill includes the " +
+    `${longRepeats} from ${LONG_PROMPT} tokens); one process. ${runMode(repeats)}${
+      lengths.some((n) => n >= LONG_PROMPT)
+        ? `; from ${LONG_PROMPT} tokens: ${runMode(longRepeats).toLowerCase()}`
+        : ""
+    }. Prefill includes the ` +
     "press (scoring, selection, compaction); decode tok/s counts the tokens after it. The press splits " +
     "into reading scores back from the GPU, CPU work (detectors, scoring, top-k) and the rest " +
     "(compaction / quantisation on the GPU, with the final sync); medians of each, so they need " +
     "not add up to the press median exactly. Peak KV: the most K/V bytes allocated at once during " +
     "a run (a compaction's new layer included); peak device: the most bytes live at once in all " +
     "the device's buffers (weights, activations, cache, scratch, readback staging), measured in " +
-    "one more run of each policy alone, since side by side their buffers coexist.",
+    "a run of each policy alone (after runs side by side, one more: there their buffers coexist).",
     skippedPolicies.length
       ? `Not executable by the runtime yet, left out: ${skippedPolicies.join("; ")}.`
       : "",

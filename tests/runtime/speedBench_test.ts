@@ -78,6 +78,33 @@ Deno.test("bench: rows, ratios and exact KV bytes on tiny-needle", async () => {
   });
 });
 
+Deno.test("bench with one repetition: each policy alone, the device peak of the timed run equals a separate run's", async () => {
+  await withEngine(MODEL_DIR, async (engine) => {
+    const plan = {
+      lengths: [48],
+      policies: [
+        "else -> full",
+        "else -> snap(k=16)",
+        "else -> snap(k=16, window=8) + chunked(size=16)",
+      ],
+      decodeTokens: 4,
+      prefillChunk: 16,
+    };
+    const one = await runSpeedBench(engine, { ...plan, repeats: 1 });
+    const two = await runSpeedBench(engine, { ...plan, repeats: 2 });
+    for (const [i, r] of one.entries()) {
+      assert.equal(r.repeats, 1);
+      assert.equal(r.decode_spread[0], r.decode_spread[1]);
+      assert.equal(r.decode_spread[0], r.decode_tok_s);
+      assert.equal(r.kv_bytes, two[i].kv_bytes);
+      assert.equal(r.peak_kv_bytes, two[i].peak_kv_bytes);
+      assert.equal(r.peak_device_bytes, two[i].peak_device_bytes, r.policy);
+    }
+    // run alone, the chunked policy's peak stays below the one-shot press's
+    assert.ok(one[2].peak_device_bytes < one[1].peak_device_bytes, JSON.stringify(one));
+  });
+});
+
 Deno.test("bench: an unknown --shape or a bad --prefill-chunk is a clear error before anything runs", async () => {
   await assert.rejects(
     () => benchCommand(["--shape", "small,huge"]),
