@@ -97,7 +97,7 @@ export class LayerLayout {
       extra = Math.min(room, decodeBudget);
       // a ring start past the rows this head can hold never evicts: no ring
       ring = bounds && bounds.ringStart < kept.length + extra ? bounds.ringStart : undefined;
-      changed = bounds !== undefined || kept.length < cachedLength;
+      changed = bounds !== null || kept.length < cachedLength;
     } else if (schema) {
       const rescore = a.pipeline.find((p) => this.press(p).role === "rescore");
       kept = this.memo(
