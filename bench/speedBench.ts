@@ -167,20 +167,16 @@ export async function runSpeedBench(
     // One repetition: each policy alone, its device peak read from that very run.
     const alone = plan.repeats === 1;
     for (let r = 0; r < plan.repeats; r++) {
-      // All policies at once, taking turns: every prefill, then every decode back to back.
-      const gate = new PhaseGate();
-      const run = ({ compiled }: { compiled: Plan }) =>
-        runOnce(
-          engine,
-          compiled,
-          ids,
-          plan.decodeTokens,
-          alone ? new PhaseGate() : gate,
-          plan.prefillChunk,
-        );
+      const run = ({ compiled }: { compiled: Plan }, gate: PhaseGate) =>
+        runOnce(engine, compiled, ids, plan.decodeTokens, gate, plan.prefillChunk);
       const runs = [];
-      if (alone) { for (const p of runnable) runs.push(await run(p)); }
-      else runs.push(...await Promise.all(runnable.map(run)));
+      if (alone) {
+        for (const p of runnable) runs.push(await run(p, new PhaseGate()));
+      } else {
+        // All policies at once, taking turns: every prefill, then every decode back to back.
+        const gate = new PhaseGate();
+        runs.push(...await Promise.all(runnable.map((p) => run(p, gate))));
+      }
       for (const [i, { result, press }] of runs.entries()) {
         const { timing, kv } = result;
         const s = samples[i];

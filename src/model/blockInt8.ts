@@ -18,7 +18,7 @@ import type { DType } from "./types.ts";
 export type BlockInt8DType = "I8x32" | "I8x16";
 
 /** Whether `dtype` is a block-int8 form. */
-export function isBlockInt8(dtype: DType): dtype is BlockInt8DType {
+export function isBlockInt8(dtype: string): dtype is BlockInt8DType {
   return dtype === "I8x32" || dtype === "I8x16";
 }
 

@@ -34,9 +34,8 @@ import {
   gemvRowsWgsl,
   gemvThreadsPerRow,
   I8X4_WGSL,
-  isBlockInt8Storage,
 } from "./matmul.ts";
-import { blockElements } from "../../model/blockInt8.ts";
+import { blockElements, isBlockInt8 } from "../../model/blockInt8.ts";
 import { each } from "./wgslUnroll.ts";
 
 /** The input's elementwise step. */
@@ -118,9 +117,7 @@ ${
       rows: `p.rows${i}`,
       kStride4: `p.ks${i}`,
       K: "p.K",
-      block: isBlockInt8Storage(dtype)
-        ? { array: `W${i}_`, words: blockElements(dtype) / 4 }
-        : undefined,
+      block: isBlockInt8(dtype) ? { array: `W${i}_`, words: blockElements(dtype) / 4 } : undefined,
     })
   }
   let inv = ${norm ? "inverseSqrt(ss / f32(p.K) + p.eps)" : "1.0"};
@@ -167,7 +164,7 @@ function code(
   const n = dtypes.length, first = input === "plain" ? 2 : 3, norm = input === "norm";
   const proj = (i: number) =>
     tpr === 1 ? rowsProjWgsl(i, acc[i], norm, dtypes[i]) : reduceProjWgsl(i, acc[i], norm, tpr);
-  const blocks = tpr === 1 && dtypes.some(isBlockInt8Storage);
+  const blocks = tpr === 1 && dtypes.some(isBlockInt8);
   return `struct Params { K: u32, eps: f32, rows0: u32, rows1: u32, rows2: u32, ks0: u32, ks1: u32,
   ks2: u32, wg0: u32, wg1: u32 };
 @group(0) @binding(0) var<uniform> p: Params;

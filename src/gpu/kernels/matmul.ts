@@ -6,8 +6,8 @@
  * register variables (see `wgslUnroll.ts`), and a third, `tiledGemm.ts` (`path: "tiled"`):
  * - GEMV (M = 1, decode): on CPU adapters 8 rows per thread, 16 threads per workgroup, x loaded
  *   once per k for all 8 rows (block-int8 weights: block by block, each block's scale and min
- *   loaded once; {@link gemvRowsWgsl}); on GPUs `TPR` threads per row striding over K with `vec4` loads and
- *   a workgroup-memory tree reduction.
+ *   loaded once; {@link gemvRowsWgsl}); on GPUs `TPR` threads per row striding over K with `vec4`
+ *   loads and a workgroup-memory tree reduction.
  * - GEMM (M > 1, prefill): each thread owns a TM×TN register tile (rows of x × rows of W,
  *   {@link gemmTile}); the x rows are chosen by the workgroup id only, so every thread of a
  *   workgroup reads the same x values; 16–64 threads per workgroup.
@@ -32,8 +32,8 @@ import { dispatchOp, type GpuOp, grid2d, packParams, sequenceOp } from "../op.ts
 import type { GpuMatrix, GpuVector } from "../weights.ts";
 import { matmulDecls, type MatmulVariant } from "./matmulCommon.ts";
 import { TILED_SHAPES, tiledGemmCode } from "./tiledGemm.ts";
-import { type WeightStorage, weightStorage } from "../wgslDtype.ts";
-import { blockElements, type BlockInt8DType } from "../../model/blockInt8.ts";
+import { weightStorage } from "../wgslDtype.ts";
+import { blockElements, isBlockInt8 } from "../../model/blockInt8.ts";
 import { each } from "./wgslUnroll.ts";
 
 /** Arguments of {@link matmul}. */
@@ -123,7 +123,8 @@ export const GEMV_WG = 16;
  * serves `RPT` rows of W; K is unrolled by `U` vec4s.
  */
 function gemvRowCode(v: MatmulVariant, RPT: number, WG: number): string {
-  const block = isBlockInt8Storage(v.dtype);
+  const dtype = v.dtype;
+  const block = isBlockInt8(dtype);
   return matmulDecls(v) + (block ? I8X4_WGSL : "") + `
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -137,9 +138,7 @@ ${
       rows: "p.rows",
       kStride4: "p.kStride4",
       K: "p.K",
-      block: block
-        ? { array: "W", words: blockElements(v.dtype as BlockInt8DType) / 4 }
-        : undefined,
+      block: isBlockInt8(dtype) ? { array: "W", words: blockElements(dtype) / 4 } : undefined,
     })
   }
 ${each(RPT, (j) => `  if (r0 + ${j}u < p.rows) { store(0u, r0 + ${j}u, s${j}); }`)}
@@ -200,11 +199,6 @@ ${
       `  let t${j} = ${each(U, (u) => `a${j}_${u}`, " + ")};
   let s${j} = (t${j}.x + t${j}.y) + (t${j}.z + t${j}.w);`)
   }`;
-}
-
-/** Whether a weight storage form is block-int8 (`I8x32`, `I8x16`). */
-export function isBlockInt8Storage(dtype: WeightStorage): dtype is BlockInt8DType {
-  return dtype === "I8x32" || dtype === "I8x16";
 }
 
 /** WGSL `i8x4(w)`: the four int8 codes of a block-int8 word as f32. */
