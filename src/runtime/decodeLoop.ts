@@ -91,7 +91,24 @@ export function decodeStepOps(
   sampler: SamplerState,
   sampling: SamplingConfig,
 ): Step[] {
-  const steps = forwardSteps(ctx, model, cache.layers, acts, {
+  const steps = decodeForwardSteps(ctx, model, cache, acts, sampler);
+  steps.push(sampleOp(ctx, model.config, acts, sampler, sampling));
+  return steps;
+}
+
+/**
+ * {@link decodeStepOps} without the pick: one token read from the sampler's state through every
+ * layer, its logits left in `acts.logits` for the op the caller appends (a sampler, or teacher
+ * forcing).
+ */
+export function decodeForwardSteps(
+  ctx: GpuContext,
+  model: GpuModelWeights,
+  cache: RaggedKvCache,
+  acts: Activations,
+  sampler: SamplerState,
+): Step[] {
+  return forwardSteps(ctx, model, cache.layers, acts, {
     m: 1,
     mode: "decode",
     logits: "last",
@@ -99,8 +116,6 @@ export function decodeStepOps(
     afterAttention: (l, layer, a, src) =>
       afterAttentionOp(ctx, model.config, cache, l, layer, a, src, 1),
   });
-  steps.push(sampleOp(ctx, model.config, acts, sampler, sampling));
-  return steps;
 }
 
 /**

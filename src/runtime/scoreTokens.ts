@@ -17,7 +17,7 @@ import { type KvReport, kvReport } from "./kvReport.ts";
 import type { PolicyExecutor } from "./policyExecutor.ts";
 import { RaggedKvCache } from "./raggedKvCache.ts";
 import { chunkedCapacity, prefillChunked } from "./chunkedPrefill.ts";
-import { UnsupportedPolicyError } from "./executable.ts";
+import { forcedDecode } from "./forcedDecode.ts";
 import { isQuantLayer } from "../gpu/quantKvCache.ts";
 
 /** Log-probabilities of `ids[from..]` and the cache accounting at the end. */
@@ -39,7 +39,7 @@ function logSoftmaxAt(logits: Float32Array, id: number): number {
 /**
  * Scores `ids[from..]` given `ids[..from)`: the prefix is prefilled and compressed by `executor`
  * (its detectors see the prefix), then the scored tokens are fed in chunks (one at a time when
- * the policy bounds a head's cache, so its ring evicts exactly as in decoding).
+ * the policy acts while decoding: then through the decode steps, see {@link forcedDecode}).
  */
 export async function scoreTokens(
   engine: Engine,
@@ -91,22 +91,22 @@ export async function scoreTokens(
       promptIds: ids.slice(0, from),
     });
     stats?.release();
-    if (cache.layers.some(isQuantLayer)) {
-      throw new UnsupportedPolicyError(
-        "teacher-forced scoring (perplexity) with 'quant' is not supported yet: quantized layers take one token per decoding step only",
-      );
-    }
     const rest = ids.slice(from, ids.length - 1);
-    // Heads that evict while decoding (a ring, or a per-step hook) take one token at a time;
-    // `decoding(every=N)` recompresses after every N tokens fed, as in generation.
-    const step = bounded || cache.stepHook ? 1 : chunk;
-    const every = executor.recompressor?.every ?? rest.length;
-    for (let at = 0; at < rest.length; at += every) {
-      if (at > 0) await executor.recompressor!.run(cache, from + at, rest.length - at);
-      const part = rest.slice(at, at + every);
-      const fed = await engine.prefill(cache, part, step, "all", undefined, from + at);
+    if (bounded || executor.recompressor || cache.stepHook || cache.layers.some(isQuantLayer)) {
+      // Heads that evict while decoding (a ring, a per-step hook), KIVI's quantized layers and
+      // `decoding(every=N)` take the scored tokens through generation's own decode steps.
+      logprobs.push(
+        ...await forcedDecode(engine, cache, {
+          fed: rest,
+          last: ids[ids.length - 1],
+          position: from,
+          recompress: executor.recompressor,
+        }),
+      );
+    } else {
+      const fed = await engine.prefill(cache, rest, chunk, "all", undefined, from);
       releaseActivations(engine.ctx, fed.acts);
-      fed.logits.forEach((row, j) => logprobs.push(logSoftmaxAt(row, ids[from + at + 1 + j])));
+      fed.logits.forEach((row, j) => logprobs.push(logSoftmaxAt(row, ids[from + 1 + j])));
     }
     return { logprobs, kv: kvReport(cache, await cache.lengths(), ids.length - 1) };
   } finally {
