@@ -132,9 +132,10 @@ export interface EvalEngine {
   hitRate?(req: HitRateRequest): Promise<HitRateResult>;
   /**
    * Optional: runs `work(i)` for every plan of `plans` (a prompt's policies) with `promptIds` —
-   * the whole prompt of a query-aware generation or the context of a query-agnostic one —
-   * prefilled once for those that can share it; `generate` and `answerQuestions` calls on that
-   * prompt inside `work` then start from the shared prefill. Each plan's result is the one it
+   * the whole prompt of a query-aware generation, the context of a query-agnostic one, or the
+   * prefix before a perplexity sample's scored tokens — prefilled once for those that can share
+   * it; `generate`, `answerQuestions` and `scoreTokens` calls on that prompt inside `work` then
+   * start from the shared prefill. Each plan's result is the one it
    * gets alone. Results in the order of `plans`.
    */
   sharePrefill?<T>(

@@ -258,11 +258,15 @@ export async function runEval(options: RunEvalOptions): Promise<EvalReport> {
         );
         const todo = mine.filter((i) => !options.done?.has(outcomeKey(policies[i], sample)));
         for (const i of mine.filter((i) => !todo.includes(i))) await step(i, s);
-        if (sample.kind !== "generate" || todo.length < 2) {
+        if (sample.kind === "hitrate" || todo.length < 2) {
           for (const i of todo) await step(i, s);
           continue;
         }
-        const ids = protocol === "aware"
+        // What every policy prefills before it compresses: the prompt, the context before the
+        // question, or the prefix before the scored tokens.
+        const ids = sample.kind === "score"
+          ? sample.ids.slice(0, sample.from)
+          : protocol === "aware"
           ? sample.promptIds
           : sample.promptIds.slice(0, sample.questionStart);
         await engine.sharePrefill(ids, todo.map((i) => policies[i].plan), (j) => step(todo[j], s));

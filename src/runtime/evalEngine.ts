@@ -152,7 +152,15 @@ export async function openEvalEngine(
     async scoreTokens(req) {
       const executor = planExecutor(engine, req.plan);
       await executor.prepare();
-      const r = await scoreTokens(engine, req.ids, req.from, executor, isBounded(req.plan));
+      const r = await scoreTokens(
+        engine,
+        req.ids,
+        req.from,
+        executor,
+        isBounded(req.plan),
+        engine.prefillChunk,
+        current,
+      );
       return { logprobs: r.logprobs, kv: { fullBytes: r.kv.fullBytes, keptBytes: r.kv.keptBytes } };
     },
     async hitRate(req) {

@@ -11,8 +11,9 @@ import {
   startQueryStatistics,
   stopQueryStatistics,
 } from "./queryStatistics.ts";
-import { releaseActivations } from "./forwardPass.ts";
-import type { ColumnSums, Engine } from "./engine.ts";
+import { type Activations, releaseActivations } from "./forwardPass.ts";
+import type { Engine } from "./engine.ts";
+import { prefillRecorders, type SharedPrefill, usableShared } from "./sharedPrefill.ts";
 import { type KvReport, kvReport } from "./kvReport.ts";
 import type { PolicyExecutor } from "./policyExecutor.ts";
 import { RaggedKvCache } from "./raggedKvCache.ts";
@@ -37,8 +38,9 @@ function logSoftmaxAt(logits: Float32Array, id: number): number {
 }
 
 /**
- * Scores `ids[from..]` given `ids[..from)`: the prefix is prefilled and compressed by `executor`
- * (its detectors see the prefix), then the scored tokens are fed in chunks (one at a time when
+ * Scores `ids[from..]` given `ids[..from)`: the prefix is prefilled (or its rows copied from
+ * `shared`, a prefill of the same prefix that recorded what the plan observes) and compressed by
+ * `executor` (its detectors see the prefix), then the scored tokens are fed in chunks (one at a time when
  * the policy acts while decoding: then through the decode steps, see {@link forcedDecode}).
  */
 export async function scoreTokens(
@@ -48,6 +50,7 @@ export async function scoreTokens(
   executor: PolicyExecutor,
   bounded: boolean,
   chunk: number = engine.prefillChunk,
+  shared?: SharedPrefill,
 ): Promise<TokenScores> {
   if (!(from >= 1 && from < ids.length)) {
     throw new RangeError(`scoreTokens: from must be in [1, ${ids.length - 1}], not ${from}`);
@@ -57,28 +60,32 @@ export async function scoreTokens(
   const capacity = chunked ? chunkedCapacity(from, chunked, room) : from + room;
   const cache = new RaggedKvCache(engine.ctx, engine.config, capacity, engine.kvDtype);
   const want = executor.observeRequest(from);
-  const obs = want.promptWindow > 0
-    ? engine.createObservation(Math.min(want.promptWindow, from), from)
-    : undefined;
-  const sums: ColumnSums | undefined = want.columnSums
-    ? { stride: from, buffers: engine.createObservation(1, from).buffers }
-    : undefined;
-  let stats: QueryStatisticsRecorder | undefined;
+  const prefixIds = ids.slice(0, from);
+  const start = chunked ? undefined : usableShared(shared, prefixIds, chunk, want);
+  const rec = prefillRecorders(engine, start, want, from);
+  const { observation: obs, columnSums: sums } = rec;
+  let stats: QueryStatisticsRecorder | undefined; // this prefill's own statistics
   try {
-    stats = startQueryStatistics(engine.ctx, engine.gpu, cache, want);
-    const prefix = chunked
-      ? await prefillChunked(
-        engine.prefill.bind(engine),
-        engine.ctx,
-        cache,
-        ids.slice(0, from),
-        chunked,
-        chunk,
-      )
-      : (await engine.prefill(cache, ids.slice(0, from), chunk, "last", obs, 0, sums)).acts;
-    stopQueryStatistics(stats, cache, from);
+    let prefix: Activations;
+    if (start) {
+      cache.copyPrefixFrom(start.cache, from);
+      prefix = start.acts;
+    } else {
+      stats = startQueryStatistics(engine.ctx, engine.gpu, cache, want);
+      prefix = chunked
+        ? await prefillChunked(
+          engine.prefill.bind(engine),
+          engine.ctx,
+          cache,
+          prefixIds,
+          chunked,
+          chunk,
+        )
+        : (await engine.prefill(cache, prefixIds, chunk, "last", obs, 0, sums)).acts;
+      stopQueryStatistics(stats, cache, from);
+    }
     const first = await engine.ctx.readF32(prefix.logits, 0, engine.config.vocabSize);
-    releaseActivations(engine.ctx, prefix);
+    if (!start) releaseActivations(engine.ctx, prefix);
     const logprobs = [logSoftmaxAt(first, ids[from])];
     await executor.apply({
       cache,
@@ -87,8 +94,9 @@ export async function scoreTokens(
       decodeBudget: ids.length - 1 - from,
       promptObservation: obs,
       promptColumnSums: sums,
-      queryStatistics: stats,
-      promptIds: ids.slice(0, from),
+      queryStatistics: rec.queryStatistics ?? stats,
+      promptIds: prefixIds,
+      memo: start?.memo,
     });
     stats?.release();
     const rest = ids.slice(from, ids.length - 1);
@@ -111,7 +119,9 @@ export async function scoreTokens(
     return { logprobs, kv: kvReport(cache, await cache.lengths(), ids.length - 1) };
   } finally {
     stats?.release();
-    for (const b of [...(obs?.buffers ?? []), ...(sums?.buffers ?? [])]) engine.ctx.release(b);
+    if (rec.owned) {
+      for (const b of [...(obs?.buffers ?? []), ...(sums?.buffers ?? [])]) engine.ctx.release(b);
+    }
     cache.release();
   }
 }

@@ -252,7 +252,13 @@ Deno.test("runner: --protocol both runs each policy aware and agnostic on the sa
 /** The fake engine with `sharePrefill`: records each shared prompt and the plans that shared it. */
 class SharingFakeEngine extends RecencyFakeEngine {
   readonly shared: { ids: number[]; plans: number; ran: number[] }[] = [];
+  /** The prefix before the scored tokens of every perplexity request. */
+  readonly scoredPrefixes: string[] = [];
   current?: { ids: number[] };
+  override scoreTokens(req: { ids: number[]; plan: Plan; from: number }) {
+    this.scoredPrefixes.push(String(req.ids.slice(0, req.from)));
+    return super.scoreTokens(req);
+  }
   async sharePrefill<T>(
     promptIds: readonly number[],
     plans: readonly Plan[],
@@ -293,10 +299,18 @@ Deno.test("runner: shared prefills change nothing reported; one per prompt and p
   // Needle samples: 2 lengths × 3 depths × 2 samples, each prefilled once per protocol, for
   // the four policies of that protocol; the aware prompt is whole, the agnostic one the context.
   const needles = 2 * 3 * 2;
-  assert.equal(engine.shared.length, 2 * needles);
   assert.ok(engine.shared.every((s) => s.plans === 4));
-  const aware = engine.shared.filter((_, i) => i % 2 === 0);
-  const agnostic = engine.shared.filter((_, i) => i % 2 === 1);
+  const isPpl = (s: { ids: number[] }) => engine.scoredPrefixes.includes(String(s.ids));
+  const needleShares = engine.shared.filter((s) => !isPpl(s));
+  assert.equal(needleShares.length, 2 * needles);
+  // Perplexity samples run under the aware protocol only: each one's prefix before the scored
+  // tokens is prefilled once for the four aware policies.
+  const pplShares = engine.shared.filter(isPpl);
+  assert.ok(pplShares.length > 0);
+  assert.equal(engine.scoredPrefixes.length, 4 * pplShares.length);
+  pplShares.forEach((s, i) => assert.equal(String(s.ids), engine.scoredPrefixes[4 * i]));
+  const aware = needleShares.filter((_, i) => i % 2 === 0);
+  const agnostic = needleShares.filter((_, i) => i % 2 === 1);
   assert.deepEqual(
     aware.map((s) => s.ids),
     [...new Set(engine.prompts.map(String))].map((p) => p.split(",").map(Number)),

@@ -264,3 +264,36 @@ Deno.test("eval engine sharePrefill: groups plans that can share, runs the rest 
     engine.close?.();
   }
 });
+
+Deno.test("eval engine sharePrefill: perplexity from a shared prefix equals each plan's own", async () => {
+  const engine = await openEvalEngine(TINY);
+  try {
+    const ids = prompt();
+    const from = 240;
+    const sources = [
+      "else -> snap(k=64, window=32)",
+      "else -> h2o(heavy=10%, recent=10%)",
+      "else -> expected(k=25%, future=64, sink=4)",
+      "else -> kvzip(k=25%, chunk=128)",
+      "else -> window(sink=4, recent=32)",
+      "else -> quant(bits=4)",
+      "else -> full",
+    ];
+    const plans = sources.map((s) => compileOrThrow(s));
+    const score = (i: number) => engine.scoreTokens({ ids, plan: plans[i], from });
+    const alone = [];
+    for (const i of plans.keys()) alone.push(await score(i));
+    const copies = countCopies();
+    try {
+      const together = await engine.sharePrefill!(ids.slice(0, from), plans, score);
+      assert.deepEqual(together, alone);
+      // Every plan but Expected Attention's, alone in recording query statistics (its key
+      // differs, so it prefills on its own), started from the shared prefix.
+      assert.equal(copies.count(), plans.length - 1);
+    } finally {
+      copies.restore();
+    }
+  } finally {
+    engine.close?.();
+  }
+});
