@@ -12,8 +12,6 @@ import { ModelError } from "../model/errors.ts";
 import { missingTokenizerText } from "../model/openModel.ts";
 import type { TextTokenizer } from "../model/tokenizer.ts";
 import type { Plan } from "../plan/plan.ts";
-import { defaultRegistry } from "../plugins/builtins.ts";
-import { evictsWhileDecoding } from "../plugins/press.ts";
 import { Engine, type EngineOptions } from "./engine.ts";
 import { answerWithPlan, generateWithPlan, planExecutor } from "./planGeneration.ts";
 import { hitRates } from "./hitRate.ts";
@@ -26,14 +24,6 @@ import {
   shareKey,
   unionObserve,
 } from "./sharedPrefill.ts";
-
-/** Whether any press of the plan keeps a head's cache bounded while decoding. */
-function isBounded(plan: Plan): boolean {
-  const registry = defaultRegistry();
-  return plan.rules.some((r) =>
-    r.pipeline.some((p) => p.name === "decoding" || evictsWhileDecoding(registry.press(p.name), p))
-  );
-}
 
 /** The chat frame of `engine`'s template, its specials taken from the model's BOS / EOS ids. */
 function evalChat(engine: Engine, tokenizer: TextTokenizer): EvalChat | null {
@@ -157,7 +147,7 @@ export async function openEvalEngine(
         req.ids,
         req.from,
         executor,
-        isBounded(req.plan),
+        executor.actsWhileDecoding,
         engine.prefillChunk,
         current,
       );

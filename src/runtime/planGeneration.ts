@@ -145,6 +145,7 @@ export async function answerWithPlan(
     observe,
     chunkedPrefill: (n) => executor.chunkedPrefill(n),
     prefillRoom: (n) => executor.prefillRoom(n),
+    questionInChunks: !executor.actsWhileDecoding,
     afterPrefill: async (state) => {
       await executor.apply(state);
       if (executor.recompressor) {

@@ -141,6 +141,19 @@ export class PolicyExecutor {
     }
   }
 
+  /**
+   * Whether the plan acts on the cache while decoding — a press that evicts (a rolling window,
+   * H2O), `decoding`, KIVI's packing (`quant`), a folding compensation token — so that tokens
+   * appended after the press must go one per decoding step, as generated tokens do; otherwise
+   * they can be appended in prefill chunks with the same result.
+   */
+  get actsWhileDecoding(): boolean {
+    const acting = new Set(["decoding", "quant", "compensate"]);
+    return this.plan.rules.some((r) =>
+      r.pipeline.some((p) => acting.has(p.name) || this.evicts(p))
+    );
+  }
+
   /** Whether the plan prefills in chunks (`chunked`). */
   get isChunked(): boolean {
     return this.chunkSize !== undefined;

@@ -5,10 +5,12 @@
  * (the cache restored from a snapshot, `cacheSnapshot.ts`) before the next question. The
  * query-aware protocol — the question inside the compressed prompt — is {@link Engine.generate}.
  *
- * Question tokens go through the decoding path one at a time, exactly as generated tokens do:
- * heads that stay bounded while decoding (a rolling window, H2O, KIVI's packing, a folding
- * compensation token, StreamingLLM's re-indexed sinks) treat the question as decoding, as kvpress
- * does with a question appended after prefill. A `lazy(at=decode)` detector has no decoding step
+ * When a plan acts on the cache while decoding (a rolling window, H2O, KIVI's packing, a folding
+ * compensation token, StreamingLLM's re-indexed sinks), the question's tokens go through the
+ * decoding path one at a time, exactly as generated tokens do, so those heads treat the question
+ * as decoding, as kvpress does with a question appended after prefill. Otherwise
+ * ({@link QuestionsRequest.questionInChunks}) the question is appended in prefill chunks, which
+ * gives the same attention in far fewer passes. A `lazy(at=decode)` detector has no decoding step
  * before the press here and measures the context's last query instead.
  *
  * @module
@@ -18,7 +20,8 @@ import type { MemoryWatch } from "../gpu/device.ts";
 import { createSamplerState, readSampledIds } from "../gpu/samplerState.ts";
 import { ModelError } from "../model/errors.ts";
 import { releaseSnapshot, restoreCache, snapshotCache } from "./cacheSnapshot.ts";
-import { decodeRest, decodeStepOps, submitSteps, TokenSink } from "./decodeLoop.ts";
+import { decodeRest, decodeStepOps, sampleOp, submitSteps, TokenSink } from "./decodeLoop.ts";
+import { isQuantLayer } from "../gpu/quantKvCache.ts";
 import type { Engine } from "./engine.ts";
 import {
   type Activations,
@@ -80,6 +83,12 @@ export interface QuestionsRequest {
   prefillRoom?: (promptLength: number) => number;
   /** The context already prefilled for several plans (see `GenerationRequest.shared`). */
   shared?: SharedPrefill;
+  /**
+   * Whether each question may be appended in prefill chunks: true when nothing acts on the cache
+   * while decoding (`PolicyExecutor.actsWhileDecoding` is false). Default false: one token per
+   * decoding step. A cache with a step hook or quantized layers always takes one token per step.
+   */
+  questionInChunks?: boolean;
 }
 
 /** The compressed context and every answer given from it. */
@@ -194,6 +203,10 @@ export async function answerQuestions(
           sampler,
           question,
           contextLength: N,
+          inChunks: (req.questionInChunks ?? false) && !cache.stepHook &&
+            !cache.layers.some(isQuantLayer),
+          chunk,
+          sampling,
           maxNew,
           readEvery,
           sink: new TokenSink(new Set(req.stopIds ?? []), (ids) => req.onTokens?.(i, ids)),
@@ -248,7 +261,10 @@ async function prefillContext(
   return (await engine.prefill(cache, req.contextIds, chunk, "last", obs, 0, sums)).acts;
 }
 
-/** Feeds one question token by token through the decoding steps, then decodes its answer. */
+/**
+ * Feeds one question into the cache — in prefill chunks, or token by token through the decoding
+ * steps — then decodes its answer.
+ */
 async function answerOne(
   engine: Engine,
   o: {
@@ -257,6 +273,9 @@ async function answerOne(
     sampler: ReturnType<typeof createSamplerState>;
     question: number[];
     contextLength: number;
+    inChunks: boolean;
+    chunk: number;
+    sampling: SamplingConfig;
     maxNew: number;
     readEvery: number;
     sink: TokenSink;
@@ -266,11 +285,34 @@ async function answerOne(
   const ctx = engine.ctx;
   const { question, sink, maxNew } = o;
   const t0 = performance.now();
-  for (const [j, id] of question.entries()) {
-    // The step reads this token at this position; its pick lands in ids[0] (the step counter is
-    // reset each time), so after the last question token ids[0] is the answer's first token.
-    ctx.write(o.sampler.state, 0, new Uint32Array([id, 0, o.contextLength + j, 0]));
-    submitSteps(ctx, o.steps);
+  if (o.inChunks) {
+    const fed = await engine.prefill(
+      o.cache,
+      question,
+      o.chunk,
+      "last",
+      undefined,
+      o.contextLength,
+    );
+    // The pick reads the last question token's logits and lands in ids[0]; it advances the
+    // position to the answer's first token, as the last decoding step below would.
+    const last = o.contextLength + question.length - 1;
+    ctx.write(o.sampler.state, 0, new Uint32Array([question.at(-1)!, 0, last, 0]));
+    const pick = sampleOp(ctx, engine.config, fed.acts, o.sampler, o.sampling);
+    try {
+      if (maxNew > 0) submitSteps(ctx, [pick]);
+      await ctx.sync();
+    } finally {
+      pick.destroy();
+      releaseActivations(ctx, fed.acts);
+    }
+  } else {
+    for (const [j, id] of question.entries()) {
+      // The step reads this token at this position; its pick lands in ids[0] (the step counter
+      // is reset each time), so after the last question token ids[0] is the answer's first token.
+      ctx.write(o.sampler.state, 0, new Uint32Array([id, 0, o.contextLength + j, 0]));
+      submitSteps(ctx, o.steps);
+    }
   }
   if (maxNew > 0) sink.take(await readSampledIds(ctx, o.sampler, 0, 1));
   else await ctx.sync();

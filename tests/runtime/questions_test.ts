@@ -10,7 +10,9 @@ import { compileOrThrow } from "../../src/plan/compile.ts";
 import { defaultRegistry } from "../../src/plugins/builtins.ts";
 import { cpuLayerScores } from "../../src/plugins/cpuScores.ts";
 import type { Engine } from "../../src/runtime/engine.ts";
-import { answerWithPlan } from "../../src/runtime/planGeneration.ts";
+import { answerWithPlan, planExecutor } from "../../src/runtime/planGeneration.ts";
+import { answerQuestions } from "../../src/runtime/questions.ts";
+import type { PrefillState } from "../../src/runtime/generationTypes.ts";
 import { SHARED_DIR, sharedMissing } from "../_shared.ts";
 import { withEngine } from "./_helpers.ts";
 
@@ -175,3 +177,61 @@ Deno.test({
     });
   },
 });
+
+Deno.test({
+  name: "agnostic protocol: a question appended in prefill chunks answers as token by token does",
+  ignore: sharedMissing(),
+  async fn() {
+    const { context, questions } = await inputs();
+    await withEngine(FIXTURE, async (engine) => {
+      // Counts prefill calls after the context: each is a question appended in one chunk.
+      const original = engine.prefill;
+      let appended = 0;
+      engine.prefill = function (this: Engine, ...args: Parameters<Engine["prefill"]>) {
+        if ((args[5] ?? 0) > 0) appended++;
+        return original.apply(this, args);
+      };
+      try {
+        for (const policy of ["else -> snap(k=16, window=6, pool=3)", "else -> full"]) {
+          const run = (questionInChunks: boolean) =>
+            answerQuestions(engine, {
+              contextIds: context,
+              questions,
+              maxNewTokens: ANSWER,
+              questionInChunks,
+              ...planHooks(engine, policy),
+            });
+          appended = 0;
+          const chunked = await run(true);
+          assert.equal(appended, questions.length, `${policy}: every question in one chunk`);
+          appended = 0;
+          const stepped = await run(false);
+          assert.equal(appended, 0);
+          chunked.answers.forEach((a, i) => {
+            assert.deepEqual(a.tokens, stepped.answers[i].tokens, `${policy} q${i + 1}`);
+            assert.deepEqual(a.kv.layers, stepped.answers[i].kv.layers);
+          });
+        }
+        // A rolling window acts while decoding: its questions never go in chunks.
+        appended = 0;
+        await answerWithPlan(engine, compileOrThrow("else -> window(sink=4, recent=14)"), {
+          contextIds: context,
+          questions,
+          maxNewTokens: ANSWER,
+        });
+        assert.equal(appended, 0);
+      } finally {
+        engine.prefill = original;
+      }
+    });
+  },
+});
+
+/** The hooks `answerWithPlan` gives `answerQuestions` for `policy` (a fresh executor). */
+function planHooks(engine: Engine, policy: string) {
+  const executor = planExecutor(engine, compileOrThrow(policy));
+  return {
+    observe: executor.observeRequest(40),
+    afterPrefill: (state: PrefillState) => executor.apply(state),
+  };
+}
