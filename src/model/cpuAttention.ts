@@ -24,7 +24,7 @@ export interface LogitBias {
 
 /**
  * For each of the query rows (`queries` is `rows × headDim`, post-RoPE), softmax over the
- * entries at `indices` of `q·k / sqrt(headDim)`, then the weighted sum of their values.
+ * entries at `indices` of `q·k · scale` (default `1 / sqrt(headDim)`), then the weighted sum of their values.
  * `keys` and `values` are `length × headDim`. With no indices the output is all zeros.
  * `bias` adds `value` to the scaled logit of cache entry `index` (when it is among `indices`):
  * RazorAttention's compensation token (`+ln N_d`).
@@ -36,6 +36,7 @@ export function attendToEntries(
   queries: Float64Array,
   indices: ArrayLike<number>,
   bias?: LogitBias,
+  scale: number = 1 / Math.sqrt(headDim),
 ): AttentionResult {
   const rows = queries.length / headDim;
   const count = indices.length;
@@ -46,7 +47,6 @@ export function attendToEntries(
       throw new RangeError(`attention index ${index} is outside the cache [0, ${entries})`);
     }
   }
-  const scale = 1 / Math.sqrt(headDim);
   const output = new Float64Array(rows * headDim);
   const probabilities = new Float64Array(rows * count);
   for (let r = 0; r < rows; r++) {

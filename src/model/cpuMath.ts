@@ -111,6 +111,19 @@ export function swiglu(gate: Float64Array, up: Float64Array): Float64Array {
   return gate;
 }
 
+/**
+ * GeGLU as Gemma computes it: `gelu_pytorch_tanh(gate) · up`, with the tanh approximation
+ * `0.5·g·(1 + tanh(√(2/π)·(g + 0.044715·g³)))`. Overwrites and returns `gate`.
+ */
+export function geglu(gate: Float64Array, up: Float64Array): Float64Array {
+  const c = Math.sqrt(2 / Math.PI);
+  for (let i = 0; i < gate.length; i++) {
+    const g = gate[i];
+    gate[i] = 0.5 * g * (1 + Math.tanh(c * (g + 0.044715 * g * g * g))) * up[i];
+  }
+  return gate;
+}
+
 /** Adds `delta` to `x` elementwise, in place. */
 export function addInPlace(x: Float64Array, delta: Float64Array): void {
   for (let i = 0; i < x.length; i++) x[i] += delta[i];

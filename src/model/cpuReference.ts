@@ -17,6 +17,13 @@
  * logits = rmsnorm(x, model.norm) lm_head^T                  lm_head = embed_tokens when tied
  * ```
  *
+ * Gemma 3 (`config.gemma3`) departs from it: every RMSNorm scales by `1 + weight`; x starts as
+ * `embed_tokens[ids] · √hidden`; q and k are normalised per head; sliding layers rotate with
+ * their own RoPE base and see only their window; q·k is scaled by `query_pre_attn_scalar^-1/2`;
+ * the attention output and the MLP output are normalised (`post_attention_layernorm`,
+ * `post_feedforward_layernorm`) before each residual add, the MLP input by
+ * `pre_feedforward_layernorm`; the MLP is `gelu_tanh(h Wgate^T) * h Wup^T`.
+ *
  * Weights are upcast exactly to float32; activations and sums are float64. The model keeps its
  * own {@link CpuKvCache}, so feeding tokens in several calls (prefill, then one token at a time)
  * gives the same logits as one call.
@@ -26,7 +33,7 @@
 
 import { attendToEntries, type AttentionResult, type LogitBias } from "./cpuAttention.ts";
 import { CpuKvCache } from "./cpuKvCache.ts";
-import { addInPlace, applyRope, matmulTransposed, rmsNorm, swiglu } from "./cpuMath.ts";
+import { addInPlace, applyRope, geglu, matmulTransposed, rmsNorm, swiglu } from "./cpuMath.ts";
 import { tensorToFloat32 } from "./dtype.ts";
 import { EMBEDDING, FINAL_NORM, layerTensorNames, LM_HEAD } from "./tensorShapes.ts";
 import type { ModelConfig, ModelWeights } from "./types.ts";
@@ -44,6 +51,9 @@ interface CpuLayer {
   kNorm?: Float32Array;
   o: Float32Array;
   postAttentionNorm: Float32Array;
+  /** Gemma 3: the MLP's input and output norms (its `postAttentionNorm` is the attention's). */
+  preFeedforwardNorm?: Float32Array;
+  postFeedforwardNorm?: Float32Array;
   gate: Float32Array;
   up: Float32Array;
   down: Float32Array;
@@ -94,28 +104,36 @@ export class CpuReferenceModel {
     const config = weights.config;
     this.config = config;
     const decode = (name: string) => tensorToFloat32(weights.get(name));
+    // Gemma's RMSNorm multiplies by 1 + w (in float32, as transformers does).
+    const norm = (name: string) => {
+      const w = decode(name);
+      if (config.gemma3) { for (let i = 0; i < w.length; i++) w[i] = 1 + w[i]; }
+      return w;
+    };
     this.embedding = decode(EMBEDDING);
     this.layers = [];
     for (let layer = 0; layer < config.numLayers; layer++) {
       const names = layerTensorNames(layer);
       this.layers.push({
-        inputNorm: decode(names.inputNorm),
+        inputNorm: norm(names.inputNorm),
         q: decode(names.q),
         k: decode(names.k),
         v: decode(names.v),
         qBias: config.attentionBias ? decode(names.qBias) : undefined,
         kBias: config.attentionBias ? decode(names.kBias) : undefined,
         vBias: config.attentionBias ? decode(names.vBias) : undefined,
-        qNorm: config.qkNorm ? decode(names.qNorm) : undefined,
-        kNorm: config.qkNorm ? decode(names.kNorm) : undefined,
+        qNorm: config.qkNorm ? norm(names.qNorm) : undefined,
+        kNorm: config.qkNorm ? norm(names.kNorm) : undefined,
         o: decode(names.o),
-        postAttentionNorm: decode(names.postAttentionNorm),
+        postAttentionNorm: norm(names.postAttentionNorm),
+        preFeedforwardNorm: config.gemma3 ? norm(names.preFeedforwardNorm) : undefined,
+        postFeedforwardNorm: config.gemma3 ? norm(names.postFeedforwardNorm) : undefined,
         gate: decode(names.gate),
         up: decode(names.up),
         down: decode(names.down),
       });
     }
-    this.finalNorm = decode(FINAL_NORM);
+    this.finalNorm = norm(FINAL_NORM);
     this.lmHead = config.tieWordEmbeddings ? this.embedding : decode(LM_HEAD);
     this.cache = new CpuKvCache(config.numLayers, config.numKvHeads, config.headDim);
   }
@@ -138,6 +156,8 @@ export class CpuReferenceModel {
       const row = this.embedding.subarray(ids[t] * c.hiddenSize, (ids[t] + 1) * c.hiddenSize);
       x.set(row, t * c.hiddenSize);
     }
+    const g3 = c.gemma3;
+    if (g3) { for (let i = 0; i < x.length; i++) x[i] = Math.fround(x[i] * g3.embedScale); }
 
     this.lastQueries = [];
     this.lastQueriesBeforeRope = [];
@@ -155,20 +175,27 @@ export class CpuReferenceModel {
       const v = matmulTransposed(h, tokens, w.v, kvWidth, c.hiddenSize, w.vBias);
       this.lastQueriesBeforeRope.push(q.slice());
       this.lastKeysBeforeRope.push(k.slice());
+      const invFreq = g3?.layerWindows[l] ? g3.localRopeInvFreq : c.ropeInvFreq;
       for (let t = 0; t < tokens; t++) {
-        applyRope(q, t * qWidth, c.numHeads, c.headDim, positions[t], c.ropeInvFreq);
-        applyRope(k, t * kvWidth, c.numKvHeads, c.headDim, positions[t], c.ropeInvFreq);
+        applyRope(q, t * qWidth, c.numHeads, c.headDim, positions[t], invFreq);
+        applyRope(k, t * kvWidth, c.numKvHeads, c.headDim, positions[t], invFreq);
       }
       this.lastQueries.push(q);
 
       const attention = this.attendCausally(l, q, k, v, positions);
-      addInPlace(x, matmulTransposed(attention, tokens, w.o, c.hiddenSize, qWidth));
+      let attnOut = matmulTransposed(attention, tokens, w.o, c.hiddenSize, qWidth);
+      if (g3) attnOut = rmsNorm(attnOut, tokens, w.postAttentionNorm, c.rmsNormEps);
+      addInPlace(x, attnOut);
 
-      h = rmsNorm(x, tokens, w.postAttentionNorm, c.rmsNormEps);
+      h = rmsNorm(x, tokens, w.preFeedforwardNorm ?? w.postAttentionNorm, c.rmsNormEps);
       const gate = matmulTransposed(h, tokens, w.gate, c.intermediateSize, c.hiddenSize);
       const up = matmulTransposed(h, tokens, w.up, c.intermediateSize, c.hiddenSize);
-      const act = swiglu(gate, up);
-      addInPlace(x, matmulTransposed(act, tokens, w.down, c.hiddenSize, c.intermediateSize));
+      const act = g3 ? geglu(gate, up) : swiglu(gate, up);
+      let mlpOut = matmulTransposed(act, tokens, w.down, c.hiddenSize, c.intermediateSize);
+      if (w.postFeedforwardNorm) {
+        mlpOut = rmsNorm(mlpOut, tokens, w.postFeedforwardNorm, c.rmsNormEps);
+      }
+      addInPlace(x, mlpOut);
     }
     this.nextPosition = Math.max(this.nextPosition, ...positions.map((p) => p + 1));
 
@@ -201,6 +228,7 @@ export class CpuReferenceModel {
       queries,
       indices,
       this.biases.get(layer * this.config.numKvHeads + kvHead),
+      this.config.gemma3?.attentionScale,
     );
   }
 
@@ -268,8 +296,9 @@ export class CpuReferenceModel {
       const cachedPositions = this.cache.positions(layer, g);
       for (let t = 0; t < tokens; t++) {
         let visible = all.subarray(0, before + t + 1);
-        if (c.slidingWindow !== undefined) {
-          const oldest = positions[t] - c.slidingWindow;
+        const window = c.gemma3 ? c.gemma3.layerWindows[layer] : c.slidingWindow;
+        if (window !== undefined && window !== null) {
+          const oldest = positions[t] - window;
           visible = visible.filter((i) => cachedPositions[i] > oldest);
         }
         // The query heads of one KV head are adjacent: heads g*group .. (g+1)*group - 1.

@@ -21,10 +21,16 @@ import { ggufSpecialTokens } from "./ggufTokenizer.ts";
 import type { GgufMetadata } from "./ggufTypes.ts";
 import { checkFinite, checkTensorShapes, weightsFromTensors } from "./loadModel.ts";
 import { expectedTensorShapes } from "./tensorShapes.ts";
+import { tensorToFloat32 } from "./dtype.ts";
 import type { ModelConfig, ModelWeights, Tensor } from "./types.ts";
 
 /** GGUF `general.architecture` values we run, with the Hugging Face `model_type` each maps to. */
-const ARCHITECTURES: Record<string, string> = { llama: "llama", qwen2: "qwen2", qwen3: "qwen3" };
+const ARCHITECTURES: Record<string, string> = {
+  llama: "llama",
+  qwen2: "qwen2",
+  qwen3: "qwen3",
+  gemma3: "gemma3_text",
+};
 
 /** Architectures whose Q/K rows llama.cpp's converter permutes (RoPE in GPT-J's interleaved layout). */
 const PERMUTED_QK = new Set(["llama"]);
@@ -45,6 +51,14 @@ const LAYER_TENSORS: Record<string, string> = {
   "ffn_gate.weight": "mlp.gate_proj.weight",
   "ffn_up.weight": "mlp.up_proj.weight",
   "ffn_down.weight": "mlp.down_proj.weight",
+};
+
+/** Gemma 3's layer norms, where its names differ from the Llama layout's. */
+const GEMMA3_LAYER_TENSORS: Record<string, string> = {
+  ...LAYER_TENSORS,
+  "ffn_norm.weight": "pre_feedforward_layernorm.weight",
+  "post_attention_norm.weight": "post_attention_layernorm.weight",
+  "post_ffw_norm.weight": "post_feedforward_layernorm.weight",
 };
 
 /** Top-level llama.cpp tensor names → Hugging Face names. */
@@ -87,11 +101,14 @@ export async function loadGgufModel(file: string, opts: LoadGgufOptions = {}): P
     const tensors = new Map<string, Tensor>();
     for (const info of header.tensors) {
       if (IGNORED_TENSORS.has(info.name)) continue;
-      const name = hfTensorName(info.name, config.numLayers, file);
+      const name = hfTensorName(info.name, config, file);
       const raw = await readTensorBytes(handle, info, file);
       done += info.bytes;
       opts.onProgress?.(done, total);
       let tensor = toRuntimeTensor(name, info, raw);
+      // llama.cpp's converter stores Gemma's RMSNorm weights as 1 + w; transformers and the
+      // runtime read w (Gemma2TensorProcessor subtracts the 1 again, in float32, as here).
+      if (config.gemma3 && name.endsWith("norm.weight")) tensor = shiftedByMinusOne(tensor);
       if (PERMUTED_QK.has(config.architecture)) {
         if (name.endsWith("self_attn.q_proj.weight")) {
           tensor = unpermuteRows(tensor, config.numHeads);
@@ -179,8 +196,27 @@ export function configFromGguf(header: GgufHeader): ModelConfig {
     attention_bias: header.tensors.some((t) => t.name === "blk.0.attn_q.bias"),
     rope_scaling: ropeScalingOf(key),
     ...specialTokenIds(meta, file),
+    ...(arch === "gemma3" ? gemma3Keys(key, { hidden, heads, headDim, layers }) : {}),
   };
   return parseConfig(json, `${file} (GGUF metadata)`);
+}
+
+/**
+ * Gemma 3's config keys as llama.cpp reads them (`llama-model.cpp`): the window from
+ * `attention.sliding_window`, every 6th layer global, the sliding layers' RoPE base 10000, and
+ * attention scaled by 1/√head_dim — except the 27B model (62 layers), scaled by
+ * 1/√(hidden / heads) as its Hugging Face config's `query_pre_attn_scalar` says.
+ */
+function gemma3Keys(
+  key: MetadataFields,
+  o: { hidden: number; heads: number; headDim: number; layers: number },
+): Record<string, unknown> {
+  return {
+    sliding_window: key.int("attention.sliding_window"),
+    sliding_window_pattern: 6,
+    rope_local_base_freq: 10000,
+    query_pre_attn_scalar: o.layers === 62 ? o.hidden / o.heads : o.headDim,
+  };
 }
 
 function ropeScalingOf(key: MetadataFields): Record<string, unknown> | null {
@@ -211,7 +247,7 @@ function checkGgufShapes(header: GgufHeader, config: ModelConfig): void {
   const expected = expectedTensorShapes(config);
   for (const info of header.tensors) {
     if (IGNORED_TENSORS.has(info.name)) continue;
-    const want = expected.get(hfTensorName(info.name, config.numLayers, header.file));
+    const want = expected.get(hfTensorName(info.name, config, header.file));
     const shape = [...info.dims].reverse();
     if (
       want !== undefined && (want.length !== shape.length || want.some((d, i) => d !== shape[i]))
@@ -246,20 +282,28 @@ function applyRopeFactors(
 }
 
 /** Hugging Face name of a llama.cpp tensor name, or a clear error for one we do not know. */
-function hfTensorName(name: string, numLayers: number, file: string): string {
+function hfTensorName(name: string, config: ModelConfig, file: string): string {
   const global = GLOBAL_TENSORS[name];
   if (global !== undefined) return global;
   const match = /^blk\.(\d+)\.(.+)$/.exec(name);
-  if (match !== null && LAYER_TENSORS[match[2]] !== undefined) {
+  const names = config.gemma3 ? GEMMA3_LAYER_TENSORS : LAYER_TENSORS;
+  if (match !== null && Object.hasOwn(names, match[2])) {
     const layer = Number(match[1]);
-    if (layer >= numLayers) {
-      throw new ModelError(`${file}: tensor "${name}" names layer ${layer} of ${numLayers}`);
+    if (layer >= config.numLayers) {
+      throw new ModelError(`${file}: tensor "${name}" names layer ${layer} of ${config.numLayers}`);
     }
-    return `model.layers.${layer}.${LAYER_TENSORS[match[2]]}`;
+    return `model.layers.${layer}.${names[match[2]]}`;
   }
   throw new ModelError(
     `${file}: tensor "${name}" is not part of a supported architecture's forward pass`,
   );
+}
+
+/** A vector tensor minus 1, as float32. */
+function shiftedByMinusOne(tensor: Tensor): Tensor {
+  const values = tensorToFloat32(tensor);
+  for (let i = 0; i < values.length; i++) values[i] -= 1;
+  return { ...tensor, dtype: "F32", data: new Uint8Array(values.buffer) };
 }
 
 /**

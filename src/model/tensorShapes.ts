@@ -1,5 +1,5 @@
 /**
- * The tensors a Llama-family checkpoint must hold for a given config, with their shapes
+ * The tensors a Llama-family (or Gemma 3) checkpoint must hold for a given config, with their shapes
  * (Hugging Face names; Linear weights are `[out_features, in_features]`).
  *
  * @module
@@ -20,6 +20,8 @@ export function layerTensorNames(layer: number): {
   qNorm: string;
   kNorm: string;
   postAttentionNorm: string;
+  preFeedforwardNorm: string;
+  postFeedforwardNorm: string;
   gate: string;
   up: string;
   down: string;
@@ -37,6 +39,8 @@ export function layerTensorNames(layer: number): {
     qNorm: `${prefix}.self_attn.q_norm.weight`,
     kNorm: `${prefix}.self_attn.k_norm.weight`,
     postAttentionNorm: `${prefix}.post_attention_layernorm.weight`,
+    preFeedforwardNorm: `${prefix}.pre_feedforward_layernorm.weight`,
+    postFeedforwardNorm: `${prefix}.post_feedforward_layernorm.weight`,
     gate: `${prefix}.mlp.gate_proj.weight`,
     up: `${prefix}.mlp.up_proj.weight`,
     down: `${prefix}.mlp.down_proj.weight`,
@@ -53,7 +57,7 @@ export const LM_HEAD = "lm_head.weight";
 /**
  * Every tensor the forward pass reads, with its expected shape, in checkpoint order:
  * embedding, then per layer norms / attention (+ q/k/v biases when `attentionBias`, q/k norms
- * when `qkNorm`) / MLP,
+ * when `qkNorm`, Gemma 3's MLP norms) / MLP,
  * then the final norm and, unless tied, `lm_head.weight`.
  */
 export function expectedTensorShapes(config: ModelConfig): Map<string, number[]> {
@@ -79,6 +83,10 @@ export function expectedTensorShapes(config: ModelConfig): Map<string, number[]>
     }
     shapes.set(names.o, [h, qRows]);
     shapes.set(names.postAttentionNorm, [h]);
+    if (config.gemma3) {
+      shapes.set(names.preFeedforwardNorm, [h]);
+      shapes.set(names.postFeedforwardNorm, [h]);
+    }
     shapes.set(names.gate, [inter, h]);
     shapes.set(names.up, [inter, h]);
     shapes.set(names.down, [h, inter]);

@@ -23,8 +23,32 @@ export interface Tensor {
   data: Uint8Array;
 }
 
-/** Supported decoder families (`config.json` → `model_type`). */
-export type Architecture = "llama" | "mistral" | "qwen2" | "qwen3";
+/** Supported decoder families (`config.json` → `model_type`; Gemma 3's is `gemma3_text`). */
+export type Architecture = "llama" | "mistral" | "qwen2" | "qwen3" | "gemma3";
+
+/**
+ * What a Gemma 3 decoder (arXiv 2503.19786; transformers' `Gemma3ForCausalLM`) does beyond the
+ * Llama layout: RMSNorm scales by `1 + weight`; embeddings are multiplied by √hidden; every layer
+ * normalises its attention output and its MLP output (`post_attention_layernorm`,
+ * `post_feedforward_layernorm`) before the residual add, and its MLP input with
+ * `pre_feedforward_layernorm`; the MLP is GeGLU (`gelu_pytorch_tanh(gate) · up`); q and k are
+ * RMS-normalised per head before RoPE (`qkNorm`); attention logits are scaled by
+ * `query_pre_attn_scalar^-1/2`; and most layers attend through a sliding window with their own
+ * RoPE base.
+ */
+export interface Gemma3Details {
+  /** √hidden_size, as float32: the factor on every embedding row. */
+  embedScale: number;
+  /** `query_pre_attn_scalar ** -0.5`: the factor on q·k. */
+  attentionScale: number;
+  /**
+   * Per layer, its sliding window W (a query at position p sees keys at positions > p − W), or
+   * null for a global layer (`layer_types`).
+   */
+  layerWindows: (number | null)[];
+  /** RoPE inverse frequencies of the sliding layers (their own base, `rope_local_base_freq`). */
+  localRopeInvFreq: Float64Array;
+}
 
 /** A validated, normalised `config.json`. All sizes are checked positive integers. */
 export interface ModelConfig {
@@ -71,6 +95,8 @@ export interface ModelConfig {
    * `maxPositions`). Runtimes that do not implement it must refuse such a config.
    */
   slidingWindow?: number;
+  /** Gemma 3's differences from the Llama layout; absent for every other family. */
+  gemma3?: Gemma3Details;
 }
 
 /** A loaded checkpoint: its config and its tensors by HF name. */

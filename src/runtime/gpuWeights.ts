@@ -69,12 +69,28 @@ export interface GpuModelWeights {
 }
 
 /** Uploads every tensor; `onProgress(done, total)` counts tensors. */
+/**
+ * Throws a {@link ModelError} for a config the WebGPU runtime cannot run yet: Gemma 3 (its
+ * config, weights and tokenizer load, and the CPU reference runs it; the GPU forward pass lacks
+ * its sliding-window layers, GeGLU and extra norms).
+ */
+export function refuseUnsupportedOnGpu(config: ModelConfig, source: string): void {
+  if (config.gemma3) {
+    throw new ModelError(
+      `${source}: Gemma 3 is not supported by the WebGPU runtime yet (its sliding-window ` +
+        `layers, GeGLU MLP and extra norms are not implemented on the GPU); run a Llama, ` +
+        `Mistral, Qwen2 or Qwen3 model`,
+    );
+  }
+}
+
 export function uploadWeights(
   ctx: GpuContext,
   weights: ModelWeights,
   onProgress?: (done: number, total: number) => void,
 ): GpuModelWeights {
   const c = weights.config;
+  refuseUnsupportedOnGpu(c, weights.dir);
   // The KV cache and attention kernels read heads as vec4s; refuse other shapes up front with a
   // user error (a RangeError from the cache would surface as an internal error).
   if (c.headDim % 4 !== 0) {

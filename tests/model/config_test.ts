@@ -139,7 +139,7 @@ Deno.test("config: mistral sliding window is recorded only when it can take effe
 Deno.test("config: unsupported values name the file and field", () => {
   assertModelError(
     () => parseConfig(llamaConfig({ model_type: "gpt2" }), "m/config.json"),
-    'm/config.json: "model_type" "gpt2" is not supported (supported: llama, mistral, qwen2, qwen3)',
+    'm/config.json: "model_type" "gpt2" is not supported (supported: llama, mistral, qwen2, qwen3, gemma3_text)',
   );
   assertModelError(
     () => parseConfig(llamaConfig({ hidden_act: "gelu" }), "m/config.json"),
@@ -238,4 +238,79 @@ Deno.test("config: absurd dimensions are refused by name before anything is allo
   // the limits themselves are accepted (Gemma-sized head_dim 256, a 262k vocabulary)
   assert.equal(parseConfig(llamaConfig({ head_dim: 256 }), "m/config.json").headDim, 256);
   assert.equal(parseConfig(llamaConfig({ vocab_size: 262144 }), "m/config.json").vocabSize, 262144);
+});
+
+Deno.test("config: Gemma 3 — transformers' defaults, per-layer windows and RoPE, refusals", () => {
+  const gemma = (overrides: Record<string, unknown> = {}) =>
+    parseConfig(
+      llamaConfig({
+        model_type: "gemma3_text",
+        hidden_act: undefined,
+        rope_theta: undefined,
+        hidden_size: 640,
+        num_attention_heads: 4,
+        num_key_value_heads: 1,
+        num_hidden_layers: 8,
+        ...overrides,
+      }),
+      "gemma/config.json",
+    );
+  const c = gemma();
+  assert.equal(c.architecture, "gemma3");
+  assert.equal(c.headDim, 256); // Gemma3TextConfig's default, not hidden / heads
+  assert.ok(c.qkNorm && c.tieWordEmbeddings);
+  const g = c.gemma3!;
+  assert.equal(g.embedScale, Math.fround(Math.sqrt(640)));
+  assert.equal(g.attentionScale, 1 / 16); // query_pre_attn_scalar 256
+  // Every 6th layer is global; the window defaults to 4096.
+  assert.deepEqual(g.layerWindows, [4096, 4096, 4096, 4096, 4096, null, 4096, 4096]);
+  // Global RoPE base 1e6, sliding 1e4: the first inverse frequency is 1, the second θ^(-2/256).
+  assert.ok(Math.abs(c.ropeInvFreq[1] - 1e6 ** (-2 / 256)) < 1e-15);
+  assert.ok(Math.abs(g.localRopeInvFreq[1] - 1e4 ** (-2 / 256)) < 1e-15);
+  const own = gemma({
+    head_dim: 64,
+    query_pre_attn_scalar: 48,
+    sliding_window: 512,
+    layer_types: Array.from(
+      { length: 8 },
+      (_, i) => i % 2 ? "full_attention" : "sliding_attention",
+    ),
+    rope_parameters: {
+      sliding_attention: { rope_type: "default", rope_theta: 500 },
+      full_attention: { rope_type: "linear", factor: 8, rope_theta: 20000 },
+    },
+  });
+  assert.equal(own.gemma3!.attentionScale, 48 ** -0.5);
+  assert.deepEqual(own.gemma3!.layerWindows, [512, null, 512, null, 512, null, 512, null]);
+  assert.ok(Math.abs(own.ropeInvFreq[1] - 20000 ** (-2 / 64) / 8) < 1e-15);
+  assert.ok(Math.abs(own.gemma3!.localRopeInvFreq[1] - 500 ** (-2 / 64)) < 1e-15);
+  // The older keys: rope_theta, rope_local_base_freq, rope_scaling (global layers only).
+  const old = gemma({
+    rope_theta: 1e5,
+    rope_local_base_freq: 1e3,
+    rope_scaling: { type: "linear", factor: 2 },
+  });
+  assert.ok(Math.abs(old.ropeInvFreq[1] - 1e5 ** (-2 / 256) / 2) < 1e-15);
+  assert.ok(Math.abs(old.gemma3!.localRopeInvFreq[1] - 1e3 ** (-2 / 256)) < 1e-15);
+  assertModelError(
+    () => gemma({ final_logit_softcapping: 30 }),
+    'gemma/config.json: "final_logit_softcapping" 30 is not supported (null)',
+  );
+  assertModelError(
+    () => gemma({ hidden_activation: "gelu" }),
+    'gemma/config.json: "hidden_activation" "gelu" is not supported (only "gelu_pytorch_tanh")',
+  );
+  assertModelError(
+    () => gemma({ layer_types: ["sliding_attention"] }),
+    'gemma/config.json: "layer_types" must list one type per layer (8)',
+  );
+  assertModelError(
+    () => gemma({ layer_types: Array(8).fill("chunked_attention") }),
+    'gemma/config.json: "layer_types[0]" "chunked_attention" is not supported ' +
+      '("sliding_attention" or "full_attention")',
+  );
+  assertModelError(
+    () => gemma({ use_bidirectional_attention: true }),
+    'gemma/config.json: "use_bidirectional_attention": true is not supported',
+  );
 });

@@ -1,14 +1,16 @@
 """Synthetic GGUF checkpoints with an independent reference, for kvpolicy's GGUF loader.
 
-Builds small random-weight Llama (GQA) and Qwen3 (per-head q/k norm, head_dim != hidden/heads)
-models with Hugging Face transformers, writes each as a GGUF with the `gguf` package (tensors
+Builds small random-weight Llama (GQA), Qwen3 (per-head q/k norm, head_dim != hidden/heads) and
+Gemma 3 (sliding and global layers, GeGLU, pre/post norms, norms written as 1 + w as llama.cpp's
+converter does) models with Hugging Face transformers, writes each as a GGUF with the `gguf` package (tensors
 spread over every supported ggml type; Llama's Q/K rows permuted as llama.cpp's converter does),
 and records the logits that transformers computes when it loads that GGUF back
-(`from_pretrained(..., gguf_file=...)`, which dequantizes through `gguf`). The Qwen3 model is also
-saved as a Hugging Face folder with its own logits.
+(`from_pretrained(..., gguf_file=...)`, which dequantizes through `gguf`). The Qwen3 and Gemma 3 models are
+also saved as Hugging Face folders with their own logits (the Gemma 3 folder with a query scale,
+window, layer pattern and RoPE of its own, which GGUF metadata cannot express).
 
 usage: python3 gguf_fixture.py OUT_DIR
-writes OUT_DIR/{llama,qwen3}.gguf, OUT_DIR/qwen3-hf/, OUT_DIR/reference.json
+writes OUT_DIR/{llama,qwen3,gemma3}.gguf, OUT_DIR/{qwen3,gemma3}-hf/, OUT_DIR/reference.json
 """
 
 import json
@@ -19,7 +21,7 @@ import gguf
 import numpy as np
 import torch
 from gguf import GGMLQuantizationType as T
-from transformers import AutoModelForCausalLM, LlamaConfig, Qwen3Config
+from transformers import AutoModelForCausalLM, Gemma3TextConfig, LlamaConfig, Qwen3Config
 from transformers.utils import logging
 
 logging.set_verbosity_error()
@@ -76,10 +78,13 @@ def write_gguf(path, arch, cfg, state):
     writer.add_key_length(cfg.head_dim)
     writer.add_value_length(cfg.head_dim)
     writer.add_rope_dimension_count(cfg.head_dim)
-    writer.add_rope_freq_base(cfg.rope_theta if hasattr(cfg, "rope_theta") else
-                              cfg.rope_parameters["rope_theta"])
+    rope = cfg.rope_parameters
+    writer.add_rope_freq_base(rope["full_attention"]["rope_theta"] if arch == "gemma3" else
+                              cfg.rope_theta if hasattr(cfg, "rope_theta") else rope["rope_theta"])
     writer.add_layer_norm_rms_eps(cfg.rms_norm_eps)
     writer.add_vocab_size(cfg.vocab_size)
+    if arch == "gemma3":
+        writer.add_sliding_window(cfg.sliding_window)
     rng = np.random.default_rng(7)
     names = {"model.embed_tokens.weight": "token_embd.weight",
              "model.norm.weight": "output_norm.weight", "lm_head.weight": "output.weight"}
@@ -89,6 +94,10 @@ def write_gguf(path, arch, cfg, state):
                    "self_attn.k_norm": "attn_k_norm", "post_attention_layernorm": "ffn_norm",
                    "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
                    "mlp.down_proj": "ffn_down"}
+    if arch == "gemma3":
+        layer_names.update({"post_attention_layernorm": "post_attention_norm",
+                            "pre_feedforward_layernorm": "ffn_norm",
+                            "post_feedforward_layernorm": "post_ffw_norm"})
     turn = 0
     for name, tensor in state.items():
         w = tensor.detach().to(torch.float32).numpy()
@@ -103,6 +112,8 @@ def write_gguf(path, arch, cfg, state):
         else:
             out = names[name]
         if w.ndim == 1:
+            if arch == "gemma3":  # llama.cpp stores Gemma's RMSNorm weight as 1 + w
+                w = w + 1
             writer.add_tensor(out, w.astype(np.float32))
             continue
         qtype = MATRIX_TYPES[turn % len(MATRIX_TYPES)]
@@ -113,6 +124,18 @@ def write_gguf(path, arch, cfg, state):
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
+
+
+def init_random(model):
+    """Norm weights near 1 (Gemma's near 0: it scales by 1 + w), matrices N(0, 0.05)."""
+    gemma = model.config.model_type == "gemma3_text"
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.ndim == 1:
+                p.copy_((0 if gemma else 1) + 0.1 * torch.randn_like(p))
+            else:
+                p.normal_(0, 0.05)
+    return model
 
 
 def logits_of(model):
@@ -130,15 +153,26 @@ def main():
         "llama": LlamaConfig(num_attention_heads=4, head_dim=64, rope_theta=10000.0, **common),
         "qwen3": Qwen3Config(num_attention_heads=4, head_dim=128, rope_theta=1000000.0, **common),
     }
+    # Gemma 3 from GGUF: every 6th layer global, sliding RoPE base 10000, q·k scaled by
+    # 1/sqrt(head_dim) (transformers' default query_pre_attn_scalar 256 = head_dim), window 5.
+    gemma = dict(common, num_hidden_layers=6, tie_word_embeddings=True)
+    configs["gemma3"] = Gemma3TextConfig(num_attention_heads=2, head_dim=256, sliding_window=5,
+                                         **gemma)
+    # The Hugging Face folder: its own query scale, layer pattern and RoPE (linear on globals).
+    hf = Gemma3TextConfig(num_attention_heads=4, head_dim=64, sliding_window=4,
+                          query_pre_attn_scalar=48,
+                          layer_types=["sliding_attention", "full_attention", "sliding_attention"],
+                          rope_parameters={
+                              "sliding_attention": {"rope_type": "default", "rope_theta": 500.0},
+                              "full_attention": {"rope_type": "linear", "factor": 2.0,
+                                                 "rope_theta": 20000.0}},
+                          **dict(common, num_hidden_layers=3, tie_word_embeddings=True))
     reference = {"ids": IDS}
+    model = init_random(AutoModelForCausalLM.from_config(hf, dtype=torch.float32))
+    model.save_pretrained(os.path.join(out, "gemma3-hf"))
+    reference["gemma3-hf"] = logits_of(model)
     for arch, cfg in configs.items():
-        model = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
-        with torch.no_grad():
-            for p in model.parameters():
-                if p.ndim == 1:
-                    p.copy_(1 + 0.1 * torch.randn_like(p))
-                else:
-                    p.normal_(0, 0.05)
+        model = init_random(AutoModelForCausalLM.from_config(cfg, dtype=torch.float32))
         if arch == "qwen3":
             model.save_pretrained(os.path.join(out, "qwen3-hf"))
             reference["qwen3-hf"] = logits_of(model)
