@@ -17,7 +17,7 @@ import type { KvDType } from "../gpu/kvCache.ts";
 import { createSamplerState, readSampledIds } from "../gpu/samplerState.ts";
 import type { ChatTemplate } from "../model/chatTemplate.ts";
 import { ModelError } from "../model/errors.ts";
-import { locateModel, openModel, readModelHeader } from "../model/openModel.ts";
+import { openModel } from "../model/openModel.ts";
 import type { TextTokenizer } from "../model/tokenizer.ts";
 import type { ModelConfig, ModelWeights } from "../model/types.ts";
 import {
@@ -29,12 +29,7 @@ import {
   type Step,
 } from "./forwardPass.ts";
 import { decodeRest, decodeStepOps, sampleOp, submitSteps, TokenSink } from "./decodeLoop.ts";
-import {
-  type GpuModelWeights,
-  refuseUnsupportedOnGpu,
-  releaseWeights,
-  uploadWeights,
-} from "./gpuWeights.ts";
+import { type GpuModelWeights, releaseWeights, uploadWeights } from "./gpuWeights.ts";
 import { kvReport } from "./kvReport.ts";
 import { prefillChunks } from "./prefillPass.ts";
 import { chunkedCapacity, prefillChunked } from "./chunkedPrefill.ts";
@@ -117,8 +112,6 @@ export class Engine {
    * folder holding one GGUF file (see `openModel`).
    */
   static async open(path: string, opts: EngineOptions = {}): Promise<Engine> {
-    const header = await readModelHeader(await locateModel(path));
-    refuseUnsupportedOnGpu(header.config, header.configSource); // before reading the tensors
     const opened = await openModel(path, {
       onProgress: (done, total) => opts.onProgress?.("read", done, total),
     });

@@ -28,6 +28,7 @@ import { workgroupPrefillAttention } from "../gpu/kernels/workgroupPrefillAttent
 import { rmsNorm, rmsNormInPlace } from "../gpu/kernels/rmsNorm.ts";
 import { rope } from "../gpu/kernels/rope.ts";
 import { swiglu } from "../gpu/kernels/swiglu.ts";
+import { residualAdd } from "../gpu/kernels/residualAdd.ts";
 import type { KvCacheLayer } from "../gpu/kvCache.ts";
 import { type CacheLayer, isQuantLayer } from "../gpu/quantKvCache.ts";
 import { quantAppend, quantSettle } from "../gpu/kernels/quantAppend.ts";
@@ -164,8 +165,15 @@ export function forwardSteps(
     idsOffset: o.source.idsOffset,
     m,
     out: acts.x,
+    scale: c.gemma3?.embedScale,
   }));
+  // Gemma 3: q·k scaled by query_pre_attn_scalar^-1/2 (else the kernels' 1/√D).
+  const scale = c.gemma3?.attentionScale;
   model.layers.forEach((w, l) => {
+    // Gemma 3's sliding layers: their own RoPE base, and a window (rows are positions there:
+    // policies never compact them).
+    const slidingWindow = c.gemma3?.layerWindows[l] ?? undefined;
+    const invFreq = slidingWindow ? model.localInvFreq! : model.invFreq;
     // Attention block.
     steps.push(...normProject(ctx, acts, m, w.inputNorm, c.rmsNormEps, [
       [w.q, acts.q, w.qBias],
@@ -187,7 +195,7 @@ export function forwardSteps(
         k: acts.k,
         positions: o.source.positions,
         positionsOffset: o.source.positionsOffset,
-        invFreq: model.invFreq,
+        invFreq,
         m,
         numHeads: c.numHeads,
         numKvHeads: c.numKvHeads,
@@ -200,7 +208,13 @@ export function forwardSteps(
       if (o.mode !== "decode") throw new Error(`layer ${l} is quantised: prefill cannot extend it`);
       steps.push(quantAppend(ctx, { cache: kv, k: acts.k, v: acts.v, m }));
       steps.push(
-        quantDecodeAttention(ctx, { cache: kv, q: acts.q, out: acts.attn, numHeads: c.numHeads }),
+        quantDecodeAttention(ctx, {
+          cache: kv,
+          q: acts.q,
+          out: acts.attn,
+          numHeads: c.numHeads,
+          scale,
+        }),
       );
       steps.push(quantSettle(ctx, kv));
     } else if (o.mode === "decode") {
@@ -210,14 +224,32 @@ export function forwardSteps(
           numHeads: c.numHeads,
           positions: o.source.positions,
           positionsOffset: o.source.positionsOffset,
-          invFreq: model.invFreq,
+          invFreq,
         }
         : undefined;
       if (kv.fold) steps.push(kvFold(ctx, { cache: kv, state: kv.fold, m }));
       steps.push(kvAppend(ctx, { cache: kv, k: acts.k, v: acts.v, m, rope: rotate }));
-      if (kv.rerotate) steps.push(rerotateOp(ctx, kv, o.source, model.invFreq));
+      if (kv.rerotate) steps.push(rerotateOp(ctx, kv, o.source, invFreq));
+      // A sliding layer decodes through the prefill kernel, which applies its window; it sees
+      // at most W keys, so the split-KV decode kernel would gain nothing there.
       steps.push(
-        decodeAttention(ctx, { cache: kv, q: acts.q, out: acts.attn, numHeads: c.numHeads }),
+        slidingWindow
+          ? prefillAttentionFor(ctx)(ctx, {
+            cache: kv,
+            q: acts.q,
+            out: acts.attn,
+            m: 1,
+            numHeads: c.numHeads,
+            scale,
+            slidingWindow,
+          })
+          : decodeAttention(ctx, {
+            cache: kv,
+            q: acts.q,
+            out: acts.attn,
+            numHeads: c.numHeads,
+            scale,
+          }),
       );
       const extra = o.afterAttention?.(l, kv, acts, o.source);
       if (extra) steps.push(extra);
@@ -226,7 +258,7 @@ export function forwardSteps(
       steps.push(kvAppend(ctx, { cache: kv, k: acts.k, v: acts.v, m }));
       if (kv.rerotate) {
         if (m !== 1) throw new Error(`layer ${l} re-indexes positions: append one token at a time`);
-        steps.push(rerotateOp(ctx, kv, o.source, model.invFreq));
+        steps.push(rerotateOp(ctx, kv, o.source, invFreq));
       }
       const obs = o.observation;
       steps.push(
@@ -239,18 +271,37 @@ export function forwardSteps(
           window: obs ? obs.window : 0,
           obs: obs?.buffers[l],
           obsStride: obs?.stride,
+          scale,
+          slidingWindow,
         }),
       );
       const extra = o.afterAttention?.(l, kv, acts, o.source);
       if (extra) steps.push(extra);
     }
-    steps.push(matmul(ctx, { x: acts.attn, w: w.o, y: acts.x, m, accumulate: true }));
+    const eps = c.rmsNormEps;
+    if (w.attnOutNorm) {
+      // Gemma 3: the attention output is normalised before the residual add.
+      steps.push(matmul(ctx, { x: acts.attn, w: w.o, y: acts.xn, m }));
+      steps.push(rmsNormInPlace(ctx, { x: acts.xn, weight: w.attnOutNorm, m, eps }));
+      steps.push(residualAdd(ctx, { acc: acts.x, x: acts.xn, n: m * c.hiddenSize }));
+    } else {
+      steps.push(matmul(ctx, { x: acts.attn, w: w.o, y: acts.x, m, accumulate: true }));
+    }
     // MLP block.
-    steps.push(...normProject(ctx, acts, m, w.postNorm, c.rmsNormEps, [
+    steps.push(...normProject(ctx, acts, m, w.postNorm, eps, [
       [w.gate, acts.gate, undefined],
       [w.up, acts.up, undefined],
     ]));
-    if (fusible(ctx, m, [w.down])) {
+    if (w.mlpOutNorm) {
+      // Gemma 3: GeGLU, and the MLP output normalised before the residual add.
+      const n = c.intermediateSize;
+      steps.push(
+        swiglu(ctx, { gate: acts.gate, up: acts.up, out: acts.act, m, n, activation: "gelu_tanh" }),
+      );
+      steps.push(matmul(ctx, { x: acts.act, w: w.down, y: acts.xn, m }));
+      steps.push(rmsNormInPlace(ctx, { x: acts.xn, weight: w.mlpOutNorm, m, eps }));
+      steps.push(residualAdd(ctx, { acc: acts.x, x: acts.xn, n: m * c.hiddenSize }));
+    } else if (fusible(ctx, m, [w.down])) {
       steps.push(fusedGemv(ctx, {
         x: acts.gate,
         input: { kind: "swiglu", up: acts.up },

@@ -15,6 +15,7 @@ import {
   uploadVector,
 } from "../gpu/weights.ts";
 import { ModelError } from "../model/errors.ts";
+import { tensorToFloat32 } from "../model/dtype.ts";
 import { EMBEDDING, FINAL_NORM, layerTensorNames, LM_HEAD } from "../model/tensorShapes.ts";
 import type { ModelConfig, ModelWeights } from "../model/types.ts";
 
@@ -40,8 +41,12 @@ export interface GpuLayerWeights {
   qNorm?: GpuVector;
   /** Qwen3 per-head key norm `[D]`. */
   kNorm?: GpuVector;
-  /** `post_attention_layernorm`. */
+  /** The MLP's input norm: `post_attention_layernorm` (Gemma 3: `pre_feedforward_layernorm`). */
   postNorm: GpuVector;
+  /** Gemma 3: the attention output's norm before the residual add (`post_attention_layernorm`). */
+  attnOutNorm?: GpuVector;
+  /** Gemma 3: the MLP output's norm before the residual add (`post_feedforward_layernorm`). */
+  mlpOutNorm?: GpuVector;
   /** `gate_proj` `[inter, hidden]`. */
   gate: GpuMatrix;
   /** `up_proj` `[inter, hidden]`. */
@@ -64,33 +69,19 @@ export interface GpuModelWeights {
   lmHead: GpuMatrix;
   /** RoPE inverse frequencies (f32). */
   invFreq: GPUBuffer;
+  /** Gemma 3: the sliding layers' RoPE inverse frequencies (their own base). */
+  localInvFreq?: GPUBuffer;
   /** Bytes of weights uploaded. */
   bytes: number;
 }
 
 /** Uploads every tensor; `onProgress(done, total)` counts tensors. */
-/**
- * Throws a {@link ModelError} for a config the WebGPU runtime cannot run yet: Gemma 3 (its
- * config, weights and tokenizer load, and the CPU reference runs it; the GPU forward pass lacks
- * its sliding-window layers, GeGLU and extra norms).
- */
-export function refuseUnsupportedOnGpu(config: ModelConfig, source: string): void {
-  if (config.gemma3) {
-    throw new ModelError(
-      `${source}: Gemma 3 is not supported by the WebGPU runtime yet (its sliding-window ` +
-        `layers, GeGLU MLP and extra norms are not implemented on the GPU); run a Llama, ` +
-        `Mistral, Qwen2 or Qwen3 model`,
-    );
-  }
-}
-
 export function uploadWeights(
   ctx: GpuContext,
   weights: ModelWeights,
   onProgress?: (done: number, total: number) => void,
 ): GpuModelWeights {
   const c = weights.config;
-  refuseUnsupportedOnGpu(c, weights.dir);
   // The KV cache and attention kernels read heads as vec4s; refuse other shapes up front with a
   // user error (a RangeError from the cache would surface as an internal error).
   if (c.headDim % 4 !== 0) {
@@ -114,13 +105,27 @@ export function uploadWeights(
     bytes += t.data.byteLength;
     return uploadVector(ctx, t);
   };
+  // Gemma's RMSNorm multiplies by 1 + w: uploaded as such (f32), the norm kernels stay plain.
+  const norm = (name: string) => {
+    if (!c.gemma3) return vector(name);
+    const w = tensorToFloat32(weights.get(name));
+    for (let i = 0; i < w.length; i++) w[i] = 1 + w[i];
+    bytes += w.byteLength;
+    return uploadVector(ctx, {
+      name,
+      dtype: "F32",
+      shape: [w.length],
+      data: new Uint8Array(w.buffer),
+    });
+  };
   const embed = matrix(EMBEDDING);
   const layers: GpuLayerWeights[] = [];
   for (let l = 0; l < c.numLayers; l++) {
     const n = layerTensorNames(l);
     const bias = (name: string) => (c.attentionBias ? vector(name) : undefined);
+    const g3 = c.gemma3 !== undefined;
     layers.push({
-      inputNorm: vector(n.inputNorm),
+      inputNorm: norm(n.inputNorm),
       q: matrix(n.q),
       k: matrix(n.k),
       v: matrix(n.v),
@@ -128,9 +133,11 @@ export function uploadWeights(
       qBias: bias(n.qBias),
       kBias: bias(n.kBias),
       vBias: bias(n.vBias),
-      qNorm: c.qkNorm ? vector(n.qNorm) : undefined,
-      kNorm: c.qkNorm ? vector(n.kNorm) : undefined,
-      postNorm: vector(n.postAttentionNorm),
+      qNorm: c.qkNorm ? norm(n.qNorm) : undefined,
+      kNorm: c.qkNorm ? norm(n.kNorm) : undefined,
+      postNorm: norm(g3 ? n.preFeedforwardNorm : n.postAttentionNorm),
+      attnOutNorm: g3 ? norm(n.postAttentionNorm) : undefined,
+      mlpOutNorm: g3 ? norm(n.postFeedforwardNorm) : undefined,
       gate: matrix(n.gate),
       up: matrix(n.up),
       down: matrix(n.down),
@@ -138,12 +145,13 @@ export function uploadWeights(
     tick();
     tick();
   }
-  const finalNorm = vector(FINAL_NORM);
+  const finalNorm = norm(FINAL_NORM);
   tick();
   const lmHead = c.tieWordEmbeddings ? embed : matrix(LM_HEAD);
   const invFreq = uploadInvFreq(ctx, c.ropeInvFreq);
+  const localInvFreq = c.gemma3 ? uploadInvFreq(ctx, c.gemma3.localRopeInvFreq) : undefined;
   tick();
-  return { config: c, embed, layers, finalNorm, lmHead, invFreq, bytes };
+  return { config: c, embed, layers, finalNorm, lmHead, invFreq, localInvFreq, bytes };
 }
 
 /** Frees every weight buffer. */
@@ -154,7 +162,9 @@ export function releaseWeights(ctx: GpuContext, w: GpuModelWeights): void {
   for (const l of w.layers) {
     for (const m of [l.q, l.k, l.v, l.o, l.gate, l.up, l.down]) releaseMatrix(ctx, m);
     vectors.push(l.inputNorm, l.postNorm, l.qBias, l.kBias, l.vBias, l.qNorm, l.kNorm);
+    vectors.push(l.attnOutNorm, l.mlpOutNorm);
   }
   for (const v of vectors) if (v) ctx.release(v.buffer);
   ctx.release(w.invFreq);
+  if (w.localInvFreq) ctx.release(w.localInvFreq);
 }

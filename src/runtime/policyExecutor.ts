@@ -195,7 +195,13 @@ export class PolicyExecutor {
       this.retrieval,
       noPrompt,
     );
-    this.assignments = resolvePlan(this.plan, c.numLayers, c.numKvHeads, verdicts);
+    this.assignments = resolvePlan(
+      this.plan,
+      c.numLayers,
+      c.numKvHeads,
+      verdicts,
+      c.gemma3?.layerWindows.map((w) => w !== null),
+    );
     this.chunked = chunkedRecompressor(
       this.ctx,
       c,
@@ -369,7 +375,13 @@ export class PolicyExecutor {
       this.trace[l].lazy_score = v.score;
       this.trace[l].lazy = v.lazy;
     });
-    this.assignments = resolvePlan(this.plan, c.numLayers, c.numKvHeads, verdicts);
+    this.assignments = resolvePlan(
+      this.plan,
+      c.numLayers,
+      c.numKvHeads,
+      verdicts,
+      c.gemma3?.layerWindows.map((w) => w !== null),
+    );
     const reconstruction = this.reconstructionChunk() === undefined
       ? undefined
       : await clock.read(() => this.reconstruct(state));

@@ -1,5 +1,6 @@
 /**
- * Embedding lookup: `out[m, :] = table[ids[idsOffset + m], :]` for a `[V, H]` table in its
+ * Embedding lookup: `out[m, :] = table[ids[idsOffset + m], :] · scale` (Gemma's √hidden; 1 for
+ * the Llama family) for a `[V, H]` table in its
  * checkpoint dtype, reading token ids from a GPU buffer (so the previous step's sampled id feeds
  * the next step without a readback). Ids ≥ V leave their output row untouched.
  *
@@ -28,11 +29,13 @@ export interface EmbeddingArgs {
   out: BufferRef;
   /** Elements between output rows (default H). */
   outRowStride?: number;
+  /** Factor on every value (default 1: the row as stored). */
+  scale?: number;
 }
 
 function code(dtype: WeightStorage): string {
   return `struct Params { H: u32, M: u32, idsOffset: u32, rowStart: u32, rows: u32, stride4: u32,
-  ldo: u32 };
+  ldo: u32, scale: f32 };
 @group(0) @binding(0) var<uniform> p: Params;
 ${weightDecl("T", 1, dtype)}
 @group(0) @binding(2) var<storage, read> ids: array<u32>;
@@ -50,7 +53,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let v = T4((id - p.rowStart) * p.stride4 + h4);
   for (var j = 0u; j < 4u; j++) {
     let h = h4 * 4u + j;
-    if (h < p.H) { out[m * p.ldo + h] = v[j]; }
+    if (h < p.H) { out[m * p.ldo + h] = v[j] * p.scale; }
   }
 }
 `;
@@ -73,6 +76,7 @@ export function embedding(ctx: GpuContext, a: EmbeddingArgs): GpuOp {
         ["u32", seg.rows],
         ["u32", t.rowStride / 4],
         ["u32", a.outRowStride ?? t.cols],
+        ["f32", a.scale ?? 1],
       ]),
       buffers: [{ buffer: seg.buffer, offset: seg.offset, size: seg.size }, a.ids, a.out],
       workgroups: grid2d(Math.ceil(threads / 64)),

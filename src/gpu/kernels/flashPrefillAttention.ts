@@ -86,7 +86,7 @@ ${tiles((t) => `${indent}    s${r}[${t}] += dot(qv, k${t});`)} }`
 ${indent}}`;
   // the logit of key j + t for row r (NEG past its causal limit)
   const logit = (r: number, a: number, t: number) =>
-    `select(NEG, s${r}[${t}] * p.scale + select(0.0, biasValue, base + j + ${t}u == biasRow), j + ${t}u < lim${a})`;
+    `select(NEG, s${r}[${t}] * p.scale + select(0.0, biasValue, base + j + ${t}u == biasRow), j + ${t}u < lim${a} && j + ${t}u >= lo${a})`;
   const obs = !withObs ? "" : `
   if (i0 + ${QT}u + p.window > p.M) {
 ${
@@ -128,7 +128,8 @@ ${
     each(QT, (a) =>
       `  let qi${a} = min(i0 + ${a}u, p.M - 1u);
   let ok${a} = i0 + ${a}u < p.M;
-  let lim${a} = u32(max(i32(len) - i32(p.M) + i32(qi${a}) + 1, 0));`)
+  let lim${a} = u32(max(i32(len) - i32(p.M) + i32(qi${a}) + 1, 0));
+  let lo${a} = windowStart(lim${a});`)
   }
 ${
     rows((r, a, b) =>
@@ -142,30 +143,36 @@ ${
   }
   if (p.phase == 0u) {
     let jmax = min(lim${QT - 1}, p.k1);
-    for (var j = p.k0; j < jmax; j += ${TILE}u) {
+    // From the first query's window start (a tile boundary; keys before it are no row's).
+    for (var j = max(p.k0, lo0 / ${TILE}u * ${TILE}u); j < jmax; j += ${TILE}u) {
 ${tiles((t) => `      let row${t} = (base + min(j + ${t}u, jmax - 1u)) * D4;`)}
 ${scores("      ")}
 ${
     rows((r, a) =>
       `      var p${r}: array<f32, ${TILE}>;
       var c${r}: f32;
+      // A row not started yet (every key so far before its window) has no output to rescale.
+      let fresh${r} = m${r} == NEG;
       {
 ${tiles((t) => `        let x${t} = ${logit(r, a, t)};`)}
         let mnew = ${maxOf([`m${r}`, ...Array.from({ length: TILE }, (_, t) => `x${t}`)])};
         c${r} = exp(m${r} - mnew);
-${tiles((t) => `        p${r}[${t}] = select(0.0, exp(x${t} - mnew), j + ${t}u < lim${a});`)}
+${
+        tiles((t) =>
+          `        p${r}[${t}] = select(0.0, exp(x${t} - mnew), j + ${t}u < lim${a} && j + ${t}u >= lo${a});`
+        )
+      }
         l${r} = l${r} * c${r} + ${tiles((t) => `p${r}[${t}]`, " + ")};
         m${r} = mnew;
       }`
     )
   }
-      let first = j == 0u;
       for (var d = 0u; d < p.d4; d++) {
 ${tiles((t) => `        let v${t} = VC4(row${t} + d);`)}
 ${
     rows((r, a) =>
       `        if (ok${a}) {
-          let prev = select(out[ob${r} + d] * c${r}, vec4<f32>(0.0), first);
+          let prev = select(out[ob${r} + d] * c${r}, vec4<f32>(0.0), fresh${r});
           out[ob${r} + d] = prev + ${tiles((t) => `p${r}[${t}] * v${t}`, " + ")};
         }`
     )

@@ -51,6 +51,12 @@ export interface PrefillAttentionArgs {
   obs?: BufferRef;
   /** Keys per observation row (≥ the largest head length). */
   obsStride?: number;
+  /**
+   * A sliding window W (Gemma 3's sliding layers, Mistral): the query at row r sees only the W
+   * keys up to and including its own, rows > r − W. It counts rows, so it needs a layer whose rows
+   * are its positions (never compacted). 0 or absent: no window.
+   */
+  slidingWindow?: number;
 }
 
 function code(dtype: KvStorage, D4: number, withObs: boolean): string {
@@ -62,7 +68,7 @@ function code(dtype: KvStorage, D4: number, withObs: boolean): string {
     let inv = 1.0 / l;
     for (var j = 0u; j < p.obsStride; j++) {
       var pr = 0.0;
-      if (j < lim) { pr = exp(score(base + j) + rowBias(base + j) - mx) * inv; }
+      if (j < lim && j >= lo) { pr = exp(score(base + j) + rowBias(base + j) - mx) * inv; }
       obs[at + j] = pr;
     }
   }`
@@ -78,6 +84,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let base = kvmeta[kvh];
   let len = kvmeta[p.Hkv + kvh];
   let lim = u32(max(i32(len) - i32(p.M) + i32(i) + 1, 0));
+  let lo = windowStart(lim);
   useBias(base, kvmeta[5u * p.Hkv + kvh], kvmeta[6u * p.Hkv + kvh]);
 ${
     each(D4, (d) =>
@@ -86,7 +93,7 @@ ${
   }
   mx = NEG;
   l = 0.0;
-  attend(base, 0u, lim);
+  attend(base, lo, lim);
   let inv = select(0.0, 1.0 / l, l > 0.0);
 ${each(D4, (d) => `  out[i * p.ldo4 + h * D4 + ${d}u] = o[${d}] * inv;`)}${obs}
 }
@@ -105,8 +112,10 @@ export function prefillPreambleWgsl(
   extra: string[] = [],
 ): string {
   return `struct Params { H: u32, Hkv: u32, group: u32, M: u32, ldq4: u32, q04: u32, ldo4: u32,
-  scale: f32, window: u32, obsStride: u32${extra.map((f) => `, ${f}: u32`).join("")} };
+  scale: f32, window: u32, obsStride: u32, win: u32${extra.map((f) => `, ${f}: u32`).join("")} };
 @group(0) @binding(0) var<uniform> p: Params;
+// The first key a query seeing keys 0 .. lim − 1 attends: lim − W under a sliding window W.
+fn windowStart(lim: u32) -> u32 { return select(0u, lim - p.win, p.win > 0u && lim > p.win); }
 const D4 = ${D4}u;
 @group(0) @binding(1) var<storage, read> Q: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> kvmeta: array<u32>;
@@ -151,7 +160,7 @@ export function prefillLayout(label: string, a: PrefillAttentionArgs): PrefillLa
 
 /**
  * The uniform block of the prefill attention kernels: `H, Hkv, group, M, ldq4, q04, ldo4, scale,
- * window, obsStride`, then the `extra` u32 fields the kernel declared in its preamble.
+ * window, obsStride, win` (the sliding window, 0 for none), then the `extra` u32 fields the kernel declared in its preamble.
  */
 export function prefillParams(
   a: PrefillAttentionArgs,
@@ -170,6 +179,7 @@ export function prefillParams(
     ["f32", a.scale ?? 1 / Math.sqrt(c.headDim)],
     ["u32", l.window],
     ["u32", a.obsStride ?? 0],
+    ["u32", a.slidingWindow ?? 0],
   ];
   for (const v of extra) fields.push(["u32", v]);
   return packParams(fields);

@@ -1,5 +1,6 @@
 /**
- * SwiGLU: `out[m, i] = silu(gate[m, i]) · up[m, i]` with `silu(g) = g / (1 + exp(-g))`.
+ * SwiGLU: `out[m, i] = silu(gate[m, i]) · up[m, i]` with `silu(g) = g / (1 + exp(-g))`; or
+ * Gemma's GeGLU with the tanh-approximated GELU in place of silu.
  * Gate and up may live in one buffer (a fused gate/up projection) at element offsets.
  *
  * Bindings: 0 params, 1 gate f32 (read), 2 up f32 (read), 3 out f32 (read_write).
@@ -32,9 +33,20 @@ export interface SwigluArgs {
   upRowStride?: number;
   /** Output row stride (default n). */
   outRowStride?: number;
+  /**
+   * The gate's activation: `silu` (SwiGLU, the Llama family; default) or `gelu_tanh` (GeGLU,
+   * Gemma: `0.5·g·(1 + tanh(√(2/π)·(g + 0.044715·g³)))`, transformers' `gelu_pytorch_tanh`).
+   */
+  activation?: "silu" | "gelu_tanh";
 }
 
-const CODE = `struct Params { n: u32, M: u32, g0: u32, u0: u32, ldg: u32, ldu: u32, ldo: u32 };
+const SILU = "g / (1.0 + exp(-g))";
+// tanh's argument clamped: tanh(±15) is ±1 in f32, and a large argument must not overflow.
+const GELU_TANH =
+  "0.5 * g * (1.0 + tanh(clamp(0.7978845608028654 * (g + 0.044715 * g * g * g), -15.0, 15.0)))";
+
+const code = (activation: string) =>
+  `struct Params { n: u32, M: u32, g0: u32, u0: u32, ldg: u32, ldu: u32, ldo: u32 };
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> G: array<f32>;
 @group(0) @binding(2) var<storage, read> U: array<f32>;
@@ -47,15 +59,18 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let i = t % p.n;
   if (m >= p.M) { return; }
   let g = G[p.g0 + m * p.ldg + i];
-  out[m * p.ldo + i] = g / (1.0 + exp(-g)) * U[p.u0 + m * p.ldu + i];
+  out[m * p.ldo + i] = ${activation} * U[p.u0 + m * p.ldu + i];
 }
 `;
 
-/** Prepares SwiGLU over `m × n` elements. */
+/** Prepares SwiGLU (or GeGLU) over `m × n` elements. */
 export function swiglu(ctx: GpuContext, a: SwigluArgs): GpuOp {
+  const gelu = a.activation === "gelu_tanh";
   return dispatchOp(ctx, {
-    label: "swiglu",
-    pipeline: ctx.pipeline("swiglu", () => CODE),
+    label: gelu ? "geglu" : "swiglu",
+    pipeline: gelu
+      ? ctx.pipeline("geglu", () => code(GELU_TANH))
+      : ctx.pipeline("swiglu", () => code(SILU)),
     params: packParams([
       ["u32", a.n],
       ["u32", a.m],

@@ -73,7 +73,7 @@ ${load(false)}
         let j = t0 + t;
         if (inWindow && j < p.obsStride) {
           var pr = 0.0;
-          if (j < lim) {
+          if (j < lim && j >= lo) {
             pr = exp(${
       dot((d) => `kt[t * D4 + ${d}u]`)
     } + select(0.0, biasValue, base + j == biasRow) - mx) * inv;
@@ -99,18 +99,21 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let qi = min(i, p.M - 1u);
 ${kvHeadMetaWgsl()}
   let lim = u32(max(i32(len) - i32(p.M) + i32(qi) + 1, 0));
-  // Keys any row of the block sees: up to the last (clamped) query's limit.
+  let lo = windowStart(lim);
+  // Keys any row of the block sees: up to the last (clamped) query's limit, from the first
+  // query's window start (a tile boundary, the same for the whole workgroup).
   let jmax = u32(max(i32(len) - i32(p.M) + i32(min(i0 + ${BQ - 1}u, p.M - 1u)) + 1, 0));
+  let jmin = windowStart(u32(max(i32(len) - i32(p.M) + i32(i0) + 1, 0))) / ${BK}u * ${BK}u;
   let qb = p.q04 + qi * p.ldq4 + h * D4;
 ${each(D4, (d) => `  let q${d} = Q[qb + ${d}u] * p.scale;`)}
 ${each(D4, (d) => `  var o${d} = vec4<f32>(0.0);`)}
   var mx = NEG;
   var l = 0.0;
-  for (var t0 = 0u; t0 < jmax; t0 += ${BK}u) {
+  for (var t0 = jmin; t0 < jmax; t0 += ${BK}u) {
 ${load(true)}
     for (var u = 0u; u < ${BK}u; u += ${ST}u) {
       let j0 = t0 + u;
-      if (j0 < lim) {
+      if (j0 < lim && j0 + ${ST}u > lo) {
         // Scores of the sub-tile (keys past this row's causal limit masked), one max, one
         // rescale of the accumulator, one exp per key.
 ${
@@ -120,7 +123,7 @@ ${
           `kt[(u + ${t}u) * D4 + ${d}u]`
         )
       } + select(0.0, ` +
-      `biasValue, base + j0 + ${t}u == biasRow), j0 + ${t}u < lim);`)
+      `biasValue, base + j0 + ${t}u == biasRow), j0 + ${t}u < lim && j0 + ${t}u >= lo);`)
   }
         let mnew = max(mx, ${maxOf(Array.from({ length: ST }, (_, t) => `s${t}`))});
         let c = exp(mx - mnew);
