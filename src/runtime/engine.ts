@@ -202,8 +202,9 @@ export class Engine {
 
   /**
    * Logits at every prompt position with the full cache (a test and perplexity helper). Chunks
-   * default to 512 tokens on every adapter: each chunk's logits buffer holds `chunk × vocab` f32
-   * (256 MiB for a 128K vocabulary), read back whole.
+   * default to 512 tokens on every adapter, fewer when `chunk × vocab` f32 logits would exceed a
+   * storage binding (128 rows of Gemma 3's 262K vocabulary in 128 MiB); each chunk's logits are
+   * read back whole.
    */
   async promptLogits(ids: number[], chunk = DEFAULT_PREFILL_CHUNK): Promise<Float32Array[]> {
     this.checkIds(ids, "prompt");

@@ -69,9 +69,13 @@ export async function prefillChunks(
 ): Promise<{ acts: Activations; logits: Float32Array[] }> {
   const { ids, observe, columnSums } = req;
   const firstPosition = req.firstPosition ?? 0;
+  // Every row's logits live in one binding: a large vocabulary (Gemma 3's 262,144 entries, 1 MiB
+  // a row) takes fewer rows per chunk.
+  const logitRows = Math.floor(ctx.maxBindingBytes / (model.config.vocabSize * 4));
+  const chunk = req.logits === "all" ? Math.max(1, Math.min(req.chunk, logitRows)) : req.chunk;
   const starts = chunkStarts(
     ids.length,
-    req.chunk,
+    chunk,
     observe?.rows ?? 0,
   );
   const rows = Math.max(1, ...starts.map((s, i) => (starts[i + 1] ?? ids.length) - s));

@@ -6,7 +6,9 @@
  */
 import assert from "node:assert/strict";
 import { SHARED_DIR, sharedMissing } from "../_shared.ts";
-import { GREEDY, maxAbsDiff, withEngine } from "./_helpers.ts";
+import { GREEDY, maxAbsDiff, seededRandom, withEngine } from "./_helpers.ts";
+import { writeRandomModel } from "./_checkpoint.ts";
+import { CpuReferenceModel } from "../../src/model/cpuReference.ts";
 
 const FIXTURES = [
   "llama-gqa-f32",
@@ -85,3 +87,39 @@ for (const fixture of FIXTURES) {
     },
   });
 }
+
+Deno.test("runtime: a vocabulary too large for 512 rows of logits in one binding is read in fewer", async () => {
+  // 70,000 logits a row: 512 rows would be 143 MB, over the 128 MiB storage binding WebGPU
+  // grants by default, so the prefill takes fewer rows per chunk (a Gemma 3 vocabulary is
+  // 262,144). Every row is checked against the CPU reference.
+  const dir = await Deno.makeTempDir();
+  try {
+    await writeRandomModel(dir, {
+      arch: "llama",
+      dtype: "F32",
+      hidden: 8,
+      heads: 2,
+      kvHeads: 1,
+      headDim: 4,
+      inter: 8,
+      vocab: 70_000,
+      layers: 1,
+      tied: true,
+      seed: 3,
+      maxPositions: 1024,
+    });
+    const rand = seededRandom(9);
+    const ids = Array.from({ length: 600 }, () => Math.floor(rand() * 70_000));
+    await withEngine(dir, async (engine) => {
+      const got = await engine.promptLogits(ids, 512);
+      const want = new CpuReferenceModel(engine.weights).forward(ids);
+      assert.equal(got.length, ids.length);
+      got.forEach((row, pos) => {
+        const d = maxAbsDiff(row, want[pos]);
+        assert.ok(d <= LOGIT_TOLERANCE, `position ${pos}: max abs logit diff ${d}`);
+      });
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
