@@ -37,7 +37,7 @@ import { LayerLayout } from "./headLayout.ts";
 import { planObservations } from "./observeRequest.ts";
 import { quantizeLayer, quantWithBounded } from "./quantLayer.ts";
 import { callText } from "../plan/explain.ts";
-import { type HeadAssignment, resolvePlan } from "./planResolver.ts";
+import { type DetectorVerdicts, type HeadAssignment, resolvePlan } from "./planResolver.ts";
 import { readWindowVotes, votesRequests } from "./observationVotes.ts";
 import { PressClock, type PressTiming } from "./pressClock.ts";
 import { readLayerScoresInput } from "./layerScoresInput.ts";
@@ -195,13 +195,7 @@ export class PolicyExecutor {
       this.retrieval,
       noPrompt,
     );
-    this.assignments = resolvePlan(
-      this.plan,
-      c.numLayers,
-      c.numKvHeads,
-      verdicts,
-      c.gemma3?.layerWindows.map((w) => w !== null),
-    );
+    this.assignments = this.resolve(verdicts);
     this.chunked = chunkedRecompressor(
       this.ctx,
       c,
@@ -255,6 +249,13 @@ export class PolicyExecutor {
       })),
     }));
     this.timing = { readMs: 0, selectMs: 0, compactMs: performance.now() - t0 };
+  }
+
+  /** Every (layer, KV head)'s rule; Gemma 3's sliding layers take none (see `resolvePlan`). */
+  private resolve(verdicts: DetectorVerdicts): HeadAssignment[][] {
+    const c = this.config;
+    const windowed = c.gemma3?.layerWindows.map((w) => w !== null);
+    return resolvePlan(this.plan, c.numLayers, c.numKvHeads, verdicts, windowed);
   }
 
   /** Whether `p` evicts entries while decoding (H2O, a rolling window). */
@@ -375,13 +376,7 @@ export class PolicyExecutor {
       this.trace[l].lazy_score = v.score;
       this.trace[l].lazy = v.lazy;
     });
-    this.assignments = resolvePlan(
-      this.plan,
-      c.numLayers,
-      c.numKvHeads,
-      verdicts,
-      c.gemma3?.layerWindows.map((w) => w !== null),
-    );
+    this.assignments = this.resolve(verdicts);
     const reconstruction = this.reconstructionChunk() === undefined
       ? undefined
       : await clock.read(() => this.reconstruct(state));

@@ -6,6 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { compileOrThrow } from "../../src/plan/compile.ts";
+import type { Plan } from "../../src/plan/plan.ts";
 import type { Engine } from "../../src/runtime/engine.ts";
 import type { ObserveRequest } from "../../src/runtime/generationTypes.ts";
 import type { LayerTrace } from "../../src/runtime/policyExecutor.ts";
@@ -248,18 +249,9 @@ Deno.test("eval engine sharePrefill: groups plans that can share, runs the rest 
     const gen = (i: number) =>
       engine.generate({ promptIds: ids, maxNewTokens: NEW, plan: plans[i] })
         .then((r) => ({ tokens: r.tokens, kv: r.kv }));
-    const alone = [];
-    for (const i of plans.keys()) alone.push(await gen(i));
-    const copies = countCopies();
-    try {
-      const together = await engine.sharePrefill!(ids, plans, gen);
-      assert.deepEqual(together, alone);
-      // The prompt fits one default prefill chunk (512 tokens or more on every adapter), so
-      // every plan shares but the chunked one.
-      assert.equal(copies.count(), plans.length - 1);
-    } finally {
-      copies.restore();
-    }
+    // The prompt fits one default prefill chunk (512 tokens or more on every adapter), so
+    // every plan shares but the chunked one.
+    await assertSharedAsAlone(engine, ids, plans, gen, plans.length - 1);
   } finally {
     engine.close?.();
   }
@@ -281,19 +273,32 @@ Deno.test("eval engine sharePrefill: perplexity from a shared prefix equals each
     ];
     const plans = sources.map((s) => compileOrThrow(s));
     const score = (i: number) => engine.scoreTokens({ ids, plan: plans[i], from });
-    const alone = [];
-    for (const i of plans.keys()) alone.push(await score(i));
-    const copies = countCopies();
-    try {
-      const together = await engine.sharePrefill!(ids.slice(0, from), plans, score);
-      assert.deepEqual(together, alone);
-      // Every plan but Expected Attention's, alone in recording query statistics (its key
-      // differs, so it prefills on its own), started from the shared prefix.
-      assert.equal(copies.count(), plans.length - 1);
-    } finally {
-      copies.restore();
-    }
+    // Every plan but Expected Attention's, alone in recording query statistics (its key
+    // differs, so it prefills on its own), starts from the shared prefix.
+    await assertSharedAsAlone(engine, ids.slice(0, from), plans, score, plans.length - 1);
   } finally {
     engine.close?.();
   }
 });
+
+/**
+ * Runs `run(i)` for every plan alone, then all of them through `engine.sharePrefill` of `prefix`:
+ * the results must be equal, and `copies` plans must have started from the shared prefill.
+ */
+async function assertSharedAsAlone<T>(
+  engine: Awaited<ReturnType<typeof openEvalEngine>>,
+  prefix: number[],
+  plans: Plan[],
+  run: (i: number) => Promise<T>,
+  copies: number,
+): Promise<void> {
+  const alone = [];
+  for (const i of plans.keys()) alone.push(await run(i));
+  const counter = countCopies();
+  try {
+    assert.deepEqual(await engine.sharePrefill!(prefix, plans, run), alone);
+    assert.equal(counter.count(), copies);
+  } finally {
+    counter.restore();
+  }
+}
