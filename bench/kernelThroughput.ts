@@ -14,7 +14,7 @@ import { createKvCacheLayer, releaseKvCacheLayer } from "../src/gpu/kvCache.ts";
 import { type GpuOp, runOps } from "../src/gpu/op.ts";
 import { uploadMatrix } from "../src/gpu/weights.ts";
 import { workgroupPrefillAttention } from "../src/gpu/kernels/workgroupPrefillAttention.ts";
-import { prefillAttentionFor } from "../src/runtime/forwardPass.ts";
+import { prefillAttentionFor } from "../src/runtime/prefillAttentionChoice.ts";
 
 /** One throughput figure. */
 export interface ThroughputRow {
