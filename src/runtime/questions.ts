@@ -17,11 +17,11 @@
  */
 
 import type { MemoryWatch } from "../gpu/device.ts";
+import type { GpuOp } from "../gpu/op.ts";
 import { createSamplerState, readSampledIds } from "../gpu/samplerState.ts";
 import { ModelError } from "../model/errors.ts";
 import { releaseSnapshot, restoreCache, snapshotCache } from "./cacheSnapshot.ts";
 import { decodeRest, decodeStepOps, sampleOp, submitSteps, TokenSink } from "./decodeLoop.ts";
-import { isQuantLayer } from "../gpu/quantKvCache.ts";
 import type { Engine } from "./engine.ts";
 import {
   type Activations,
@@ -203,8 +203,7 @@ export async function answerQuestions(
           sampler,
           question,
           contextLength: N,
-          inChunks: (req.questionInChunks ?? false) && !cache.stepHook &&
-            !cache.layers.some(isQuantLayer),
+          inChunks: (req.questionInChunks ?? false) && !cache.takesOneTokenPerStep,
           chunk,
           sampling,
           maxNew,
@@ -285,26 +284,18 @@ async function answerOne(
   const ctx = engine.ctx;
   const { question, sink, maxNew } = o;
   const t0 = performance.now();
+  let pick: GpuOp | undefined; // with the question in chunks: the pick of the answer's first id
+  let fed: Activations | undefined;
   if (o.inChunks) {
-    const fed = await engine.prefill(
-      o.cache,
-      question,
-      o.chunk,
-      "last",
-      undefined,
-      o.contextLength,
-    );
+    fed = (await engine.prefill(o.cache, question, o.chunk, "last", undefined, o.contextLength))
+      .acts;
     // The pick reads the last question token's logits and lands in ids[0]; it advances the
     // position to the answer's first token, as the last decoding step below would.
     const last = o.contextLength + question.length - 1;
     ctx.write(o.sampler.state, 0, new Uint32Array([question.at(-1)!, 0, last, 0]));
-    const pick = sampleOp(ctx, engine.config, fed.acts, o.sampler, o.sampling);
-    try {
-      if (maxNew > 0) submitSteps(ctx, [pick]);
-      await ctx.sync();
-    } finally {
-      pick.destroy();
-      releaseActivations(ctx, fed.acts);
+    if (maxNew > 0) {
+      pick = sampleOp(ctx, engine.config, fed, o.sampler, o.sampling);
+      submitSteps(ctx, [pick]);
     }
   } else {
     for (const [j, id] of question.entries()) {
@@ -314,8 +305,13 @@ async function answerOne(
       submitSteps(ctx, o.steps);
     }
   }
-  if (maxNew > 0) sink.take(await readSampledIds(ctx, o.sampler, 0, 1));
-  else await ctx.sync();
+  try {
+    if (maxNew > 0) sink.take(await readSampledIds(ctx, o.sampler, 0, 1));
+    else await ctx.sync();
+  } finally {
+    pick?.destroy();
+    if (fed) releaseActivations(ctx, fed);
+  }
   const ttftMs = performance.now() - t0;
   const rest = await decodeRest(ctx, {
     steps: o.steps,

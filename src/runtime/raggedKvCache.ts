@@ -98,6 +98,15 @@ export class RaggedKvCache {
    * must record it (the engine's decode loop does; multi-token chunks refuse).
    */
   stepHook?: StepHook;
+
+  /**
+   * Whether tokens appended to this cache must go one per decoding step: a step hook (H2O's
+   * per-step eviction) or a KIVI-quantized layer, which only the decode path extends.
+   */
+  get takesOneTokenPerStep(): boolean {
+    return this.stepHook !== undefined || this.layers.some(isQuantLayer);
+  }
+
   /** The most K/V bytes allocated at once so far (see `KvReport.peakBytes`). */
   peakBytes = 0;
 

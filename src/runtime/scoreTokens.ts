@@ -19,7 +19,6 @@ import type { PolicyExecutor } from "./policyExecutor.ts";
 import { RaggedKvCache } from "./raggedKvCache.ts";
 import { chunkedCapacity, prefillChunked } from "./chunkedPrefill.ts";
 import { forcedDecode } from "./forcedDecode.ts";
-import { isQuantLayer } from "../gpu/quantKvCache.ts";
 
 /** Log-probabilities of `ids[from..]` and the cache accounting at the end. */
 export interface TokenScores {
@@ -100,7 +99,7 @@ export async function scoreTokens(
     });
     stats?.release();
     const rest = ids.slice(from, ids.length - 1);
-    if (bounded || executor.recompressor || cache.stepHook || cache.layers.some(isQuantLayer)) {
+    if (bounded || executor.recompressor || cache.takesOneTokenPerStep) {
       // Heads that evict while decoding (a ring, a per-step hook), KIVI's quantized layers and
       // `decoding(every=N)` take the scored tokens through generation's own decode steps.
       logprobs.push(
