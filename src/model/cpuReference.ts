@@ -35,6 +35,7 @@ import { attendToEntries, type AttentionResult, type LogitBias } from "./cpuAtte
 import { CpuKvCache } from "./cpuKvCache.ts";
 import { addInPlace, applyRope, geglu, matmulTransposed, rmsNorm, swiglu } from "./cpuMath.ts";
 import { tensorToFloat32 } from "./dtype.ts";
+import { gemmaNormScale } from "./gemma3Config.ts";
 import { EMBEDDING, FINAL_NORM, layerTensorNames, LM_HEAD } from "./tensorShapes.ts";
 import type { ModelConfig, ModelWeights } from "./types.ts";
 
@@ -104,12 +105,8 @@ export class CpuReferenceModel {
     const config = weights.config;
     this.config = config;
     const decode = (name: string) => tensorToFloat32(weights.get(name));
-    // Gemma's RMSNorm multiplies by 1 + w (in float32, as transformers does).
-    const norm = (name: string) => {
-      const w = decode(name);
-      if (config.gemma3) { for (let i = 0; i < w.length; i++) w[i] = 1 + w[i]; }
-      return w;
-    };
+    // Gemma's RMSNorm multiplies by 1 + w.
+    const norm = (name: string) => config.gemma3 ? gemmaNormScale(weights.get(name)) : decode(name);
     this.embedding = decode(EMBEDDING);
     this.layers = [];
     for (let layer = 0; layer < config.numLayers; layer++) {

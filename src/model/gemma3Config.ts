@@ -13,7 +13,8 @@
 import { ModelError } from "./errors.ts";
 import { type ConfigFields, isObject, parseRopeScaling } from "./configFields.ts";
 import { ropeInverseFrequencies, type RopeScaling } from "./rope.ts";
-import type { Gemma3Details } from "./types.ts";
+import { tensorToFloat32 } from "./dtype.ts";
+import type { Gemma3Details, Tensor } from "./types.ts";
 
 /** Gemma 3's details and its global layers' RoPE, from a validated config's fields. */
 export function gemma3FromConfig(
@@ -72,6 +73,16 @@ export function gemma3FromConfig(
       localRopeInvFreq,
     },
   };
+}
+
+/**
+ * The factor Gemma's RMSNorm multiplies by, `1 + w`, for a norm weight tensor (float32, as
+ * transformers' `Gemma3RMSNorm` computes it).
+ */
+export function gemmaNormScale(weight: Tensor): Float32Array {
+  const w = tensorToFloat32(weight);
+  for (let i = 0; i < w.length; i++) w[i] = 1 + w[i];
+  return w;
 }
 
 /** `layer_types`, or transformers' default pattern (every `sliding_window_pattern`-th global). */

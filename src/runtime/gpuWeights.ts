@@ -15,7 +15,7 @@ import {
   uploadVector,
 } from "../gpu/weights.ts";
 import { ModelError } from "../model/errors.ts";
-import { tensorToFloat32 } from "../model/dtype.ts";
+import { gemmaNormScale } from "../model/gemma3Config.ts";
 import { EMBEDDING, FINAL_NORM, layerTensorNames, LM_HEAD } from "../model/tensorShapes.ts";
 import type { ModelConfig, ModelWeights } from "../model/types.ts";
 
@@ -108,8 +108,7 @@ export function uploadWeights(
   // Gemma's RMSNorm multiplies by 1 + w: uploaded as such (f32), the norm kernels stay plain.
   const norm = (name: string) => {
     if (!c.gemma3) return vector(name);
-    const w = tensorToFloat32(weights.get(name));
-    for (let i = 0; i < w.length; i++) w[i] = 1 + w[i];
+    const w = gemmaNormScale(weights.get(name));
     bytes += w.byteLength;
     return uploadVector(ctx, {
       name,

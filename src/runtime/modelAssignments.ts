@@ -36,8 +36,8 @@ export async function assignmentsWithoutPrompt(
     : undefined;
   const noPrompt = {} as PrefillState; // retrieval reads the model's profile, not the prompt
   const { verdicts } = await runDetectors(plan, c, engine.ctx, registry, retrieval, noPrompt);
-  const windowed = c.gemma3?.layerWindows.map((w) => w !== null);
-  return resolvePlan(plan, c.numLayers, c.numKvHeads, verdicts, windowed).map((row) =>
+  const windows = c.gemma3?.layerWindows;
+  return resolvePlan(plan, c.numLayers, c.numKvHeads, verdicts, windows).map((row) =>
     row.map((a) => a.rule)
   );
 }

@@ -55,22 +55,22 @@ function headMatches(
 }
 
 /**
- * The assignment of every (layer, KV head): `[layer][kvHead]`. Layers in `modelWindowed` (Gemma
- * 3's sliding-window layers, which the model itself bounds) take no rule and keep their cache, as
- * kvpress compresses only Gemma 3's global layers.
+ * The assignment of every (layer, KV head): `[layer][kvHead]`. Layers with a window in
+ * `layerWindows` (Gemma 3's sliding layers, `Gemma3Details.layerWindows`, which the model itself
+ * bounds) take no rule and keep their cache, as kvpress compresses only Gemma 3's global layers.
  */
 export function resolvePlan(
   plan: Plan,
   numLayers: number,
   numKvHeads: number,
   verdicts: DetectorVerdicts,
-  modelWindowed: readonly boolean[] = [],
+  layerWindows: readonly (number | null)[] = [],
 ): HeadAssignment[][] {
   const out: HeadAssignment[][] = [];
   for (let l = 0; l < numLayers; l++) {
     const row: HeadAssignment[] = [];
     for (let h = 0; h < numKvHeads; h++) {
-      const r = modelWindowed[l] ? -1 : plan.rules.findIndex((rule) =>
+      const r = layerWindows[l] ? -1 : plan.rules.findIndex((rule) =>
         rule.isElse ||
         (layerMatches(rule.layers, l, verdicts) && headMatches(rule.heads, l, h, verdicts))
       );

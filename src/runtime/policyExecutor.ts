@@ -254,8 +254,7 @@ export class PolicyExecutor {
   /** Every (layer, KV head)'s rule; Gemma 3's sliding layers take none (see `resolvePlan`). */
   private resolve(verdicts: DetectorVerdicts): HeadAssignment[][] {
     const c = this.config;
-    const windowed = c.gemma3?.layerWindows.map((w) => w !== null);
-    return resolvePlan(this.plan, c.numLayers, c.numKvHeads, verdicts, windowed);
+    return resolvePlan(this.plan, c.numLayers, c.numKvHeads, verdicts, c.gemma3?.layerWindows);
   }
 
   /** Whether `p` evicts entries while decoding (H2O, a rolling window). */
