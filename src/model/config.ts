@@ -1,8 +1,8 @@
 /**
  * Reading and validating a Hugging Face `config.json` for the supported decoder families
- * (Llama, Mistral, Qwen2, Qwen3, Gemma 3) into a {@link ModelConfig}. Anything the runtime would get wrong
- * silently (another architecture, activation, rope scaling type, quantization) is refused with a
- * {@link ModelError} naming the file and the field.
+ * (Llama, Mistral, Qwen2, Qwen3, Gemma 3) into a {@link ModelConfig}. Anything the runtime would
+ * get wrong silently (another architecture, activation, rope scaling type, quantization) is refused
+ * with a {@link ModelError} naming the file and the field.
  *
  * @module
  */
@@ -14,9 +14,9 @@ import { ropeInverseFrequencies } from "./rope.ts";
 import { ConfigFields, isObject, parseRopeScaling } from "./configFields.ts";
 import { CONFIG_LIMITS } from "./configLimits.ts";
 import { gemma3FromConfig } from "./gemma3Config.ts";
+import type { Architecture, ModelConfig } from "./types.ts";
 
 export { CONFIG_LIMITS };
-import type { Architecture, ModelConfig } from "./types.ts";
 
 /** `model_type` values read, and the architecture each names. */
 const MODEL_TYPES: Record<string, Architecture> = {
@@ -104,9 +104,10 @@ export function parseConfig(json: unknown, file: string): ModelConfig {
     );
   }
   let headDim: number;
-  if (gemma && (fields.raw("head_dim") === undefined || fields.raw("head_dim") === null)) {
+  const noHeadDim = fields.raw("head_dim") === undefined || fields.raw("head_dim") === null;
+  if (noHeadDim && gemma) {
     headDim = 256; // Gemma3TextConfig's default
-  } else if (fields.raw("head_dim") === undefined || fields.raw("head_dim") === null) {
+  } else if (noHeadDim) {
     if (hiddenSize % numHeads !== 0) {
       throw new ModelError(
         `${file}: "hidden_size" (${hiddenSize}) is not a multiple of "num_attention_heads" ` +
@@ -128,9 +129,10 @@ export function parseConfig(json: unknown, file: string): ModelConfig {
 
   const maxPositions = fields.positiveInt("max_position_embeddings", defaults.maxPositions);
   const numLayers = fields.positiveInt("num_hidden_layers");
+  const sizes = { hiddenSize, numHeads, numKvHeads, headDim, maxPositions, numLayers };
   if (gemma) {
     return {
-      ...common(fields, architecture, { hiddenSize, numHeads, numKvHeads, headDim, maxPositions }),
+      ...common(fields, architecture, sizes),
       ...gemma3FromConfig(fields, { hiddenSize, headDim, numLayers }),
       rmsNormEps: fields.positiveNumber("rms_norm_eps", defaults.rmsNormEps),
       tieWordEmbeddings: fields.boolean("tie_word_embeddings", true),
@@ -153,7 +155,7 @@ export function parseConfig(json: unknown, file: string): ModelConfig {
     );
   }
   return {
-    ...common(fields, architecture, { hiddenSize, numHeads, numKvHeads, headDim, maxPositions }),
+    ...common(fields, architecture, sizes),
     rmsNormEps: fields.positiveNumber("rms_norm_eps", defaults.rmsNormEps),
     ropeTheta,
     ropeInvFreq,
@@ -176,13 +178,13 @@ function common(
     numKvHeads: number;
     headDim: number;
     maxPositions: number;
+    numLayers: number;
   },
 ) {
   return {
     architecture,
     ...o,
     intermediateSize: fields.positiveInt("intermediate_size"),
-    numLayers: fields.positiveInt("num_hidden_layers"),
     vocabSize: fields.positiveInt("vocab_size"),
     bosTokenId: fields.optionalTokenIds("bos_token_id")?.[0] ?? null,
     eosTokenIds: fields.optionalTokenIds("eos_token_id") ?? [],
