@@ -39,6 +39,7 @@ import { GateTurn } from "./phaseGate.ts";
 
 export { chunkStarts } from "./prefillPass.ts";
 import { DEFAULT_PREFILL_CHUNK, DEFAULT_READ_EVERY, defaultPrefillChunk } from "./workSizes.ts";
+import { boundSlidingLayers } from "./slidingLayers.ts";
 
 import type {
   ColumnSums,
@@ -358,6 +359,7 @@ export class Engine {
         memo: shared?.memo,
       });
       stats?.release();
+      boundSlidingLayers(cache, c, N + fed, Math.max(0, maxNew - 1 - fed));
       if (req.afterPrefill) await this.ctx.sync(); // the press's GPU work belongs to prefill
       const t1 = performance.now();
       const pressMs = req.afterPrefill ? t1 - tPress : 0;

@@ -168,8 +168,8 @@ export function forwardSteps(
   // Gemma 3: q·k scaled by query_pre_attn_scalar^-1/2 (else the kernels' 1/√D).
   const scale = c.gemma3?.attentionScale;
   model.layers.forEach((w, l) => {
-    // Gemma 3's sliding layers: their own RoPE base, and a window (rows are positions there:
-    // policies never compact them).
+    // Gemma 3's sliding layers: their own RoPE base, and a window (their rows are consecutive
+    // positions: policies never compact them; after prefill, a ring of W, `slidingLayers.ts`).
     const slidingWindow = c.gemma3?.layerWindows[l] ?? undefined;
     const invFreq = slidingWindow ? model.localInvFreq! : model.invFreq;
     // Attention block.

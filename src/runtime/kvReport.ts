@@ -28,7 +28,10 @@ export interface KvReport {
   dtype: string;
   /** Entries a full cache would hold per head (prompt + fed generated tokens). */
   fullLength: number;
-  /** Bytes a full cache would hold (all layers and heads, K and V). */
+  /**
+   * Bytes the model's full cache would hold (all layers and heads, K and V; a sliding layer of
+   * Gemma 3 holds at most its window, as the model's own cache does).
+   */
   fullBytes: number;
   /** Bytes of the entries kept. */
   keptBytes: number;
@@ -64,8 +67,12 @@ export function kvReport(cache: RaggedKvCache, lengths: number[][], fullLength: 
     const bytes = lengths[l].map((n, h) => quant[h]?.total ?? n * row);
     return { lengths: lengths[l], bytes, allocated, quant };
   });
-  const heads = layers.reduce((s, l) => s + l.lengths.length, 0);
-  const fullBytes = heads * fullLength * row;
+  // The model's own cache: a sliding layer holds at most its window (`slidingLayers.ts`).
+  const windows = cache.layerWindows;
+  const fullBytes = layers.reduce(
+    (s, l, i) => s + l.lengths.length * Math.min(fullLength, windows[i] ?? Infinity) * row,
+    0,
+  );
   const keptBytes = layers.reduce((s, l) => s + l.bytes.reduce((a, b) => a + b, 0), 0);
   return {
     dtype: cache.dtype,

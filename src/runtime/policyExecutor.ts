@@ -34,6 +34,7 @@ import {
 } from "./decodingRecompress.ts";
 import type { CompactCompensation } from "./raggedKvCache.ts";
 import { LayerLayout } from "./headLayout.ts";
+import { traceSlidingLayers } from "./slidingLayers.ts";
 import { planObservations } from "./observeRequest.ts";
 import { quantizeLayer, quantWithBounded } from "./quantLayer.ts";
 import { callText } from "../plan/explain.ts";
@@ -248,6 +249,7 @@ export class PolicyExecutor {
         kept: kept[l][h]?.filter((p) => p < state.promptLength) ?? all,
       })),
     }));
+    traceSlidingLayers(this.trace, this.config, state);
     this.timing = { readMs: 0, selectMs: 0, compactMs: performance.now() - t0 };
   }
 
@@ -477,6 +479,7 @@ export class PolicyExecutor {
       state.cachedLength,
     );
     state.cache.stepHook = bothHooks(state.cache.stepHook, this.recompressor?.stepHook());
+    traceSlidingLayers(this.trace, this.config, state);
     this.timing = clock.done();
   }
 }

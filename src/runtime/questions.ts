@@ -48,6 +48,7 @@ import {
 } from "./queryStatistics.ts";
 import { chunkedCapacity, type ChunkedPrefill, prefillChunked } from "./chunkedPrefill.ts";
 import { DEFAULT_READ_EVERY } from "./workSizes.ts";
+import { boundSlidingLayers } from "./slidingLayers.ts";
 import {
   NO_OBSERVATION,
   prefillRecorders,
@@ -186,6 +187,7 @@ export async function answerQuestions(
       memo: shared?.memo,
     });
     stats?.release();
+    boundSlidingLayers(cache, engine.config, N, longest + Math.max(0, maxNew - 1));
     await ctx.sync();
     const t1 = performance.now();
     const contextKv = kvReport(cache, await cache.lengths(), N);

@@ -99,12 +99,16 @@ export class RaggedKvCache {
    */
   stepHook?: StepHook;
 
+  /** Set when a sliding layer became a ring of its window (`slidingLayers.ts`). */
+  hasSlidingRing = false;
+
   /**
    * Whether tokens appended to this cache must go one per decoding step: a step hook (H2O's
-   * per-step eviction) or a KIVI-quantized layer, which only the decode path extends.
+   * per-step eviction), a KIVI-quantized layer, which only the decode path extends, or a sliding
+   * layer's ring, whose entries a chunk's later rows would overwrite before its earlier queries.
    */
   get takesOneTokenPerStep(): boolean {
-    return this.stepHook !== undefined || this.layers.some(isQuantLayer);
+    return this.stepHook !== undefined || this.layers.some(isQuantLayer) || this.hasSlidingRing;
   }
 
   /** The most K/V bytes allocated at once so far (see `KvReport.peakBytes`). */
@@ -139,6 +143,11 @@ export class RaggedKvCache {
   /** Notes `extra` bytes allocated beside the current layers (a layer being rebuilt). */
   private notePeak(extra: number): void {
     this.peakBytes = Math.max(this.peakBytes, this.allocatedBytes() + extra);
+  }
+
+  /** Per layer, the model's own sliding window (Gemma 3's sliding layers), or null. */
+  get layerWindows(): readonly (number | null)[] {
+    return this.config.gemma3?.layerWindows ?? this.layers.map(() => null);
   }
 
   /** Bytes of one cached row (one entry of one head, K or V). */

@@ -19,6 +19,7 @@ import type { PolicyExecutor } from "./policyExecutor.ts";
 import { RaggedKvCache } from "./raggedKvCache.ts";
 import { chunkedCapacity, prefillChunked } from "./chunkedPrefill.ts";
 import { forcedDecode } from "./forcedDecode.ts";
+import { boundSlidingLayers } from "./slidingLayers.ts";
 
 /** Log-probabilities of `ids[from..]` and the cache accounting at the end. */
 export interface TokenScores {
@@ -98,6 +99,7 @@ export async function scoreTokens(
       memo: start?.memo,
     });
     stats?.release();
+    boundSlidingLayers(cache, engine.config, from, ids.length - 1 - from);
     const rest = ids.slice(from, ids.length - 1);
     if (bounded || executor.recompressor || cache.takesOneTokenPerStep) {
       // Heads that evict while decoding (a ring, a per-step hook), KIVI's quantized layers and

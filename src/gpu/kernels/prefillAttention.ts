@@ -54,7 +54,8 @@ export interface PrefillAttentionArgs {
   /**
    * A sliding window W (Gemma 3's sliding layers, Mistral): the query at row r sees only the W
    * keys up to and including its own, rows > r − W. It counts rows, so it needs a layer whose rows
-   * are its positions (never compacted). 0 or absent: no window.
+   * are consecutive positions in order (never compacted by a policy; cut to its last entries, or
+   * a ring of exactly W rows, whose every row is in the window). 0 or absent: no window.
    */
   slidingWindow?: number;
 }
