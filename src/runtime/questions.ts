@@ -87,7 +87,8 @@ export interface QuestionsRequest {
   /**
    * Whether each question may be appended in prefill chunks: true when nothing acts on the cache
    * while decoding (`PolicyExecutor.actsWhileDecoding` is false). Default false: one token per
-   * decoding step. A cache with a step hook or quantized layers always takes one token per step.
+   * decoding step. A cache with a step hook, quantized layers or a sliding layer's ring (Gemma 3)
+   * always takes one token per step.
    */
   questionInChunks?: boolean;
 }

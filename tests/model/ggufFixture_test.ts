@@ -18,7 +18,7 @@ import { PolicyExecutor } from "../../src/runtime/policyExecutor.ts";
 import { scoreTokens } from "../../src/runtime/scoreTokens.ts";
 import { kvRowBytes } from "../../src/gpu/kvCache.ts";
 import { pythonMissing, runPython } from "../_python.ts";
-import { maxAbsDiff, range, withEngine } from "../runtime/_helpers.ts";
+import { logSoftmaxAt, maxAbsDiff, range, withEngine } from "../runtime/_helpers.ts";
 
 const SCRIPT = new URL("./gguf_fixture.py", import.meta.url).pathname;
 const MODULES = ["gguf", "torch", "transformers", "numpy"];
@@ -159,14 +159,6 @@ function keepGlobal(cpu: CpuReferenceModel, engine: Engine, executor: PolicyExec
   engine.config.gemma3!.layerWindows.forEach((w, l) => {
     if (w === null) executor.trace[l].heads.forEach((h, kv) => cpu.keep(l, kv, h.kept));
   });
-}
-
-function logSoftmaxAt(row: ArrayLike<number>, id: number): number {
-  let max = -Infinity;
-  for (let i = 0; i < row.length; i++) max = Math.max(max, row[i]);
-  let sum = 0;
-  for (let i = 0; i < row.length; i++) sum += Math.exp(row[i] - max);
-  return row[id] - max - Math.log(sum);
 }
 
 /**

@@ -62,3 +62,12 @@ export function seededRandom(seed: number): () => number {
 export function randomInt(rand: () => number, lo: number, hi: number): number {
   return lo + Math.floor(rand() * (hi - lo + 1));
 }
+
+/** Natural-log probability of `id` under the logits `row` (a float64 log-softmax). */
+export function logSoftmaxAt(row: ArrayLike<number>, id: number): number {
+  let max = -Infinity;
+  for (let i = 0; i < row.length; i++) max = Math.max(max, row[i]);
+  let sum = 0;
+  for (let i = 0; i < row.length; i++) sum += Math.exp(row[i] - max);
+  return row[id] - max - Math.log(sum);
+}

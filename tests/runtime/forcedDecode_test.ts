@@ -13,18 +13,10 @@ import { PolicyExecutor } from "../../src/runtime/policyExecutor.ts";
 import { scoreTokens } from "../../src/runtime/scoreTokens.ts";
 import { demoPrompt } from "../../src/cli/demoPrompt.ts";
 import { SHARED_DIR, sharedMissing } from "../_shared.ts";
-import { maxAbsDiff, withEngine } from "./_helpers.ts";
+import { logSoftmaxAt, maxAbsDiff, withEngine } from "./_helpers.ts";
 
 const FIXTURE = `${SHARED_DIR}/fixtures/llama-gqa-f32`;
 const TINY = new URL("../../models/tiny-needle", import.meta.url).pathname;
-
-function logSoftmaxAt(row: ArrayLike<number>, id: number): number {
-  let max = -Infinity;
-  for (let i = 0; i < row.length; i++) max = Math.max(max, row[i]);
-  let sum = 0;
-  for (let i = 0; i < row.length; i++) sum += Math.exp(row[i] - max);
-  return row[id] - max - Math.log(sum);
-}
 
 /** The golden prompt, then a fixed pseudo-random tail: `n` ids below the fixture's vocabulary. */
 async function fixtureIds(n: number): Promise<number[]> {
