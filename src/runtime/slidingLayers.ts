@@ -1,7 +1,7 @@
 /**
  * Gemma 3's sliding layers hold only their window (Gemma 3 technical report, arXiv 2503.19786:
  * local layers attend to the last W tokens; transformers keeps W − 1 past entries per sliding
- * layer, llama.cpp an SWA cache of W). After prefill and the policy's press, each sliding layer
+ * layer, llama.cpp a sliding-window cache of W plus a batch). After prefill and the policy's press, each sliding layer
  * of the ragged cache is cut to its last W entries and becomes a ring of W rows: every decoding
  * step overwrites the oldest entry, so the step's query sees exactly the keys its window allows
  * (positions p − W + 1 … p) and the layer's memory stays W rows whatever the length. Prefill still
