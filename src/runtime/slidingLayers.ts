@@ -1,9 +1,10 @@
 /**
  * Gemma 3's sliding layers hold only their window (Gemma 3 technical report, arXiv 2503.19786:
  * local layers attend to the last W tokens; transformers keeps W − 1 past entries per sliding
- * layer, llama.cpp a sliding-window cache of W plus a batch). After prefill and the policy's press, each sliding layer
- * of the ragged cache is cut to its last W entries and becomes a ring of W rows: every decoding
- * step overwrites the oldest entry, so the step's query sees exactly the keys its window allows
+ * layer, llama.cpp a sliding-window cache of W plus a batch). After prefill and the policy's
+ * press, each sliding layer of the ragged cache is cut to its last W entries and becomes a ring of
+ * W rows: every decoding step overwrites the oldest entry, so the step's query sees exactly the
+ * keys its window allows
  * (positions p − W + 1 … p) and the layer's memory stays W rows whatever the length. Prefill still
  * holds the whole prompt (its queries need up to W keys each, masked in the kernels).
  *
