@@ -4,9 +4,9 @@
  * layer, llama.cpp a sliding-window cache of W plus a batch). After prefill and the policy's
  * press, each sliding layer of the ragged cache is cut to its last W entries and becomes a ring of
  * W rows: every decoding step overwrites the oldest entry, so the step's query sees exactly the
- * keys its window allows
- * (positions p − W + 1 … p) and the layer's memory stays W rows whatever the length. Prefill still
- * holds the whole prompt (its queries need up to W keys each, masked in the kernels).
+ * keys its window allows (positions p − W + 1 … p) and the layer's memory stays W rows whatever
+ * the length. Prefill still holds the whole prompt (its queries need up to W keys each, masked in
+ * the kernels).
  *
  * A layer whose sequence (cached entries plus the tokens decoding may add) fits in W is left as
  * it is: nothing would be saved. A ring takes one token per step (`takesOneTokenPerStep`).
