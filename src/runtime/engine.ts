@@ -359,7 +359,7 @@ export class Engine {
         memo: shared?.memo,
       });
       stats?.release();
-      boundSlidingLayers(cache, c, N + fed, Math.max(0, maxNew - 1 - fed));
+      boundSlidingLayers(cache, N + fed, Math.max(0, maxNew - 1 - fed));
       if (req.afterPrefill) await this.ctx.sync(); // the press's GPU work belongs to prefill
       const t1 = performance.now();
       const pressMs = req.afterPrefill ? t1 - tPress : 0;

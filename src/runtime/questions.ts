@@ -188,7 +188,7 @@ export async function answerQuestions(
       memo: shared?.memo,
     });
     stats?.release();
-    boundSlidingLayers(cache, engine.config, N, longest + Math.max(0, maxNew - 1));
+    boundSlidingLayers(cache, N, longest + Math.max(0, maxNew - 1));
     await ctx.sync();
     const t1 = performance.now();
     const contextKv = kvReport(cache, await cache.lengths(), N);

@@ -99,7 +99,7 @@ export async function scoreTokens(
       memo: start?.memo,
     });
     stats?.release();
-    boundSlidingLayers(cache, engine.config, from, ids.length - 1 - from);
+    boundSlidingLayers(cache, from, ids.length - 1 - from);
     const rest = ids.slice(from, ids.length - 1);
     if (bounded || executor.recompressor || cache.takesOneTokenPerStep) {
       // Heads that evict while decoding (a ring, a per-step hook), KIVI's quantized layers and

@@ -46,21 +46,19 @@ export function slidingLayout(
 }
 
 /**
- * Cuts every sliding layer of `config` (Gemma 3) in `cache` to its window after prefill (see the
- * module doc); a no-op for models without sliding layers. `cachedLength` entries are cached in
- * position order in those layers; `decodeBudget` tokens may still be appended.
+ * Cuts every sliding layer of `cache` (Gemma 3's, `cache.layerWindows`) to its window after
+ * prefill (see the module doc); a no-op for models without sliding layers. `cachedLength` entries
+ * are cached in position order in those layers; `decodeBudget` tokens may still be appended.
  */
 export function boundSlidingLayers(
   cache: RaggedKvCache,
-  config: ModelConfig,
   cachedLength: number,
   decodeBudget: number,
 ): void {
-  const windows = config.gemma3?.layerWindows ?? [];
-  windows.forEach((w, l) => {
+  cache.layerWindows.forEach((w, l) => {
     const layout = w === null ? undefined : slidingLayout(w, cachedLength, decodeBudget);
     if (!layout) return;
-    const H = config.numKvHeads;
+    const H = cache.layers[l].numKvHeads;
     cache.compact(
       l,
       Array.from({ length: H }, () => layout.keep),
