@@ -20,6 +20,7 @@ import { type GpuOp, sequenceOp } from "../gpu/op.ts";
 import { captureQuery, createQueryRing, type QueryRing } from "../gpu/kernels/captureQuery.ts";
 import { isQuantLayer } from "../gpu/quantKvCache.ts";
 import type { ModelConfig } from "../model/types.ts";
+import { attentionScale } from "../model/attentionScale.ts";
 import type { PlanPress } from "../plan/plan.ts";
 import { resolveBudget } from "../plugins/budget.ts";
 import type { LayerScoresInput } from "../plugins/press.ts";
@@ -217,7 +218,7 @@ export class DecodingRecompressor {
     n: number,
   ): Promise<LayerScoresInput> {
     const c = this.config;
-    const D = c.headDim, g = c.numHeads / c.numKvHeads;
+    const D = c.headDim, g = c.numHeads / c.numKvHeads, scale = attentionScale(c);
     const keys = new Map<number, Float32Array>();
     for (const h of listed) keys.set(h, await cache.readKeys(l, h, n));
     const w = Math.min(n, Math.max(...listed.map((h) => this.window(this.heads[l][h]!))));
@@ -241,7 +242,7 @@ export class DecodingRecompressor {
             for (let i = 0; i < visible; i++) {
               let dot = 0;
               for (let d = 0; d < D; d++) dot += queries[q0 + d] * k[i * D + d];
-              logits[i] = dot / Math.sqrt(D);
+              logits[i] = dot * scale;
               if (logits[i] > max) max = logits[i];
             }
             let sum = 0;

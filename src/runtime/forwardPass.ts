@@ -35,6 +35,7 @@ import { kvRerotate } from "../gpu/kernels/kvRerotate.ts";
 import { quantDecodeAttention } from "../gpu/kernels/quantDecodeAttention.ts";
 import type { GpuOp } from "../gpu/op.ts";
 import type { GpuModelWeights } from "./gpuWeights.ts";
+import { attentionScale } from "../model/attentionScale.ts";
 
 /** Scratch buffers for a forward pass over up to `rows` tokens. */
 export interface Activations {
@@ -165,8 +166,8 @@ export function forwardSteps(
     out: acts.x,
     scale: c.gemma3?.embedScale,
   }));
-  // Gemma 3: q·k scaled by query_pre_attn_scalar^-1/2 (else the kernels' 1/√D).
-  const scale = c.gemma3?.attentionScale;
+  // 1/√D, or Gemma 3's query_pre_attn_scalar^-1/2.
+  const scale = attentionScale(c);
   model.layers.forEach((w, l) => {
     // Gemma 3's sliding layers: their own RoPE base, and a window (their rows are consecutive
     // positions: policies never compact them; after prefill, a ring of W, `slidingLayers.ts`).

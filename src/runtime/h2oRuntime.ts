@@ -16,6 +16,8 @@ import type { GpuContext } from "../gpu/device.ts";
 import { H2O_NONE, h2oEvict } from "../gpu/kernels/h2oEvict.ts";
 import { isQuantLayer } from "../gpu/quantKvCache.ts";
 import type { H2oHeadState } from "../plugins/h2oPress.ts";
+import { attentionScale } from "../model/attentionScale.ts";
+import type { ModelConfig } from "../model/types.ts";
 import type { RaggedKvCache, StepHook } from "./raggedKvCache.ts";
 
 /** Rows a head with H2O state `s` needs when `decodeBudget` more tokens will be appended. */
@@ -39,7 +41,7 @@ export interface H2oStepHook extends StepHook {
 export function createH2oStepHook(
   ctx: GpuContext,
   cache: RaggedKvCache,
-  numHeads: number,
+  config: ModelConfig,
   states: (H2oHeadState | undefined)[][],
 ): H2oStepHook {
   const buffers: GPUBuffer[] = [];
@@ -73,7 +75,8 @@ export function createH2oStepHook(
       return h2oEvict(ctx, {
         cache: layer,
         q,
-        numHeads,
+        numHeads: config.numHeads,
+        scale: attentionScale(config),
         positions,
         positionsOffset,
         scores: b.scores,

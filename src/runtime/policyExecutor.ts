@@ -467,7 +467,7 @@ export class PolicyExecutor {
       );
     }
     if (h2oStates.some((heads) => heads.some((s) => s))) {
-      state.cache.stepHook = createH2oStepHook(this.ctx, state.cache, c.numHeads, h2oStates);
+      state.cache.stepHook = createH2oStepHook(this.ctx, state.cache, c, h2oStates);
     }
     this.recompressor = recompressorFor(
       this.ctx,

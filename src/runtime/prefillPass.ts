@@ -12,6 +12,7 @@ import type { KvCacheLayer } from "../gpu/kvCache.ts";
 import { type GpuOp, sequenceOp } from "../gpu/op.ts";
 import { ModelError } from "../model/errors.ts";
 import type { ModelConfig } from "../model/types.ts";
+import { attentionScale } from "../model/attentionScale.ts";
 import {
   type Activations,
   createActivations,
@@ -149,6 +150,7 @@ export function afterAttentionOp(
       q: acts.q,
       m,
       numHeads: config.numHeads,
+      scale: attentionScale(config),
       sums: columnSums.buffers[l],
       stride: columnSums.stride,
     }));

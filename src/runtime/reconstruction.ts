@@ -12,6 +12,7 @@
 import type { GpuContext } from "../gpu/device.ts";
 import { captureQuery, createQueryRing, type QueryRing } from "../gpu/kernels/captureQuery.ts";
 import type { ModelConfig } from "../model/types.ts";
+import { attentionScale } from "../model/attentionScale.ts";
 import {
   KVZIP_QUOTE,
   KVZIP_SINK,
@@ -103,6 +104,7 @@ export async function reconstructionScores(
             end,
             numHeads: H,
             out,
+            scale: attentionScale(c),
           });
           runOps(ctx, [op]);
           op.destroy();

@@ -27,6 +27,7 @@ import { writeFileAtomicSync } from "../atomicWrite.ts";
 import { readBoundedFile } from "../model/readBounded.ts";
 import { isGgufPath } from "../model/ggufModel.ts";
 import type { ModelConfig } from "../model/types.ts";
+import { attentionScale } from "../model/attentionScale.ts";
 import { tensorToFloat32 } from "../model/dtype.ts";
 import { chatSpecialTokens, renderChat } from "../model/chatTemplate.ts";
 import { ModelError } from "../model/errors.ts";
@@ -146,6 +147,7 @@ export async function retrievalScores(
               q: a.q,
               m,
               numHeads: H,
+              scale: attentionScale(c),
               block: probe.block,
               offset: probe.offset,
               partials: partials[l],

@@ -23,6 +23,9 @@ import {
 import { runAndFree } from "./_gpu.ts";
 import { assertClose, randomF32, refAttend, rng } from "./_reference.ts";
 
+/** A query scale other than 1/√D (as Gemma 3's `query_pre_attn_scalar` may give): the kernel must use it. */
+const SCALE = 1.25;
+
 /** Probe shape of {@link checkProbeScores}: head dimension, block length, chunk lengths. */
 export interface ProbeCheckShape {
   headDim: number;
@@ -65,6 +68,7 @@ export async function checkProbeScores(
           q: ctx.upload(qChunk),
           m,
           numHeads: H,
+          scale: SCALE / Math.sqrt(D),
           block: B,
           offset,
           partials,
@@ -85,7 +89,7 @@ export async function checkProbeScores(
         q.subarray((i * H + h) * D, (i * H + h + 1) * D),
         keys,
         keys,
-        1 / Math.sqrt(D),
+        SCALE / Math.sqrt(D),
       )
         .probs;
     });

@@ -44,7 +44,7 @@ gpuTest("h2oColumnSums at head_dim 256 over 1,100 keys equals float64 column sum
   for (let h = 0; h < H; h++) {
     for (let i = 0; i < N; i++) {
       const keys = Array.from({ length: i + 1 }, (_, j) => rowOf(k, Hkv, D, j, 0));
-      const { probs } = refAttend(rowOf(q, H, D, i, h), keys, keys, 1 / Math.sqrt(D));
+      const { probs } = refAttend(rowOf(q, H, D, i, h), keys, keys, 0.7 / Math.sqrt(D));
       probs.forEach((p, j) => want[h * N + j] += p);
     }
   }
@@ -63,6 +63,7 @@ gpuTest("h2oColumnSums at head_dim 256 over 1,100 keys equals float64 column sum
             q: ctx.upload(q.slice(start * H * D, (start + m) * H * D)),
             m,
             numHeads: H,
+            scale: 0.7 / Math.sqrt(D),
             sums,
             stride: N,
             keysPerDispatch,
@@ -89,7 +90,7 @@ gpuTest("h2oEvict at head_dim 256 over 11,000 rows: scores and victim as defined
   want[N - 1] = 0;
   const keys = Array.from({ length: N }, (_, j) => rowOf(k, Hkv, D, j, 0));
   for (let h = 0; h < H; h++) {
-    refAttend(q.subarray(h * D, (h + 1) * D), keys, keys, 1 / Math.sqrt(D)).probs
+    refAttend(q.subarray(h * D, (h + 1) * D), keys, keys, 0.7 / Math.sqrt(D)).probs
       .forEach((p, j) => want[j] += p / group);
   }
   // Victim: the lowest score among rows outside the `recent` newest positions.
@@ -109,6 +110,7 @@ gpuTest("h2oEvict at head_dim 256 over 11,000 rows: scores and victim as defined
         cache,
         q: ctx.upload(q),
         numHeads: H,
+        scale: 0.7 / Math.sqrt(D),
         positions: ctx.upload(Uint32Array.of(N - 1)),
         positionsOffset: 0,
         scores,
@@ -162,7 +164,16 @@ gpuTest("a probe too long for llvmpipe's loop budget is refused before any work"
   const q = ctx.createBuffer(64 * 4);
   try {
     const make = () =>
-      probeScores(ctx, { cache, q, m: 1, numHeads: 1, block: 17_500, offset: 0, partials });
+      probeScores(ctx, {
+        cache,
+        q,
+        m: 1,
+        numHeads: 1,
+        scale: 1,
+        block: 17_500,
+        offset: 0,
+        partials,
+      });
     assertRefusedOnSoftware(
       ctx,
       make,

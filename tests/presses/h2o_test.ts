@@ -2,7 +2,9 @@
  * H2O on the real runtime equals `h2oPrefill` / `h2oDecodeStep` (src/plugins/h2oPress.ts) run on
  * the float64 CPU reference of the same model and prompt: the prefill selection from the GPU's
  * accumulated column sums, and then — with heavy + recent small enough that every decoding step
- * evicts — the set of positions each KV head holds after D steps of GPU-side eviction.
+ * evicts — the set of positions each KV head holds after D steps of GPU-side eviction. On
+ * tiny-needle, and on a random Gemma 3 model whose query scale (`query_pre_attn_scalar^-1/2`) is
+ * not 1/√head_dim: H2O's scores are the model's own attention weights.
  */
 import assert from "node:assert/strict";
 import { loadModel } from "../../src/model/loadModel.ts";
@@ -20,6 +22,8 @@ import { demoPrompt } from "../../src/cli/demoPrompt.ts";
 import type { H2oStepHook } from "../../src/runtime/h2oRuntime.ts";
 import { PolicyExecutor } from "../../src/runtime/policyExecutor.ts";
 import { runPolicy } from "./_run.ts";
+import { writeRandomModel } from "../runtime/_checkpoint.ts";
+import { randomInt, seededRandom } from "../runtime/_helpers.ts";
 
 const MODEL = new URL("../../models/tiny-needle", import.meta.url).pathname;
 const POLICY = "else -> h2o(heavy=24, recent=8)";
@@ -60,11 +64,40 @@ function cpuTrajectory(cpu: CpuReferenceModel, ids: number[]) {
 }
 
 Deno.test("h2o: GPU prefill selection and per-step GPU eviction equal the CPU reference", async () => {
-  const engine = await Engine.open(MODEL);
+  await checkH2o(MODEL, (engine) => demoPrompt(engine.tokenizer!, "question", 200, 11).ids);
+});
+
+Deno.test("h2o: on Gemma 3 with query_pre_attn_scalar ≠ head_dim, the scores use the model's scale", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "kvpolicy-h2o-gemma-" });
   try {
-    const ids = demoPrompt(engine.tokenizer!, "question", 200, 11).ids;
+    await writeRandomModel(dir, {
+      arch: "gemma3",
+      dtype: "F32",
+      hidden: 48,
+      heads: 4,
+      kvHeads: 2,
+      headDim: 16,
+      inter: 64,
+      vocab: 97,
+      layers: 2,
+      tied: true,
+      seed: 21,
+      gemma3: { queryPreAttnScalar: 5 }, // scale 1/√5, where 1/√16 would be 0.25
+    });
+    const rand = seededRandom(22);
+    await checkH2o(dir, () => Array.from({ length: 45 }, () => randomInt(rand, 3, 96)));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+/** The check on the model in `dir`, with the prompt `promptOf` gives. */
+async function checkH2o(dir: string, promptOf: (engine: Engine) => number[]): Promise<void> {
+  const engine = await Engine.open(dir);
+  try {
+    const ids = promptOf(engine);
     const c = engine.config;
-    const cpu = new CpuReferenceModel(await loadModel(MODEL));
+    const cpu = new CpuReferenceModel(await loadModel(dir));
     cpu.forward(ids, { logits: "last" });
 
     // Prefill: the kept sets from the GPU column sums equal selectH2o on the CPU's.
@@ -113,4 +146,4 @@ Deno.test("h2o: GPU prefill selection and per-step GPU eviction equal the CPU re
   } finally {
     engine.close();
   }
-});
+}

@@ -1,6 +1,7 @@
 /**
- * Test helper: writes a small random Llama-family checkpoint (config.json + model.safetensors)
- * in the Hugging Face layout, for property tests of the GPU runtime against the CPU reference.
+ * Test helper: writes a small random Llama-family (or Gemma 3) checkpoint (config.json +
+ * model.safetensors) in the Hugging Face layout, for property tests of the GPU runtime against the
+ * CPU reference.
  *
  * @module
  */
@@ -15,7 +16,7 @@ import { buildSafetensors } from "../model/safetensorsWriter.ts";
 /** The shape and storage of a random checkpoint. */
 export interface RandomModelSpec {
   /** `model_type`. */
-  arch: "llama" | "mistral" | "qwen2";
+  arch: "llama" | "mistral" | "qwen2" | "gemma3";
   /** Storage dtype of every tensor. */
   dtype: FileDType;
   hidden: number;
@@ -31,17 +32,29 @@ export interface RandomModelSpec {
   seed: number;
   /** `max_position_embeddings` (default 256). */
   maxPositions?: number;
+  /** Gemma 3 only: `query_pre_attn_scalar` (default head_dim) and `layer_types` (all global). */
+  gemma3?: { queryPreAttnScalar?: number; layerTypes?: ("sliding" | "full")[]; window?: number };
 }
 
 /** The `config.json` object of `spec`. */
 export function configJson(spec: RandomModelSpec): Record<string, unknown> {
   const implicit = spec.hidden % spec.heads === 0 && spec.hidden / spec.heads === spec.headDim;
+  const g = spec.gemma3 ?? {};
+  const gemma3 = spec.arch !== "gemma3" ? {} : {
+    query_pre_attn_scalar: g.queryPreAttnScalar ?? spec.headDim,
+    sliding_window: g.window ?? 4,
+    layer_types: (g.layerTypes ?? Array(spec.layers).fill("full")).map((t) => `${t}_attention`),
+    hidden_activation: "gelu_pytorch_tanh",
+  };
   return {
-    model_type: spec.arch,
+    model_type: spec.arch === "gemma3" ? "gemma3_text" : spec.arch,
     architectures: [
-      { llama: "LlamaForCausalLM", mistral: "MistralForCausalLM", qwen2: "Qwen2ForCausalLM" }[
-        spec.arch
-      ],
+      {
+        llama: "LlamaForCausalLM",
+        mistral: "MistralForCausalLM",
+        qwen2: "Qwen2ForCausalLM",
+        gemma3: "Gemma3ForCausalLM",
+      }[spec.arch],
     ],
     hidden_size: spec.hidden,
     intermediate_size: spec.inter,
@@ -60,6 +73,7 @@ export function configJson(spec: RandomModelSpec): Record<string, unknown> {
     torch_dtype: { F32: "float32", F16: "float16", BF16: "bfloat16" }[spec.dtype],
     ...(spec.arch === "mistral" ? { sliding_window: null } : {}),
     ...(spec.arch === "qwen2" ? { use_sliding_window: false, sliding_window: 4096 } : {}),
+    ...gemma3,
   };
 }
 

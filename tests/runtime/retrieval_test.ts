@@ -25,6 +25,7 @@ import {
 } from "../../src/runtime/retrievalProfile.ts";
 import { SHARED_DIR, sharedMissing } from "../_shared.ts";
 import { runPolicy } from "../presses/_run.ts";
+import { writeRandomModel } from "./_checkpoint.ts";
 
 const MODEL = new URL("../../models/planted-needle", import.meta.url).pathname;
 
@@ -95,6 +96,49 @@ Deno.test("retrieval: on the default model (tiny-needle) GPU probe scores equal 
     }
   } finally {
     engine.close();
+  }
+});
+
+Deno.test("retrieval: probe scores use the model's query scale (Gemma 3, query_pre_attn_scalar ≠ head_dim)", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "kvpolicy-retrieval-gemma-" });
+  try {
+    await writeRandomModel(dir, {
+      arch: "gemma3",
+      dtype: "F32",
+      hidden: 32,
+      heads: 4,
+      kvHeads: 2,
+      headDim: 16,
+      inter: 48,
+      vocab: 61,
+      layers: 2,
+      tied: true,
+      seed: 31,
+      gemma3: { queryPreAttnScalar: 40 }, // scale 1/√40, where 1/√16 would be 0.25
+    });
+    const engine = await Engine.open(dir);
+    try {
+      const got = await retrievalScores(engine, { seed: 2, block: 12 });
+      const probe = cappedProbe(engine.config, 2, 12);
+      const cpu = new CpuReferenceModel(engine.weights);
+      cpu.forward(probe.tokens, { logits: "last" });
+      const { numHeads: H } = engine.config;
+      const N = probe.tokens.length;
+      for (let l = 0; l < engine.config.numLayers; l++) {
+        const rows = cpuLayerScores(cpu, l).windowAttention(N);
+        const want = retrievalQueryHeadScores(
+          probe,
+          H,
+          (h, i) => rows[h].subarray(i * N, (i + 1) * N),
+        );
+        assertScoresClose(got.queryHeads[l].echo, want.echo, `layer ${l} echo`);
+        assertScoresClose(got.queryHeads[l].induction, want.induction, `layer ${l} induction`);
+      }
+    } finally {
+      engine.close();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });
 

@@ -45,8 +45,8 @@ export interface H2oColumnSumsArgs {
   sums: BufferRef;
   /** Keys per head in `sums` (the prompt length); keys at or past it are skipped. */
   stride: number;
-  /** Softmax scale (default 1/√D). */
-  scale?: number;
+  /** Softmax scale: the model's factor on q·k (`attentionScale`). */
+  scale: number;
   /** Keys per stats dispatch (default {@link h2oKeysPerDispatch}; tests set less). */
   keysPerDispatch?: number;
 }
@@ -160,7 +160,7 @@ export function h2oColumnSums(ctx: GpuContext, a: H2oColumnSumsArgs): GpuOp {
       ["u32", c.numKvHeads],
       ["u32", H / c.numKvHeads],
       ["u32", a.m],
-      ["f32", a.scale ?? 1 / Math.sqrt(c.headDim)],
+      ["f32", a.scale],
       ["u32", a.stride],
       ["u32", k0],
       ["u32", k1],

@@ -54,8 +54,8 @@ export interface H2oEvictArgs {
   scores: BufferRef;
   /** State, u32 (see the module doc). */
   state: BufferRef;
-  /** Softmax scale (default 1/√D). */
-  scale?: number;
+  /** Softmax scale: the model's factor on q·k (`attentionScale`). */
+  scale: number;
 }
 
 function code(dtype: KvStorage, D4: number): string {
@@ -204,7 +204,7 @@ export function h2oEvict(ctx: GpuContext, a: H2oEvictArgs): GpuOp {
     params: packParams([
       ["u32", c.numKvHeads],
       ["u32", a.numHeads / c.numKvHeads],
-      ["f32", a.scale ?? 1 / Math.sqrt(c.headDim)],
+      ["f32", a.scale],
       ["u32", a.positionsOffset],
     ]),
     buffers: [a.q, a.positions, c.meta, c.k, c.v, a.scores, a.state],

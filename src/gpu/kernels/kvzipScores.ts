@@ -6,9 +6,10 @@
  * `start … end − 1`, and the repeat's entries `n … n + r` — with its own softmax over that set, and
  * every chunk entry's score for query head h is its highest weight over the rows:
  *
- * 1. stats pass — one thread per (row, query head): max and sum of `exp(q·k/√d − max)` over the
- *    reduced set, to `stats[h][r]`;
- * 2. max pass — one thread per (chunk entry, query head): `out[h][j] = max_r exp(q_r·k_j/√d −
+ * 1. stats pass — one thread per (row, query head): max and sum of `exp(s·q·k − max)` over the
+ *    reduced set, to `stats[h][r]`, s being the model's attention scale (1/√d but for some
+ *    Gemma 3 checkpoints);
+ * 2. max pass — one thread per (chunk entry, query head): `out[h][j] = max_r exp(s·q_r·k_j −
  *    max_r) / sum_r`.
  *
  * The group's maximum is taken by the caller. The repeat's queries come from a query ring
@@ -52,6 +53,8 @@ export interface KvzipScoresArgs {
   numHeads: number;
   /** Output `[H][end − start]` f32. */
   out: BufferRef;
+  /** Softmax scale: the model's factor on q·k (`attentionScale`; kvpress divides by √d). */
+  scale: number;
 }
 
 const HEADER = `struct Params { H: u32, group: u32, rows: u32, slot0: u32, n: u32, sink: u32,
@@ -133,7 +136,7 @@ export function kvzipScores(ctx: GpuContext, a: KvzipScoresArgs): GpuOp {
     ["u32", a.sink],
     ["u32", a.start],
     ["u32", a.end],
-    ["f32", 1 / Math.sqrt(c.headDim)],
+    ["f32", a.scale],
   ]);
   const dtype = kvStorage(ctx, c.dtype);
   const stats = ctx.createBuffer(Math.max(16, H * a.rows * 8), undefined, "kvzip stats");

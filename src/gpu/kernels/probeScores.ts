@@ -5,7 +5,7 @@
  * compaction) and `q` holds the chunk's queries after RoPE.
  *
  * With B the block length and `offset` the first block position, query position i counts when
- * i ≥ offset + B (copies 2–4). Its softmax over keys 0..i (scale 1/√D, like attention) gives
+ * i ≥ offset + B (copies 2–4). Its softmax over keys 0..i (the model's attention scale) gives
  * echo_i = Σ p(i − kB) and induction_i = Σ p(i − kB + 1) over k ≥ 1 with i − kB ≥ offset —
  * exactly `retrievalQueryHeadScores` in src/plugins/retrievalDetector.ts.
  *
@@ -51,8 +51,8 @@ export interface ProbeScoresArgs {
   offset: number;
   /** Accumulators `[⌈N/64⌉][H]` of vec2 f32 (echo, induction), zero before the first chunk. */
   partials: BufferRef;
-  /** Softmax scale (default 1/√D, the attention's). */
-  scale?: number;
+  /** Softmax scale: the model's factor on q·k (`attentionScale`). */
+  scale: number;
 }
 
 function code(dtype: KvStorage, D4: number): string {
@@ -150,7 +150,7 @@ export function probeScores(ctx: GpuContext, a: ProbeScoresArgs): GpuOp {
       ["u32", a.m],
       ["u32", a.block],
       ["u32", a.offset],
-      ["f32", a.scale ?? 1 / Math.sqrt(D)],
+      ["f32", a.scale],
     ]),
     buffers: [a.q, c.meta, c.k, a.partials],
     // A chunk not starting on a block boundary touches one more block.
