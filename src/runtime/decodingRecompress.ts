@@ -28,6 +28,7 @@ import type { Budget, ParamValue, PressSchema } from "../plugins/schema.ts";
 import { UnsupportedPolicyError } from "./executable.ts";
 import type { HeadAssignment } from "./planResolver.ts";
 import type { RaggedKvCache, StepHook } from "./raggedKvCache.ts";
+import { trimSlidingLayer } from "./slidingLayers.ts";
 
 /** One head that recompresses: its press, and the positions of its entries in cache order. */
 export interface RecompressHead {
@@ -150,7 +151,10 @@ export class DecodingRecompressor {
       const layer = cache.layers[l];
       const all = (h: number) => Array.from({ length: lengths[l][h] }, (_, i) => i);
       if (listed.length === 0) {
-        if (others !== null) cache.compact(l, row.map((_, h) => all(h)), others);
+        // A sliding layer (Gemma 3's) keeps only what later chunks can see: its last W.
+        if (others !== null && cache.layerWindows[l] !== null) {
+          trimSlidingLayer(cache, l, next, others);
+        } else if (others !== null) cache.compact(l, row.map((_, h) => all(h)), others);
         continue;
       }
       if (isQuantLayer(layer) || layer.fold || layer.rerotate) {

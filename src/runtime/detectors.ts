@@ -35,9 +35,15 @@ import { detectorKey, type DetectorVerdicts } from "./planResolver.ts";
 export interface DetectorResults {
   /** What the plan resolver matches against. */
   verdicts: DetectorVerdicts;
-  /** Per layer: SimLayerKV score and verdict, when a lazy detector ran. */
-  lazy: { score: number; lazy: boolean }[] | null;
-  /** Per layer and KV head: DuoAttention's on-the-fly score, when a duo detector ran. */
+  /**
+   * Per layer: SimLayerKV score and verdict, when a lazy detector ran (undefined for Gemma 3's
+   * sliding layers, which take no rule).
+   */
+  lazy: ({ score: number; lazy: boolean } | undefined)[] | null;
+  /**
+   * Per layer and KV head: DuoAttention's on-the-fly score, when a duo detector ran (an empty row
+   * for a sliding layer: its heads are not ranked).
+   */
   duo?: number[][] | null;
 }
 
@@ -72,7 +78,11 @@ function detectorInput(ctx: GpuContext, c: ModelConfig, state: PrefillState): De
   };
 }
 
-/** Runs every detector of `plan`; `retrieval` holds the model's probe scores when needed. */
+/**
+ * Runs every detector of `plan`; `retrieval` holds the model's probe scores when needed. Gemma 3's
+ * sliding layers take no rule (`resolvePlan`) and their cache rows are not positions once they
+ * roll (`slidingLayers.ts`): `lazy` and `duo` neither score nor rank them.
+ */
 export async function runDetectors(
   plan: Plan,
   c: ModelConfig,
@@ -102,11 +112,16 @@ export async function runDetectors(
       if (!stats) throw new Error("duo detector: the prompt's query statistics were not recorded");
       const scores: number[][] = [];
       for (let l = 0; l < c.numLayers; l++) {
+        if (c.gemma3?.layerWindows[l]) {
+          scores.push([]);
+          continue;
+        }
         const queries = await stats.read(l);
         const keys = await meanKeysBeforeRope(state.cache, c, l, state.promptLength);
         scores.push(duoHeadScores(queries.mean, keys, c.ropeInvFreq, p.qlen));
       }
-      verdicts.heads.set(detectorKey(d), selectDuoHeads(scores, p.ratio));
+      const duo = selectDuoHeads(scores, p.ratio);
+      verdicts.heads.set(detectorKey(d), duo.map((row) => row.length ? row : full(c.numKvHeads)));
       duoTrace = scores;
     } else if (d.name === "lazy") {
       const p = d.params as unknown as LazyParams;
@@ -118,9 +133,11 @@ export async function runDetectors(
         ? state.firstStepObservation
         : state.promptObservation;
       if (!o) throw new Error("lazy detector: no attention was recorded");
-      const scores: number[] = [];
+      const scores: (number | undefined)[] = [];
       for (let l = 0; l < c.numLayers; l++) {
-        if (p.at === "decode") {
+        if (c.gemma3?.layerWindows[l]) {
+          scores.push(undefined);
+        } else if (p.at === "decode") {
           const last = await lastRows(ctx, o, l, c.numHeads);
           scores.push(lazyDecodeScore(last, o.stride, p.sink, recent));
         } else {
@@ -129,10 +146,17 @@ export async function runDetectors(
           scores.push(lazyPrefillScore(last, o.stride, o.stride - rows, p.sink, recent));
         }
       }
-      const lazy = lazyLayers(scores, threshold);
+      const lazy = lazyLayers(scores.map((s) => s ?? -Infinity), threshold);
       verdicts.layers.set(detectorKey(d), lazy);
-      lazyTrace = scores.map((score, l) => ({ score, lazy: lazy[l] }));
+      lazyTrace = scores.map((score, l) =>
+        score === undefined ? undefined : { score, lazy: lazy[l] }
+      );
     }
   }
   return { verdicts, lazy: lazyTrace, duo: duoTrace };
+}
+
+/** A verdict row of `n` heads, every one true. */
+function full(n: number): boolean[] {
+  return Array(n).fill(true);
 }

@@ -39,7 +39,7 @@ import { GateTurn } from "./phaseGate.ts";
 
 export { chunkStarts } from "./prefillPass.ts";
 import { DEFAULT_PREFILL_CHUNK, DEFAULT_READ_EVERY, defaultPrefillChunk } from "./workSizes.ts";
-import { boundSlidingLayers } from "./slidingLayers.ts";
+import { boundSlidingLayers, rollSlidingLayers } from "./slidingLayers.ts";
 
 import type {
   ColumnSums,
@@ -209,7 +209,13 @@ export class Engine {
    */
   async promptLogits(ids: number[], chunk = DEFAULT_PREFILL_CHUNK): Promise<Float32Array[]> {
     this.checkIds(ids, "prompt");
-    const cache = new RaggedKvCache(this.ctx, this.config, Math.max(1, ids.length), this.kvDtype);
+    const cache = new RaggedKvCache(
+      this.ctx,
+      this.config,
+      Math.max(1, ids.length),
+      this.kvDtype,
+      chunk,
+    );
     try {
       const { acts, logits } = await this.prefill(cache, ids, chunk, "all");
       releaseActivations(this.ctx, acts);
@@ -283,7 +289,8 @@ export class Engine {
     const t0 = performance.now();
     const room = Math.max(maxNew, req.prefillRoom?.(N) ?? 0);
     const capacity = chunked ? chunkedCapacity(N, chunked, room) : N + room;
-    const cache = new RaggedKvCache(this.ctx, c, capacity, this.kvDtype);
+    const passRows = Math.max(chunk, req.observe?.promptWindow ?? 0, req.prefillRoom?.(N) ?? 0);
+    const cache = new RaggedKvCache(this.ctx, c, capacity, this.kvDtype, passRows);
     const sampler = createSamplerState(this.ctx, {
       token: req.promptIds[N - 1],
       position: N - 1,
@@ -327,6 +334,7 @@ export class Engine {
       decodeActs = createActivations(this.ctx, this.gpu, 1, 1);
       if (firstObs && sink.stopReason === "length") {
         // The first decoding step, recording its attention (e.g. for SimLayerKV).
+        rollSlidingLayers(this.ctx, cache, N, 1);
         const probe = forwardSteps(this.ctx, this.gpu, cache.layers, decodeActs, {
           m: 1,
           mode: "prefill",

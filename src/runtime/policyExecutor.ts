@@ -374,6 +374,7 @@ export class PolicyExecutor {
       state,
     );
     lazy?.forEach((v, l) => {
+      if (!v) return;
       this.trace[l].lazy_score = v.score;
       this.trace[l].lazy = v.lazy;
     });

@@ -1,7 +1,8 @@
 /**
  * Chunked prefill: the prompt goes through the forward pass in chunks, each appending its keys
  * and values to the cache, with the per-layer work the press layer asked for recorded after
- * attention (H2O's column sums, a cache's step hook).
+ * attention (H2O's column sums, a cache's step hook). Gemma 3's sliding layers roll between
+ * chunks when their allocation is full (`slidingLayers.ts`).
  *
  * @module
  */
@@ -26,6 +27,7 @@ import {
 import type { ColumnSums, Observation } from "./generationTypes.ts";
 import type { GpuModelWeights } from "./gpuWeights.ts";
 import type { RaggedKvCache } from "./raggedKvCache.ts";
+import { rollSlidingLayers } from "./slidingLayers.ts";
 
 /**
  * Chunk start offsets for a prompt of `n` tokens: chunks of `chunk` tokens, except that the last
@@ -94,6 +96,7 @@ export async function prefillChunks(
       const m = (starts[i + 1] ?? ids.length) - start;
       const last = i === starts.length - 1;
       const positions = Uint32Array.from({ length: m }, (_, j) => firstPosition + start + j);
+      rollSlidingLayers(ctx, cache, firstPosition + start, m); // Gemma 3's, when full
       ctx.device.queue.writeBuffer(acts.ids, 0, Uint32Array.from(ids.slice(start, start + m)));
       ctx.device.queue.writeBuffer(acts.positions, 0, positions);
       const key = `${m}:${last && observe ? "observe" : ""}`;

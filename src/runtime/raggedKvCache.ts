@@ -103,6 +103,12 @@ export class RaggedKvCache {
   hasSlidingRing = false;
 
   /**
+   * Per layer, the position of row 0: what a sliding layer dropped from its front while rolling
+   * through prefill or when cut to its window (`slidingLayers.ts`); 0 for every other layer.
+   */
+  readonly slidingOffset: number[];
+
+  /**
    * Whether tokens appended to this cache must go one per decoding step: a step hook (H2O's
    * per-step eviction), a KIVI-quantized layer, which only the decode path extends, or a sliding
    * layer's ring, whose entries a chunk's later rows would overwrite before its earlier queries.
@@ -114,21 +120,30 @@ export class RaggedKvCache {
   /** The most K/V bytes allocated at once so far (see `KvReport.peakBytes`). */
   peakBytes = 0;
 
-  /** Allocates `capacity` rows for every (layer, KV head). */
+  /**
+   * Allocates `capacity` rows for every (layer, KV head). With `passRows`, a sliding layer of
+   * window W gets at most W + `passRows` rows and rolls through longer prefills
+   * (`rollSlidingLayers`): `passRows` must cover the rows of the widest forward pass and whatever
+   * is appended after prefill before the layer is cut to its window (`boundSlidingLayers`).
+   */
   constructor(
     private ctx: GpuContext,
     private config: ModelConfig,
     capacity: number,
     dtype: KvDType = "f32",
+    passRows?: number,
   ) {
     this.dtype = dtype;
     this.layers = [];
+    const windows = config.gemma3?.layerWindows ?? [];
+    this.slidingOffset = Array(config.numLayers).fill(0);
     try {
       for (let l = 0; l < config.numLayers; l++) {
+        const w = windows[l];
         this.layers.push(createKvCacheLayer(ctx, {
           numKvHeads: config.numKvHeads,
           headDim: config.headDim,
-          capacity,
+          capacity: w && passRows !== undefined ? Math.min(capacity, w + passRows) : capacity,
           dtype,
           label: `kv layer ${l}`,
         }));
@@ -283,46 +298,58 @@ export class RaggedKvCache {
   }
 
   /**
-   * Drops every head's entries past the first `length` of a plain layer whose heads all hold at
-   * least that many in order (KVzip's reconstruction passes appended after the context); the
-   * allocation stays.
+   * Drops every head's entries at positions `next` and after, in a plain layer whose heads all hold
+   * their entries in position order from `slidingOffset` on (KVzip's reconstruction passes
+   * appended after the context); the allocation stays.
    */
-  truncate(layer: number, length: number): void {
+  truncate(layer: number, next: number): void {
     const c = this.plainLayer(layer, "truncate");
+    const length = next - this.slidingOffset[layer];
     this.ctx.write(c.meta, c.numKvHeads * 4, new Uint32Array(c.numKvHeads).fill(length));
   }
 
   /**
-   * Fills this cache, fresh from the constructor, with the first `n` entries of every head of
-   * `src` (a plain cache of the same model and dtype whose heads hold at least `n` entries in
-   * order: a prompt prefilled once for several policies, `sharedPrefill.ts`): the rows are copied
-   * on the GPU, then every head's length is set to `n`.
+   * Fills this cache, fresh from the constructor, with the entries at positions below `n` of
+   * every head of `src` (a plain cache of the same model and dtype whose heads hold them in order:
+   * a prompt prefilled once for several policies, `sharedPrefill.ts`; a sliding layer that rolled
+   * holds them from its `slidingOffset` on): the rows are copied on the GPU, then every head's
+   * length is set.
    */
   copyPrefixFrom(src: RaggedKvCache, n: number): void {
     if (src.dtype !== this.dtype || src.layers.length !== this.layers.length) {
       throw new Error("cache copy: the caches differ in dtype or layer count");
     }
     const encoder = this.ctx.device.createCommandEncoder();
+    // A sliding layer takes its last rows when this cache has less room (it rolls on from there).
+    const rows = this.layers.map((layer, l) =>
+      this.layerWindows[l] === null
+        ? n - src.slidingOffset[l]
+        : Math.min(n - src.slidingOffset[l], ...layer.capacities)
+    );
     this.layers.forEach((_, l) => {
       const from = src.plainLayer(l, "copy from");
       const to = this.plainLayer(l, "copy into");
       if (to.fold || to.rerotate || from.fold || from.rerotate) {
         throw new Error(`cache copy: layer ${l} carries decoding state`);
       }
-      const row = kvRowBytes(to.headDim, to.dtype);
+      const row = kvRowBytes(to.headDim, to.dtype), count = rows[l];
       for (let h = 0; h < to.numKvHeads; h++) {
-        if (n > to.capacities[h] || n > from.capacities[h]) {
-          throw new Error(`cache copy: ${n} rows do not fit head ${h} of layer ${l}`);
+        if (count < 0 || count > to.capacities[h] || count > from.capacities[h]) {
+          throw new Error(`cache copy: ${count} rows do not fit head ${h} of layer ${l}`);
         }
-        if (n === 0) continue;
-        encoder.copyBufferToBuffer(from.k, from.bases[h] * row, to.k, to.bases[h] * row, n * row);
-        encoder.copyBufferToBuffer(from.v, from.bases[h] * row, to.v, to.bases[h] * row, n * row);
+        if (count === 0) continue;
+        const skipped = n - src.slidingOffset[l] - count; // > 0 only for a sliding layer
+        const [f, t] = [(from.bases[h] + skipped) * row, to.bases[h] * row];
+        encoder.copyBufferToBuffer(from.k, f, to.k, t, count * row);
+        encoder.copyBufferToBuffer(from.v, f, to.v, t, count * row);
       }
     });
     this.ctx.device.queue.submit([encoder.finish()]);
-    for (const layer of this.layers as KvCacheLayer[]) {
-      this.ctx.write(layer.meta, layer.numKvHeads * 4, new Uint32Array(layer.numKvHeads).fill(n));
-    }
+    (this.layers as KvCacheLayer[]).forEach((layer, l) => {
+      const H = layer.numKvHeads;
+      this.ctx.write(layer.meta, H * 4, new Uint32Array(H).fill(rows[l]));
+      this.slidingOffset[l] = n - rows[l];
+    });
   }
 
   /** The first `count` values of a plain (not quantised) KV head, as f32 (`count × headDim`). */

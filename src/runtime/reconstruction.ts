@@ -24,6 +24,7 @@ import { kvzipScores } from "../gpu/kernels/kvzipScores.ts";
 import { runOps } from "../gpu/op.ts";
 import { isQuantLayer } from "../gpu/quantKvCache.ts";
 import type { RaggedKvCache } from "./raggedKvCache.ts";
+import { rollSlidingLayers } from "./slidingLayers.ts";
 
 /** What the reconstruction needs from the engine. */
 export interface ReconstructionSources {
@@ -51,20 +52,24 @@ export async function reconstructionScores(
   const n = context.length, D = c.headDim, H = c.numHeads, g = H / c.numKvHeads;
   const prompts = sources.prompts();
   const chunks = kvzipChunks(n, chunk);
-  const scores = Array.from(
-    { length: c.numLayers },
-    () => Array.from({ length: c.numKvHeads }, () => new Float64Array(n)),
+  const scores = cache.layerWindows.map((w) =>
+    Array.from({ length: c.numKvHeads }, () => new Float64Array(w === null ? n : 0))
   );
   for (let i = 0; i < chunks.length; i++) {
     const ids = kvzipRepeatIds(context, chunks, i, prompts);
     const rows = ids.length;
-    const room = Math.min(...cache.layers.flatMap((layer) => layer.capacities));
-    if (room < n + rows) {
-      throw new RangeError(
-        `kvzip: the cache holds ${room} rows per head, the reconstruction needs ${n + rows} ` +
-          "(size it with GenerationRequest.prefillRoom)",
-      );
-    }
+    // Gemma 3's sliding layers keep their last W − 1 context entries and room for the repeat.
+    rollSlidingLayers(ctx, cache, n, rows);
+    cache.layers.forEach((layer, l) => {
+      const room = Math.min(...layer.capacities), need = n - cache.slidingOffset[l] + rows;
+      if (room < need) {
+        throw new RangeError(
+          `kvzip: layer ${l} holds ${room} rows per head, the reconstruction needs ${need} ` +
+            "(size it with GenerationRequest.prefillRoom)",
+        );
+      }
+    });
+    const offsets = [...cache.slidingOffset];
     const rings: QueryRing[] = Array.from(
       { length: c.numLayers },
       () => createQueryRing(ctx, rows, H * D),
@@ -92,6 +97,13 @@ export async function reconstructionScores(
         for (let l = 0; l < c.numLayers; l++) {
           const layer = cache.layers[l];
           if (isQuantLayer(layer)) throw new RangeError("kvzip runs before any quantisation");
+          if (cache.slidingOffset[l] !== offsets[l]) {
+            throw new Error(`kvzip: sliding layer ${l} rolled during the reconstruction`);
+          }
+          if (cache.layerWindows[l] !== null) {
+            cache.truncate(l, n); // a sliding layer takes no rule: not scored, not in the cut
+            continue;
+          }
           // Row r sits at position n + r: ring slot (n + r) mod rows.
           const op = kvzipScores(ctx, {
             cache: layer,

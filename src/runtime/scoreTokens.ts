@@ -58,8 +58,9 @@ export async function scoreTokens(
   const chunked = await executor.chunkedPrefill(from);
   const room = Math.max(ids.length - from, executor.prefillRoom(from));
   const capacity = chunked ? chunkedCapacity(from, chunked, room) : from + room;
-  const cache = new RaggedKvCache(engine.ctx, engine.config, capacity, engine.kvDtype);
   const want = executor.observeRequest(from);
+  const passRows = Math.max(chunk, want.promptWindow, executor.prefillRoom(from));
+  const cache = new RaggedKvCache(engine.ctx, engine.config, capacity, engine.kvDtype, passRows);
   const prefixIds = ids.slice(0, from);
   const start = chunked ? undefined : usableShared(shared, prefixIds, chunk, want);
   const rec = prefillRecorders(engine, start, want, from);

@@ -85,7 +85,7 @@ export async function prefillShared(
   engine.checkIds(promptIds as number[], "prompt");
   const window = Math.min(N, observe.promptWindow);
   const t0 = performance.now();
-  const cache = new RaggedKvCache(ctx, engine.config, N, engine.kvDtype);
+  const cache = new RaggedKvCache(ctx, engine.config, N, engine.kvDtype, Math.max(chunk, window));
   const { observation, columnSums } = prefillRecorders(engine, undefined, observe, N);
   let queryStatistics: QueryStatisticsRecorder | undefined;
   try {

@@ -5,8 +5,15 @@
  * press, each sliding layer of the ragged cache is cut to its last W entries and becomes a ring of
  * W rows: every decoding step overwrites the oldest entry, so the step's query sees exactly the
  * keys its window allows (positions p − W + 1 … p) and the layer's memory stays W rows whatever
- * the length. Prefill still holds the whole prompt (its queries need up to W keys each, masked in
- * the kernels).
+ * the length.
+ *
+ * Prefill does not hold the whole prompt either: a cache built with `passRows` gives each sliding
+ * layer W + `passRows` rows, and before a forward pass that would not fit, the layer keeps only
+ * its last W − 1 entries — all that the pass's queries can see from before it — moved to the front
+ * of the same buffers ({@link rollSlidingLayers}). The prefill kernels mask by row (a query's own
+ * row minus W), so they need no offset; the cache records each layer's first position
+ * (`slidingOffset`). A sliding layer's rows are therefore not positions: it takes no rule, and
+ * detectors and KVzip's global cut leave it out.
  *
  * A layer whose sequence (cached entries plus the tokens decoding may add) fits in W is left as
  * it is: nothing would be saved. A ring takes one token per step (`takesOneTokenPerStep`).
@@ -14,6 +21,9 @@
  * @module
  */
 
+import type { GpuContext } from "../gpu/device.ts";
+import { kvRowBytes } from "../gpu/kvCache.ts";
+import { isQuantLayer } from "../gpu/quantKvCache.ts";
 import type { ModelConfig } from "../model/types.ts";
 import type { LayoutLengths } from "./headLayout.ts";
 import type { LayerTrace } from "./policyExecutor.ts";
@@ -58,15 +68,101 @@ export function boundSlidingLayers(
   cache.layerWindows.forEach((w, l) => {
     const layout = w === null ? undefined : slidingLayout(w, cachedLength, decodeBudget);
     if (!layout) return;
-    const H = cache.layers[l].numKvHeads;
+    const H = cache.layers[l].numKvHeads, offset = cache.slidingOffset[l];
+    // A layer that rolled holds at least its last W positions (W − 1 and a whole pass).
+    const keep = layout.keep.map((p) => p - offset);
+    if (keep.some((row) => row < 0)) {
+      throw new Error(`sliding layer ${l}: positions before ${offset} are gone`);
+    }
     cache.compact(
       l,
-      Array.from({ length: H }, () => layout.keep),
+      Array.from({ length: H }, () => keep),
       layout.extra,
       Array.from({ length: H }, () => (layout.ring ? 0 : undefined)),
     );
+    cache.slidingOffset[l] = layout.keep[0] ?? offset;
     if (layout.ring) cache.hasSlidingRing = true;
   });
+}
+
+/**
+ * Before a forward pass appends `m` rows from position `next`: every sliding layer of `cache`
+ * without room for them keeps only its last W − 1 entries, copied to the front of its own buffers
+ * on the GPU (so passes prepared over those buffers stay valid), and its `slidingOffset` moves on.
+ * Such layers hold their entries in position order from `slidingOffset` to `next − 1`.
+ */
+export function rollSlidingLayers(
+  ctx: GpuContext,
+  cache: RaggedKvCache,
+  next: number,
+  m: number,
+): void {
+  const moves = cache.layerWindows.flatMap((w, l) => {
+    if (w === null) return [];
+    const layer = cache.layers[l];
+    const room = Math.min(...layer.capacities), length = next - cache.slidingOffset[l];
+    if (length + m <= room) return [];
+    const keep = Math.min(length, w - 1);
+    if (isQuantLayer(layer) || layer.fold || layer.rerotate || keep + m > room) {
+      throw new Error(
+        `sliding layer ${l}: cannot roll ${length} entries to make room for ${m} in ${room} rows`,
+      );
+    }
+    return [{ l, layer, length, keep }];
+  });
+  if (moves.length === 0) return;
+  const row = kvRowBytes(cache.layers[0].headDim, cache.dtype);
+  const H = cache.layers[0].numKvHeads;
+  const scratch = ctx.createBuffer(
+    Math.max(1, ...moves.map((x) => x.keep)) * H * row,
+    GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
+    "sliding roll",
+  );
+  const encoder = ctx.device.createCommandEncoder();
+  for (const { layer, length, keep } of moves) {
+    if (keep === 0 || isQuantLayer(layer)) continue;
+    for (const buffer of [layer.k, layer.v]) {
+      for (let h = 0; h < H; h++) {
+        const from = (layer.bases[h] + length - keep) * row;
+        encoder.copyBufferToBuffer(buffer, from, scratch, h * keep * row, keep * row);
+      }
+      for (let h = 0; h < H; h++) {
+        encoder.copyBufferToBuffer(
+          scratch,
+          h * keep * row,
+          buffer,
+          layer.bases[h] * row,
+          keep * row,
+        );
+      }
+    }
+  }
+  ctx.device.queue.submit([encoder.finish()]);
+  ctx.release(scratch);
+  for (const { l, layer, length, keep } of moves) {
+    ctx.write(layer.meta, H * 4, new Uint32Array(H).fill(keep));
+    cache.slidingOffset[l] += length - keep;
+  }
+}
+
+/**
+ * Cuts sliding layer `l` of `cache`, which holds the entries before position `next`, to its last
+ * W (what later passes can see, and the ring {@link boundSlidingLayers} keeps if this was the last
+ * chunk) with `extra` rows of room, in a new allocation: chunked prefill's compression between
+ * chunks (`decodingRecompress.ts`).
+ */
+export function trimSlidingLayer(
+  cache: RaggedKvCache,
+  l: number,
+  next: number,
+  extra: number,
+): void {
+  const w = cache.layerWindows[l];
+  if (w === null) throw new Error(`layer ${l} has no sliding window`);
+  const length = next - cache.slidingOffset[l], keep = Math.min(length, w);
+  const rows = Array.from({ length: keep }, (_, i) => length - keep + i);
+  cache.compact(l, cache.layers[l].capacities.map(() => rows), extra);
+  cache.slidingOffset[l] += length - keep;
 }
 
 /**

@@ -12,7 +12,19 @@ import { argmax, CpuReferenceModel } from "../../src/model/cpuReference.ts";
 import { openModel } from "../../src/model/openModel.ts";
 import { compileOrThrow } from "../../src/plan/compile.ts";
 import type { Engine } from "../../src/runtime/engine.ts";
-import { answerWithPlan, generateWithPlan } from "../../src/runtime/planGeneration.ts";
+import {
+  answerWithPlan,
+  generateWithPlan,
+  planExecutor,
+} from "../../src/runtime/planGeneration.ts";
+import type { Plan } from "../../src/plan/plan.ts";
+import { defaultRegistry } from "../../src/plugins/builtins.ts";
+import { cpuReselect } from "../presses/_cpuReselect.ts";
+import {
+  prefillShared,
+  releaseShared,
+  type SharedPrefill,
+} from "../../src/runtime/sharedPrefill.ts";
 import type { KvReport } from "../../src/runtime/kvReport.ts";
 import { PolicyExecutor } from "../../src/runtime/policyExecutor.ts";
 import { scoreTokens } from "../../src/runtime/scoreTokens.ts";
@@ -83,9 +95,25 @@ Deno.test({
             // Its sliding layers held their window only: a ring of W rows, the model's own cache.
             assertSlidingRings(engine, got.kv, ref.ids.length + 9, name);
             assert.equal(got.kv.ratio, 1, `${name}: the full cache keeps all of the model's own`);
-            await checkGemmaPolicy(engine, ref.ids, name);
-            await checkGemmaScores(engine, ref.ids, name);
-            await checkGemmaQuestions(engine, ref.ids, name);
+            // Prefill in chunks of 3: each sliding layer holds W + 3 rows and rolls between
+            // chunks, keeping its last W − 1 entries; logits and tokens are unchanged.
+            assertClose(await engine.promptLogits(ref.ids, 3), expected, `${name} (GPU, rolling)`);
+            const rolled = await engine.generate({
+              promptIds: ref.ids,
+              maxNewTokens: 10,
+              prefillChunk: 3,
+            });
+            assert.deepEqual(rolled.tokens, want, `${name}: greedy decoding after rolling`);
+            assertSlidingRings(engine, rolled.kv, ref.ids.length + 9, `${name}, rolling`);
+            assertRolledPeak(engine, rolled.kv, ref.ids.length + 10, 3, name);
+            for (const chunk of [undefined, 3]) {
+              await checkGemmaPolicy(engine, ref.ids, name, chunk);
+              await checkGemmaQuestions(engine, ref.ids, name, chunk);
+            }
+            await checkGemmaChunked(engine, ref.ids, name);
+            await checkGemmaDetectors(engine, ref.ids, name);
+            await checkGemmaScores(engine, ref.ids, name, 5);
+            await checkGemmaScores(engine, ref.ids, name, 9, 2);
           });
         });
       }
@@ -121,16 +149,68 @@ function assertSlidingRings(
 }
 
 /**
+ * The KV peak of a prefill whose sliding layers rolled: the global layers' `capacity` rows, the
+ * sliding layers' W + `passRows`, and one sliding layer's W rows while it is cut to its ring —
+ * below what holding the prompt in every layer would take.
+ */
+function assertRolledPeak(
+  engine: Engine,
+  kv: KvReport,
+  capacity: number,
+  passRows: number,
+  name: string,
+): void {
+  const c = engine.config;
+  const row = 2 * kvRowBytes(c.headDim, engine.kvDtype) * c.numKvHeads;
+  const windows = c.gemma3!.layerWindows;
+  const held = windows.reduce((s: number, w) => s + (w === null ? capacity : w + passRows), 0);
+  const cut = Math.max(...windows.map((w) => w ?? 0));
+  assert.ok(kv.peakBytes <= (held + cut) * row, `${name}: peak ${kv.peakBytes} B`);
+  assert.ok(kv.peakBytes < c.numLayers * capacity * row, `${name}: the peak must fall`);
+}
+
+/**
  * A policy on Gemma 3 compresses only its global layers (as kvpress does); the sliding layers
  * keep their window, the model's own cache. The CPU reference, given the kept sets of the global
- * layers, decodes the same greedy tokens.
+ * layers, decodes the same greedy tokens: prefilled whole, in chunks of `chunk` (the sliding
+ * layers roll), and from a shared prefill in such chunks.
  */
-async function checkGemmaPolicy(engine: Engine, ids: number[], name: string): Promise<void> {
+async function checkGemmaPolicy(
+  engine: Engine,
+  ids: number[],
+  name: string,
+  chunk?: number,
+): Promise<void> {
+  const plan = compileOrThrow("else -> snap(k=6, window=3, pool=1)");
+  const shared = chunk === undefined ? undefined : await prefillShared(
+    engine,
+    ids,
+    planExecutor(engine, plan).observeRequest(ids.length),
+    chunk,
+  );
+  try {
+    for (const from of shared ? [undefined, shared] : [undefined]) {
+      const label = `${name}${chunk ? `, chunks of ${chunk}` : ""}${from ? ", shared" : ""}`;
+      await checkGemmaSnap(engine, ids, plan, label, chunk, from);
+    }
+  } finally {
+    if (shared) releaseShared(engine.ctx, shared);
+  }
+}
+
+async function checkGemmaSnap(
+  engine: Engine,
+  ids: number[],
+  plan: Plan,
+  name: string,
+  chunk: number | undefined,
+  shared: SharedPrefill | undefined,
+): Promise<void> {
   const c = engine.config;
   const { result, executor } = await generateWithPlan(
     engine,
-    compileOrThrow("else -> snap(k=6, window=3, pool=1)"),
-    { promptIds: ids, maxNewTokens: 6 },
+    plan,
+    { promptIds: ids, maxNewTokens: 6, prefillChunk: chunk, shared },
   );
   const cpu = new CpuReferenceModel(engine.weights);
   let [row] = cpu.forward(ids, { logits: "last" });
@@ -154,6 +234,104 @@ async function checkGemmaPolicy(engine: Engine, ids: number[], name: string): Pr
   assert.deepEqual(result.tokens, want, `${name}: greedy decoding under SnapKV`);
 }
 
+/**
+ * Chunked prefill (`chunked(size=4)`) on Gemma 3: after each chunk SnapKV reselects on the global
+ * layers, as the CPU reference does chunk by chunk, while the sliding layers keep only their last
+ * W − 1 entries (`trimSlidingLayer`): the kept sets and greedy tokens equal the reference's.
+ */
+async function checkGemmaChunked(engine: Engine, ids: number[], name: string): Promise<void> {
+  const c = engine.config, D = c.headDim, SIZE = 4, W = 2, STEPS = 5;
+  const policy = `else -> snap(k=3, window=${W}, pool=1) + chunked(size=${SIZE})`;
+  const cpu = new CpuReferenceModel(engine.weights);
+  const press = compileOrThrow(policy).rules[0].pipeline[0];
+  const snap = defaultRegistry().press("snap")!;
+  let row = new Float32Array() as Float32Array;
+  for (let start = 0; start < ids.length; start += SIZE) {
+    const chunk = ids.slice(start, start + SIZE);
+    [row] = cpu.forward(chunk, { logits: "last" });
+    c.gemma3!.layerWindows.forEach((w, l) => {
+      if (w !== null) return;
+      const q = cpu.lastQueries[l];
+      cpuReselect(cpu, l, snap, press.params, W, (j, qh) => {
+        const at = ((chunk.length - W + j) * c.numHeads + qh) * D;
+        return q.subarray(at, at + D);
+      });
+    });
+  }
+  const kept = (l: number, kv: number) => [...cpu.cache.positions(l, kv)];
+  const prompted = c.gemma3!.layerWindows.map((_, l) =>
+    Array.from({ length: c.numKvHeads }, (_, kv) => kept(l, kv))
+  );
+  const want = [argmax(row)];
+  while (want.length < STEPS) want.push(argmax(cpu.forward([want.at(-1)!])[0]));
+  const { result, executor } = await generateWithPlan(engine, compileOrThrow(policy), {
+    promptIds: ids,
+    maxNewTokens: STEPS,
+  });
+  c.gemma3!.layerWindows.forEach((w, l) => {
+    if (w !== null) return;
+    executor.trace[l].heads.forEach((h, kv) =>
+      assert.deepEqual(h.kept, prompted[l][kv], `${name}: chunked ${l}.${kv}`)
+    );
+  });
+  assert.deepEqual(result.tokens, want, `${name}: chunked SnapKV's tokens`);
+  assertSlidingRings(engine, result.kv, ids.length + STEPS - 1, `${name}, chunked`, 3 + STEPS - 1);
+  // Prefill held at most 3 + SIZE rows per global head and W + SIZE per sliding one, plus one
+  // layer being rebuilt beside the others.
+  const windows = c.gemma3!.layerWindows, widest = Math.max(...windows.map((w) => w ?? 0));
+  const rows = windows.reduce((s: number, w) => s + (w ?? 3) + SIZE, widest + SIZE);
+  const bound = rows * c.numKvHeads * 2 * kvRowBytes(D, engine.kvDtype);
+  assert.ok(
+    result.kv.peakBytes <= bound,
+    `${name}: chunked peak ${result.kv.peakBytes} > ${bound}`,
+  );
+}
+
+/**
+ * `lazy` and `duo` on Gemma 3, prefilled in chunks of 3 (the sliding layers roll): they score and
+ * rank the global layers only, since the sliding layers take no rule; the sliding layers keep
+ * their ring.
+ */
+async function checkGemmaDetectors(engine: Engine, ids: number[], name: string): Promise<void> {
+  const c = engine.config, windows = c.gemma3!.layerWindows;
+  const globals = windows.filter((w) => w === null).length;
+  const run = (policy: string) =>
+    generateWithPlan(engine, compileOrThrow(policy), {
+      promptIds: ids,
+      maxNewTokens: 4,
+      prefillChunk: 3,
+    });
+  for (const at of ["decode", "prefill"]) {
+    const { result, executor } = await run(
+      `layers lazy(threshold=0.5, at=${at}) -> window(sink=1, recent=2); else -> full`,
+    );
+    windows.forEach((w, l) => {
+      const t = executor.trace[l];
+      if (w === null) assert.ok(Number.isFinite(t.lazy_score), `${name}: layer ${l} scored`);
+      else assert.equal(t.lazy_score, undefined, `${name}: sliding layer ${l} not scored`);
+    });
+    windows.forEach((w, l) => {
+      if (w === null && executor.trace[l].lazy) return; // the lazy layers' window
+      const want = w ?? ids.length + 3;
+      assert.deepEqual(
+        result.kv.layers[l].lengths,
+        Array(c.numKvHeads).fill(want),
+        `${name}: ${l}`,
+      );
+    });
+  }
+  const { executor } = await run(
+    "heads duo(ratio=50%, qlen=2) -> full; else -> window(sink=1, recent=2)",
+  );
+  const streaming = windows.flatMap((w, l) =>
+    executor.trace[l].heads.filter((h) => w === null && h.pipeline.startsWith("window"))
+  );
+  assert.equal(streaming.length, Math.round(globals * c.numKvHeads / 2), `${name}: duo`);
+  windows.forEach((w, l) => {
+    if (w !== null) executor.trace[l].heads.forEach((h) => assert.equal(h.duo_score, undefined));
+  });
+}
+
 /** The CPU reference's global layers keep the sets `executor` chose (sliding layers: masked). */
 function keepGlobal(cpu: CpuReferenceModel, engine: Engine, executor: PolicyExecutor): void {
   engine.config.gemma3!.layerWindows.forEach((w, l) => {
@@ -163,13 +341,21 @@ function keepGlobal(cpu: CpuReferenceModel, engine: Engine, executor: PolicyExec
 
 /**
  * Perplexity's teacher-forced scores past the window (through the sliding layers' rings, one
- * token per step) equal the CPU reference's, for the full cache and for SnapKV.
+ * token per step) equal the CPU reference's, for the full cache and for SnapKV; the prefix of
+ * `from` tokens prefilled in chunks of `chunk` (the sliding layers roll when it is longer than
+ * W + chunk).
  */
-async function checkGemmaScores(engine: Engine, ids: number[], name: string): Promise<void> {
-  const from = 5;
+async function checkGemmaScores(
+  engine: Engine,
+  ids: number[],
+  name: string,
+  from: number,
+  chunk?: number,
+): Promise<void> {
   for (const policy of ["else -> full", "else -> snap(k=3, window=2, pool=1)"]) {
     const executor = new PolicyExecutor(compileOrThrow(policy), engine.config, engine.ctx);
-    const got = await scoreTokens(engine, ids, from, executor, executor.actsWhileDecoding);
+    const bounded = executor.actsWhileDecoding;
+    const got = await scoreTokens(engine, ids, from, executor, bounded, chunk);
     const cpu = new CpuReferenceModel(engine.weights);
     let [row] = cpu.forward(ids.slice(0, from), { logits: "last" });
     keepGlobal(cpu, engine, executor);
@@ -190,13 +376,18 @@ async function checkGemmaScores(engine: Engine, ids: number[], name: string): Pr
  * step (in one chunk it would overwrite entries its own earlier queries need); every answer equals
  * the CPU reference's from the same compressed context.
  */
-async function checkGemmaQuestions(engine: Engine, ids: number[], name: string): Promise<void> {
+async function checkGemmaQuestions(
+  engine: Engine,
+  ids: number[],
+  name: string,
+  chunk?: number,
+): Promise<void> {
   const context = ids.slice(0, 8);
   const questions = [ids.slice(8, 11), ids.slice(6, 9)];
   const { result, executor } = await answerWithPlan(
     engine,
     compileOrThrow("else -> snap(k=4, window=2, pool=1)"),
-    { contextIds: context, questions, maxNewTokens: 4 },
+    { contextIds: context, questions, maxNewTokens: 4, prefillChunk: chunk },
   );
   questions.forEach((q, i) => {
     const cpu = new CpuReferenceModel(engine.weights);

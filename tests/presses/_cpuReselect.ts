@@ -1,9 +1,11 @@
 /**
  * The CPU side of re-applied selection (`decoding(every=N)`, `chunked`): a select press run over a
  * CPU reference model's whole cache of one layer, scored in float64 by the queries of its last
- * `window` entries (causal: each sees the entries up to its own). @module
+ * `window` entries (causal: each sees the entries up to its own), at the model's attention scale.
+ * @module
  */
 import type { CpuReferenceModel } from "../../src/model/cpuReference.ts";
+import { attentionScale } from "../../src/model/attentionScale.ts";
 import type { ParamValue, PressSchema } from "../../src/plugins/schema.ts";
 
 /**
@@ -19,7 +21,7 @@ export function cpuReselect(
   window: number,
   query: (j: number, qh: number) => ArrayLike<number>,
 ): void {
-  const c = cpu.config, D = c.headDim, g = c.numHeads / c.numKvHeads;
+  const c = cpu.config, D = c.headDim, g = c.numHeads / c.numKvHeads, scale = attentionScale(c);
   const n = cpu.cache.length(l, 0);
   const rows = Array.from({ length: c.numHeads }, () => new Float32Array(window * n));
   for (let qh = 0; qh < c.numHeads; qh++) {
@@ -29,7 +31,7 @@ export function cpuReselect(
       const e = Array.from({ length: n - window + j + 1 }, (_, i) => {
         let dot = 0;
         for (let d = 0; d < D; d++) dot += q[d] * keys[i * D + d];
-        return dot / Math.sqrt(D);
+        return dot * scale;
       });
       const max = Math.max(...e);
       const sum = e.reduce((s, x) => s + Math.exp(x - max), 0);
