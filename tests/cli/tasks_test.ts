@@ -55,3 +55,17 @@ Deno.test("task check policies/*.kvp exits 0", async () => {
   assert.equal(r.code, 0, r.stderr);
   for (const file of SHIPPED) assert.match(r.stdout, new RegExp(`^${file}: ok `, "m"));
 });
+
+Deno.test("task setup names the models it knows when given another, exit 1, nothing downloaded", async () => {
+  const r = await task("setup", "llama-70b");
+  assert.equal(r.code, 1, r.stderr);
+  assert.match(
+    r.stderr,
+    /error: unknown model 'llama-70b': choose one of smollm2-135m-instruct, gemma-3-270m/,
+  );
+  assert.doesNotMatch(r.stdout + r.stderr, STACK_TRACE);
+  assert.doesNotMatch(r.stderr, /pip download/);
+  const usage = await task("setup", "--help");
+  assert.equal(usage.code, 0);
+  assert.match(usage.stdout, /gemma-3-270m +Google's Gemma-3-270M/);
+});
