@@ -81,6 +81,7 @@ export {
   type GenerationResult,
   type SamplingConfig,
 } from "./src/runtime/engine.ts";
-export { type LayerTrace, PolicyExecutor } from "./src/runtime/policyExecutor.ts";
+export { PolicyExecutor } from "./src/runtime/policyExecutor.ts";
+export type { HeadTrace, LayerTrace } from "./src/runtime/policyTrace.ts";
 export { PhaseGate } from "./src/runtime/phaseGate.ts";
 export type { KvReport } from "./src/runtime/kvReport.ts";

@@ -1,13 +1,14 @@
 /**
- * Which policies the runtime can execute: every built-in press and detector, and plugin presses
- * and detectors that bring their runtime part (`select`, `classify`).
+ * Which policies the runtime can execute: every built-in press and detector, plugin presses and
+ * detectors that bring their runtime part (`select`, `classify`), and the pipelines it can combine.
  *
  * @module
  */
 
-import type { Plan } from "../plan/plan.ts";
+import type { Plan, PlanPress } from "../plan/plan.ts";
 import { BUILTIN_PLUGINS } from "../plugins/builtins.ts";
 import type { PluginRegistry } from "../plugins/registry.ts";
+import { quantWithBounded } from "./quantLayer.ts";
 
 /** Raised for a policy the runtime cannot execute (a user-facing error). */
 export class UnsupportedPolicyError extends Error {
@@ -41,5 +42,27 @@ export function checkExecutable(plan: Plan, registry?: PluginRegistry): void {
     throw new UnsupportedPolicyError(
       `detector '${d.name}' has no runtime implementation: a plugin detector must define classify()`,
     );
+  }
+}
+
+/**
+ * Throws {@link UnsupportedPolicyError} for pipelines the runtime cannot combine yet: `quant` with
+ * a press that evicts while decoding (`evicts`), and `compensate` with `quant` or `h2o`.
+ */
+export function checkCombinations(plan: Plan, evicts: (p: PlanPress) => boolean): void {
+  for (const rule of plan.rules) {
+    const bounded = rule.pipeline.find(evicts);
+    if (bounded && rule.pipeline.some((p) => p.name === "quant")) {
+      throw new UnsupportedPolicyError(quantWithBounded(`line ${rule.line}`, bounded.name));
+    }
+    const names = new Set(rule.pipeline.map((p) => p.name));
+    if (names.has("compensate") && (names.has("quant") || names.has("h2o"))) {
+      throw new UnsupportedPolicyError(
+        `line ${rule.line}: 'compensate' cannot be combined with '${
+          names.has("quant") ? "quant" : "h2o"
+        }' yet (the compensation token is a full-precision row fixed at prefill); use it ` +
+          `with window, snap, pyramid, adakv, knorm or random`,
+      );
+    }
   }
 }

@@ -23,7 +23,7 @@ import type { ModelConfig } from "../model/types.ts";
 import type { GpuContext } from "../gpu/device.ts";
 import type { ObserveRequest, PrefillState } from "./engine.ts";
 import { runDetectors } from "./detectors.ts";
-import { checkExecutable, UnsupportedPolicyError } from "./executable.ts";
+import { checkCombinations, checkExecutable, UnsupportedPolicyError } from "./executable.ts";
 import { createH2oStepHook } from "./h2oRuntime.ts";
 import {
   bothHooks,
@@ -35,49 +35,19 @@ import {
 import type { CompactCompensation } from "./raggedKvCache.ts";
 import { LayerLayout } from "./headLayout.ts";
 import { traceSlidingLayers } from "./slidingLayers.ts";
+import type { LayerTrace } from "./policyTrace.ts";
 import { planObservations } from "./observeRequest.ts";
-import { quantizeLayer, quantWithBounded } from "./quantLayer.ts";
+import { quantizeLayer } from "./quantLayer.ts";
 import { callText } from "../plan/explain.ts";
 import { type DetectorVerdicts, type HeadAssignment, resolvePlan } from "./planResolver.ts";
 import { readWindowVotes, votesRequests } from "./observationVotes.ts";
 import { PressClock, type PressTiming } from "./pressClock.ts";
 import { readLayerScoresInput } from "./layerScoresInput.ts";
 import {
+  memoReconstruction,
   reconstructionRoom,
-  reconstructionScores,
   type ReconstructionSources,
 } from "./reconstruction.ts";
-
-/** What a policy did to one KV head. */
-export interface HeadTrace {
-  /** Index of the rule that took it (`null`: none, full cache). */
-  rule: number | null;
-  /** The pipeline, e.g. `snap(k=64)`. */
-  pipeline: string;
-  /** Sorted original positions kept after prefill. */
-  kept: number[];
-  /**
-   * RazorAttention induction score (the ranking score of `retrieval`: the share of the probe's
-   * attention on the token after an earlier occurrence), when the retrieval detector ran.
-   */
-  retrieval_score?: number;
-  /** RazorAttention echo score (attention on earlier occurrences), when `retrieval` ran. */
-  echo_score?: number;
-  /** DuoAttention's on-the-fly score (`duo`; the lowest become streaming heads), when it ran. */
-  duo_score?: number;
-  /** `compensate`: entries collapsed into the head's compensation token (an extra cache row). */
-  compensated?: number;
-}
-
-/** What a policy did to one layer. */
-export interface LayerTrace {
-  /** SimLayerKV score, when the lazy detector ran. */
-  lazy_score?: number;
-  /** Whether the layer was found lazy. */
-  lazy?: boolean;
-  /** Per KV head. */
-  heads: HeadTrace[];
-}
 
 /**
  * Model-level inputs the executor cannot compute from the prompt's cache (they need the engine):
@@ -125,21 +95,7 @@ export class PolicyExecutor {
   ) {
     this.registry = registry ?? defaultRegistry();
     checkExecutable(plan, this.registry);
-    for (const rule of plan.rules) {
-      const bounded = rule.pipeline.find((p) => this.evicts(p));
-      if (bounded && rule.pipeline.some((p) => p.name === "quant")) {
-        throw new UnsupportedPolicyError(quantWithBounded(`line ${rule.line}`, bounded.name));
-      }
-      const names = new Set(rule.pipeline.map((p) => p.name));
-      if (names.has("compensate") && (names.has("quant") || names.has("h2o"))) {
-        throw new UnsupportedPolicyError(
-          `line ${rule.line}: 'compensate' cannot be combined with '${
-            names.has("quant") ? "quant" : "h2o"
-          }' yet (the compensation token is a full-precision row fixed at prefill); use it ` +
-            `with window, snap, pyramid, adakv, knorm or random`,
-        );
-      }
-    }
+    checkCombinations(plan, (p) => this.evicts(p));
   }
 
   /**
@@ -308,34 +264,10 @@ export class PolicyExecutor {
   }
 
   /** KVzip's scores of every layer, when the plan needs them (before any compaction). */
-  private async reconstruct(state: PrefillState): Promise<Float64Array[][] | undefined> {
+  private reconstruct(state: PrefillState): Promise<Float64Array[][] | undefined> {
     const chunk = this.reconstructionChunk();
-    if (chunk === undefined) return undefined;
-    const sources = this.sources?.reconstruction;
-    if (!sources || !state.promptIds) {
-      throw new UnsupportedPolicyError(
-        "this caller cannot run the model again after prefill: kvzip's reconstruction needs it",
-      );
-    }
-    if (state.cachedLength !== state.promptLength) {
-      throw new UnsupportedPolicyError(
-        "kvzip cannot follow a first decoding step recorded before compression (lazy(at=decode))",
-      );
-    }
-    // The scores depend on the prompt and the model only: plans sharing a prefill reuse them.
-    const key = `kvzip reconstruction, chunk ${chunk}`;
-    const known = state.memo?.get(key) as Float64Array[][] | undefined;
-    if (known) return known;
-    const scores = await reconstructionScores(
-      this.ctx,
-      this.config,
-      state.cache,
-      state.promptIds,
-      chunk,
-      sources,
-    );
-    state.memo?.set(key, scores);
-    return scores;
+    if (chunk === undefined) return Promise.resolve(undefined);
+    return memoReconstruction(this.ctx, this.config, state, chunk, this.sources?.reconstruction);
   }
 
   /**

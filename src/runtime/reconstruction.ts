@@ -24,6 +24,8 @@ import { kvzipScores } from "../gpu/kernels/kvzipScores.ts";
 import { runOps } from "../gpu/op.ts";
 import { isQuantLayer } from "../gpu/quantKvCache.ts";
 import type { RaggedKvCache } from "./raggedKvCache.ts";
+import type { PrefillState } from "./engine.ts";
+import { UnsupportedPolicyError } from "./executable.ts";
 import { rollSlidingLayers } from "./slidingLayers.ts";
 
 /** What the reconstruction needs from the engine. */
@@ -140,5 +142,35 @@ export async function reconstructionScores(
       release();
     }
   }
+  return scores;
+}
+
+/**
+ * KVzip's scores for a plan after prefill (`PolicyExecutor`): refuses callers that cannot run the
+ * model again and caches that recorded a decoding step first; the scores depend on the prompt and
+ * the model only, so plans sharing a prefill reuse them through `state.memo`.
+ */
+export async function memoReconstruction(
+  ctx: GpuContext,
+  c: ModelConfig,
+  state: PrefillState,
+  chunk: number,
+  sources: ReconstructionSources | undefined,
+): Promise<Float64Array[][]> {
+  if (!sources || !state.promptIds) {
+    throw new UnsupportedPolicyError(
+      "this caller cannot run the model again after prefill: kvzip's reconstruction needs it",
+    );
+  }
+  if (state.cachedLength !== state.promptLength) {
+    throw new UnsupportedPolicyError(
+      "kvzip cannot follow a first decoding step recorded before compression (lazy(at=decode))",
+    );
+  }
+  const key = `kvzip reconstruction, chunk ${chunk}`;
+  const known = state.memo?.get(key) as Float64Array[][] | undefined;
+  if (known) return known;
+  const scores = await reconstructionScores(ctx, c, state.cache, state.promptIds, chunk, sources);
+  state.memo?.set(key, scores);
   return scores;
 }

@@ -26,7 +26,7 @@ import { kvRowBytes } from "../gpu/kvCache.ts";
 import { isQuantLayer } from "../gpu/quantKvCache.ts";
 import type { ModelConfig } from "../model/types.ts";
 import type { LayoutLengths } from "./headLayout.ts";
-import type { LayerTrace } from "./policyExecutor.ts";
+import type { LayerTrace } from "./policyTrace.ts";
 import type { RaggedKvCache } from "./raggedKvCache.ts";
 
 /** What a sliding layer of window `w` keeps after prefill: source rows, room, and whether it rolls. */

@@ -1,7 +1,8 @@
 /** Helpers: run a policy on an engine and collect what it kept. @module */
 import { compileOrThrow } from "../../src/plan/compile.ts";
 import type { Engine, GenerationResult } from "../../src/runtime/engine.ts";
-import { type LayerTrace, PolicyExecutor } from "../../src/runtime/policyExecutor.ts";
+import { PolicyExecutor } from "../../src/runtime/policyExecutor.ts";
+import type { LayerTrace } from "../../src/runtime/policyTrace.ts";
 import { engineSources } from "../../src/runtime/retrievalProfile.ts";
 import {
   createActivations,

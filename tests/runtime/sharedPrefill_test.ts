@@ -9,7 +9,7 @@ import { compileOrThrow } from "../../src/plan/compile.ts";
 import type { Plan } from "../../src/plan/plan.ts";
 import type { Engine } from "../../src/runtime/engine.ts";
 import type { ObserveRequest } from "../../src/runtime/generationTypes.ts";
-import type { LayerTrace } from "../../src/runtime/policyExecutor.ts";
+import type { LayerTrace } from "../../src/runtime/policyTrace.ts";
 import {
   answerWithPlan,
   generateWithPlan,
