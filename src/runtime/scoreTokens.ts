@@ -100,11 +100,12 @@ export async function scoreTokens(
       memo: start?.memo,
     });
     stats?.release();
-    boundSlidingLayers(cache, from, ids.length - 1 - from);
     const rest = ids.slice(from, ids.length - 1);
     if (bounded || executor.recompressor || cache.takesOneTokenPerStep) {
       // Heads that evict while decoding (a ring, a per-step hook), KIVI's quantized layers and
-      // `decoding(every=N)` take the scored tokens through generation's own decode steps.
+      // `decoding(every=N)` take the scored tokens through generation's own decode steps, and
+      // Gemma 3's sliding layers with them, as rings of their window.
+      boundSlidingLayers(cache, from, ids.length - 1 - from);
       logprobs.push(
         ...await forcedDecode(engine, cache, {
           fed: rest,
@@ -114,9 +115,12 @@ export async function scoreTokens(
         }),
       );
     } else {
+      // In chunks: Gemma 3's sliding layers roll through them (`rollSlidingLayers`), then hold
+      // their window as generation would leave it.
       const fed = await engine.prefill(cache, rest, chunk, "all", undefined, from);
       releaseActivations(engine.ctx, fed.acts);
       fed.logits.forEach((row, j) => logprobs.push(logSoftmaxAt(row, ids[from + 1 + j])));
+      boundSlidingLayers(cache, ids.length - 1, 0);
     }
     return { logprobs, kv: kvReport(cache, await cache.lengths(), ids.length - 1) };
   } finally {

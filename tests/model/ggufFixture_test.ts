@@ -114,6 +114,7 @@ Deno.test({
             await checkGemmaDetectors(engine, ref.ids, name);
             await checkGemmaScores(engine, ref.ids, name, 5);
             await checkGemmaScores(engine, ref.ids, name, 9, 2);
+            await checkGemmaScores(engine, ref.ids, name, 5, 2); // the scored tokens roll
           });
         });
       }
@@ -340,10 +341,10 @@ function keepGlobal(cpu: CpuReferenceModel, engine: Engine, executor: PolicyExec
 }
 
 /**
- * Perplexity's teacher-forced scores past the window (through the sliding layers' rings, one
- * token per step) equal the CPU reference's, for the full cache and for SnapKV; the prefix of
- * `from` tokens prefilled in chunks of `chunk` (the sliding layers roll when it is longer than
- * W + chunk).
+ * Perplexity's teacher-forced scores past the window equal the CPU reference's, for the full cache
+ * and for SnapKV: the prefix of `from` tokens and then the scored ones fed in chunks of `chunk`
+ * (the sliding layers roll when full), or, under a policy that acts while decoding, one token per
+ * step through the sliding layers' rings.
  */
 async function checkGemmaScores(
   engine: Engine,
@@ -352,8 +353,14 @@ async function checkGemmaScores(
   from: number,
   chunk?: number,
 ): Promise<void> {
-  for (const policy of ["else -> full", "else -> snap(k=3, window=2, pool=1)"]) {
-    const executor = new PolicyExecutor(compileOrThrow(policy), engine.config, engine.ctx);
+  const c = engine.config;
+  const policies = [
+    "else -> full",
+    "else -> snap(k=3, window=2, pool=1)",
+    "else -> window(sink=1, recent=2)", // acts while decoding: one token per step
+  ];
+  for (const policy of policies) {
+    const executor = new PolicyExecutor(compileOrThrow(policy), c, engine.ctx);
     const bounded = executor.actsWhileDecoding;
     const got = await scoreTokens(engine, ids, from, executor, bounded, chunk);
     const cpu = new CpuReferenceModel(engine.weights);
@@ -361,12 +368,19 @@ async function checkGemmaScores(
     keepGlobal(cpu, engine, executor);
     const want = [logSoftmaxAt(row, ids[from])];
     for (let t = from; t < ids.length - 1; t++) {
+      // The window's ring: a full global head overwrites its oldest entry after the sink.
+      c.gemma3!.layerWindows.forEach((w, l) => {
+        for (let kv = 0; w === null && bounded && kv < c.numKvHeads; kv++) {
+          const n = cpu.cache.length(l, kv);
+          if (n === 3) cpu.keep(l, kv, [0, 2]);
+        }
+      });
       [row] = cpu.forward([ids[t]], { logits: "last" });
       want.push(logSoftmaxAt(row, ids[t + 1]));
     }
     const d = maxAbsDiff(got.logprobs, want);
     assert.ok(d < 1e-3, `${name}, ${policy}: log-probabilities differ by ${d}`);
-    const kept = policy.includes("snap") ? 3 + ids.length - 1 - from : ids.length - 1;
+    const kept = policy.includes("snap") ? 3 + ids.length - 1 - from : bounded ? 3 : ids.length - 1;
     assertSlidingRings(engine, got.kv, ids.length - 1, `${name}, ${policy}`, kept);
   }
 }
