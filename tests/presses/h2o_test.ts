@@ -22,7 +22,7 @@ import { demoPrompt } from "../../src/cli/demoPrompt.ts";
 import type { H2oStepHook } from "../../src/runtime/h2oRuntime.ts";
 import { PolicyExecutor } from "../../src/runtime/policyExecutor.ts";
 import { runPolicy } from "./_run.ts";
-import { writeRandomModel } from "../runtime/_checkpoint.ts";
+import { withRandomGemma } from "../runtime/_checkpoint.ts";
 import { randomInt, seededRandom } from "../runtime/_helpers.ts";
 
 const MODEL = new URL("../../models/tiny-needle", import.meta.url).pathname;
@@ -68,27 +68,11 @@ Deno.test("h2o: GPU prefill selection and per-step GPU eviction equal the CPU re
 });
 
 Deno.test("h2o: on Gemma 3 with query_pre_attn_scalar ≠ head_dim, the scores use the model's scale", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "kvpolicy-h2o-gemma-" });
-  try {
-    await writeRandomModel(dir, {
-      arch: "gemma3",
-      dtype: "F32",
-      hidden: 48,
-      heads: 4,
-      kvHeads: 2,
-      headDim: 16,
-      inter: 64,
-      vocab: 97,
-      layers: 2,
-      tied: true,
-      seed: 21,
-      gemma3: { queryPreAttnScalar: 5 }, // scale 1/√5, where 1/√16 would be 0.25
-    });
+  // Scale 1/√5, where 1/√16 would be 0.25.
+  await withRandomGemma(21, 2, { queryPreAttnScalar: 5 }, (dir) => {
     const rand = seededRandom(22);
-    await checkH2o(dir, () => Array.from({ length: 45 }, () => randomInt(rand, 3, 96)));
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+    return checkH2o(dir, () => Array.from({ length: 45 }, () => randomInt(rand, 3, 60)));
+  });
 });
 
 /** The check on the model in `dir`, with the prompt `promptOf` gives. */

@@ -13,7 +13,7 @@ import { runPolicy } from "./_run.ts";
 import { RaggedKvCache } from "../../src/runtime/raggedKvCache.ts";
 import { reconstructionRoom, reconstructionScores } from "../../src/runtime/reconstruction.ts";
 import { releaseActivations } from "../../src/runtime/forwardPass.ts";
-import { writeRandomModel } from "../runtime/_checkpoint.ts";
+import { withRandomGemma } from "../runtime/_checkpoint.ts";
 import { maxAbsDiff, randomInt, seededRandom } from "../runtime/_helpers.ts";
 
 const MODEL = new URL("../../models/tiny-needle", import.meta.url).pathname;
@@ -93,81 +93,69 @@ Deno.test("kvzip: the GPU runtime keeps what the CPU reference's reconstruction 
 });
 
 Deno.test("kvzip on Gemma 3: sliding layers roll through prefill and the repeat passes, unscored; the global layers' scores are unchanged", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "kvpolicy-kvzip-gemma-" });
-  try {
-    await writeRandomModel(dir, {
-      arch: "gemma3",
-      dtype: "F32",
-      hidden: 32,
-      heads: 4,
-      kvHeads: 2,
-      headDim: 16,
-      inter: 48,
-      vocab: 61,
-      layers: 3,
-      tied: true,
-      seed: 41,
-      gemma3: { layerTypes: ["sliding", "full", "sliding"], window: 4 },
-    });
-    const engine = await Engine.open(dir);
-    try {
-      const { ctx, config: c } = engine;
-      const rand = seededRandom(42);
-      const ids = Array.from({ length: 30 }, () => randomInt(rand, 3, 60));
-      const N = ids.length, CHUNK = 8;
-      const prompts = { first: [5, 6, 7], later: [8, 9], suffix: [10] };
-      const room = reconstructionRoom(N, CHUNK, prompts);
-      const sources = (pass: number) => ({
-        prompts: () => prompts,
-        forward: async (cache: RaggedKvCache, x: number[], first: number) => {
-          releaseActivations(
-            ctx,
-            (await engine.prefill(cache, x, pass, "last", undefined, first)).acts,
-          );
-        },
-      });
-      const run = async (pass: number, passRows?: number) => {
-        const cache = new RaggedKvCache(ctx, c, N + room, engine.kvDtype, passRows);
-        try {
-          releaseActivations(ctx, (await engine.prefill(cache, ids, pass, "last")).acts);
-          const scores = await reconstructionScores(ctx, c, cache, ids, CHUNK, sources(pass));
-          const lengths = await cache.lengths();
-          const offsets = [...cache.slidingOffset];
-          const keys = await Promise.all(
-            c.gemma3!.layerWindows.map((_, l) =>
-              cache.readKeys(l, 1, lengths[l][1]).then((k) => k.slice())
-            ),
-          );
-          return { scores, lengths, offsets, keys, peak: cache.peakBytes };
-        } finally {
-          cache.release();
-        }
-      };
-      const whole = await run(512); // every layer holds the whole context
-      const rolled = await run(3, Math.max(3, room)); // sliding layers: W + room rows, rolling
-      c.gemma3!.layerWindows.forEach((w, l) => {
-        if (w === null) {
-          rolled.scores[l].forEach((head, h) =>
-            head.forEach((s, j) =>
-              assert.ok(Math.abs(s - whole.scores[l][h][j]) <= 1e-5, `layer ${l} head ${h} ${j}`)
-            )
-          );
-          assert.deepEqual(rolled.lengths[l], [N, N]);
-          return;
-        }
-        rolled.scores[l].forEach((head) => assert.equal(head.length, 0, `sliding ${l} unscored`));
-        // Back to the context: its last entries, in order, the same keys as the whole cache's.
-        const offset = rolled.offsets[l];
-        assert.ok(offset > 0, `sliding layer ${l} rolled`);
-        assert.deepEqual(rolled.lengths[l], [N - offset, N - offset]);
-        const want = whole.keys[l].subarray(offset * c.headDim);
-        assert.ok(maxAbsDiff(rolled.keys[l], want) < 1e-4, `sliding layer ${l} keys`);
-      });
-      assert.ok(rolled.peak < whole.peak, `peak ${rolled.peak} vs ${whole.peak}`);
-    } finally {
-      engine.close();
-    }
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  await withRandomGemma(
+    41,
+    3,
+    { layerTypes: ["sliding", "full", "sliding"], window: 4 },
+    async (dir) => {
+      const engine = await Engine.open(dir);
+      try {
+        const { ctx, config: c } = engine;
+        const rand = seededRandom(42);
+        const ids = Array.from({ length: 30 }, () => randomInt(rand, 3, 60));
+        const N = ids.length, CHUNK = 8;
+        const prompts = { first: [5, 6, 7], later: [8, 9], suffix: [10] };
+        const room = reconstructionRoom(N, CHUNK, prompts);
+        const sources = (pass: number) => ({
+          prompts: () => prompts,
+          forward: async (cache: RaggedKvCache, x: number[], first: number) => {
+            releaseActivations(
+              ctx,
+              (await engine.prefill(cache, x, pass, "last", undefined, first)).acts,
+            );
+          },
+        });
+        const run = async (pass: number, passRows?: number) => {
+          const cache = new RaggedKvCache(ctx, c, N + room, engine.kvDtype, passRows);
+          try {
+            releaseActivations(ctx, (await engine.prefill(cache, ids, pass, "last")).acts);
+            const scores = await reconstructionScores(ctx, c, cache, ids, CHUNK, sources(pass));
+            const lengths = await cache.lengths();
+            const offsets = [...cache.slidingOffset];
+            const keys = await Promise.all(
+              c.gemma3!.layerWindows.map((_, l) =>
+                cache.readKeys(l, 1, lengths[l][1]).then((k) => k.slice())
+              ),
+            );
+            return { scores, lengths, offsets, keys, peak: cache.peakBytes };
+          } finally {
+            cache.release();
+          }
+        };
+        const whole = await run(512); // every layer holds the whole context
+        const rolled = await run(3, Math.max(3, room)); // sliding layers: W + room rows, rolling
+        c.gemma3!.layerWindows.forEach((w, l) => {
+          if (w === null) {
+            rolled.scores[l].forEach((head, h) =>
+              head.forEach((s, j) =>
+                assert.ok(Math.abs(s - whole.scores[l][h][j]) <= 1e-5, `layer ${l} head ${h} ${j}`)
+              )
+            );
+            assert.deepEqual(rolled.lengths[l], [N, N]);
+            return;
+          }
+          rolled.scores[l].forEach((head) => assert.equal(head.length, 0, `sliding ${l} unscored`));
+          // Back to the context: its last entries, in order, the same keys as the whole cache's.
+          const offset = rolled.offsets[l];
+          assert.ok(offset > 0, `sliding layer ${l} rolled`);
+          assert.deepEqual(rolled.lengths[l], [N - offset, N - offset]);
+          const want = whole.keys[l].subarray(offset * c.headDim);
+          assert.ok(maxAbsDiff(rolled.keys[l], want) < 1e-4, `sliding layer ${l} keys`);
+        });
+        assert.ok(rolled.peak < whole.peak, `peak ${rolled.peak} vs ${whole.peak}`);
+      } finally {
+        engine.close();
+      }
+    },
+  );
 });

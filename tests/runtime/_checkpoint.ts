@@ -96,3 +96,36 @@ export async function writeRandomModel(dir: string, spec: RandomModelSpec): Prom
   await Deno.writeTextFile(`${dir}/config.json`, JSON.stringify(config, null, 2));
   await Deno.writeFile(`${dir}/model.safetensors`, buildSafetensors(tensors));
 }
+
+/**
+ * Writes a small random Gemma 3 checkpoint (hidden 32, 4 query and 2 KV heads of 16, F32, tied
+ * embeddings, vocabulary 61) with `layers` layers and the given Gemma details into a temporary
+ * folder, runs `fn` on that folder, and removes it.
+ */
+export async function withRandomGemma<T>(
+  seed: number,
+  layers: number,
+  gemma3: NonNullable<RandomModelSpec["gemma3"]>,
+  fn: (dir: string) => Promise<T>,
+): Promise<T> {
+  const dir = await Deno.makeTempDir({ prefix: "kvpolicy-gemma3-" });
+  try {
+    await writeRandomModel(dir, {
+      arch: "gemma3",
+      dtype: "F32",
+      hidden: 32,
+      heads: 4,
+      kvHeads: 2,
+      headDim: 16,
+      inter: 48,
+      vocab: 61,
+      layers,
+      tied: true,
+      seed,
+      gemma3,
+    });
+    return await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}

@@ -25,7 +25,7 @@ import {
 } from "../../src/runtime/retrievalProfile.ts";
 import { SHARED_DIR, sharedMissing } from "../_shared.ts";
 import { runPolicy } from "../presses/_run.ts";
-import { writeRandomModel } from "./_checkpoint.ts";
+import { withRandomGemma } from "./_checkpoint.ts";
 
 const MODEL = new URL("../../models/planted-needle", import.meta.url).pathname;
 
@@ -39,33 +39,46 @@ function assertScoresClose(got: number[], want: number[], what: string): void {
   );
 }
 
+/**
+ * `engine`'s GPU probe scores (the probe of `seed`, block `block`; null: RazorAttention's size)
+ * equal those of the float64 CPU reference's attention, per query head and per KV head.
+ */
+async function assertProbeScoresMatchCpu(
+  engine: Engine,
+  seed: number,
+  block: number | null,
+): Promise<Awaited<ReturnType<typeof retrievalScores>>> {
+  const got = await retrievalScores(engine, { seed, block });
+  const probe = cappedProbe(engine.config, seed, block);
+  assert.equal(got.probe.length, probe.tokens.length);
+  const cpu = new CpuReferenceModel(engine.weights);
+  cpu.forward(probe.tokens, { logits: "last" });
+  const { numHeads: H, numKvHeads } = engine.config;
+  const N = probe.tokens.length;
+  for (let l = 0; l < engine.config.numLayers; l++) {
+    const rows = cpuLayerScores(cpu, l).windowAttention(N);
+    const want = retrievalQueryHeadScores(
+      probe,
+      H,
+      (h, i) => rows[h].subarray(i * N, (i + 1) * N),
+    );
+    assertScoresClose(got.queryHeads[l].echo, want.echo, `layer ${l} echo`);
+    assertScoresClose(got.queryHeads[l].induction, want.induction, `layer ${l} induction`);
+    const kv = retrievalKvHeadScores(want, H / numKvHeads);
+    assertScoresClose(got.layers[l].echo, kv.echo, `layer ${l} KV echo`);
+    assertScoresClose(got.layers[l].induction, kv.induction, `layer ${l} KV induction`);
+  }
+  return got;
+}
+
 Deno.test({
   name: "retrieval: GPU probe scores equal the CPU reference model's (llama-gqa-f32, full probe)",
   ignore: sharedMissing(),
   async fn() {
-    const dir = `${SHARED_DIR}/fixtures/llama-gqa-f32`;
-    const engine = await Engine.open(dir);
+    const engine = await Engine.open(`${SHARED_DIR}/fixtures/llama-gqa-f32`);
     try {
-      const got = await retrievalScores(engine, { seed: 3, block: null });
-      const probe = cappedProbe(engine.config, 3, null);
+      const got = await assertProbeScoresMatchCpu(engine, 3, null);
       assert.equal(got.probe.block, 31); // ⌊(128 − 1) / 4⌋: RazorAttention's size for this model
-      assert.equal(got.probe.length, probe.tokens.length);
-      const cpu = new CpuReferenceModel(engine.weights);
-      cpu.forward(probe.tokens, { logits: "last" });
-      const { numHeads: H, numKvHeads } = engine.config;
-      const N = probe.tokens.length;
-      for (let l = 0; l < engine.config.numLayers; l++) {
-        const rows = cpuLayerScores(cpu, l).windowAttention(N);
-        const want = retrievalQueryHeadScores(
-          probe,
-          H,
-          (h, i) => rows[h].subarray(i * N, (i + 1) * N),
-        );
-        assertScoresClose(got.queryHeads[l].echo, want.echo, `layer ${l} echo`);
-        assertScoresClose(got.queryHeads[l].induction, want.induction, `layer ${l} induction`);
-        const kv = retrievalKvHeadScores(want, H / numKvHeads);
-        assertScoresClose(got.layers[l].induction, kv.induction, `layer ${l} KV induction`);
-      }
     } finally {
       engine.close();
     }
@@ -73,73 +86,25 @@ Deno.test({
 });
 
 Deno.test("retrieval: on the default model (tiny-needle) GPU probe scores equal the CPU reference's", async () => {
-  const dir = new URL("../../models/tiny-needle", import.meta.url).pathname;
-  const engine = await Engine.open(dir);
+  const engine = await Engine.open(new URL("../../models/tiny-needle", import.meta.url).pathname);
   try {
     // A 32-token block (a 129-token probe) keeps the float64 reference quick.
-    const got = await retrievalScores(engine, { seed: 5, block: 32 });
-    const probe = cappedProbe(engine.config, 5, 32);
-    const cpu = new CpuReferenceModel(engine.weights);
-    cpu.forward(probe.tokens, { logits: "last" });
-    const { numHeads: H, numKvHeads } = engine.config;
-    const N = probe.tokens.length;
-    for (let l = 0; l < engine.config.numLayers; l++) {
-      const rows = cpuLayerScores(cpu, l).windowAttention(N);
-      const want = retrievalQueryHeadScores(
-        probe,
-        H,
-        (h, i) => rows[h].subarray(i * N, (i + 1) * N),
-      );
-      const kv = retrievalKvHeadScores(want, H / numKvHeads);
-      assertScoresClose(got.layers[l].echo, kv.echo, `layer ${l} KV echo`);
-      assertScoresClose(got.layers[l].induction, kv.induction, `layer ${l} KV induction`);
-    }
+    await assertProbeScoresMatchCpu(engine, 5, 32);
   } finally {
     engine.close();
   }
 });
 
 Deno.test("retrieval: probe scores use the model's query scale (Gemma 3, query_pre_attn_scalar ≠ head_dim)", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "kvpolicy-retrieval-gemma-" });
-  try {
-    await writeRandomModel(dir, {
-      arch: "gemma3",
-      dtype: "F32",
-      hidden: 32,
-      heads: 4,
-      kvHeads: 2,
-      headDim: 16,
-      inter: 48,
-      vocab: 61,
-      layers: 2,
-      tied: true,
-      seed: 31,
-      gemma3: { queryPreAttnScalar: 40 }, // scale 1/√40, where 1/√16 would be 0.25
-    });
+  // Scale 1/√40, where 1/√16 would be 0.25.
+  await withRandomGemma(31, 2, { queryPreAttnScalar: 40 }, async (dir) => {
     const engine = await Engine.open(dir);
     try {
-      const got = await retrievalScores(engine, { seed: 2, block: 12 });
-      const probe = cappedProbe(engine.config, 2, 12);
-      const cpu = new CpuReferenceModel(engine.weights);
-      cpu.forward(probe.tokens, { logits: "last" });
-      const { numHeads: H } = engine.config;
-      const N = probe.tokens.length;
-      for (let l = 0; l < engine.config.numLayers; l++) {
-        const rows = cpuLayerScores(cpu, l).windowAttention(N);
-        const want = retrievalQueryHeadScores(
-          probe,
-          H,
-          (h, i) => rows[h].subarray(i * N, (i + 1) * N),
-        );
-        assertScoresClose(got.queryHeads[l].echo, want.echo, `layer ${l} echo`);
-        assertScoresClose(got.queryHeads[l].induction, want.induction, `layer ${l} induction`);
-      }
+      await assertProbeScoresMatchCpu(engine, 2, 12);
     } finally {
       engine.close();
     }
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("retrieval: the profile is cached outside the model, reused, and recomputed when the model changes", async () => {
