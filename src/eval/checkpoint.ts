@@ -2,7 +2,10 @@
  * The checkpoint of an evaluation (`DIR/outcomes.jsonl` beside the report): a header line saying
  * which model and suite the answers belong to, then one line per finished sample
  * (`{"key": …, "outcome": …}`, keys from `outcomeKey`), appended as each is done, so that a long
- * run that is interrupted goes on where it stopped (`eval --resume`).
+ * run that is interrupted goes on where it stopped (`eval --resume`). Every sample's prompt
+ * derives from the suite's seed, its task, cell and index alone, so a run may also resume with a
+ * grid of another extent — more lengths, depths, samples or tasks — and only the cells it lacks
+ * run; anything else that shapes a prompt (seed, templates, task settings, chat) must match.
  *
  * @module
  */
@@ -20,6 +23,41 @@ export function checkpointHeader(modelPath: string, suite: EvalSuite): string {
   return JSON.stringify({ kvpolicy_eval_checkpoint: 1, model: modelPath, suite });
 }
 
+/** The suite fields that only set the grid's extent (cells are keyed, prompts seeded per cell). */
+const EXTENT: readonly (keyof EvalSuite)[] = ["samples", "lengths", "depths", "tasks"];
+
+/**
+ * Whether a checkpoint with header line `line` holds answers valid for `header`'s run: the same
+ * format, model and suite, up to the grid's extent. Key order does not matter.
+ */
+export function sameRun(line: string, header: string): boolean {
+  const strip = (text: string): string | null => {
+    try {
+      const h = JSON.parse(text);
+      if (typeof h !== "object" || h === null || typeof h.suite !== "object" || !h.suite) {
+        return null;
+      }
+      const suite = { ...h.suite };
+      for (const k of EXTENT) delete suite[k];
+      return canonical({ ...h, suite });
+    } catch {
+      return null;
+    }
+  };
+  const a = strip(line);
+  return a !== null && a === strip(header);
+}
+
+/** JSON with every object's keys sorted. */
+function canonical(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonical).join(",")}]`;
+  if (typeof value === "object" && value !== null) {
+    const entries = Object.entries(value).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonical(v)}`).join(",")}}`;
+  }
+  return JSON.stringify(value);
+}
+
 /** An open checkpoint: the outcomes it already held, and where new ones go. */
 export interface Checkpoint {
   /** Outcomes read back (empty unless resuming). */
@@ -30,8 +68,10 @@ export interface Checkpoint {
 
 /**
  * Opens the checkpoint at `path`: with `resume`, reads the outcomes an earlier run of the same
- * model and suite left (refusing a file of another run, or one that is not a checkpoint), else
- * starts it anew. A last line cut short by an interruption is dropped.
+ * model and suite left, whatever the grid's extent ({@link sameRun}; refusing a file of another
+ * run, or one that is not a checkpoint), else starts it anew. A last line cut short by an
+ * interruption is dropped. The file is rewritten with this run's header and every outcome read,
+ * those outside this run's grid included.
  */
 export function openCheckpoint(path: string, header: string, resume: boolean): Checkpoint {
   const done = new Map<string, SampleOutcome>();
@@ -46,10 +86,11 @@ export function openCheckpoint(path: string, header: string, resume: boolean): C
   if (resume && exists) {
     const lines = decodeUtf8(readBoundedFileSync(path, CHECKPOINT_LIMIT, "a checkpoint"), path)
       .split("\n");
-    if (lines[0] !== header) {
+    if (!sameRun(lines[0], header)) {
       throw new UserError(
-        `--resume: ${path} holds the answers of another model or suite (its first line differs); ` +
-          "run the same command as before, or remove the file to start over",
+        `--resume: ${path} holds the answers of another model or suite (its first line differs ` +
+          "beyond the grid's lengths, depths, samples and tasks); run the same command as before, " +
+          "or remove the file to start over",
       );
     }
     for (let i = 1; i < lines.length; i++) {

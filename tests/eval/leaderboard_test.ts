@@ -162,11 +162,29 @@ Deno.test("eval --resume: an interrupted run goes on without redoing finished sa
     const fresh = deps(() => new RecencyFakeEngine(tokenizer));
     assert.equal(await evalCommand([...args.slice(0, -2), "--json"], fresh), 0);
     assert.deepEqual(json.results, JSON.parse(fresh.printed[0]).results);
-    // A checkpoint of another suite is refused, not mixed in.
+    // A larger grid (a second sample per cell) goes on from the same checkpoint: only its new
+    // cells run, and the first samples' answers are the ones already given.
+    let extended = 0;
+    class CountingMore extends RecencyFakeEngine {
+      override generate(...a: Parameters<RecencyFakeEngine["generate"]>) {
+        extended++;
+        return super.generate(...a);
+      }
+    }
+    const more = deps(() => new CountingMore(tokenizer));
+    const twoSamples = [...args.slice(0, -4), "--samples", "2", ...args.slice(-2)];
+    assert.equal(await evalCommand([...twoSamples, "--resume", "--json"], more), 0);
+    assert.equal(extended, 6, "2 policies × 3 depths × the one new sample");
+    const outputs = JSON.parse(more.printed[0]).outputs as { index: number }[];
+    assert.equal(outputs.length, 12);
+    assert.deepEqual(outputs.filter((o) => o.index === 0), json.outputs);
+    const header = (await Deno.readTextFile(`${dir}/r/outcomes.jsonl`)).split("\n")[0];
+    assert.equal(JSON.parse(header).suite.samples, 2, "the header is this run's");
+    // A checkpoint of another suite (another seed: other prompts) is refused, not mixed in.
     await assert.rejects(
       () =>
         evalCommand(
-          [...args, "--resume", "--samples", "2"],
+          [...args, "--resume", "--seed", "99"],
           deps(() => new RecencyFakeEngine(tokenizer)),
         ),
       (e: Error) =>
