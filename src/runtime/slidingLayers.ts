@@ -31,7 +31,7 @@ import type { RaggedKvCache } from "./raggedKvCache.ts";
 
 /** What a sliding layer of window `w` keeps after prefill: source rows, room, and whether it rolls. */
 export interface SlidingLayout {
-  /** Indices (= positions: sliding layers are never compacted before) of the entries kept. */
+  /** Positions of the entries kept (rows from the layer's `slidingOffset` on). */
   keep: number[];
   /** Rows left for decoding (W − kept, never more than the tokens still to come). */
   extra: number;
@@ -40,8 +40,8 @@ export interface SlidingLayout {
 }
 
 /**
- * The layout of a sliding layer of window `w` holding `cachedLength` entries in position order,
- * with `decodeBudget` tokens still to come; undefined when the whole sequence fits in the window.
+ * The layout of a sliding layer of window `w` after `cachedLength` positions, with `decodeBudget`
+ * tokens still to come; undefined when the whole sequence fits in the window.
  */
 export function slidingLayout(
   w: number,
