@@ -4,7 +4,9 @@
  * their decode loops, and every step's logits teacher-forced along the reference's ids.
  *
  * usage: deno run -A tools/compare_transformers.ts --model FILE.gguf [--steps 64]
- *          [--prompt TEXT]... [--prompt-file F]...
+ *          [--prompt TEXT]... [--prompt-file F]... [--ids 1,2,3]...
+ *
+ * `--ids` gives a prompt as token ids (a model without a tokenizer, e.g. the test fixtures).
  *
  * Prints, per prompt, its length, the greedy ids that agree (up to the first step whose
  * reference top-2 margin is within float noise) and the largest |Δlogit|; exits 1 when the ids
@@ -25,6 +27,7 @@ const { values } = parseArgs({
     tolerance: { type: "string", default: "2e-3" },
     prompt: { type: "string", multiple: true, default: [] },
     "prompt-file": { type: "string", multiple: true, default: [] },
+    ids: { type: "string", multiple: true, default: [] },
   },
 });
 if (!values.model) throw new Error("--model FILE.gguf is required");
@@ -33,17 +36,21 @@ const texts = [
   ...values.prompt,
   ...values["prompt-file"].map((f) => Deno.readTextFileSync(f)),
 ];
-if (texts.length === 0) texts.push("The capital of France is");
+const idLists = values.ids.map((list) => list.split(",").map((x) => Number(x.trim())));
+if (idLists.some((ids) => ids.length === 0 || !ids.every((x) => Number.isInteger(x) && x >= 0))) {
+  throw new Error("--ids takes a comma-separated list of token ids");
+}
+if (texts.length === 0 && idLists.length === 0) texts.push("The capital of France is");
 
 const engine = await Engine.open(values.model);
 const dir = await Deno.makeTempDir({ prefix: "kvpolicy-compare-" });
 let failed = false;
 try {
-  const cases = texts.map((text, i) => ({
-    name: `p${i}`,
-    ids: engine.tokenizer!.encode(text),
-    steps,
-  }));
+  if (texts.length > 0 && !engine.tokenizer) {
+    throw new Error("this model has no tokenizer: use --ids");
+  }
+  const prompts = [...texts.map((text) => engine.tokenizer!.encode(text)), ...idLists];
+  const cases = prompts.map((ids, i) => ({ name: `p${i}`, ids, steps }));
   await Deno.writeTextFile(`${dir}/cases.json`, JSON.stringify(cases));
   const python = Deno.env.get("KVPOLICY_PYTHON") ?? "python3";
   const reference = new Deno.Command(python, {

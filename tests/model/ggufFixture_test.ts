@@ -29,7 +29,7 @@ import type { KvReport } from "../../src/runtime/kvReport.ts";
 import { PolicyExecutor } from "../../src/runtime/policyExecutor.ts";
 import { scoreTokens } from "../../src/runtime/scoreTokens.ts";
 import { kvRowBytes } from "../../src/gpu/kvCache.ts";
-import { pythonMissing, runPython } from "../_python.ts";
+import { PYTHON, pythonMissing, runPython } from "../_python.ts";
 import { logSoftmaxAt, maxAbsDiff, range, withEngine } from "../runtime/_helpers.ts";
 
 const SCRIPT = new URL("./gguf_fixture.py", import.meta.url).pathname;
@@ -118,11 +118,37 @@ Deno.test({
           });
         });
       }
+      // tools/compare_transformers.ts, which produced REPRODUCTION's real-model tables, on the
+      // same files: it passes where the logits agree and fails at a tolerance they cannot meet.
+      await t.step("tools/compare_transformers.ts", async () => {
+        const ids = ref.ids.join(",");
+        const ok = await compareTool([`${dir}/gemma3.gguf`, "--ids", ids, "--steps", "8"]);
+        assert.equal(ok.code, 0, ok.output);
+        assert.match(ok.output, /p0: 12-token prompt, 8\/8 greedy ids equal .* ok\n/);
+        const strict = await compareTool(
+          [`${dir}/llama.gguf`, "--ids", ids, "--steps", "4", "--tolerance", "1e-12"],
+        );
+        assert.equal(strict.code, 1, strict.output);
+        assert.match(strict.output, /max \|Δlogit\| \S+ MISMATCH/);
+      });
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
   },
 });
+
+/** Runs tools/compare_transformers.ts on a model with `args`; its exit code and output. */
+async function compareTool(args: string[]): Promise<{ code: number; output: string }> {
+  const tool = new URL("../../tools/compare_transformers.ts", import.meta.url).pathname;
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", tool, "--model", ...args],
+    env: { KVPOLICY_PYTHON: PYTHON },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const decode = (b: Uint8Array) => new TextDecoder().decode(b);
+  return { code: out.code, output: decode(out.stdout) + decode(out.stderr) };
+}
 
 /**
  * After a generation of `total` cached tokens, each sliding layer of window W holds W entries per
