@@ -60,7 +60,7 @@ export async function reconstructionScores(
   for (let i = 0; i < chunks.length; i++) {
     const ids = kvzipRepeatIds(context, chunks, i, prompts);
     const rows = ids.length;
-    // Gemma 3's sliding layers keep their last W − 1 context entries and room for the repeat.
+    // Gemma 3's sliding layers keep their last W context entries and room for the repeat.
     rollSlidingLayers(ctx, cache, n, rows);
     cache.layers.forEach((layer, l) => {
       const room = Math.min(...layer.capacities), need = n - cache.slidingOffset[l] + rows;

@@ -9,8 +9,9 @@
  *
  * Prefill does not hold the whole prompt either: a cache built with `passRows` gives each sliding
  * layer W + `passRows` rows, and before a forward pass that would not fit, the layer keeps only
- * its last W − 1 entries — all that the pass's queries can see from before it — moved to the front
- * of the same buffers ({@link rollSlidingLayers}). The prefill kernels mask by row (a query's own
+ * its last W entries — the W − 1 that the pass's first query can see, and the one more that the
+ * ring cut after prefill starts from, whatever follows (a KVzip repeat that is dropped again) —
+ * moved to the front of the same buffers ({@link rollSlidingLayers}). The prefill kernels mask by row (a query's own
  * row minus W), so they need no offset; the cache records each layer's first position
  * (`slidingOffset`). A sliding layer's rows are therefore not positions: it takes no rule, and
  * detectors and KVzip's global cut leave it out.
@@ -69,7 +70,7 @@ export function boundSlidingLayers(
     const layout = w === null ? undefined : slidingLayout(w, cachedLength, decodeBudget);
     if (!layout) return;
     const H = cache.layers[l].numKvHeads, offset = cache.slidingOffset[l];
-    // A layer that rolled holds at least its last W positions (W − 1 and a whole pass).
+    // A layer that rolled holds at least its last W positions (see rollSlidingLayers).
     const keep = layout.keep.map((p) => p - offset);
     if (keep.some((row) => row < 0)) {
       throw new Error(`sliding layer ${l}: positions before ${offset} are gone`);
@@ -87,7 +88,7 @@ export function boundSlidingLayers(
 
 /**
  * Before a forward pass appends `m` rows from position `next`: every sliding layer of `cache`
- * without room for them keeps only its last W − 1 entries, copied to the front of its own buffers
+ * without room for them keeps only its last W entries, copied to the front of its own buffers
  * on the GPU (so passes prepared over those buffers stay valid), and its `slidingOffset` moves on.
  * Such layers hold their entries in position order from `slidingOffset` to `next − 1`.
  */
@@ -102,7 +103,7 @@ export function rollSlidingLayers(
     const layer = cache.layers[l];
     const room = Math.min(...layer.capacities), length = next - cache.slidingOffset[l];
     if (length + m <= room) return [];
-    const keep = Math.min(length, w - 1);
+    const keep = Math.min(length, w);
     if (isQuantLayer(layer) || layer.fold || layer.rerotate || keep + m > room) {
       throw new Error(
         `sliding layer ${l}: cannot roll ${length} entries to make room for ${m} in ${room} rows`,

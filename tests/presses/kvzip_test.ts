@@ -10,6 +10,8 @@ import { kvzipChunks, kvzipRepeatIds, selectKvzip } from "../../src/plugins/kvzi
 import { demoPrompt } from "../../src/cli/demoPrompt.ts";
 import { Engine } from "../../src/runtime/engine.ts";
 import { runPolicy } from "./_run.ts";
+import { PolicyExecutor } from "../../src/runtime/policyExecutor.ts";
+import { compileOrThrow } from "../../src/plan/compile.ts";
 import { RaggedKvCache } from "../../src/runtime/raggedKvCache.ts";
 import { reconstructionRoom, reconstructionScores } from "../../src/runtime/reconstruction.ts";
 import { releaseActivations } from "../../src/runtime/forwardPass.ts";
@@ -153,6 +155,36 @@ Deno.test("kvzip on Gemma 3: sliding layers roll through prefill and the repeat 
           assert.ok(maxAbsDiff(rolled.keys[l], want) < 1e-4, `sliding layer ${l} keys`);
         });
         assert.ok(rolled.peak < whole.peak, `peak ${rolled.peak} vs ${whole.peak}`);
+        // Through a policy: prefill rolls, the reconstruction rolls once more to make room, the
+        // press cuts the global layer and the sliding layers become rings of their last W
+        // entries; the kept sets and tokens are those of a prefill that never rolls.
+        const generate = async (pass: number) => {
+          const executor = new PolicyExecutor(
+            compileOrThrow("else -> kvzip(k=25%, chunk=16)"),
+            c,
+            ctx,
+            undefined,
+            {
+              retrievalScores: () => Promise.reject(new Error("not used")),
+              reconstruction: sources(pass),
+            },
+          );
+          const r = await engine.generate({
+            promptIds: ids,
+            maxNewTokens: 4,
+            prefillChunk: pass,
+            observe: executor.observeRequest(N),
+            afterPrefill: (state) => executor.apply(state),
+            prefillRoom: (n) => executor.prefillRoom(n),
+          });
+          return { r, kept: executor.trace.map((t) => t.heads.map((h) => h.kept)) };
+        };
+        const once = await generate(512), rolling = await generate(3);
+        assert.deepEqual(rolling.kept, once.kept);
+        assert.deepEqual(rolling.r.tokens, once.r.tokens);
+        c.gemma3!.layerWindows.forEach((w, l) => {
+          if (w !== null) assert.deepEqual(rolling.r.kv.layers[l].lengths, [w, w], `ring ${l}`);
+        });
       } finally {
         engine.close();
       }
