@@ -57,7 +57,8 @@ function headMatches(
 /**
  * The assignment of every (layer, KV head): `[layer][kvHead]`. Layers with a window in
  * `layerWindows` (Gemma 3's sliding layers, `Gemma3Details.layerWindows`, which the model itself
- * bounds) take no rule and keep their cache, as kvpress compresses only Gemma 3's global layers.
+ * bounds) take no rule and keep their cache (kvpress does the same for its multimodal Gemma 3
+ * class; docs/kvpress.md, difference 13).
  */
 export function resolvePlan(
   plan: Plan,
