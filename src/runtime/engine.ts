@@ -289,7 +289,7 @@ export class Engine {
     const t0 = performance.now();
     const room = Math.max(maxNew, req.prefillRoom?.(N) ?? 0);
     const capacity = chunked ? chunkedCapacity(N, chunked, room) : N + room;
-    const passRows = Math.max(chunk, req.observe?.promptWindow ?? 0, req.prefillRoom?.(N) ?? 0);
+    const passRows = Math.max(chunk, req.observe?.promptWindow ?? 0);
     const cache = new RaggedKvCache(this.ctx, c, capacity, this.kvDtype, passRows);
     const sampler = createSamplerState(this.ctx, {
       token: req.promptIds[N - 1],

@@ -155,7 +155,7 @@ export async function answerQuestions(
     c,
     chunked ? chunkedCapacity(N, chunked, more) : N + more,
     engine.kvDtype,
-    Math.max(chunk, req.observe?.promptWindow ?? 0, req.prefillRoom?.(N) ?? 0),
+    Math.max(chunk, req.observe?.promptWindow ?? 0),
   );
   const recorders = prefillRecorders(engine, shared, req.observe, N);
   const { observation: obs, columnSums: sums } = recorders;

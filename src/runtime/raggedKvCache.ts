@@ -155,8 +155,8 @@ export class RaggedKvCache {
     this.peakBytes = this.allocatedBytes();
   }
 
-  /** Notes `extra` bytes allocated beside the current layers (a layer being rebuilt). */
-  private notePeak(extra: number): void {
+  /** Notes `extra` K/V bytes allocated beside the current layers (a layer being rebuilt). */
+  notePeak(extra: number): void {
     this.peakBytes = Math.max(this.peakBytes, this.allocatedBytes() + extra);
   }
 

@@ -26,7 +26,11 @@ import { isQuantLayer } from "../gpu/quantKvCache.ts";
 import type { RaggedKvCache } from "./raggedKvCache.ts";
 import type { PrefillState } from "./engine.ts";
 import { UnsupportedPolicyError } from "./executable.ts";
-import { rollSlidingLayers } from "./slidingLayers.ts";
+import {
+  releaseSlidingWindows,
+  restoreSlidingWindows,
+  setAsideSlidingWindows,
+} from "./slidingLayers.ts";
 
 /** What the reconstruction needs from the engine. */
 export interface ReconstructionSources {
@@ -57,21 +61,31 @@ export async function reconstructionScores(
   const scores = cache.layerWindows.map((w) =>
     Array.from({ length: c.numKvHeads }, () => new Float64Array(w === null ? n : 0))
   );
-  for (let i = 0; i < chunks.length; i++) {
+  // Gemma 3's sliding layers: their last W context entries wait aside while the repeats roll
+  // through the layers, and come back after each.
+  const aside = setAsideSlidingWindows(ctx, cache, n);
+  try {
+    for (let i = 0; i < chunks.length; i++) {
+      await scoreChunk(i);
+      restoreSlidingWindows(ctx, cache, aside);
+    }
+  } finally {
+    releaseSlidingWindows(ctx, aside);
+  }
+  return scores;
+
+  async function scoreChunk(i: number): Promise<void> {
     const ids = kvzipRepeatIds(context, chunks, i, prompts);
     const rows = ids.length;
-    // Gemma 3's sliding layers keep their last W context entries and room for the repeat.
-    rollSlidingLayers(ctx, cache, n, rows);
     cache.layers.forEach((layer, l) => {
-      const room = Math.min(...layer.capacities), need = n - cache.slidingOffset[l] + rows;
-      if (room < need) {
+      const room = Math.min(...layer.capacities), need = n + rows;
+      if (cache.layerWindows[l] === null && room < need) {
         throw new RangeError(
           `kvzip: layer ${l} holds ${room} rows per head, the reconstruction needs ${need} ` +
             "(size it with GenerationRequest.prefillRoom)",
         );
       }
     });
-    const offsets = [...cache.slidingOffset];
     const rings: QueryRing[] = Array.from(
       { length: c.numLayers },
       () => createQueryRing(ctx, rows, H * D),
@@ -99,13 +113,8 @@ export async function reconstructionScores(
         for (let l = 0; l < c.numLayers; l++) {
           const layer = cache.layers[l];
           if (isQuantLayer(layer)) throw new RangeError("kvzip runs before any quantisation");
-          if (cache.slidingOffset[l] !== offsets[l]) {
-            throw new Error(`kvzip: sliding layer ${l} rolled during the reconstruction`);
-          }
-          if (cache.layerWindows[l] !== null) {
-            cache.truncate(l, n); // a sliding layer takes no rule: not scored, not in the cut
-            continue;
-          }
+          // A sliding layer takes no rule: not scored, not in the cut (restored by the caller).
+          if (cache.layerWindows[l] !== null) continue;
           // Row r sits at position n + r: ring slot (n + r) mod rows.
           const op = kvzipScores(ctx, {
             cache: layer,
@@ -142,7 +151,6 @@ export async function reconstructionScores(
       release();
     }
   }
-  return scores;
 }
 
 /**

@@ -59,7 +59,7 @@ export async function scoreTokens(
   const room = Math.max(ids.length - from, executor.prefillRoom(from));
   const capacity = chunked ? chunkedCapacity(from, chunked, room) : from + room;
   const want = executor.observeRequest(from);
-  const passRows = Math.max(chunk, want.promptWindow, executor.prefillRoom(from));
+  const passRows = Math.max(chunk, want.promptWindow);
   const cache = new RaggedKvCache(engine.ctx, engine.config, capacity, engine.kvDtype, passRows);
   const prefixIds = ids.slice(0, from);
   const start = chunked ? undefined : usableShared(shared, prefixIds, chunk, want);

@@ -146,6 +146,96 @@ export function rollSlidingLayers(
   }
 }
 
+/** The last W entries of every sliding layer, copied aside ({@link setAsideSlidingWindows}). */
+export interface SlidingWindows {
+  /** The position after the entries set aside. */
+  next: number;
+  /** Per sliding layer: its K and V rows (`count` per head, heads one after another). */
+  layers: Map<number, { k: GPUBuffer; v: GPUBuffer; count: number }>;
+}
+
+/**
+ * Copies the last W entries of every sliding layer of `cache`, which hold the positions before
+ * `next`, aside on the GPU, so that passes appended after them may roll through the layer (KVzip's
+ * repeats) and {@link restoreSlidingWindows} can put the layer back as it was, without room for
+ * those passes in the layer. The copies count in the cache's K/V peak.
+ */
+export function setAsideSlidingWindows(
+  ctx: GpuContext,
+  cache: RaggedKvCache,
+  next: number,
+): SlidingWindows {
+  const layers: SlidingWindows["layers"] = new Map();
+  const encoder = ctx.device.createCommandEncoder();
+  let bytes = 0;
+  cache.layerWindows.forEach((w, l) => {
+    const layer = cache.layers[l];
+    if (w === null || isQuantLayer(layer)) return;
+    const length = next - cache.slidingOffset[l], count = Math.min(length, w);
+    const row = kvRowBytes(layer.headDim, layer.dtype), H = layer.numKvHeads;
+    const size = Math.max(1, count * H) * row;
+    const saved = {
+      k: ctx.createBuffer(size, GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST, `kv ${l} aside`),
+      v: ctx.createBuffer(size, GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST, `kv ${l} aside`),
+      count,
+    };
+    for (const [from, to] of [[layer.k, saved.k], [layer.v, saved.v]]) {
+      for (let h = 0; h < H && count > 0; h++) {
+        const at = (layer.bases[h] + length - count) * row;
+        encoder.copyBufferToBuffer(from, at, to, h * count * row, count * row);
+      }
+    }
+    bytes += 2 * size;
+    layers.set(l, saved);
+  });
+  ctx.device.queue.submit([encoder.finish()]);
+  cache.notePeak(bytes);
+  return { next, layers };
+}
+
+/**
+ * Puts every sliding layer set aside by {@link setAsideSlidingWindows} back: its saved entries at
+ * the front of its buffers, its length and first position as they mark them.
+ */
+export function restoreSlidingWindows(
+  ctx: GpuContext,
+  cache: RaggedKvCache,
+  saved: SlidingWindows,
+): void {
+  const encoder = ctx.device.createCommandEncoder();
+  for (const [l, s] of saved.layers) {
+    const layer = cache.layers[l];
+    if (isQuantLayer(layer)) throw new Error(`sliding layer ${l} was quantised`);
+    const row = kvRowBytes(layer.headDim, layer.dtype), H = layer.numKvHeads;
+    for (const [from, to] of [[s.k, layer.k], [s.v, layer.v]]) {
+      for (let h = 0; h < H && s.count > 0; h++) {
+        encoder.copyBufferToBuffer(
+          from,
+          h * s.count * row,
+          to,
+          layer.bases[h] * row,
+          s.count * row,
+        );
+      }
+    }
+  }
+  ctx.device.queue.submit([encoder.finish()]);
+  for (const [l, s] of saved.layers) {
+    const layer = cache.layers[l];
+    ctx.write(layer.meta, layer.numKvHeads * 4, new Uint32Array(layer.numKvHeads).fill(s.count));
+    cache.slidingOffset[l] = saved.next - s.count;
+  }
+}
+
+/** Frees the copies of {@link setAsideSlidingWindows}. */
+export function releaseSlidingWindows(ctx: GpuContext, saved: SlidingWindows): void {
+  for (const s of saved.layers.values()) {
+    ctx.release(s.k);
+    ctx.release(s.v);
+  }
+  saved.layers.clear();
+}
+
 /**
  * Cuts sliding layer `l` of `cache`, which holds the entries before position `next`, to its last
  * W (what later passes can see, and the ring {@link boundSlidingLayers} keeps if this was the last
