@@ -31,7 +31,7 @@ import {
 import { decodeRest, decodeStepOps, sampleOp, submitSteps, TokenSink } from "./decodeLoop.ts";
 import { type GpuModelWeights, releaseWeights, uploadWeights } from "./gpuWeights.ts";
 import { kvReport } from "./kvReport.ts";
-import { prefillChunks } from "./prefillPass.ts";
+import { prefillChunks, widestPass } from "./prefillPass.ts";
 import { chunkedCapacity, prefillChunked } from "./chunkedPrefill.ts";
 import { RaggedKvCache } from "./raggedKvCache.ts";
 import { NO_OBSERVATION, prefillRecorders, usableShared } from "./sharedPrefill.ts";
@@ -289,7 +289,7 @@ export class Engine {
     const t0 = performance.now();
     const room = Math.max(maxNew, req.prefillRoom?.(N) ?? 0);
     const capacity = chunked ? chunkedCapacity(N, chunked, room) : N + room;
-    const passRows = Math.max(chunk, req.observe?.promptWindow ?? 0);
+    const passRows = widestPass(chunk, req.observe?.promptWindow ?? 0);
     const cache = new RaggedKvCache(this.ctx, c, capacity, this.kvDtype, passRows);
     const sampler = createSamplerState(this.ctx, {
       token: req.promptIds[N - 1],

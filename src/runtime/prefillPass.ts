@@ -43,6 +43,14 @@ export function chunkStarts(n: number, chunk: number, minLast: number): number[]
   return starts;
 }
 
+/**
+ * The most rows one pass of {@link prefillChunks} appends with chunks of `chunk` and an observation
+ * window of `observeRows`: a chunk, or the last chunk stretched to hold the window.
+ */
+export function widestPass(chunk: number, observeRows: number): number {
+  return Math.max(chunk, observeRows);
+}
+
 /** What {@link prefillChunks} runs. */
 export interface PrefillRequest {
   /** Token ids to feed. */

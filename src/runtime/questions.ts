@@ -41,6 +41,7 @@ import type {
 import { type KvReport, kvReport } from "./kvReport.ts";
 import { GateTurn } from "./phaseGate.ts";
 import { RaggedKvCache } from "./raggedKvCache.ts";
+import { widestPass } from "./prefillPass.ts";
 import {
   type QueryStatisticsRecorder,
   startQueryStatistics,
@@ -155,7 +156,7 @@ export async function answerQuestions(
     c,
     chunked ? chunkedCapacity(N, chunked, more) : N + more,
     engine.kvDtype,
-    Math.max(chunk, req.observe?.promptWindow ?? 0),
+    widestPass(chunk, req.observe?.promptWindow ?? 0),
   );
   const recorders = prefillRecorders(engine, shared, req.observe, N);
   const { observation: obs, columnSums: sums } = recorders;

@@ -123,8 +123,9 @@ export class RaggedKvCache {
   /**
    * Allocates `capacity` rows for every (layer, KV head). With `passRows`, a sliding layer of
    * window W gets at most W + `passRows` rows and rolls through longer prefills
-   * (`rollSlidingLayers`): `passRows` must cover the rows of the widest forward pass and whatever
-   * is appended after prefill before the layer is cut to its window (`boundSlidingLayers`).
+   * (`rollSlidingLayers`): `passRows` must cover the rows of the widest forward pass
+   * (`widestPass`); what is appended later makes room by rolling (the first decoding step) or sets
+   * the window aside (KVzip's repeats).
    */
   constructor(
     private ctx: GpuContext,

@@ -17,6 +17,7 @@ import { prefillRecorders, type SharedPrefill, usableShared } from "./sharedPref
 import { type KvReport, kvReport } from "./kvReport.ts";
 import type { PolicyExecutor } from "./policyExecutor.ts";
 import { RaggedKvCache } from "./raggedKvCache.ts";
+import { widestPass } from "./prefillPass.ts";
 import { chunkedCapacity, prefillChunked } from "./chunkedPrefill.ts";
 import { forcedDecode } from "./forcedDecode.ts";
 import { boundSlidingLayers } from "./slidingLayers.ts";
@@ -59,7 +60,7 @@ export async function scoreTokens(
   const room = Math.max(ids.length - from, executor.prefillRoom(from));
   const capacity = chunked ? chunkedCapacity(from, chunked, room) : from + room;
   const want = executor.observeRequest(from);
-  const passRows = Math.max(chunk, want.promptWindow);
+  const passRows = widestPass(chunk, want.promptWindow);
   const cache = new RaggedKvCache(engine.ctx, engine.config, capacity, engine.kvDtype, passRows);
   const prefixIds = ids.slice(0, from);
   const start = chunked ? undefined : usableShared(shared, prefixIds, chunk, want);

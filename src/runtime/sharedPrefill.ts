@@ -17,7 +17,7 @@ import type { GpuContext } from "../gpu/device.ts";
 import type { Engine } from "./engine.ts";
 import { type Activations, releaseActivations } from "./forwardPass.ts";
 import type { ColumnSums, Observation, ObserveRequest } from "./generationTypes.ts";
-import { chunkStarts } from "./prefillPass.ts";
+import { chunkStarts, widestPass } from "./prefillPass.ts";
 import { RaggedKvCache } from "./raggedKvCache.ts";
 import {
   type QueryStatisticsRecorder,
@@ -85,7 +85,7 @@ export async function prefillShared(
   engine.checkIds(promptIds as number[], "prompt");
   const window = Math.min(N, observe.promptWindow);
   const t0 = performance.now();
-  const cache = new RaggedKvCache(ctx, engine.config, N, engine.kvDtype, Math.max(chunk, window));
+  const cache = new RaggedKvCache(ctx, engine.config, N, engine.kvDtype, widestPass(chunk, window));
   const { observation, columnSums } = prefillRecorders(engine, undefined, observe, N);
   let queryStatistics: QueryStatisticsRecorder | undefined;
   try {
