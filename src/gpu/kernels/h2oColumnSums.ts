@@ -5,15 +5,21 @@
  * The cache is uncompressed during prefill, so with `len` the head's length after the append,
  * chunk row i (0-based) sees keys `0 .. len − m + i` and cache index = prompt position.
  *
- * 1. stats pass — one thread per (query row, query head): the row's softmax max and sum over its
- *    visible keys (logits `q·k/√d`, as the attention kernels compute them), to `stats[h][i]`;
- * 2. accumulate pass — one thread per (key j, query head), looping over the chunk's queries that
- *    see j: `sums[h][j] += Σ_i exp(q_i·k_j/√d − max_i) / sum_i` (WGSL has no float atomics, so
- *    each sum has a single writer). O(m · len · d) per head, like the attention itself.
+ * 1. stats pass — the rows' softmax max and sum over their visible keys (logits `q·k·scale`, as
+ *    the attention kernels compute them), to `stats[h][i]`. Each thread owns a block of query
+ *    rows × query heads of one KV group and walks the keys in tiles, like the flash prefill
+ *    kernel without the values, so every key row it loads serves the whole block;
+ * 2. accumulate pass — each thread owns a run of keys of one query head and walks the chunk's
+ *    queries that see them in tiles: `sums[h][j] += Σ_i exp(q_i·k_j·scale − max_i) / sum_i`
+ *    (WGSL has no float atomics, so each sum has a single writer). O(m · len · d) per head, like
+ *    the attention itself.
  *
  * Summed over every chunk, `sums[h][j]` is entry j of `LayerScoresInput.attentionColumnSums()`.
- * The stats pass runs over key ranges, one dispatch each, carrying (max, sum) in `stats`: llvmpipe
- * ends a shader invocation's loops after 65535 iterations (`../loopBudget.ts`).
+ * The stats pass runs over key ranges and the accumulate pass over query ranges, one dispatch
+ * each, the stats carrying (max, sum) from range to range: llvmpipe ends a shader invocation's
+ * loops after 65535 iterations (`../loopBudget.ts`). One thread per row and per key, unblocked,
+ * loaded every key and query once per multiply-add and took 1.1× a whole 4K prefill of
+ * SmolLM2-135M on llvmpipe (bench/RESULTS.md).
  *
  * The cache's logit-bias row is ignored (prefill runs before any compensation token exists).
  *
@@ -28,8 +34,9 @@ import type { BufferRef, GpuContext } from "../device.ts";
 import { type KvCacheLayer, kvDecl, type KvStorage, kvStorage } from "../kvCache.ts";
 import { dispatchOp, type GpuOp, packParams, sequenceOp } from "../op.ts";
 import { withOwnedScratch } from "./decodeAttention.ts";
-import { checkLoopBudget, PLANNED_LOOP_BUDGET } from "../loopBudget.ts";
-import { each, keyQueryDots } from "./wgslUnroll.ts";
+import { PLANNED_LOOP_BUDGET } from "../loopBudget.ts";
+import { each, maxOf } from "./wgslUnroll.ts";
+import { defaultHeadsPerThread } from "./flashPrefillAttention.ts";
 
 /** Arguments of {@link h2oColumnSums}. */
 export interface H2oColumnSumsArgs {
@@ -47,83 +54,155 @@ export interface H2oColumnSumsArgs {
   stride: number;
   /** Softmax scale: the model's factor on q·k (`attentionScale`). */
   scale: number;
-  /** Keys per stats dispatch (default {@link h2oKeysPerDispatch}; tests set less). */
+  /** Keys per stats dispatch, a multiple of 16 (default {@link h2oKeysPerDispatch}; tests set less). */
   keysPerDispatch?: number;
+  /** Chunk queries per accumulate dispatch, a multiple of 16 (default {@link h2oQueriesPerDispatch}). */
+  queriesPerDispatch?: number;
 }
+
+/** Keys per tile of the stats pass and queries per tile of the accumulate pass. */
+const TILE = 16;
+/** Keys each accumulate thread owns. */
+const KEYS_PER_THREAD = 8;
 
 const HEADER = `struct Params { H: u32, Hkv: u32, group: u32, M: u32, scale: f32, stride: u32,
-  k0: u32, k1: u32 };
+  k0: u32, k1: u32, chunks: u32, d4: u32 };
 @group(0) @binding(0) var<uniform> p: Params;`;
 
-/** The dots of both passes (the query row is `r` itself). */
-function dot(D4: number): string {
-  return keyQueryDots(D4, "r");
-}
-
-function statsCode(dtype: KvStorage, D4: number): string {
+/**
+ * Stats pass: each thread owns `QT` consecutive query rows × `HT` query heads of one KV group and
+ * walks the keys in tiles of {@link TILE}, so each key row it loads serves `QT·HT` rows (the
+ * flash prefill kernel's blocking, without the values); the head dimension is a loop.
+ */
+function statsCode(dtype: KvStorage, D4: number, QT: number, HT: number): string {
+  const R = QT * HT;
+  const rows = (f: (r: number, a: number, b: number) => string, sep = "\n") =>
+    each(R, (r) => f(r, Math.floor(r / HT), r % HT), sep);
+  const tiles = (f: (t: number) => string, sep = "\n") => each(TILE, f, sep);
   return `${HEADER}
 @group(0) @binding(1) var<storage, read> Q: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> kvmeta: array<u32>;
 ${kvDecl("KC", 3, dtype, false)}
 @group(0) @binding(4) var<storage, read_write> stats: array<vec2<f32>>;
-${dot(D4)}
+const D4 = ${D4}u;
+const NEG = -3.0e38;
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let i = gid.x;
-  let h = gid.y;
-  if (i >= p.M) { return; }
-  let kvh = h / p.group;
+  let i0 = gid.x * ${QT}u;
+  if (i0 >= p.M) { return; }
+  let kvh = gid.y / p.chunks;
+  let h0 = kvh * p.group + (gid.y % p.chunks) * ${HT}u;
   let base = kvmeta[kvh];
   let len = kvmeta[p.Hkv + kvh];
-  let lim = u32(max(i32(len) - i32(p.M) + i32(i) + 1, 0));
-${each(D4, (d) => `  v[${d}] = Q[(i * p.H + h) * D4 + ${d}u] * p.scale;`)}
+${
+    each(QT, (a) =>
+      `  let qi${a} = min(i0 + ${a}u, p.M - 1u);
+  let ok${a} = i0 + ${a}u < p.M;
+  let lim${a} = u32(max(i32(len) - i32(p.M) + i32(qi${a}) + 1, 0));`)
+  }
+${
+    rows((r, a, b) =>
+      `  let qb${r} = (qi${a} * p.H + h0 + ${b}u) * D4;
+  let st${r} = (h0 + ${b}u) * p.M + qi${a};
+  var m${r} = NEG;
+  var l${r} = 0.0;
+  if (p.k0 > 0u) { m${r} = stats[st${r}].x; l${r} = stats[st${r}].y; }`
+    )
+  }
   // Keys [k0, k1) of this dispatch; the running (max, sum) of earlier ranges is in stats.
-  var mx = -3.0e38;
-  var l = 0.0;
-  if (p.k0 > 0u) {
-    let st = stats[h * p.M + i];
-    mx = st.x;
-    l = st.y;
+  let jmax = min(lim${QT - 1}, p.k1);
+  for (var j = p.k0; j < jmax; j += ${TILE}u) {
+${tiles((t) => `    let row${t} = (base + min(j + ${t}u, jmax - 1u)) * D4;`)}
+${rows((r) => `    var s${r} = array<f32, ${TILE}>();`)}
+    for (var d = 0u; d < p.d4; d++) {
+${tiles((t) => `      let k${t} = KC4(row${t} + d);`)}
+${
+    rows((r) =>
+      `      { let qv = Q[qb${r} + d];
+${tiles((t) => `        s${r}[${t}] += dot(qv, k${t});`)} }`
+    )
   }
-  for (var j = p.k0; j < min(lim, p.k1); j++) {
-    let s = dotKey(base + j);
-    if (s > mx) {
-      l = l * exp(mx - s) + 1.0;
-      mx = s;
-    } else {
-      l += exp(s - mx);
     }
+${
+    rows((r, a) =>
+      `    {
+${tiles((t) => `      let x${t} = select(NEG, s${r}[${t}] * p.scale, j + ${t}u < lim${a});`)}
+      let mnew = ${maxOf([`m${r}`, ...Array.from({ length: TILE }, (_, t) => `x${t}`)])};
+      l${r} = l${r} * exp(m${r} - mnew) + ${
+        tiles((t) => `select(0.0, exp(x${t} - mnew), j + ${t}u < lim${a})`, " + ")
+      };
+      m${r} = mnew;
+    }`
+    )
   }
-  stats[h * p.M + i] = vec2<f32>(mx, l);
+  }
+${rows((r, a) => `  if (ok${a}) { stats[st${r}] = vec2<f32>(m${r}, l${r}); }`)}
 }
 `;
 }
 
+/**
+ * Accumulate pass: each thread owns {@link KEYS_PER_THREAD} consecutive keys of one query head
+ * and walks the chunk's queries [k0, k1) that see them in tiles of {@link TILE}, adding each
+ * query's softmax probabilities to its keys' sums (one writer per sum).
+ */
 function accumulateCode(dtype: KvStorage, D4: number): string {
+  const KT = KEYS_PER_THREAD;
+  const keys = (f: (t: number) => string, sep = "\n") => each(KT, f, sep);
+  const queries = (f: (u: number) => string, sep = "\n") => each(TILE, f, sep);
   return `${HEADER}
 @group(0) @binding(1) var<storage, read> Q: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> kvmeta: array<u32>;
 ${kvDecl("KC", 3, dtype, false)}
 @group(0) @binding(4) var<storage, read> stats: array<vec2<f32>>;
 @group(0) @binding(5) var<storage, read_write> sums: array<f32>;
-${dot(D4)}
+const D4 = ${D4}u;
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let j = gid.x;
+  let j0 = gid.x * ${KT}u;
   let h = gid.y;
   let kvh = h / p.group;
   let base = kvmeta[kvh];
   let len = kvmeta[p.Hkv + kvh];
-  if (j >= len || j >= p.stride || len < p.M) { return; }
+  let end = min(len, p.stride);
+  if (j0 >= end || len < p.M) { return; }
   let before = len - p.M;
-  let first = select(0u, j - before, j > before);
-${each(D4, (d) => `  v[${d}] = KC4((base + j) * D4 + ${d}u) * p.scale;`)}
-  var total = 0.0;
-  for (var i = first; i < p.M; i++) {
-    let st = stats[h * p.M + i];
-    total += exp(dotQuery(i, h) - st.x) / st.y;
+  // Query i (0-based in the chunk) sees keys 0 ..= before + i.
+  let first = select(0u, j0 - before, j0 > before);
+${
+    keys((t) =>
+      `  let row${t} = (base + min(j0 + ${t}u, len - 1u)) * D4;
+  var acc${t} = 0.0;`
+    )
   }
-  sums[h * p.stride + j] += total;
+  let iend = min(p.M, p.k1);
+  for (var i = max(p.k0, first); i < iend; i += ${TILE}u) {
+${queries((u) => `    let qb${u} = (min(i + ${u}u, p.M - 1u) * p.H + h) * D4;`)}
+${queries((u) => `    var s${u} = array<f32, ${KT}>();`)}
+    for (var d = 0u; d < p.d4; d++) {
+${keys((t) => `      let k${t} = KC4(row${t} + d);`)}
+${
+    queries((u) =>
+      `      { let qv = Q[qb${u} + d];
+${keys((t) => `        s${u}[${t}] += dot(qv, k${t});`)} }`
+    )
+  }
+    }
+${
+    queries((u) =>
+      `    if (i + ${u}u < iend) {
+      let st = stats[h * p.M + i + ${u}u];
+      let inv = 1.0 / st.y;
+${
+        keys((t) =>
+          `      acc${t} += select(0.0, exp(s${u}[${t}] * p.scale - st.x) * inv, j0 + ${t}u <= before + i + ${u}u);`
+        )
+      }
+    }`
+    )
+  }
+  }
+${keys((t) => `  if (j0 + ${t}u < end) { sums[h * p.stride + j0 + ${t}u] += acc${t}; }`)}
 }
 `;
 }
@@ -134,17 +213,30 @@ function statsBytes(numHeads: number, m: number): number {
 }
 
 /**
- * Keys one stats dispatch covers: all of them on a GPU; on a software adapter as many as a row's
- * loop may visit within llvmpipe's budget (one iteration per key; the dot is written out).
+ * Keys one stats dispatch covers: all of them on a GPU; on a software adapter as many tiles as
+ * fit llvmpipe's loop budget at `1 + D4` counted iterations per tile of {@link TILE} keys.
  */
-export function h2oKeysPerDispatch(ctx: GpuContext): number {
-  return ctx.isFallbackAdapter ? PLANNED_LOOP_BUDGET : 2 ** 31;
+export function h2oKeysPerDispatch(ctx: GpuContext, D4: number): number {
+  return ctx.isFallbackAdapter ? TILE * Math.floor(PLANNED_LOOP_BUDGET / (1 + D4)) : 2 ** 31;
+}
+
+/** Chunk queries one accumulate dispatch covers (the same count, per tile of queries). */
+export function h2oQueriesPerDispatch(ctx: GpuContext, D4: number): number {
+  return h2oKeysPerDispatch(ctx, D4);
+}
+
+/** Consecutive `[start, end)` ranges of `span` over `0 .. n` (one empty range when `n` is 0). */
+function ranges(n: number, span: number): Array<[number, number]> {
+  const out: Array<[number, number]> = [];
+  for (let k0 = 0; k0 < Math.max(1, n); k0 += span) {
+    out.push([k0, Math.min(k0 + span, 2 ** 32 - 1)]);
+  }
+  return out;
 }
 
 /**
  * Prepares the column-sum accumulation of one chunk of one layer: stats dispatches over key
- * ranges of `keysPerDispatch`, then one
- * accumulate dispatch.
+ * ranges, then accumulate dispatches over query ranges (each adds its queries' share).
  */
 export function h2oColumnSums(ctx: GpuContext, a: H2oColumnSumsArgs): GpuOp {
   const c = a.cache;
@@ -152,45 +244,58 @@ export function h2oColumnSums(ctx: GpuContext, a: H2oColumnSumsArgs): GpuOp {
   if (H % c.numKvHeads !== 0) {
     throw new RangeError(`h2oColumnSums: ${H} query heads for ${c.numKvHeads} KV heads`);
   }
-  // Each key's thread loops over the chunk's queries that see it.
-  checkLoopBudget(ctx, a.m, "H2O's prefill chunk (h2oColumnSums)");
-  const params = (k0: number, k1: number) =>
+  const group = H / c.numKvHeads;
+  const HT = defaultHeadsPerThread(group);
+  const QT = Math.max(1, Math.floor(8 / HT));
+  const keySpan = a.keysPerDispatch ?? h2oKeysPerDispatch(ctx, D4);
+  const querySpan = a.queriesPerDispatch ?? h2oQueriesPerDispatch(ctx, D4);
+  for (const span of [keySpan, querySpan]) {
+    if (!(Number.isInteger(span) && span > 0 && span % TILE === 0)) {
+      throw new RangeError(`h2oColumnSums: ${span} keys or queries per dispatch`);
+    }
+  }
+  const params = ([k0, k1]: [number, number]) =>
     packParams([
       ["u32", H],
       ["u32", c.numKvHeads],
-      ["u32", H / c.numKvHeads],
+      ["u32", group],
       ["u32", a.m],
       ["f32", a.scale],
       ["u32", a.stride],
       ["u32", k0],
       ["u32", k1],
+      ["u32", group / HT],
+      ["u32", D4],
     ]);
   const keys = Math.max(1, ...c.capacities);
-  const span = a.keysPerDispatch ?? h2oKeysPerDispatch(ctx);
   const stats = ctx.createBuffer(statsBytes(H, a.m), undefined, "h2o stats");
   const statsPipeline = ctx.pipeline(
-    `h2oStats:${c.dtype}:${D4}`,
-    () => statsCode(kvStorage(ctx, c.dtype), D4),
+    `h2oStats:${c.dtype}:${D4}:${QT}:${HT}`,
+    () => statsCode(kvStorage(ctx, c.dtype), D4, QT, HT),
   );
-  const ops: GpuOp[] = [];
-  for (let k0 = 0; k0 < keys; k0 += span) {
-    ops.push(dispatchOp(ctx, {
-      label: "h2oColumnSums.stats",
-      pipeline: statsPipeline,
-      params: params(k0, Math.min(k0 + span, 2 ** 32 - 1)),
-      buffers: [a.q, c.meta, c.k, stats],
-      workgroups: [Math.ceil(a.m / 64), H],
-    }));
-  }
-  ops.push(dispatchOp(ctx, {
-    label: "h2oColumnSums.accumulate",
-    pipeline: ctx.pipeline(
-      `h2oAccumulate:${c.dtype}:${D4}`,
-      () => accumulateCode(kvStorage(ctx, c.dtype), D4),
+  const accumulatePipeline = ctx.pipeline(
+    `h2oAccumulate:${c.dtype}:${D4}`,
+    () => accumulateCode(kvStorage(ctx, c.dtype), D4),
+  );
+  const ops: GpuOp[] = [
+    ...ranges(keys, keySpan).map((range) =>
+      dispatchOp(ctx, {
+        label: "h2oColumnSums.stats",
+        pipeline: statsPipeline,
+        params: params(range),
+        buffers: [a.q, c.meta, c.k, stats],
+        workgroups: [Math.max(1, Math.ceil(a.m / QT / 64)), c.numKvHeads * (group / HT)],
+      })
     ),
-    params: params(0, 0),
-    buffers: [a.q, c.meta, c.k, stats, a.sums],
-    workgroups: [Math.max(1, Math.ceil(a.stride / 64)), H],
-  }));
+    ...ranges(a.m, querySpan).map((range) =>
+      dispatchOp(ctx, {
+        label: "h2oColumnSums.accumulate",
+        pipeline: accumulatePipeline,
+        params: params(range),
+        buffers: [a.q, c.meta, c.k, stats, a.sums],
+        workgroups: [Math.max(1, Math.ceil(a.stride / KEYS_PER_THREAD / 64)), H],
+      })
+    ),
+  ];
   return withOwnedScratch(ctx, sequenceOp("h2oColumnSums", ops), stats);
 }
