@@ -23,7 +23,7 @@
  */
 
 import type { GpuContext } from "../gpu/device.ts";
-import { kvRowBytes } from "../gpu/kvCache.ts";
+import { type KvCacheLayer, kvRowBytes } from "../gpu/kvCache.ts";
 import { isQuantLayer } from "../gpu/quantKvCache.ts";
 import type { ModelConfig } from "../model/types.ts";
 import type { LayoutLengths } from "./headLayout.ts";
@@ -87,6 +87,39 @@ export function boundSlidingLayers(
 }
 
 /**
+ * Encodes copies of each head's entries `length − count .. length − 1` in `from` (one of `layer`'s
+ * K or V buffers) to `to`, `count` rows per head, heads one after another.
+ */
+function packLastRows(
+  encoder: GPUCommandEncoder,
+  layer: KvCacheLayer,
+  from: GPUBuffer,
+  length: number,
+  count: number,
+  to: GPUBuffer,
+): void {
+  const row = kvRowBytes(layer.headDim, layer.dtype);
+  for (let h = 0; h < layer.numKvHeads && count > 0; h++) {
+    const at = (layer.bases[h] + length - count) * row;
+    encoder.copyBufferToBuffer(from, at, to, h * count * row, count * row);
+  }
+}
+
+/** Encodes the inverse of {@link packLastRows}: `count` rows per head to the front of each head. */
+function unpackToFront(
+  encoder: GPUCommandEncoder,
+  layer: KvCacheLayer,
+  from: GPUBuffer,
+  count: number,
+  to: GPUBuffer,
+): void {
+  const row = kvRowBytes(layer.headDim, layer.dtype);
+  for (let h = 0; h < layer.numKvHeads && count > 0; h++) {
+    encoder.copyBufferToBuffer(from, h * count * row, to, layer.bases[h] * row, count * row);
+  }
+}
+
+/**
  * Before a forward pass appends `m` rows from position `next`: every sliding layer of `cache`
  * without room for them keeps only its last W entries, copied to the front of its own buffers
  * on the GPU (so passes prepared over those buffers stay valid), and its `slidingOffset` moves on.
@@ -121,21 +154,9 @@ export function rollSlidingLayers(
   );
   const encoder = ctx.device.createCommandEncoder();
   for (const { layer, length, keep } of moves) {
-    if (keep === 0 || isQuantLayer(layer)) continue;
     for (const buffer of [layer.k, layer.v]) {
-      for (let h = 0; h < H; h++) {
-        const from = (layer.bases[h] + length - keep) * row;
-        encoder.copyBufferToBuffer(buffer, from, scratch, h * keep * row, keep * row);
-      }
-      for (let h = 0; h < H; h++) {
-        encoder.copyBufferToBuffer(
-          scratch,
-          h * keep * row,
-          buffer,
-          layer.bases[h] * row,
-          keep * row,
-        );
-      }
+      packLastRows(encoder, layer, buffer, length, keep, scratch);
+      unpackToFront(encoder, layer, scratch, keep, buffer);
     }
   }
   ctx.device.queue.submit([encoder.finish()]);
@@ -179,12 +200,8 @@ export function setAsideSlidingWindows(
       v: ctx.createBuffer(size, GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST, `kv ${l} aside`),
       count,
     };
-    for (const [from, to] of [[layer.k, saved.k], [layer.v, saved.v]]) {
-      for (let h = 0; h < H && count > 0; h++) {
-        const at = (layer.bases[h] + length - count) * row;
-        encoder.copyBufferToBuffer(from, at, to, h * count * row, count * row);
-      }
-    }
+    packLastRows(encoder, layer, layer.k, length, count, saved.k);
+    packLastRows(encoder, layer, layer.v, length, count, saved.v);
     bytes += 2 * size;
     layers.set(l, saved);
   });
@@ -206,18 +223,8 @@ export function restoreSlidingWindows(
   for (const [l, s] of saved.layers) {
     const layer = cache.layers[l];
     if (isQuantLayer(layer)) throw new Error(`sliding layer ${l} was quantised`);
-    const row = kvRowBytes(layer.headDim, layer.dtype), H = layer.numKvHeads;
-    for (const [from, to] of [[s.k, layer.k], [s.v, layer.v]]) {
-      for (let h = 0; h < H && s.count > 0; h++) {
-        encoder.copyBufferToBuffer(
-          from,
-          h * s.count * row,
-          to,
-          layer.bases[h] * row,
-          s.count * row,
-        );
-      }
-    }
+    unpackToFront(encoder, layer, s.k, s.count, layer.k);
+    unpackToFront(encoder, layer, s.v, s.count, layer.v);
   }
   ctx.device.queue.submit([encoder.finish()]);
   for (const [l, s] of saved.layers) {
