@@ -118,3 +118,11 @@ gpuTest(
     }, 7);
   },
 );
+
+gpuTest(
+  "h2oColumnSums at head_dim 256 over 1,100 keys, in one key range and in ranges of 256",
+  async (ctx) => {
+    await check(ctx, { Hkv: 1, H: 2, D: 256, chunks: [600, 500] }, 31);
+    await check(ctx, { Hkv: 1, H: 2, D: 256, chunks: [600, 500], keysPerDispatch: 256 }, 31);
+  },
+);
