@@ -28,13 +28,8 @@ import type { BufferRef, GpuContext } from "../device.ts";
 import type { GpuMatrix, GpuVector } from "../weights.ts";
 import { weightDecl, type WeightStorage, weightStorage } from "../wgslDtype.ts";
 import { dispatchOp, type GpuOp, grid2d, packParams } from "../op.ts";
-import {
-  GEMV_ROWS_PER_THREAD,
-  GEMV_WG,
-  gemvRowsWgsl,
-  gemvThreadsPerRow,
-  I8X4_WGSL,
-} from "./matmul.ts";
+import { GEMV_ROWS_PER_THREAD, GEMV_WG, gemvRowsWgsl, gemvThreadsPerRow } from "./matmul.ts";
+import { I8X4_WGSL } from "./matmulCommon.ts";
 import { blockElements, isBlockInt8 } from "../../model/blockInt8.ts";
 import { each } from "./wgslUnroll.ts";
 

@@ -8,9 +8,9 @@
  *   once per k for all 8 rows (block-int8 weights: block by block, each block's scale and min
  *   loaded once; {@link gemvRowsWgsl}); on GPUs `TPR` threads per row striding over K with `vec4`
  *   loads and a workgroup-memory tree reduction.
- * - GEMM (M > 1, prefill): each thread owns a TM×TN register tile (rows of x × rows of W,
- *   {@link gemmTile}); the x rows are chosen by the workgroup id only, so every thread of a
- *   workgroup reads the same x values; 16–64 threads per workgroup.
+ * - GEMM (M > 1, prefill, `registerGemm.ts`): each thread owns a TM×TN register tile (rows of x ×
+ *   rows of W); the x rows are chosen by the workgroup id only, so every thread of a workgroup
+ *   reads the same x values; 16–64 threads per workgroup (block-int8 weights: block by block).
  *
  * On llvmpipe every storage-buffer load is gathered lane by lane, even where all lanes read the
  * same address (Mesa takes its scalar path only for "always uniform" indices — constants and push
@@ -30,8 +30,9 @@
 import type { BufferRef, GpuContext } from "../device.ts";
 import { dispatchOp, type GpuOp, grid2d, packParams, sequenceOp } from "../op.ts";
 import type { GpuMatrix, GpuVector } from "../weights.ts";
-import { matmulDecls, type MatmulVariant } from "./matmulCommon.ts";
+import { I8X4_WGSL, matmulDecls, type MatmulVariant } from "./matmulCommon.ts";
 import { TILED_SHAPES, tiledGemmCode } from "./tiledGemm.ts";
+import { gemmBlockCode, gemmCode, gemmTile } from "./registerGemm.ts";
 import { weightStorage } from "../wgslDtype.ts";
 import { blockElements, isBlockInt8 } from "../../model/blockInt8.ts";
 import { each } from "./wgslUnroll.ts";
@@ -65,16 +66,6 @@ export interface MatmulArgs {
   threadsPerRow?: number;
   /** GEMM arithmetic (default `ctx.kernels.math`; `f16` needs `shader-f16`). The GEMV is f32. */
   math?: "f32" | "f16";
-}
-
-/**
- * GEMM register tile per thread (rows of x × rows of W): 16×8 from 16 rows of x, else 8×8.
- * Measured on llvmpipe, three alternating rounds each (GFLOP/s): 1024³ f32 16×8 8.7–18.8 vs 16×4
- * 8.0–13.3; bf16 512×1536×512 10.4–12.4 vs 7.4–8.6; 512×512×1536 11.2–12.6 vs 7.9–9.5; 512×128×512
- * 5.5–7.3 vs 4.7–6.2 (12×8 ties with 16×8, 24×8 and 32×8 are slower: register spills).
- */
-export function gemmTile(m: number): [number, number] {
-  return m >= 16 ? [16, 8] : [8, 8];
 }
 
 /** Threads per output row of the GEMV for `ctx.kernels.gemv`: 1 (`rows`) or 16 (`reduce`). */
@@ -201,12 +192,6 @@ ${
   }`;
 }
 
-/** WGSL `i8x4(w)`: the four int8 codes of a block-int8 word as f32. */
-export const I8X4_WGSL = `fn i8x4(u: u32) -> vec4<f32> {
-  let w = bitcast<i32>(u);
-  return vec4<f32>(vec4<i32>(w << 24u, w << 16u, w << 8u, w) >> vec4<u32>(24u));
-}`;
-
 /** {@link gemvRowsWgsl} over block-int8 weights, block by block (needs {@link I8X4_WGSL}). */
 function gemvBlockRowsWgsl(o: GemvRowsSpec, b: { array: string; words: number }): string {
   const R = o.rpt, Q = b.words, W = b.array;
@@ -227,44 +212,6 @@ ${
         bitcast<f32>(${W}[a + ${Q + 1}u]) * bsum; }`)
   }
   }`;
-}
-
-/**
- * GEMM: a workgroup of `wg` threads (64, fewer for short W) covers `wg·TN` rows of W × `TM` rows
- * of x; each thread owns a `TM×TN` register tile (named scalars, unrolled): per K step TM x vec4s
- * and TN W vec4s are loaded for TM·TN dot products. With `v.half` the operands are `vec4<f16>` and
- * each 4-element dot product is computed in f16, then added to the f32 accumulator.
- */
-function gemmCode(v: MatmulVariant, TM: number, TN: number, wg: number): string {
-  const [W4, x4] = v.half ? ["W4h", "x4h"] : ["W4", "x4"];
-  const term = (j: number) => v.half ? `f32(dot(x, w${j}))` : `dot(x, w${j})`;
-  return matmulDecls(v) + `
-@compute @workgroup_size(${wg})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-  let r0 = (wid.x * ${wg}u + li) * ${TN}u;
-  // past the last row: no work (llvmpipe skips a SIMD batch whose lanes all left)
-  if (r0 >= p.rows) { return; }
-  let m0 = wid.y * ${TM}u;
-  let K4 = (p.K + 3u) / 4u;
-${each(TN, (j) => `  let wb${j} = min(r0 + ${j}u, p.rows - 1u) * p.kStride4;`)}
-${each(TM, (i) => `  let xm${i} = min(m0 + ${i}u, p.M - 1u);`)}
-${each(TM, (i) => each(TN, (j) => `  var a${i}_${j} = 0.0;`))}
-  for (var k4 = 0u; k4 < K4; k4++) {
-${each(TN, (j) => `    let w${j} = ${W4}(wb${j} + k4);`)}
-${
-    each(TM, (i) =>
-      `    { let x = ${x4}(xm${i}, k4);
-${each(TN, (j) => `      a${i}_${j} += ${term(j)};`)} }`)
-  }
-  }
-${
-    each(TM, (i) =>
-      `  if (m0 + ${i}u < p.M) {
-${each(TN, (j) => `    if (r0 + ${j}u < p.rows) { store(m0 + ${i}u, r0 + ${j}u, a${i}_${j}); }`)}
-  }`)
-  }
-}
-`;
 }
 
 /**
@@ -343,9 +290,10 @@ export function matmul(ctx: GpuContext, a: MatmulArgs): GpuOp {
     }
     // threads per workgroup: 64, or the power of two ≥ 8 that covers a short segment
     const wg = Math.min(64, Math.max(8, 2 ** Math.ceil(Math.log2(Math.ceil(seg.rows / TN)))));
+    const blocked = isBlockInt8(v.dtype) && !v.half;
     const pipeline = ctx.pipeline(
       `gemm:${vkey}:${TM}:${TN}:${wg}`,
-      () => gemmCode(v, TM, TN, wg),
+      () => blocked ? gemmBlockCode(v, TM, TN, wg) : gemmCode(v, TM, TN, wg),
     );
     return dispatchOp(ctx, {
       label,

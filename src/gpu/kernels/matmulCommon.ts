@@ -57,3 +57,9 @@ fn store(m: u32, r: u32, acc: f32) {
 }
 `;
 }
+
+/** WGSL `i8x4(w)`: the four int8 codes of a block-int8 word as f32. */
+export const I8X4_WGSL = `fn i8x4(u: u32) -> vec4<f32> {
+  let w = bitcast<i32>(u);
+  return vec4<f32>(vec4<i32>(w << 24u, w << 16u, w << 8u, w) >> vec4<u32>(24u));
+}`;
