@@ -8,13 +8,22 @@ import { kvzipScores } from "../../src/gpu/kernels/kvzipScores.ts";
 import { gpuTest, runAndFree } from "./_gpu.ts";
 import { randomF32, rng } from "./_reference.ts";
 
-for (
-  const [D, n, rows, start, end] of [[8, 30, 12, 10, 22], [64, 40, 9, 0, 40], [128, 20, 5, 2, 6]]
-) {
+// [D, n, rows, start, end, KV heads, group, keys or rows per dispatch]: groups of 2 (two heads
+// per thread) and 3 (one), rows past one tile, and ranges split across dispatches.
+const CASES: [number, number, number, number, number, number, number, number?][] = [
+  [8, 30, 12, 10, 22, 2, 2],
+  [64, 40, 9, 0, 40, 2, 2],
+  [128, 20, 5, 2, 6, 2, 2],
+  [16, 70, 37, 20, 61, 3, 3],
+  [32, 90, 50, 8, 80, 1, 4, 16],
+  [16, 64, 33, 30, 64, 3, 3, 32],
+];
+for (const [D, n, rows, start, end, Hkv, g, span] of CASES) {
   gpuTest(
-    `kvzipScores D${D}: ${rows} repeat rows over chunk [${start}, ${end}) of ${n}`,
+    `kvzipScores D${D}, ${Hkv}×${g} heads: ${rows} repeat rows over chunk [${start}, ${end}) of ${n}` +
+      (span ? `, ranges of ${span}` : ""),
     async (ctx) => {
-      const Hkv = 2, g = 2, H = Hkv * g, sink = Math.min(4, start);
+      const H = Hkv * g, sink = Math.min(4, start);
       const rand = rng(D + n + rows);
       const cap = n + rows + 3;
       const layer = createKvCacheLayer(ctx, {
@@ -42,6 +51,7 @@ for (
         numHeads: H,
         out,
         scale,
+        spanPerDispatch: span,
       })]);
       const got = await ctx.readF32(out);
       for (let h = 0; h < H; h++) {

@@ -6,16 +6,18 @@
  * `start … end − 1`, and the repeat's entries `n … n + r` — with its own softmax over that set, and
  * every chunk entry's score for query head h is its highest weight over the rows:
  *
- * 1. stats pass — one thread per (row, query head): max and sum of `exp(s·q·k − max)` over the
- *    reduced set, to `stats[h][r]`, s being the model's attention scale (1/√d but for some
- *    Gemma 3 checkpoints);
- * 2. max pass — one thread per (chunk entry, query head): `out[h][j] = max_r exp(s·q_r·k_j −
- *    max_r) / sum_r`.
+ * 1. stats pass — max and sum of `exp(s·q·k − max)` over each row's reduced set, to `stats[h][r]`,
+ *    s being the model's attention scale (1/√d but for some Gemma 3 checkpoints). Each thread
+ *    owns a block of repeat rows × query heads of one KV group and walks the set in tiles of
+ *    keys, so each key it loads serves the whole block (the flash prefill kernel's blocking);
+ * 2. max pass — `out[h][j] = max_r exp(s·q_r·k_j − max_r) / sum_r`, each thread owning a run of
+ *    chunk entries of one query head and walking the rows in tiles.
  *
  * The group's maximum is taken by the caller. The repeat's queries come from a query ring
- * (`captureQuery`): row r sits in slot `(slot0 + r) mod rows`. Dot products are written out over the
- * head dimension; the loops (over the reduced set, over the rows) are checked against llvmpipe's
- * budget (`../loopBudget.ts`).
+ * (`captureQuery`): row r sits in slot `(slot0 + r) mod rows`. The head dimension is a loop; the
+ * key set (stats) and the rows (max) are split into ranges, one dispatch each, to stay within
+ * llvmpipe's loop budget (`../loopBudget.ts`). One thread per row and per entry, unblocked, took
+ * 3.6× a 2K prefill of SmolLM2 for the whole reconstruction (bench/RESULTS.md).
  *
  * Stats bindings: 0 params, 1 queries f32 `[rows][H·D]`, 2 meta, 3 K cache, 4 stats vec2 (rw).
  * Max bindings: 0 params, 1 queries, 2 meta, 3 K cache, 4 stats (read), 5 out f32 `[H][end −
@@ -26,10 +28,11 @@
 
 import type { BufferRef, GpuContext } from "../device.ts";
 import { type KvCacheLayer, kvDecl, type KvStorage, kvStorage } from "../kvCache.ts";
-import { checkLoopBudget } from "../loopBudget.ts";
+import { PLANNED_LOOP_BUDGET } from "../loopBudget.ts";
 import { dispatchOp, type GpuOp, packParams, sequenceOp } from "../op.ts";
 import { withOwnedScratch } from "./decodeAttention.ts";
-import { each, keyQueryDots } from "./wgslUnroll.ts";
+import { each, maxOf } from "./wgslUnroll.ts";
+import { defaultHeadsPerThread } from "./flashPrefillAttention.ts";
 
 /** Arguments of {@link kvzipScores}. */
 export interface KvzipScoresArgs {
@@ -55,106 +58,232 @@ export interface KvzipScoresArgs {
   out: BufferRef;
   /** Softmax scale: the model's factor on q·k (`attentionScale`; kvpress divides by √d). */
   scale: number;
+  /** Keys (stats) or rows (max) per dispatch, a multiple of 16 (default {@link kvzipSpanPerDispatch}). */
+  spanPerDispatch?: number;
 }
+
+/** Keys per tile of the stats pass and repeat rows per tile of the max pass. */
+const TILE = 16;
+/** Chunk entries each max-pass thread owns. */
+const KEYS_PER_THREAD = 8;
 
 const HEADER = `struct Params { H: u32, group: u32, rows: u32, slot0: u32, n: u32, sink: u32,
-  start: u32, end: u32, scale: f32 };
+  start: u32, end: u32, scale: f32, chunks: u32, d4: u32, k0: u32, k1: u32 };
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> Q: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> kvmeta: array<u32>;`;
+@group(0) @binding(2) var<storage, read> kvmeta: array<u32>;
+const D4 = DIM4;
+// Repeat row r's queries sit in ring slot (slot0 + r) mod rows.
+fn slotOf(r: u32) -> u32 { return (p.slot0 + r) % p.rows; }`;
 
-/** The dots of both passes; repeat row r sits in ring slot `slotOf(r)`. */
-function dot(D4: number): string {
-  return `fn slotOf(r: u32) -> u32 { return (p.slot0 + r) % p.rows; }
-${keyQueryDots(D4, "slotOf(r)")}`;
-}
-
-function statsCode(dtype: KvStorage, D4: number): string {
-  return `${HEADER}
+/**
+ * Stats pass: each thread owns `QT` repeat rows × `HT` query heads of one KV group and walks their
+ * reduced key set — index j < sink: entry j; then the chunk; then the repeat from entry n — in
+ * tiles of {@link TILE} keys over the key range [k0, k1) of this dispatch, carrying (max, sum)
+ * in `stats` from range to range.
+ */
+function statsCode(dtype: KvStorage, D4: number, QT: number, HT: number): string {
+  const R = QT * HT;
+  const rows = (f: (r: number, a: number, b: number) => string, sep = "\n") =>
+    each(R, (r) => f(r, Math.floor(r / HT), r % HT), sep);
+  const tiles = (f: (t: number) => string, sep = "\n") => each(TILE, f, sep);
+  return `${HEADER.replace("DIM4", `${D4}u`)}
 ${kvDecl("KC", 3, dtype, false)}
 @group(0) @binding(4) var<storage, read_write> stats: array<vec2<f32>>;
-${dot(D4)}
-fn visit(s: f32, st: vec2<f32>) -> vec2<f32> {
-  if (s > st.x) { return vec2<f32>(s, st.y * exp(st.x - s) + 1.0); }
-  return vec2<f32>(st.x, st.y + exp(s - st.x));
+const NEG = -3.0e38;
+// Cache entry of index j of the reduced key set.
+fn keyEntry(j: u32) -> u32 {
+  let width = p.end - p.start;
+  return select(select(p.n + j - p.sink - width, p.start + j - p.sink, j < p.sink + width), j,
+    j < p.sink);
 }
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let r = gid.x;
-  let h = gid.y;
-  if (r >= p.rows) { return; }
-  let base = kvmeta[h / p.group];
-${each(D4, (d) => `  v[${d}] = Q[(slotOf(r) * p.H + h) * D4 + ${d}u] * p.scale;`)}
-  var st = vec2<f32>(-3.0e38, 0.0);
-  for (var j = 0u; j < p.sink + (p.end - p.start) + r + 1u; j++) {
-    let row = select(select(p.n + j - p.sink - (p.end - p.start), p.start + j - p.sink,
-      j < p.sink + (p.end - p.start)), j, j < p.sink);
-    st = visit(dotKey(base + row), st);
+  let r0 = gid.x * ${QT}u;
+  if (r0 >= p.rows) { return; }
+  let kvh = gid.y / p.chunks;
+  let h0 = kvh * p.group + (gid.y % p.chunks) * ${HT}u;
+  let base = kvmeta[kvh];
+  let before = p.sink + (p.end - p.start);
+${
+    each(QT, (a) =>
+      `  let ri${a} = min(r0 + ${a}u, p.rows - 1u);
+  let ok${a} = r0 + ${a}u < p.rows;
+  let lim${a} = before + ri${a} + 1u;`)
   }
-  stats[h * p.rows + r] = st;
+${
+    rows((r, a, b) =>
+      `  let qb${r} = (slotOf(ri${a}) * p.H + h0 + ${b}u) * D4;
+  let st${r} = (h0 + ${b}u) * p.rows + ri${a};
+  var m${r} = NEG;
+  var l${r} = 0.0;
+  if (p.k0 > 0u) { m${r} = stats[st${r}].x; l${r} = stats[st${r}].y; }`
+    )
+  }
+  let jmax = min(lim${QT - 1}, p.k1);
+  for (var j = p.k0; j < jmax; j += ${TILE}u) {
+${tiles((t) => `    let row${t} = (base + keyEntry(min(j + ${t}u, jmax - 1u))) * D4;`)}
+${rows((r) => `    var s${r} = array<f32, ${TILE}>();`)}
+    for (var d = 0u; d < p.d4; d++) {
+${tiles((t) => `      let k${t} = KC4(row${t} + d);`)}
+${
+    rows((r) =>
+      `      { let qv = Q[qb${r} + d];
+${tiles((t) => `        s${r}[${t}] += dot(qv, k${t});`)} }`
+    )
+  }
+    }
+${
+    rows((r, a) =>
+      `    {
+${tiles((t) => `      let x${t} = select(NEG, s${r}[${t}] * p.scale, j + ${t}u < lim${a});`)}
+      let mnew = ${maxOf([`m${r}`, ...Array.from({ length: TILE }, (_, t) => `x${t}`)])};
+      l${r} = l${r} * exp(m${r} - mnew) + ${
+        tiles((t) => `select(0.0, exp(x${t} - mnew), j + ${t}u < lim${a})`, " + ")
+      };
+      m${r} = mnew;
+    }`
+    )
+  }
+  }
+${rows((r, a) => `  if (ok${a}) { stats[st${r}] = vec2<f32>(m${r}, l${r}); }`)}
 }
 `;
 }
 
+/**
+ * Max pass: each thread owns {@link KEYS_PER_THREAD} chunk entries of one query head and walks the
+ * repeat rows [k0, k1) in tiles of {@link TILE} (every row sees every chunk entry), keeping each
+ * entry's highest weight; a later row range takes the max with what the earlier ones wrote.
+ */
 function maxCode(dtype: KvStorage, D4: number): string {
-  return `${HEADER}
+  const KT = KEYS_PER_THREAD;
+  const keys = (f: (t: number) => string, sep = "\n") => each(KT, f, sep);
+  const queries = (f: (u: number) => string, sep = "\n") => each(TILE, f, sep);
+  return `${HEADER.replace("DIM4", `${D4}u`)}
 ${kvDecl("KC", 3, dtype, false)}
 @group(0) @binding(4) var<storage, read> stats: array<vec2<f32>>;
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
-${dot(D4)}
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let j = gid.x;
+  let j0 = gid.x * ${KT}u;
   let h = gid.y;
   let width = p.end - p.start;
-  if (j >= width) { return; }
+  if (j0 >= width) { return; }
   let base = kvmeta[h / p.group];
-${each(D4, (d) => `  v[${d}] = KC4((base + p.start + j) * D4 + ${d}u) * p.scale;`)}
-  var best = 0.0;
-  for (var r = 0u; r < p.rows; r++) {
-    let st = stats[h * p.rows + r];
-    best = max(best, exp(dotQuery(r, h) - st.x) / st.y);
+${
+    keys((t) =>
+      `  let row${t} = (base + p.start + min(j0 + ${t}u, width - 1u)) * D4;
+  var best${t} = 0.0;`
+    )
   }
-  out[h * width + j] = best;
+  let rend = min(p.rows, p.k1);
+  for (var r = p.k0; r < rend; r += ${TILE}u) {
+${queries((u) => `    let qb${u} = (slotOf(min(r + ${u}u, p.rows - 1u)) * p.H + h) * D4;`)}
+${queries((u) => `    var s${u} = array<f32, ${KT}>();`)}
+    for (var d = 0u; d < p.d4; d++) {
+${keys((t) => `      let k${t} = KC4(row${t} + d);`)}
+${
+    queries((u) =>
+      `      { let qv = Q[qb${u} + d];
+${keys((t) => `        s${u}[${t}] += dot(qv, k${t});`)} }`
+    )
+  }
+    }
+${
+    queries((u) =>
+      `    if (r + ${u}u < rend) {
+      let st = stats[h * p.rows + r + ${u}u];
+      let inv = 1.0 / st.y;
+${keys((t) => `      best${t} = max(best${t}, exp(s${u}[${t}] * p.scale - st.x) * inv);`)}
+    }`
+    )
+  }
+  }
+${
+    keys((t) =>
+      `  if (j0 + ${t}u < width) {
+    let at = h * width + j0 + ${t}u;
+    out[at] = select(max(out[at], best${t}), best${t}, p.k0 == 0u);
+  }`
+    )
+  }
 }
 `;
 }
 
-/** Prepares one chunk's scores of one layer (a stats dispatch, then a max dispatch). */
+/**
+ * Keys (stats) or repeat rows (max) one dispatch covers: all on a GPU; on a software adapter as
+ * many tiles as fit llvmpipe's loop budget at `1 + D4` counted iterations per tile.
+ */
+export function kvzipSpanPerDispatch(ctx: GpuContext, D4: number): number {
+  return ctx.isFallbackAdapter ? TILE * Math.floor(PLANNED_LOOP_BUDGET / (1 + D4)) : 2 ** 31;
+}
+
+/** Consecutive `[start, end)` ranges of `span` over `0 .. n`. */
+function ranges(n: number, span: number): Array<[number, number]> {
+  const out: Array<[number, number]> = [];
+  for (let k0 = 0; k0 < Math.max(1, n); k0 += span) {
+    out.push([k0, Math.min(k0 + span, 2 ** 32 - 1)]);
+  }
+  return out;
+}
+
+/** Prepares one chunk's scores of one layer (stats dispatches, then max dispatches). */
 export function kvzipScores(ctx: GpuContext, a: KvzipScoresArgs): GpuOp {
   const c = a.cache, H = a.numHeads, D4 = c.headDim / 4, width = a.end - a.start;
   if (H % c.numKvHeads !== 0) {
     throw new RangeError(`kvzipScores: ${H} query heads for ${c.numKvHeads} KV heads`);
   }
-  checkLoopBudget(ctx, a.sink + width + a.rows, "KVzip's reconstruction chunk (kvzipScores)");
-  const params = packParams([
-    ["u32", H],
-    ["u32", H / c.numKvHeads],
-    ["u32", a.rows],
-    ["u32", a.slot0],
-    ["u32", a.n],
-    ["u32", a.sink],
-    ["u32", a.start],
-    ["u32", a.end],
-    ["f32", a.scale],
-  ]);
+  const group = H / c.numKvHeads;
+  const HT = defaultHeadsPerThread(group);
+  const QT = Math.max(1, Math.floor(8 / HT));
+  const span = a.spanPerDispatch ?? kvzipSpanPerDispatch(ctx, D4);
+  if (!(Number.isInteger(span) && span > 0 && span % TILE === 0)) {
+    throw new RangeError(`kvzipScores: ${span} keys or rows per dispatch`);
+  }
+  const params = ([k0, k1]: [number, number]) =>
+    packParams([
+      ["u32", H],
+      ["u32", group],
+      ["u32", a.rows],
+      ["u32", a.slot0],
+      ["u32", a.n],
+      ["u32", a.sink],
+      ["u32", a.start],
+      ["u32", a.end],
+      ["f32", a.scale],
+      ["u32", group / HT],
+      ["u32", D4],
+      ["u32", k0],
+      ["u32", k1],
+    ]);
   const dtype = kvStorage(ctx, c.dtype);
   const stats = ctx.createBuffer(Math.max(16, H * a.rows * 8), undefined, "kvzip stats");
+  const statsPipeline = ctx.pipeline(
+    `kvzipStats:${dtype}:${D4}:${QT}:${HT}`,
+    () => statsCode(dtype, D4, QT, HT),
+  );
+  const maxPipeline = ctx.pipeline(`kvzipMax:${dtype}:${D4}`, () => maxCode(dtype, D4));
   const ops = [
-    dispatchOp(ctx, {
-      label: "kvzipScores.stats",
-      pipeline: ctx.pipeline(`kvzipStats:${dtype}:${D4}`, () => statsCode(dtype, D4)),
-      params,
-      buffers: [a.queries, c.meta, c.k, stats],
-      workgroups: [Math.ceil(a.rows / 64), H],
-    }),
-    dispatchOp(ctx, {
-      label: "kvzipScores.max",
-      pipeline: ctx.pipeline(`kvzipMax:${dtype}:${D4}`, () => maxCode(dtype, D4)),
-      params,
-      buffers: [a.queries, c.meta, c.k, stats, a.out],
-      workgroups: [Math.max(1, Math.ceil(width / 64)), H],
-    }),
+    ...ranges(a.sink + width + a.rows, span).map((range) =>
+      dispatchOp(ctx, {
+        label: "kvzipScores.stats",
+        pipeline: statsPipeline,
+        params: params(range),
+        buffers: [a.queries, c.meta, c.k, stats],
+        workgroups: [Math.max(1, Math.ceil(a.rows / QT / 64)), c.numKvHeads * (group / HT)],
+      })
+    ),
+    ...ranges(a.rows, span).map((range) =>
+      dispatchOp(ctx, {
+        label: "kvzipScores.max",
+        pipeline: maxPipeline,
+        params: params(range),
+        buffers: [a.queries, c.meta, c.k, stats, a.out],
+        workgroups: [Math.max(1, Math.ceil(width / KEYS_PER_THREAD / 64)), H],
+      })
+    ),
   ];
   return withOwnedScratch(ctx, sequenceOp("kvzipScores", ops), stats);
 }
