@@ -43,6 +43,7 @@ import {
 } from "./prefillAttention.ts";
 import { kvHeadMetaWgsl } from "./attentionCommon.ts";
 import { each, maxOf } from "./wgslUnroll.ts";
+import { blockDotsWgsl } from "./blockedDots.ts";
 import { PLANNED_LOOP_BUDGET } from "../loopBudget.ts";
 
 /** Arguments of {@link flashPrefillAttention}: those of `prefillAttention` plus the block shape. */
@@ -73,17 +74,7 @@ function code(dtype: KvStorage, D4: number, QT: number, HT: number, withObs: boo
     each(R, (r) => f(r, Math.floor(r / HT), r % HT), sep);
   const tiles = (f: (t: number) => string, sep = "\n") => each(TILE, f, sep);
   // s_r[t] = q_r · k_t over the head dimension, keys at rows `row_t`
-  const scores = (indent: string) =>
-    `${rows((r) => `${indent}var s${r} = array<f32, ${TILE}>();`)}
-${indent}for (var d = 0u; d < p.d4; d++) {
-${tiles((t) => `${indent}  let k${t} = KC4(row${t} + d);`)}
-${
-      rows((r) =>
-        `${indent}  { let qv = Q[qb${r} + d];
-${tiles((t) => `${indent}    s${r}[${t}] += dot(qv, k${t});`)} }`
-      )
-    }
-${indent}}`;
+  const scores = (indent: string) => blockDotsWgsl(R, TILE, indent);
   // the logit of key j + t for row r (NEG past its causal limit)
   const logit = (r: number, a: number, t: number) =>
     `select(NEG, s${r}[${t}] * p.scale + select(0.0, biasValue, base + j + ${t}u == biasRow), j + ${t}u < lim${a} && j + ${t}u >= lo${a})`;

@@ -35,7 +35,8 @@ import { type KvCacheLayer, kvDecl, type KvStorage, kvStorage } from "../kvCache
 import { dispatchOp, type GpuOp, packParams, sequenceOp } from "../op.ts";
 import { withOwnedScratch } from "./decodeAttention.ts";
 import { PLANNED_LOOP_BUDGET } from "../loopBudget.ts";
-import { each, maxOf } from "./wgslUnroll.ts";
+import { each } from "./wgslUnroll.ts";
+import { blockDotsWgsl, softmaxTileWgsl, spanRanges } from "./blockedDots.ts";
 import { defaultHeadsPerThread } from "./flashPrefillAttention.ts";
 
 /** Arguments of {@link h2oColumnSums}. */
@@ -113,28 +114,8 @@ ${
   let jmax = min(lim${QT - 1}, p.k1);
   for (var j = p.k0; j < jmax; j += ${TILE}u) {
 ${tiles((t) => `    let row${t} = (base + min(j + ${t}u, jmax - 1u)) * D4;`)}
-${rows((r) => `    var s${r} = array<f32, ${TILE}>();`)}
-    for (var d = 0u; d < p.d4; d++) {
-${tiles((t) => `      let k${t} = KC4(row${t} + d);`)}
-${
-    rows((r) =>
-      `      { let qv = Q[qb${r} + d];
-${tiles((t) => `        s${r}[${t}] += dot(qv, k${t});`)} }`
-    )
-  }
-    }
-${
-    rows((r, a) =>
-      `    {
-${tiles((t) => `      let x${t} = select(NEG, s${r}[${t}] * p.scale, j + ${t}u < lim${a});`)}
-      let mnew = ${maxOf([`m${r}`, ...Array.from({ length: TILE }, (_, t) => `x${t}`)])};
-      l${r} = l${r} * exp(m${r} - mnew) + ${
-        tiles((t) => `select(0.0, exp(x${t} - mnew), j + ${t}u < lim${a})`, " + ")
-      };
-      m${r} = mnew;
-    }`
-    )
-  }
+${blockDotsWgsl(R, TILE, "    ")}
+${rows((r, a) => softmaxTileWgsl(r, TILE, (t) => `j + ${t}u < lim${a}`, "    "))}
   }
 ${rows((r, a) => `  if (ok${a}) { stats[st${r}] = vec2<f32>(m${r}, l${r}); }`)}
 }
@@ -178,16 +159,7 @@ ${
   let iend = min(p.M, p.k1);
   for (var i = max(p.k0, first); i < iend; i += ${TILE}u) {
 ${queries((u) => `    let qb${u} = (min(i + ${u}u, p.M - 1u) * p.H + h) * D4;`)}
-${queries((u) => `    var s${u} = array<f32, ${KT}>();`)}
-    for (var d = 0u; d < p.d4; d++) {
-${keys((t) => `      let k${t} = KC4(row${t} + d);`)}
-${
-    queries((u) =>
-      `      { let qv = Q[qb${u} + d];
-${keys((t) => `        s${u}[${t}] += dot(qv, k${t});`)} }`
-    )
-  }
-    }
+${blockDotsWgsl(TILE, KT, "    ")}
 ${
     queries((u) =>
       `    if (i + ${u}u < iend) {
@@ -223,15 +195,6 @@ export function h2oKeysPerDispatch(ctx: GpuContext, D4: number): number {
 /** Chunk queries one accumulate dispatch covers (the same count, per tile of queries). */
 export function h2oQueriesPerDispatch(ctx: GpuContext, D4: number): number {
   return h2oKeysPerDispatch(ctx, D4);
-}
-
-/** Consecutive `[start, end)` ranges of `span` over `0 .. n` (one empty range when `n` is 0). */
-function ranges(n: number, span: number): Array<[number, number]> {
-  const out: Array<[number, number]> = [];
-  for (let k0 = 0; k0 < Math.max(1, n); k0 += span) {
-    out.push([k0, Math.min(k0 + span, 2 ** 32 - 1)]);
-  }
-  return out;
 }
 
 /**
@@ -278,7 +241,7 @@ export function h2oColumnSums(ctx: GpuContext, a: H2oColumnSumsArgs): GpuOp {
     () => accumulateCode(kvStorage(ctx, c.dtype), D4),
   );
   const ops: GpuOp[] = [
-    ...ranges(keys, keySpan).map((range) =>
+    ...spanRanges(keys, keySpan).map((range) =>
       dispatchOp(ctx, {
         label: "h2oColumnSums.stats",
         pipeline: statsPipeline,
@@ -287,7 +250,7 @@ export function h2oColumnSums(ctx: GpuContext, a: H2oColumnSumsArgs): GpuOp {
         workgroups: [Math.max(1, Math.ceil(a.m / QT / 64)), c.numKvHeads * (group / HT)],
       })
     ),
-    ...ranges(a.m, querySpan).map((range) =>
+    ...spanRanges(a.m, querySpan).map((range) =>
       dispatchOp(ctx, {
         label: "h2oColumnSums.accumulate",
         pipeline: accumulatePipeline,

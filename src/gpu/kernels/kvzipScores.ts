@@ -31,7 +31,8 @@ import { type KvCacheLayer, kvDecl, type KvStorage, kvStorage } from "../kvCache
 import { PLANNED_LOOP_BUDGET } from "../loopBudget.ts";
 import { dispatchOp, type GpuOp, packParams, sequenceOp } from "../op.ts";
 import { withOwnedScratch } from "./decodeAttention.ts";
-import { each, maxOf } from "./wgslUnroll.ts";
+import { each } from "./wgslUnroll.ts";
+import { blockDotsWgsl, softmaxTileWgsl, spanRanges } from "./blockedDots.ts";
 import { defaultHeadsPerThread } from "./flashPrefillAttention.ts";
 
 /** Arguments of {@link kvzipScores}. */
@@ -123,28 +124,8 @@ ${
   let jmax = min(lim${QT - 1}, p.k1);
   for (var j = p.k0; j < jmax; j += ${TILE}u) {
 ${tiles((t) => `    let row${t} = (base + keyEntry(min(j + ${t}u, jmax - 1u))) * D4;`)}
-${rows((r) => `    var s${r} = array<f32, ${TILE}>();`)}
-    for (var d = 0u; d < p.d4; d++) {
-${tiles((t) => `      let k${t} = KC4(row${t} + d);`)}
-${
-    rows((r) =>
-      `      { let qv = Q[qb${r} + d];
-${tiles((t) => `        s${r}[${t}] += dot(qv, k${t});`)} }`
-    )
-  }
-    }
-${
-    rows((r, a) =>
-      `    {
-${tiles((t) => `      let x${t} = select(NEG, s${r}[${t}] * p.scale, j + ${t}u < lim${a});`)}
-      let mnew = ${maxOf([`m${r}`, ...Array.from({ length: TILE }, (_, t) => `x${t}`)])};
-      l${r} = l${r} * exp(m${r} - mnew) + ${
-        tiles((t) => `select(0.0, exp(x${t} - mnew), j + ${t}u < lim${a})`, " + ")
-      };
-      m${r} = mnew;
-    }`
-    )
-  }
+${blockDotsWgsl(R, TILE, "    ")}
+${rows((r, a) => softmaxTileWgsl(r, TILE, (t) => `j + ${t}u < lim${a}`, "    "))}
   }
 ${rows((r, a) => `  if (ok${a}) { stats[st${r}] = vec2<f32>(m${r}, l${r}); }`)}
 }
@@ -180,16 +161,7 @@ ${
   let rend = min(p.rows, p.k1);
   for (var r = p.k0; r < rend; r += ${TILE}u) {
 ${queries((u) => `    let qb${u} = (slotOf(min(r + ${u}u, p.rows - 1u)) * p.H + h) * D4;`)}
-${queries((u) => `    var s${u} = array<f32, ${KT}>();`)}
-    for (var d = 0u; d < p.d4; d++) {
-${keys((t) => `      let k${t} = KC4(row${t} + d);`)}
-${
-    queries((u) =>
-      `      { let qv = Q[qb${u} + d];
-${keys((t) => `        s${u}[${t}] += dot(qv, k${t});`)} }`
-    )
-  }
-    }
+${blockDotsWgsl(TILE, KT, "    ")}
 ${
     queries((u) =>
       `    if (r + ${u}u < rend) {
@@ -218,15 +190,6 @@ ${
  */
 export function kvzipSpanPerDispatch(ctx: GpuContext, D4: number): number {
   return ctx.isFallbackAdapter ? TILE * Math.floor(PLANNED_LOOP_BUDGET / (1 + D4)) : 2 ** 31;
-}
-
-/** Consecutive `[start, end)` ranges of `span` over `0 .. n`. */
-function ranges(n: number, span: number): Array<[number, number]> {
-  const out: Array<[number, number]> = [];
-  for (let k0 = 0; k0 < Math.max(1, n); k0 += span) {
-    out.push([k0, Math.min(k0 + span, 2 ** 32 - 1)]);
-  }
-  return out;
 }
 
 /** Prepares one chunk's scores of one layer (stats dispatches, then max dispatches). */
@@ -266,7 +229,7 @@ export function kvzipScores(ctx: GpuContext, a: KvzipScoresArgs): GpuOp {
   );
   const maxPipeline = ctx.pipeline(`kvzipMax:${dtype}:${D4}`, () => maxCode(dtype, D4));
   const ops = [
-    ...ranges(a.sink + width + a.rows, span).map((range) =>
+    ...spanRanges(a.sink + width + a.rows, span).map((range) =>
       dispatchOp(ctx, {
         label: "kvzipScores.stats",
         pipeline: statsPipeline,
@@ -275,7 +238,7 @@ export function kvzipScores(ctx: GpuContext, a: KvzipScoresArgs): GpuOp {
         workgroups: [Math.max(1, Math.ceil(a.rows / QT / 64)), c.numKvHeads * (group / HT)],
       })
     ),
-    ...ranges(a.rows, span).map((range) =>
+    ...spanRanges(a.rows, span).map((range) =>
       dispatchOp(ctx, {
         label: "kvzipScores.max",
         pipeline: maxPipeline,
