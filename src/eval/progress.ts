@@ -1,6 +1,8 @@
 /**
  * A one-line progress display for long evaluations: samples done, rate and ETA. On a terminal
- * the line is redrawn in place (`\r`); otherwise (CI logs, pipes) a line is printed every ~10 %.
+ * the line is redrawn in place (`\r`); otherwise (CI logs, pipes) a line is printed every ~10 %, and
+ * at least once a minute while anything advances (a 4K leaderboard's 10 % takes a quarter of an hour
+ * on a CPU adapter).
  *
  * @module
  */
@@ -53,6 +55,9 @@ export function progressText(
     `${rate.toFixed(rate < 10 ? 2 : 1)}/s ETA ${formatDuration(eta)}${label ? " " + label : ""}`;
 }
 
+/** Longest silence (seconds) between two progress lines in a log, while units complete. */
+export const LOG_EVERY_SECONDS = 60;
+
 /** A progress line over `total` units. */
 export class ProgressLine {
   readonly #sink: ProgressSink;
@@ -60,6 +65,7 @@ export class ProgressLine {
   readonly #started: number;
   readonly #now: () => number;
   #lastDecile = -1;
+  #lastLogged = -Infinity;
   #width = 0;
 
   /** Times from `startedAt` (default now); `now` (ms) is injectable for tests. */
@@ -84,8 +90,10 @@ export class ProgressLine {
       return;
     }
     const decile = this.#total > 0 ? Math.floor((done / this.#total) * 10) : 10;
-    if (decile > this.#lastDecile) {
+    const now = this.#now();
+    if (decile > this.#lastDecile || now - this.#lastLogged >= LOG_EVERY_SECONDS * 1000) {
       this.#lastDecile = decile;
+      this.#lastLogged = now;
       this.#sink.write(text + "\n");
     }
   }

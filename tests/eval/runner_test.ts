@@ -172,7 +172,7 @@ Deno.test("hit rate: matrices average per layer and overall", () => {
   assert.ok(Number.isNaN(summarizeHitRates([]).mean));
 });
 
-Deno.test("progress: one redrawn line on a terminal, a line per 10% in logs", () => {
+Deno.test("progress: one redrawn line on a terminal, a line per 10% (and per minute) in logs", () => {
   assert.equal(formatDuration(75), "1:15");
   assert.equal(formatDuration(3725), "1:02:05");
   assert.match(
@@ -205,6 +205,19 @@ Deno.test("progress: one redrawn line on a terminal, a line per 10% in logs", ()
   assert.equal(log.length, 11, "0%, 10%, ..., 100%");
   assert.ok(log.every((t) => t.endsWith("\n") && !t.includes("\r")));
   assert.match(log[10], /200\/200 100%/);
+  // A slow run: 30 s per unit of 1,000, so no decile passes in the first 100 units; a line still
+  // comes every 60 s (every second unit), none in between.
+  const slow: string[] = [];
+  const slowLine = new ProgressLine(
+    1000,
+    { isTerminal: false, write: (t) => slow.push(t) },
+    () => clock,
+  );
+  for (let i = 1; i <= 10; i++) {
+    clock += 30_000;
+    slowLine.update(i);
+  }
+  assert.deepEqual(slow.map((t) => t.match(/ (\d+)\/1000 /)?.[1]), ["1", "3", "5", "7", "9"]);
 });
 
 Deno.test("runner: --protocol both runs each policy aware and agnostic on the same prompts", async () => {
