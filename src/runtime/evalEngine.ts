@@ -21,7 +21,7 @@ import {
   prefillShared,
   releaseShared,
   type SharedPrefill,
-  shareKey,
+  shareGroupsOf,
   unionObserve,
 } from "./sharedPrefill.ts";
 
@@ -46,27 +46,27 @@ function shareGroups(
   const N = promptIds.length;
   const c = engine.config;
   const fits = N > 0 && N <= Math.min(c.maxPositions, c.slidingWindow ?? Infinity);
-  const byKey = new Map<string, { plans: number[]; requests: ObserveRequest[] }>();
   const alone: number[] = [];
+  const candidates: { plan: number; observe: ObserveRequest }[] = [];
   plans.forEach((plan, i) => {
-    let observe: ObserveRequest;
     try {
       const executor = planExecutor(engine, plan);
       if (executor.usesChunks(N) || !fits) return alone.push(i);
-      observe = executor.observeRequest(N);
+      candidates.push({ plan: i, observe: executor.observeRequest(N) });
     } catch {
       return alone.push(i); // its own run reports the error
     }
-    const key = shareKey(N, engine.prefillChunk, observe);
-    const group = byKey.get(key) ?? { plans: [], requests: [] };
-    byKey.set(key, group);
-    group.plans.push(i);
-    group.requests.push(observe);
   });
   const groups: { plans: number[]; observe?: ObserveRequest }[] = [];
-  for (const g of byKey.values()) {
-    if (g.plans.length < 2) alone.push(...g.plans);
-    else groups.push({ plans: g.plans, observe: unionObserve(g.requests) });
+  const observes = candidates.map((c) => c.observe);
+  for (const g of shareGroupsOf(N, engine.prefillChunk, observes)) {
+    if (g.length < 2) alone.push(...g.map((j) => candidates[j].plan));
+    else {
+      groups.push({
+        plans: g.map((j) => candidates[j].plan),
+        observe: unionObserve(g.map((j) => observes[j])),
+      });
+    }
   }
   if (alone.length) groups.push({ plans: alone.sort((a, b) => a - b) });
   return groups;

@@ -49,13 +49,43 @@ export interface SharedPrefill {
 
 /**
  * What decides whether plans can share one prefill of an `n`-token prompt in chunks of `chunk`:
- * the chunk starts their observation window imposes ({@link chunkStarts}) and the sink of their
- * query statistics. Plans with equal keys share; the shared prefill then records the widest
- * window among them (the rows of a narrower window are its last rows, unchanged).
+ * the chunk starts their observation window imposes ({@link chunkStarts}). Plans with equal keys
+ * can share (at most one query-statistics sink among them, {@link shareGroupsOf}); the shared
+ * prefill then records the widest window among them (the rows of a narrower window are its last
+ * rows, unchanged).
  */
 export function shareKey(n: number, chunk: number, observe: ObserveRequest): string {
-  const window = Math.min(n, observe.promptWindow);
-  return JSON.stringify([chunkStarts(n, chunk, window), observe.queryStatistics?.sink ?? null]);
+  return JSON.stringify(chunkStarts(n, chunk, Math.min(n, observe.promptWindow)));
+}
+
+/**
+ * The plans observing `observes` in groups that can share one prefill (indices, in order): equal
+ * {@link shareKey}s, split by the sink of the query statistics the plans record (one recorder
+ * per prefill); a plan that records none joins the first group of its key, so Expected
+ * Attention's or DuoAttention's statistics cost no prefill of their own.
+ */
+export function shareGroupsOf(
+  n: number,
+  chunk: number,
+  observes: readonly ObserveRequest[],
+): number[][] {
+  const byKey = new Map<string, Map<number | null, number[]>>();
+  observes.forEach((observe, i) => {
+    const key = shareKey(n, chunk, observe);
+    const bySink = byKey.get(key) ?? new Map<number | null, number[]>();
+    byKey.set(key, bySink);
+    const sink = observe.queryStatistics?.sink ?? null;
+    const group = bySink.get(sink) ?? [];
+    bySink.set(sink, group);
+    group.push(i);
+  });
+  return [...byKey.values()].flatMap((bySink) => {
+    const free = bySink.get(null) ?? [];
+    const recording = [...bySink].filter(([sink]) => sink !== null).map(([, g]) => g);
+    if (recording.length === 0) return [free];
+    recording[0] = [...recording[0], ...free].sort((a, b) => a - b);
+    return recording;
+  });
 }
 
 /** The union of several observe requests (the widest window; column sums if any asks). */
