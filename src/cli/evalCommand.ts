@@ -335,7 +335,7 @@ export async function evalCommand(args: string[], deps: EvalCommandDeps): Promis
       onOutcome: checkpoint?.append,
       onProgress: (p) => {
         progress ??= new ProgressLine(p.total, sink, () => performance.now(), started);
-        progress.update(p.done, `${p.policy} ${p.task}`);
+        progress.update(p.done, `${p.policy} ${p.task}`, p.resumed);
       },
     });
   } finally {

@@ -38,17 +38,22 @@ export function formatDuration(seconds: number): string {
   return h ? `${h}:${String(m).padStart(2, "0")}:${ss}` : `${m}:${ss}`;
 }
 
-/** The text of a progress line, e.g. `eval [#####.....] 50/100 50% 3.2/s ETA 0:16 snapkv needle`. */
+/**
+ * The text of a progress line, e.g. `eval [#####.....] 50/100 50% 3.2/s ETA 0:16 snapkv needle`;
+ * the rate and ETA count only the units run in this process, not the `resumed` ones a checkpoint
+ * supplied.
+ */
 export function progressText(
   done: number,
   total: number,
   elapsedSeconds: number,
   label: string,
+  resumed = 0,
 ): string {
   const fraction = total > 0 ? done / total : 1;
   const width = 20;
   const filled = Math.round(fraction * width);
-  const rate = elapsedSeconds > 0 ? done / elapsedSeconds : 0;
+  const rate = elapsedSeconds > 0 ? (done - resumed) / elapsedSeconds : 0;
   const eta = rate > 0 ? (total - done) / rate : Infinity;
   const bar = "#".repeat(filled) + ".".repeat(width - filled);
   return `eval [${bar}] ${done}/${total} ${Math.floor(fraction * 100)}% ` +
@@ -81,9 +86,13 @@ export class ProgressLine {
     this.#started = startedAt;
   }
 
-  /** Reports `done` units finished, with a label (e.g. the policy and task). */
-  update(done: number, label = ""): void {
-    const text = progressText(done, this.#total, (this.#now() - this.#started) / 1000, label);
+  /**
+   * Reports `done` units finished, `resumed` of them from a checkpoint, with a label (e.g. the
+   * policy and task).
+   */
+  update(done: number, label = "", resumed = 0): void {
+    const elapsed = (this.#now() - this.#started) / 1000;
+    const text = progressText(done, this.#total, elapsed, label, resumed);
     if (this.#sink.isTerminal) {
       this.#sink.write("\r" + text.padEnd(this.#width));
       this.#width = text.length;

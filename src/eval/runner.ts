@@ -46,6 +46,8 @@ export interface EvalProgress {
   done: number;
   /** Samples to do over all policies. */
   total: number;
+  /** Of `done`, the samples taken from a checkpoint (`--resume`) rather than run. */
+  resumed: number;
   /** The policy of the sample just done. */
   policy: string;
   /** Its task. */
@@ -239,14 +241,16 @@ export async function runEval(options: RunEvalOptions): Promise<EvalReport> {
     p.protocol === "agnostic" ? samples.filter((s) => s.kind === "generate") : samples;
   const total = policies.reduce((sum, p) => sum + runs(p).length, 0);
   const done: { policy: number; sample: number; outcome: SampleOutcome }[] = [];
+  let resumed = 0;
   const step = async (p: number, s: number) => {
     const policy = policies[p], sample = samples[s];
     const key = outcomeKey(policy, sample);
     const earlier = options.done?.get(key);
     const outcome = earlier ?? await runSample(engine, policy, sample, stopIds);
-    if (!earlier) options.onOutcome?.(key, outcome);
+    if (earlier) resumed++;
+    else options.onOutcome?.(key, outcome);
     done.push({ policy: p, sample: s, outcome });
-    onProgress?.({ done: done.length, total, policy: policy.name, task: sample.task });
+    onProgress?.({ done: done.length, total, resumed, policy: policy.name, task: sample.task });
   };
   const share = options.sharePrefill ?? true;
   if (share && engine.sharePrefill) {

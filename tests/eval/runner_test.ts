@@ -179,6 +179,8 @@ Deno.test("progress: one redrawn line on a terminal, a line per 10% (and per min
     progressText(50, 100, 10, "full needle"),
     /^eval \[#{10}\.{10}\] 50\/100 50% 5\.00\/s ETA 0:10 full needle$/,
   );
+  // 40 of the 50 came from a checkpoint: 10 run in 10 s, 1/s, 50 to go.
+  assert.match(progressText(50, 100, 10, "", 40), / 1\.00\/s ETA 0:50$/);
   let clock = 0;
   const terminal: string[] = [];
   const line = new ProgressLine(
