@@ -9,7 +9,34 @@
  * @module
  */
 
+import type { GpuContext } from "../device.ts";
+import { PLANNED_LOOP_BUDGET } from "../loopBudget.ts";
 import { each, maxOf } from "./wgslUnroll.ts";
+
+/** The default heads per thread for a GQA group: the largest of 4, 2, 1 dividing it. */
+export function defaultHeadsPerThread(group: number): number {
+  return group % 4 === 0 ? 4 : group % 2 === 0 ? 2 : 1;
+}
+
+/**
+ * A thread's block for a GQA group of `group` query heads: `HT` heads of the group
+ * ({@link defaultHeadsPerThread}) × `QT` query rows, 8 (row, head) pairs in all.
+ */
+export function rowBlock(group: number): { QT: number; HT: number } {
+  const HT = defaultHeadsPerThread(group);
+  return { QT: Math.max(1, Math.floor(8 / HT)), HT };
+}
+
+/**
+ * Keys (or rows) one dispatch walks in tiles of `tile` when each tile costs `iterationsPerTile`
+ * counted loop iterations: all of them on a GPU; on a software adapter as many tiles as fit
+ * llvmpipe's loop budget (`../loopBudget.ts`).
+ */
+export function tilesPerDispatch(ctx: GpuContext, tile: number, iterationsPerTile: number): number {
+  return ctx.isFallbackAdapter
+    ? tile * Math.floor(PLANNED_LOOP_BUDGET / iterationsPerTile)
+    : 2 ** 31;
+}
 
 /**
  * Declares `s{r}: array<f32, keys>` for the `rows` rows and adds `Q[qb{r} + d] · KC4(row{t} + d)`

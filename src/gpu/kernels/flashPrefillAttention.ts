@@ -43,8 +43,7 @@ import {
 } from "./prefillAttention.ts";
 import { kvHeadMetaWgsl } from "./attentionCommon.ts";
 import { each, maxOf } from "./wgslUnroll.ts";
-import { blockDotsWgsl } from "./blockedDots.ts";
-import { PLANNED_LOOP_BUDGET } from "../loopBudget.ts";
+import { blockDotsWgsl, defaultHeadsPerThread, tilesPerDispatch } from "./blockedDots.ts";
 
 /** Arguments of {@link flashPrefillAttention}: those of `prefillAttention` plus the block shape. */
 export interface FlashPrefillAttentionArgs extends PrefillAttentionArgs {
@@ -64,8 +63,7 @@ const TILE = 16;
  * room to spare) at `1 + 2·D4` counted iterations per tile; unbounded on GPUs.
  */
 export function keysPerDispatch(ctx: GpuContext, D4: number): number {
-  if (!ctx.isFallbackAdapter) return 2 ** 31;
-  return TILE * Math.floor(PLANNED_LOOP_BUDGET / (1 + 2 * D4));
+  return tilesPerDispatch(ctx, TILE, 1 + 2 * D4);
 }
 
 function code(dtype: KvStorage, D4: number, QT: number, HT: number, withObs: boolean): string {
@@ -187,11 +185,6 @@ ${
   }${obs}
 }
 `;
-}
-
-/** The default heads per thread for a GQA group: the largest of 4, 2, 1 dividing it. */
-export function defaultHeadsPerThread(group: number): number {
-  return group % 4 === 0 ? 4 : group % 2 === 0 ? 2 : 1;
 }
 
 /** Prepares register-blocked prefill attention for one chunk of one layer (one dispatch). */

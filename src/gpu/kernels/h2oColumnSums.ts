@@ -34,10 +34,14 @@ import type { BufferRef, GpuContext } from "../device.ts";
 import { type KvCacheLayer, kvDecl, type KvStorage, kvStorage } from "../kvCache.ts";
 import { dispatchOp, type GpuOp, packParams, sequenceOp } from "../op.ts";
 import { withOwnedScratch } from "./decodeAttention.ts";
-import { PLANNED_LOOP_BUDGET } from "../loopBudget.ts";
 import { each } from "./wgslUnroll.ts";
-import { blockDotsWgsl, softmaxTileWgsl, spanRanges } from "./blockedDots.ts";
-import { defaultHeadsPerThread } from "./flashPrefillAttention.ts";
+import {
+  blockDotsWgsl,
+  rowBlock,
+  softmaxTileWgsl,
+  spanRanges,
+  tilesPerDispatch,
+} from "./blockedDots.ts";
 
 /** Arguments of {@link h2oColumnSums}. */
 export interface H2oColumnSumsArgs {
@@ -57,7 +61,7 @@ export interface H2oColumnSumsArgs {
   scale: number;
   /** Keys per stats dispatch, a multiple of 16 (default {@link h2oKeysPerDispatch}; tests set less). */
   keysPerDispatch?: number;
-  /** Chunk queries per accumulate dispatch, a multiple of 16 (default {@link h2oQueriesPerDispatch}). */
+  /** Chunk queries per accumulate dispatch, a multiple of 16 (default {@link h2oKeysPerDispatch}). */
   queriesPerDispatch?: number;
 }
 
@@ -185,16 +189,11 @@ function statsBytes(numHeads: number, m: number): number {
 }
 
 /**
- * Keys one stats dispatch covers: all of them on a GPU; on a software adapter as many tiles as
- * fit llvmpipe's loop budget at `1 + D4` counted iterations per tile of {@link TILE} keys.
+ * Keys one stats dispatch covers, and chunk queries one accumulate dispatch covers: tiles of
+ * {@link TILE} at `1 + D4` counted loop iterations each ({@link tilesPerDispatch}).
  */
 export function h2oKeysPerDispatch(ctx: GpuContext, D4: number): number {
-  return ctx.isFallbackAdapter ? TILE * Math.floor(PLANNED_LOOP_BUDGET / (1 + D4)) : 2 ** 31;
-}
-
-/** Chunk queries one accumulate dispatch covers (the same count, per tile of queries). */
-export function h2oQueriesPerDispatch(ctx: GpuContext, D4: number): number {
-  return h2oKeysPerDispatch(ctx, D4);
+  return tilesPerDispatch(ctx, TILE, 1 + D4);
 }
 
 /**
@@ -208,10 +207,9 @@ export function h2oColumnSums(ctx: GpuContext, a: H2oColumnSumsArgs): GpuOp {
     throw new RangeError(`h2oColumnSums: ${H} query heads for ${c.numKvHeads} KV heads`);
   }
   const group = H / c.numKvHeads;
-  const HT = defaultHeadsPerThread(group);
-  const QT = Math.max(1, Math.floor(8 / HT));
+  const { QT, HT } = rowBlock(group);
   const keySpan = a.keysPerDispatch ?? h2oKeysPerDispatch(ctx, D4);
-  const querySpan = a.queriesPerDispatch ?? h2oQueriesPerDispatch(ctx, D4);
+  const querySpan = a.queriesPerDispatch ?? h2oKeysPerDispatch(ctx, D4);
   for (const span of [keySpan, querySpan]) {
     if (!(Number.isInteger(span) && span > 0 && span % TILE === 0)) {
       throw new RangeError(`h2oColumnSums: ${span} keys or queries per dispatch`);

@@ -28,12 +28,16 @@
 
 import type { BufferRef, GpuContext } from "../device.ts";
 import { type KvCacheLayer, kvDecl, type KvStorage, kvStorage } from "../kvCache.ts";
-import { PLANNED_LOOP_BUDGET } from "../loopBudget.ts";
 import { dispatchOp, type GpuOp, packParams, sequenceOp } from "../op.ts";
 import { withOwnedScratch } from "./decodeAttention.ts";
 import { each } from "./wgslUnroll.ts";
-import { blockDotsWgsl, softmaxTileWgsl, spanRanges } from "./blockedDots.ts";
-import { defaultHeadsPerThread } from "./flashPrefillAttention.ts";
+import {
+  blockDotsWgsl,
+  rowBlock,
+  softmaxTileWgsl,
+  spanRanges,
+  tilesPerDispatch,
+} from "./blockedDots.ts";
 
 /** Arguments of {@link kvzipScores}. */
 export interface KvzipScoresArgs {
@@ -68,14 +72,17 @@ const TILE = 16;
 /** Chunk entries each max-pass thread owns. */
 const KEYS_PER_THREAD = 8;
 
-const HEADER = `struct Params { H: u32, group: u32, rows: u32, slot0: u32, n: u32, sink: u32,
+/** The params block, the query ring and the meta binding of both passes. */
+function header(D4: number): string {
+  return `struct Params { H: u32, group: u32, rows: u32, slot0: u32, n: u32, sink: u32,
   start: u32, end: u32, scale: f32, chunks: u32, d4: u32, k0: u32, k1: u32 };
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> Q: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> kvmeta: array<u32>;
-const D4 = DIM4;
+const D4 = ${D4}u;
 // Repeat row r's queries sit in ring slot (slot0 + r) mod rows.
 fn slotOf(r: u32) -> u32 { return (p.slot0 + r) % p.rows; }`;
+}
 
 /**
  * Stats pass: each thread owns `QT` repeat rows × `HT` query heads of one KV group and walks their
@@ -88,7 +95,7 @@ function statsCode(dtype: KvStorage, D4: number, QT: number, HT: number): string
   const rows = (f: (r: number, a: number, b: number) => string, sep = "\n") =>
     each(R, (r) => f(r, Math.floor(r / HT), r % HT), sep);
   const tiles = (f: (t: number) => string, sep = "\n") => each(TILE, f, sep);
-  return `${HEADER.replace("DIM4", `${D4}u`)}
+  return `${header(D4)}
 ${kvDecl("KC", 3, dtype, false)}
 @group(0) @binding(4) var<storage, read_write> stats: array<vec2<f32>>;
 const NEG = -3.0e38;
@@ -141,7 +148,7 @@ function maxCode(dtype: KvStorage, D4: number): string {
   const KT = KEYS_PER_THREAD;
   const keys = (f: (t: number) => string, sep = "\n") => each(KT, f, sep);
   const queries = (f: (u: number) => string, sep = "\n") => each(TILE, f, sep);
-  return `${HEADER.replace("DIM4", `${D4}u`)}
+  return `${header(D4)}
 ${kvDecl("KC", 3, dtype, false)}
 @group(0) @binding(4) var<storage, read> stats: array<vec2<f32>>;
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
@@ -185,11 +192,11 @@ ${
 }
 
 /**
- * Keys (stats) or repeat rows (max) one dispatch covers: all on a GPU; on a software adapter as
- * many tiles as fit llvmpipe's loop budget at `1 + D4` counted iterations per tile.
+ * Keys (stats) or repeat rows (max) one dispatch covers: tiles of {@link TILE} at `1 + D4`
+ * counted loop iterations each ({@link tilesPerDispatch}).
  */
 export function kvzipSpanPerDispatch(ctx: GpuContext, D4: number): number {
-  return ctx.isFallbackAdapter ? TILE * Math.floor(PLANNED_LOOP_BUDGET / (1 + D4)) : 2 ** 31;
+  return tilesPerDispatch(ctx, TILE, 1 + D4);
 }
 
 /** Prepares one chunk's scores of one layer (stats dispatches, then max dispatches). */
@@ -199,8 +206,7 @@ export function kvzipScores(ctx: GpuContext, a: KvzipScoresArgs): GpuOp {
     throw new RangeError(`kvzipScores: ${H} query heads for ${c.numKvHeads} KV heads`);
   }
   const group = H / c.numKvHeads;
-  const HT = defaultHeadsPerThread(group);
-  const QT = Math.max(1, Math.floor(8 / HT));
+  const { QT, HT } = rowBlock(group);
   const span = a.spanPerDispatch ?? kvzipSpanPerDispatch(ctx, D4);
   if (!(Number.isInteger(span) && span > 0 && span % TILE === 0)) {
     throw new RangeError(`kvzipScores: ${span} keys or rows per dispatch`);
