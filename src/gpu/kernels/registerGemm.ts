@@ -21,6 +21,31 @@ export function gemmTile(m: number): [number, number] {
   return m >= 16 ? [16, 8] : [8, 8];
 }
 
+/** The entry point up to the first W row: the thread's rows `r0…` of W and `m0…` of x. */
+function gemmHead(wg: number, TM: number, TN: number): string {
+  return `
+@compute @workgroup_size(${wg})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let r0 = (wid.x * ${wg}u + li) * ${TN}u;
+  // past the last row: no work (llvmpipe skips a SIMD batch whose lanes all left)
+  if (r0 >= p.rows) { return; }
+  let m0 = wid.y * ${TM}u;`;
+}
+
+/** The x rows and the zeroed `TM×TN` accumulators. */
+function gemmTile0(TM: number, TN: number): string {
+  return `${each(TM, (i) => `  let xm${i} = min(m0 + ${i}u, p.M - 1u);`)}
+${each(TM, (i) => each(TN, (j) => `  var a${i}_${j} = 0.0;`))}`;
+}
+
+/** The accumulators stored (rows of x and of W past the end skipped). */
+function gemmStores(TM: number, TN: number): string {
+  return each(TM, (i) =>
+    `  if (m0 + ${i}u < p.M) {
+${each(TN, (j) => `    if (r0 + ${j}u < p.rows) { store(m0 + ${i}u, r0 + ${j}u, a${i}_${j}); }`)}
+  }`);
+}
+
 /**
  * GEMM: a workgroup of `wg` threads (64, fewer for short W) covers `wg·TN` rows of W × `TM` rows
  * of x; each thread owns a `TM×TN` register tile (named scalars, unrolled): per K step TM x vec4s
@@ -30,17 +55,10 @@ export function gemmTile(m: number): [number, number] {
 export function gemmCode(v: MatmulVariant, TM: number, TN: number, wg: number): string {
   const [W4, x4] = v.half ? ["W4h", "x4h"] : ["W4", "x4"];
   const term = (j: number) => v.half ? `f32(dot(x, w${j}))` : `dot(x, w${j})`;
-  return matmulDecls(v) + `
-@compute @workgroup_size(${wg})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-  let r0 = (wid.x * ${wg}u + li) * ${TN}u;
-  // past the last row: no work (llvmpipe skips a SIMD batch whose lanes all left)
-  if (r0 >= p.rows) { return; }
-  let m0 = wid.y * ${TM}u;
+  return matmulDecls(v) + gemmHead(wg, TM, TN) + `
   let K4 = (p.K + 3u) / 4u;
 ${each(TN, (j) => `  let wb${j} = min(r0 + ${j}u, p.rows - 1u) * p.kStride4;`)}
-${each(TM, (i) => `  let xm${i} = min(m0 + ${i}u, p.M - 1u);`)}
-${each(TM, (i) => each(TN, (j) => `  var a${i}_${j} = 0.0;`))}
+${gemmTile0(TM, TN)}
   for (var k4 = 0u; k4 < K4; k4++) {
 ${each(TN, (j) => `    let w${j} = ${W4}(wb${j} + k4);`)}
 ${
@@ -49,12 +67,7 @@ ${
 ${each(TN, (j) => `      a${i}_${j} += ${term(j)};`)} }`)
   }
   }
-${
-    each(TM, (i) =>
-      `  if (m0 + ${i}u < p.M) {
-${each(TN, (j) => `    if (r0 + ${j}u < p.rows) { store(m0 + ${i}u, r0 + ${j}u, a${i}_${j}); }`)}
-  }`)
-  }
+${gemmStores(TM, TN)}
 }
 `;
 }
@@ -67,20 +80,13 @@ ${each(TN, (j) => `    if (r0 + ${j}u < p.rows) { store(m0 + ${i}u, r0 + ${j}u, 
  */
 export function gemmBlockCode(v: MatmulVariant, TM: number, TN: number, wg: number): string {
   const Q = blockElements(v.dtype as BlockInt8DType) / 4;
-  return matmulDecls(v) + I8X4_WGSL + `
-@compute @workgroup_size(${wg})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-  let r0 = (wid.x * ${wg}u + li) * ${TN}u;
-  // past the last row: no work (llvmpipe skips a SIMD batch whose lanes all left)
-  if (r0 >= p.rows) { return; }
-  let m0 = wid.y * ${TM}u;
+  return matmulDecls(v) + I8X4_WGSL + gemmHead(wg, TM, TN) + `
   let blocks = p.K / ${4 * Q}u;
 ${
     each(TN, (j) =>
       `  let wb${j} = min(r0 + ${j}u, p.rows - 1u) * (p.kStride4 / ${Q}u) * ${Q + 2}u;`)
   }
-${each(TM, (i) => `  let xm${i} = min(m0 + ${i}u, p.M - 1u);`)}
-${each(TM, (i) => each(TN, (j) => `  var a${i}_${j} = 0.0;`))}
+${gemmTile0(TM, TN)}
   for (var blk = 0u; blk < blocks; blk++) {
     let at = blk * ${Q + 2}u;
 ${
@@ -97,12 +103,7 @@ ${each(TN, (j) => `        a${i}_${j} += dot(x, w${j});`)} }`)
   }
     }
   }
-${
-    each(TM, (i) =>
-      `  if (m0 + ${i}u < p.M) {
-${each(TN, (j) => `    if (r0 + ${j}u < p.rows) { store(m0 + ${i}u, r0 + ${j}u, a${i}_${j}); }`)}
-  }`)
-  }
+${gemmStores(TM, TN)}
 }
 `;
 }
