@@ -91,15 +91,14 @@ export class ProgressLine {
    * policy and task).
    */
   update(done: number, label = "", resumed = 0): void {
-    const elapsed = (this.#now() - this.#started) / 1000;
-    const text = progressText(done, this.#total, elapsed, label, resumed);
+    const now = this.#now();
+    const text = progressText(done, this.#total, (now - this.#started) / 1000, label, resumed);
     if (this.#sink.isTerminal) {
       this.#sink.write("\r" + text.padEnd(this.#width));
       this.#width = text.length;
       return;
     }
     const decile = this.#total > 0 ? Math.floor((done / this.#total) * 10) : 10;
-    const now = this.#now();
     if (decile > this.#lastDecile || now - this.#lastLogged >= LOG_EVERY_SECONDS * 1000) {
       this.#lastDecile = decile;
       this.#lastLogged = now;
