@@ -20,6 +20,7 @@ import type { ObserveRequest } from "./generationTypes.ts";
 import {
   prefillShared,
   releaseShared,
+  type SharedObserve,
   type SharedPrefill,
   shareGroupsOf,
   unionObserve,
@@ -42,7 +43,7 @@ function shareGroups(
   engine: Engine,
   promptIds: readonly number[],
   plans: readonly Plan[],
-): { plans: number[]; observe?: ObserveRequest }[] {
+): { plans: number[]; observe?: SharedObserve }[] {
   const N = promptIds.length;
   const c = engine.config;
   const fits = N > 0 && N <= Math.min(c.maxPositions, c.slidingWindow ?? Infinity);
@@ -57,7 +58,7 @@ function shareGroups(
       return alone.push(i); // its own run reports the error
     }
   });
-  const groups: { plans: number[]; observe?: ObserveRequest }[] = [];
+  const groups: { plans: number[]; observe?: SharedObserve }[] = [];
   const observes = candidates.map((c) => c.observe);
   for (const g of shareGroupsOf(N, engine.prefillChunk, observes)) {
     if (g.length < 2) alone.push(...g.map((j) => candidates[j].plan));

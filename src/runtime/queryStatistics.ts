@@ -14,6 +14,7 @@ import type { QueryStatistics } from "../plugins/press.ts";
 import type { RaggedKvCache, StepHook } from "./raggedKvCache.ts";
 import type { ObserveRequest } from "./generationTypes.ts";
 import type { GpuModelWeights } from "./gpuWeights.ts";
+import { bothHooks } from "./decodingRecompress.ts";
 
 /** The accumulation of every layer's statistics during one prefill. */
 export class QueryStatisticsRecorder {
@@ -125,6 +126,30 @@ export function startQueryStatistics(
   const recorder = new QueryStatisticsRecorder(ctx, gpu.config, gpu.invFreq, want.sink);
   cache.stepHook = recorder.stepHook();
   return recorder;
+}
+
+/**
+ * Recorders for every sink in `sinks`, counted in the same prefill passes (a shared prefill
+ * serving Expected Attention and DuoAttention's on-the-fly scores at once): their hooks are now
+ * installed on `cache` as one; call {@link stopQueryStatistics} for each right after the passes.
+ */
+export function startQueryStatisticsSinks(
+  ctx: GpuContext,
+  gpu: GpuModelWeights,
+  cache: RaggedKvCache,
+  sinks: readonly number[],
+): QueryStatisticsRecorder[] {
+  if (cache.stepHook && sinks.length) {
+    throw new RangeError("query statistics cannot be recorded beside another step hook (chunked)");
+  }
+  const recorders = [...new Set(sinks)].map((sink) =>
+    new QueryStatisticsRecorder(ctx, gpu.config, gpu.invFreq, sink)
+  );
+  cache.stepHook = recorders.reduce<StepHook | undefined>(
+    (hook, r) => bothHooks(hook, r.stepHook()),
+    undefined,
+  );
+  return recorders;
 }
 
 /** Detaches the recorder's hook after the prompt's `promptLength` tokens were prefilled. */

@@ -21,7 +21,7 @@ import { chunkStarts, widestPass } from "./prefillPass.ts";
 import { RaggedKvCache } from "./raggedKvCache.ts";
 import {
   type QueryStatisticsRecorder,
-  startQueryStatistics,
+  startQueryStatisticsSinks,
   stopQueryStatistics,
 } from "./queryStatistics.ts";
 
@@ -39,8 +39,11 @@ export interface SharedPrefill {
   observation?: Observation;
   /** H2O's column sums, when a plan asked for them. */
   columnSums?: ColumnSums;
-  /** Expected Attention's query statistics, when the group's plans asked for them. */
-  queryStatistics?: QueryStatisticsRecorder;
+  /**
+   * The query statistics the group's plans asked for (Expected Attention's, DuoAttention's
+   * on-the-fly means), one recorder per sink, all counted in the same prefill.
+   */
+  queryStatistics: readonly QueryStatisticsRecorder[];
   /** Results that depend only on the prompt and the model, by name (KVzip's scores). */
   memo: Map<string, unknown>;
   /** Wall time of the shared prefill, ms. */
@@ -48,11 +51,20 @@ export interface SharedPrefill {
 }
 
 /**
+ * What a shared prefill records: the union of its plans' {@link ObserveRequest}s, with query
+ * statistics for every sink any of them asks for.
+ */
+export interface SharedObserve extends Omit<ObserveRequest, "queryStatistics"> {
+  /** The sinks of the query statistics to record (none when absent). */
+  statisticsSinks?: readonly number[];
+}
+
+/**
  * What decides whether plans can share one prefill of an `n`-token prompt in chunks of `chunk`:
  * the chunk starts their observation window imposes ({@link chunkStarts}). Plans with equal keys
- * can share (at most one query-statistics sink among them, {@link shareGroupsOf}); the shared
- * prefill then records the widest window among them (the rows of a narrower window are its last
- * rows, unchanged).
+ * share ({@link shareGroupsOf}); the shared prefill then records the widest window among them
+ * (the rows of a narrower window are its last rows, unchanged) and the query statistics of every
+ * sink they ask for.
  */
 export function shareKey(n: number, chunk: number, observe: ObserveRequest): string {
   return JSON.stringify(chunkStarts(n, chunk, Math.min(n, observe.promptWindow)));
@@ -60,43 +72,33 @@ export function shareKey(n: number, chunk: number, observe: ObserveRequest): str
 
 /**
  * The plans observing `observes` in groups that can share one prefill (indices, in order): equal
- * {@link shareKey}s, split by the sink of the query statistics the plans record (one recorder
- * per prefill); a plan that records none joins the first group of its key, so Expected
- * Attention's or DuoAttention's statistics cost no prefill of their own.
+ * {@link shareKey}s. Query statistics split nothing: the shared prefill records one set per
+ * sink, so Expected Attention's and DuoAttention's statistics cost no prefill of their own.
  */
 export function shareGroupsOf(
   n: number,
   chunk: number,
   observes: readonly ObserveRequest[],
 ): number[][] {
-  const byKey = new Map<string, Map<number | null, number[]>>();
+  const byKey = new Map<string, number[]>();
   observes.forEach((observe, i) => {
     const key = shareKey(n, chunk, observe);
-    const bySink = byKey.get(key) ?? new Map<number | null, number[]>();
-    byKey.set(key, bySink);
-    const sink = observe.queryStatistics?.sink ?? null;
-    const group = bySink.get(sink) ?? [];
-    bySink.set(sink, group);
-    group.push(i);
+    byKey.set(key, [...byKey.get(key) ?? [], i]);
   });
-  return [...byKey.values()].flatMap((bySink) => {
-    const free = bySink.get(null) ?? [];
-    const recording = [...bySink].filter(([sink]) => sink !== null).map(([, g]) => g);
-    if (recording.length === 0) return [free];
-    recording[0] = [...recording[0], ...free].sort((a, b) => a - b);
-    return recording;
-  });
+  return [...byKey.values()];
 }
 
-/** The union of several observe requests (the widest window; column sums if any asks). */
-export function unionObserve(requests: readonly ObserveRequest[]): ObserveRequest {
+/**
+ * The union of several observe requests (the widest window; column sums if any asks; the query
+ * statistics of every sink asked for).
+ */
+export function unionObserve(requests: readonly ObserveRequest[]): SharedObserve {
   const sinks = new Set(requests.flatMap((r) => r.queryStatistics ? [r.queryStatistics.sink] : []));
-  if (sinks.size > 1) throw new Error("shared prefill: the plans record different query sinks");
   return {
     promptWindow: Math.max(0, ...requests.map((r) => r.promptWindow)),
     firstStep: false, // the first decoding step follows each plan's own first token
     columnSums: requests.some((r) => r.columnSums),
-    ...(sinks.size ? { queryStatistics: { sink: [...sinks][0] } } : {}),
+    statisticsSinks: [...sinks].sort((a, b) => a - b),
   };
 }
 
@@ -107,7 +109,7 @@ export function unionObserve(requests: readonly ObserveRequest[]): ObserveReques
 export async function prefillShared(
   engine: Engine,
   promptIds: readonly number[],
-  observe: ObserveRequest,
+  observe: SharedObserve,
   chunk = engine.prefillChunk,
 ): Promise<SharedPrefill> {
   const ctx = engine.ctx;
@@ -117,9 +119,14 @@ export async function prefillShared(
   const t0 = performance.now();
   const cache = new RaggedKvCache(ctx, engine.config, N, engine.kvDtype, widestPass(chunk, window));
   const { observation, columnSums } = prefillRecorders(engine, undefined, observe, N);
-  let queryStatistics: QueryStatisticsRecorder | undefined;
+  let queryStatistics: QueryStatisticsRecorder[] = [];
   try {
-    queryStatistics = startQueryStatistics(ctx, engine.gpu, cache, observe);
+    queryStatistics = startQueryStatisticsSinks(
+      ctx,
+      engine.gpu,
+      cache,
+      observe.statisticsSinks ?? [],
+    );
     const { acts } = await engine.prefill(
       cache,
       [...promptIds],
@@ -129,7 +136,7 @@ export async function prefillShared(
       0,
       columnSums,
     );
-    stopQueryStatistics(queryStatistics, cache, N);
+    for (const recorder of queryStatistics) stopQueryStatistics(recorder, cache, N);
     await ctx.sync();
     return {
       promptIds: [...promptIds],
@@ -172,7 +179,7 @@ export function usableShared(
   if (window > (shared.observation?.rows ?? 0)) return undefined;
   if (observe.columnSums && !shared.columnSums) return undefined;
   const sink = observe.queryStatistics?.sink;
-  if (sink !== undefined && shared.queryStatistics?.sink !== sink) return undefined;
+  if (sink !== undefined && !shared.queryStatistics.some((r) => r.sink === sink)) return undefined;
   return shared;
 }
 
@@ -196,7 +203,9 @@ export function prefillRecorders(
     return {
       observation: (observe?.promptWindow ?? 0) > 0 ? shared.observation : undefined,
       columnSums: observe?.columnSums ? shared.columnSums : undefined,
-      queryStatistics: observe?.queryStatistics ? shared.queryStatistics : undefined,
+      queryStatistics: shared.queryStatistics.find((r) =>
+        r.sink === observe?.queryStatistics?.sink
+      ),
       owned: false,
     };
   }
@@ -228,9 +237,9 @@ function releaseBuffers(
   cache: RaggedKvCache,
   observation?: Observation,
   columnSums?: ColumnSums,
-  stats?: QueryStatisticsRecorder,
+  stats: readonly QueryStatisticsRecorder[] = [],
 ): void {
-  stats?.release();
+  for (const recorder of stats) recorder.release();
   for (const b of [...observation?.buffers ?? [], ...columnSums?.buffers ?? []]) ctx.release(b);
   cache.release();
 }
