@@ -170,7 +170,12 @@ export async function readLayerScoresInput(
         "this caller gives no model weights: a press that weighs values by o_proj (critical) needs them",
       );
     }
-    valueNorms = await projectedValueNorms(ctx, c, [...values.values()], wo);
+    // They depend on the prompt's values and the model only: plans sharing a prefill (every
+    // ratio of `critical` on a leaderboard) compute them once.
+    const key = `critical value norms, layer ${l}`;
+    valueNorms = state.memo?.get(key) as Float64Array[] | undefined ??
+      await projectedValueNorms(ctx, c, [...values.values()], wo);
+    state.memo?.set(key, valueNorms);
   }
   const input = layerScoresInput(c, {
     layer: l,

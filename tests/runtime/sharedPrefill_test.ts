@@ -42,6 +42,7 @@ const POLICIES = [
   "else -> tova(k=25%)",
   "else -> pyramid(k=64, beta=20, window=8, pool=7)",
   "else -> snap(k=25%, window=32, pool=5, reduce=avg) + critical(eps=0.0001, first=0.5)",
+  "else -> snap(k=50%, window=32, pool=5, reduce=avg) + critical(adaptive=true)",
   "else -> h2o(heavy=10%, recent=10%)",
   "else -> expected(k=25%, future=64, sink=4)",
   "else -> keydiff(k=25%, block=64)",
