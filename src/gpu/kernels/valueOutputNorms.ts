@@ -1,103 +1,78 @@
 /**
  * CriticalKV's value weight on the GPU (Feng et al., 2025, arXiv 2502.03805; kvpress
- * `criticalkv_press.py`): for each cached value v_i of one KV head and one query head h of its
- * group, the L1 norm over the hidden dimension of v_i·W_o^(h), where W_o^(h) is the query head's
- * `headDim × hidden` slice of the attention output projection —
- * `out[i] = Σ_c |Σ_e v[i][e] · w[c][e]|`, with `w[c][e] = W_o[c][h·headDim + e]` given as a
- * `hidden × headDim` f32 matrix.
+ * `criticalkv_press.py`), second half: the L1 norm over the hidden dimension of v_i·W_o^(h) for
+ * each value row i and each query head h of one GQA group, given the projections themselves
+ * (`y = v·Wᵀ` of the group's `W_o` slices, computed by the GEMM of `matmul.ts`):
+ * `out[j·outStride + outOffset + i] = Σ_c |y[i][j·hidden + c]|`.
  *
- * One workgroup of 64 threads per value row: the row goes to workgroup memory, each thread sums
- * |dot| over the output channels c ≡ thread (mod 64), and a tree reduction adds the 64 partial
- * sums. Loop trips per invocation are ⌈hidden/64⌉·headDim (8,192 at hidden 4096, head_dim 128),
- * well inside llvmpipe's 65,535 (`src/gpu/loopBudget.ts`).
+ * One thread per (row, query head) walks the head's `hidden` outputs in order (loop trips:
+ * `hidden`, within llvmpipe's 65,535, `src/gpu/loopBudget.ts`).
  *
- * Bindings: 0 params, 1 values f32 `[rows][headDim]` (read), 2 w f32 `[…][hidden][headDim]` (read,
- * from element `wOffset`), 3 out f32 (rw, `[rows]` from element `outOffset`).
+ * Bindings: 0 params, 1 y f32 `[rows][groups·hidden]` (read), 2 out f32 (rw).
  *
  * @module
  */
 
 import type { BufferRef, GpuContext } from "../device.ts";
-import { dispatchOp, type GpuOp, packParams } from "../op.ts";
+import { dispatchOp, type GpuOp, grid2d, packParams } from "../op.ts";
 
 /** Arguments of {@link valueOutputNorms}. */
 export interface ValueOutputNormsArgs {
-  /** Value rows `[rows][headDim]` f32. */
-  values: BufferRef;
-  /** Output-projection slices `[…][hidden][headDim]` f32: the query head's starts at `wOffset`. */
-  w: BufferRef;
-  /** Element of `w` where the query head's slice starts. */
-  wOffset: number;
-  /** Output f32: the `rows` norms go to elements `outOffset …`. */
-  out: BufferRef;
-  /** Element of `out` where the norms go. */
-  outOffset: number;
-  /** Value rows. */
+  /** The projections `[rows][groups·hidden]` f32: row i's query head j at `j·hidden`. */
+  y: BufferRef;
+  /** Rows of `y`. */
   rows: number;
-  /** Elements of one value (≤ 256). */
-  headDim: number;
+  /** Query heads per row. */
+  groups: number;
   /** The model's hidden size (output channels of W_o). */
   hidden: number;
+  /** Output f32. */
+  out: BufferRef;
+  /** Element of `out` where query head 0's norm of row 0 goes. */
+  outOffset: number;
+  /** Elements of `out` between consecutive query heads' norms. */
+  outStride: number;
 }
 
-/** The most value rows one dispatch covers (workgroups along x). */
-const MAX_ROWS_PER_DISPATCH = 65535;
+const WG = 64;
 
-const CODE = `struct Params { rows: u32, d: u32, hidden: u32, base: u32, wOff: u32, outOff: u32 };
+const CODE = `struct Params {
+  rows: u32, groups: u32, hidden: u32, outOff: u32, outStride: u32, perRow: u32, wgx: u32 };
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> values: array<f32>;
-@group(0) @binding(2) var<storage, read> w: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
-var<workgroup> row: array<f32, 256>;
-var<workgroup> partial: array<f32, 64>;
-@compute @workgroup_size(64)
+@group(0) @binding(1) var<storage, read> y: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
-  let i = p.base + wid.x;
-  for (var e = t; e < p.d; e += 64u) { row[e] = values[i * p.d + e]; }
-  workgroupBarrier();
+  let k = (wid.y * p.wgx + wid.x) * ${WG}u + t;
+  if (k >= p.rows * p.groups) { return; }
+  let i = k / p.groups;
+  let j = k % p.groups;
+  let base = i * p.perRow + j * p.hidden;
   var sum = 0.0;
-  for (var c = t; c < p.hidden; c += 64u) {
-    var dot = 0.0;
-    for (var e = 0u; e < p.d; e++) { dot += row[e] * w[p.wOff + c * p.d + e]; }
-    sum += abs(dot);
-  }
-  partial[t] = sum;
-  workgroupBarrier();
-  for (var s = 32u; s > 0u; s >>= 1u) {
-    if (t < s) { partial[t] += partial[t + s]; }
-    workgroupBarrier();
-  }
-  if (t == 0u) { out[p.outOff + i] = partial[0]; }
+  for (var c = 0u; c < p.hidden; c++) { sum += abs(y[base + c]); }
+  out[p.outOff + j * p.outStride + i] = sum;
 }
 `;
 
-/** Prepares the norms of `rows` value rows against one query head's slice (one or more dispatches). */
-export function valueOutputNorms(ctx: GpuContext, a: ValueOutputNormsArgs): GpuOp[] {
-  if (!(a.headDim >= 1 && a.headDim <= 256)) {
-    throw new RangeError(`valueOutputNorms: head_dim ${a.headDim} outside 1..256`);
+/** Prepares the norms of `rows × groups` projections (one dispatch). */
+export function valueOutputNorms(ctx: GpuContext, a: ValueOutputNormsArgs): GpuOp {
+  if (!(a.hidden >= 1 && a.hidden <= 65535)) {
+    throw new RangeError(`valueOutputNorms: hidden ${a.hidden} outside 1..65535 (loop trips)`);
   }
-  if (Math.ceil(a.hidden / 64) * a.headDim > 65535) {
-    throw new RangeError(
-      `valueOutputNorms: hidden ${a.hidden} × head_dim ${a.headDim} needs more loop trips per ` +
-        "invocation than llvmpipe allows (65,535)",
-    );
-  }
-  const ops: GpuOp[] = [];
-  for (let base = 0; base < a.rows; base += MAX_ROWS_PER_DISPATCH) {
-    ops.push(dispatchOp(ctx, {
-      label: "valueOutputNorms",
-      pipeline: ctx.pipeline("valueOutputNorms", () => CODE),
-      params: packParams([
-        ["u32", a.rows],
-        ["u32", a.headDim],
-        ["u32", a.hidden],
-        ["u32", base],
-        ["u32", a.wOffset],
-        ["u32", a.outOffset],
-      ]),
-      buffers: [a.values, a.w, a.out],
-      workgroups: [Math.min(MAX_ROWS_PER_DISPATCH, a.rows - base)],
-    }));
-  }
-  return ops;
+  const workgroups = grid2d(Math.ceil((a.rows * a.groups) / WG));
+  return dispatchOp(ctx, {
+    label: "valueOutputNorms",
+    pipeline: ctx.pipeline("valueOutputNorms", () => CODE),
+    params: packParams([
+      ["u32", a.rows],
+      ["u32", a.groups],
+      ["u32", a.hidden],
+      ["u32", a.outOffset],
+      ["u32", a.outStride],
+      ["u32", a.groups * a.hidden],
+      ["u32", workgroups[0]],
+    ]),
+    buffers: [a.y, a.out],
+    workgroups,
+  });
 }
