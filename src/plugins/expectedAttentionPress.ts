@@ -78,7 +78,14 @@ export interface ExpectedParams {
 /** What Expected Attention needs from the runtime. */
 export type ExpectedInput = Pick<
   LayerScoresInput,
-  "promptLength" | "numKvHeads" | "groupSize" | "headDim" | "keys" | "values" | "queryStatistics"
+  | "promptLength"
+  | "numKvHeads"
+  | "groupSize"
+  | "headDim"
+  | "keys"
+  | "values"
+  | "queryStatistics"
+  | "memo"
 >;
 
 /**
@@ -197,5 +204,13 @@ export function selectExpectedAttention(input: ExpectedInput, p: ExpectedParams)
   const n = input.promptLength;
   const k = resolveBudget(p.k, n, "floor");
   if (n <= k) return keepAllHeads(input.numKvHeads, n);
-  return expectedAttentionScores(input, p).map((s) => topPositions(s, k));
+  // The scores depend on every parameter but the budget: one computation for all budgets.
+  const { k: _, ...rest } = p;
+  const scores = input.memo
+    ? input.memo(
+      `expected ${JSON.stringify(rest)} of ${n}`,
+      () => expectedAttentionScores(input, p),
+    )
+    : expectedAttentionScores(input, p);
+  return scores.map((s) => topPositions(s, k));
 }

@@ -76,6 +76,13 @@ export interface LayerScoresInput {
    * weight while the model repeated the context. Offered with `needs.reconstruction`.
    */
   reconstruction?(): Float64Array[][];
+  /**
+   * `make()`'s result, kept under `key` for every plan that starts from the same shared prefill
+   * (`eval` runs several budgets of a press on one prompt): for work that depends only on this
+   * layer's prompt entries, the model and what `key` names (the press's parameters other than
+   * its budget, and `promptLength`). Absent for a plan prefilled alone.
+   */
+  memo?<T>(key: string, make: () => T): T;
 }
 
 /** Per query head: the mean and population covariance of the prompt's pre-RoPE queries. */

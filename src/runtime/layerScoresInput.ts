@@ -190,5 +190,18 @@ export async function readLayerScoresInput(
     queryStatistics,
   });
   const all = r.reconstruction;
-  return all ? { ...input, reconstruction: () => all } : input;
+  const memo = state.memo;
+  return {
+    ...input,
+    ...(all ? { reconstruction: () => all } : {}),
+    ...(memo
+      ? {
+        memo: <T>(key: string, make: () => T): T => {
+          const k = `layer ${l}: ${key}`;
+          if (!memo.has(k)) memo.set(k, make());
+          return memo.get(k) as T;
+        },
+      }
+      : {}),
+  };
 }

@@ -45,6 +45,7 @@ const POLICIES = [
   "else -> snap(k=50%, window=32, pool=5, reduce=avg) + critical(adaptive=true)",
   "else -> h2o(heavy=10%, recent=10%)",
   "else -> expected(k=25%, future=64, sink=4)",
+  "else -> expected(k=50%, future=64, sink=4)",
   "else -> keydiff(k=25%, block=64)",
   "else -> kvzip(k=25%, chunk=128)",
   "else -> kvzip(k=50%, chunk=128)",
