@@ -26,7 +26,10 @@ function keep(ratio: number): string {
  * (streaming heads keep 6.25 % of the prompt, and their share is set so that 1 − r is kept), and
  * the design card's policy
  * (DESIGN.md: lazy layers windowed, retrieval heads whole, SnapKV elsewhere) with every budget
- * scaled to the ratio.
+ * scaled to the ratio. Not as kvpress's registry has them: `expected` is the plain press
+ * (kvpress wraps it as `AdaKVPress(ExpectedAttentionPress(epsilon=1e-2))`, per-head budgets no
+ * policy here composes yet), and the threshold presses (`dms`; kvpress runs DMS at thresholds and
+ * plots each at the ratio it reached) are not on the board.
  */
 export const LEADERBOARD_METHODS: Readonly<Record<string, (ratio: number) => string>> = {
   streaming: (r) => `else -> window(sink=4, recent=${keep(r)});`,

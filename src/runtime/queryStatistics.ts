@@ -139,7 +139,8 @@ export function startQueryStatisticsSinks(
   cache: RaggedKvCache,
   sinks: readonly number[],
 ): QueryStatisticsRecorder[] {
-  if (cache.stepHook && sinks.length) {
+  if (sinks.length === 0) return [];
+  if (cache.stepHook) {
     throw new RangeError("query statistics cannot be recorded beside another step hook (chunked)");
   }
   const recorders = [...new Set(sinks)].map((sink) =>
