@@ -46,7 +46,9 @@ class _Rule:
 
 # kvpolicy resolves these presses' fractional budgets as kvpress does (`int(L·(1−r))`, rounding
 # down); the others round to the nearest entry (src/plugins/budget.ts).
-FLOOR_ROUNDED = {"keydiff", "expected", "tova", "kvzip", "h2o", "dms", "chunkkv", "critical"}
+FLOOR_ROUNDED = {
+    "keydiff", "expected", "tova", "kvzip", "h2o", "dms", "chunkkv", "critical", "adaptive"
+}
 
 
 def _budget_count(budget: Any, press: str) -> Callable[[int, int], int]:
@@ -216,6 +218,8 @@ def _pipeline_press(rule: _Rule, notes: list, n_layers: int):
                 )
             else:
                 press = kp.CriticalKVPress(press=press, epsilon=p["eps"], first_stage_ratio=p["first"])
+        elif name == "adaptive":
+            press = kp.AdaKVPress(press=press, alpha_safeguard=p["safeguard"])
         elif name == "dms":
             press = kp.DMSPress(press=press, threshold=p["threshold"], sliding_window_size=p["window"])
             thresholded = True

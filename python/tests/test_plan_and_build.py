@@ -95,6 +95,8 @@ def test_pipelines_compose_as_kvpress_wrappers():
     critical = press("critical", role="rescore", eps=1e-4, first=0.5, adaptive=True, safeguard=0.2)
     ada = build_press(plan(rule("else", [snap, critical])), 2)
     assert isinstance(ada.press.press, kp.CriticalAdaKVPress)
+    adaptive = build_press(plan(rule("else", [snap, press("adaptive", role="rescore", safeguard=0.3)])), 2)
+    assert isinstance(adaptive.press.press, kp.AdaKVPress) and adaptive.press.press.alpha_safeguard == 0.3
     dms = build_press(plan(rule("else", [press("keydiff", k={"fraction": 1}, block=0),
                                          press("dms", role="rescore", threshold=-0.2, window=128)])), 2)
     assert isinstance(dms.press, kp.DMSPress) and dms.press.threshold == -0.2

@@ -6,6 +6,7 @@
  */
 
 import { adakvPress } from "./adakvPress.ts";
+import { adaptivePress } from "./adaptivePress.ts";
 import { chunkedPress } from "./chunkedPress.ts";
 import { chunkkvPress } from "./chunkkvPress.ts";
 import { compensatePress } from "./compensatePress.ts";
@@ -45,6 +46,7 @@ export const BUILTIN_PLUGINS: readonly PluginSchema[] = [
   chunkkvPress,
   dmsPress,
   criticalPress,
+  adaptivePress,
   pyramidPress,
   adakvPress,
   compensatePress,

@@ -32,6 +32,8 @@ const IDENTICAL = [
   "else -> snap(k=40%, window=8, pool=5, reduce=avg) + chunkkv(chunk=10);",
   "else -> snap(k=40%, window=8, pool=5, reduce=avg) + critical(eps=0.0001, first=0.5);",
   "else -> snap(k=40%, window=8, pool=5, reduce=avg) + critical(adaptive=true, safeguard=0.2);",
+  "else -> snap(k=40%, window=8, pool=5, reduce=avg) + adaptive;",
+  "else -> expected(k=30, eps=0.01) + adaptive(safeguard=0.2);",
   "else -> keydiff(k=100%) + dms(threshold=-0.2, window=16);",
   "else -> knorm(k=40) + decoding(every=3);",
   "else -> keydiff(k=30) + decoding(every=2);",

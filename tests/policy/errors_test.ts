@@ -80,7 +80,7 @@ Deno.test("unknown names get 'did you mean' suggestions", () => {
   });
   assert.equal(
     only("else -> zzzzzz").hint,
-    "known presses: adakv, chunked, chunkkv, compensate, critical, decoding, dms, expected, full, h2o, keydiff, knorm, kvzip, pyramid, quant, random, snap, tova, window",
+    "known presses: adakv, adaptive, chunked, chunkkv, compensate, critical, decoding, dms, expected, full, h2o, keydiff, knorm, kvzip, pyramid, quant, random, snap, tova, window",
   );
   assert.equal(
     only('use "./lastq.ts"; else -> lastq(k=4)').text,

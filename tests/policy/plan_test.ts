@@ -93,6 +93,7 @@ Deno.test("the registry: every built-in of DESIGN.md is registered with its sche
   const r = defaultRegistry();
   assert.deepEqual(r.pressNames(), [
     "adakv",
+    "adaptive",
     "chunked",
     "chunkkv",
     "compensate",
@@ -133,7 +134,7 @@ Deno.test("the registry: every built-in of DESIGN.md is registered with its sche
     ["kbits", null],
     ["vbits", null],
   ]);
-  assert.equal(BUILTIN_PLUGINS.length, 22);
+  assert.equal(BUILTIN_PLUGINS.length, 23);
   assert.throws(() => r.register(BUILTIN_PLUGINS[0]), /already registered/);
 });
 

@@ -32,6 +32,7 @@ const POLICIES = [
   "else -> keydiff(k=100%) + dms(threshold=-0.2, window=16)",
   "else -> snap(k=64, window=16, pool=7) + critical",
   "else -> keydiff(k=40%) + critical(adaptive=true)",
+  "else -> expected(k=30%, eps=0.01) + adaptive",
   "else -> random(k=50, seed=3)",
   "else -> window(sink=4, recent=40)",
 ];
