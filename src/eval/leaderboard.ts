@@ -26,10 +26,10 @@ function keep(ratio: number): string {
  * (streaming heads keep 6.25 % of the prompt, and their share is set so that 1 − r is kept), and
  * the design card's policy
  * (DESIGN.md: lazy layers windowed, retrieval heads whole, SnapKV elsewhere) with every budget
- * scaled to the ratio. Not as kvpress's registry has them: `expected` is the plain press
- * (kvpress wraps it as `AdaKVPress(ExpectedAttentionPress(epsilon=1e-2))`, per-head budgets no
- * policy here composes yet), and the threshold presses (`dms`; kvpress runs DMS at thresholds and
- * plots each at the ratio it reached) are not on the board.
+ * scaled to the ratio. `expected` is the paper's plain press; `expected-adakv` is kvpress's
+ * registry entry "expected_attention", `AdaKVPress(ExpectedAttentionPress(epsilon=1e-2))`. The
+ * threshold presses (`dms`; kvpress runs DMS at thresholds and plots each at the ratio it reached)
+ * are not on the board.
  */
 export const LEADERBOARD_METHODS: Readonly<Record<string, (ratio: number) => string>> = {
   streaming: (r) => `else -> window(sink=4, recent=${keep(r)});`,
@@ -41,6 +41,7 @@ export const LEADERBOARD_METHODS: Readonly<Record<string, (ratio: number) => str
   keydiff: (r) => `else -> keydiff(k=${keep(r)});`,
   tova: (r) => `else -> tova(k=${keep(r)});`,
   expected: (r) => `else -> expected(k=${keep(r)});`,
+  "expected-adakv": (r) => `else -> expected(k=${keep(r)}, eps=0.01) + adaptive;`,
   kvzip: (r) => `else -> kvzip(k=${keep(r)});`,
   chunkkv: (r) => `else -> snap(k=${keep(r)}, window=64, pool=5, reduce=avg) + chunkkv(chunk=20);`,
   critical: (r) => `else -> snap(k=${keep(r)}, window=64, pool=5, reduce=avg) + critical;`,

@@ -32,6 +32,11 @@ Deno.test("leaderboard policies: every method at every ratio compiles, runs, kee
   const h2o = compileOrThrow(policies.find((p) => p.name === "h2o @0.5")!.text);
   assert.deepEqual(h2o.rules[0].pipeline[0].params.heavy, { fraction: 0.25 });
   assert.deepEqual(h2o.rules[0].pipeline[0].params.recent, { fraction: 0.25 });
+  // kvpress's registry entry "expected_attention": Ada-KV budgets over Expected Attention, ε 1e-2.
+  const ada = compileOrThrow(policies.find((p) => p.name === "expected-adakv @0.75")!.text);
+  assert.deepEqual(ada.rules[0].pipeline.map((p) => p.name), ["expected", "adaptive"]);
+  assert.equal(ada.rules[0].pipeline[0].params.eps, 0.01);
+  assert.deepEqual(ada.rules[0].pipeline[0].params.k, { fraction: 0.25 });
   assert.throws(() => leaderboardPolicies(["snapp"], [0.5]), /unknown leaderboard method 'snapp'/);
 });
 
