@@ -26,10 +26,11 @@ function keep(ratio: number): string {
  * (streaming heads keep 6.25 % of the prompt, and their share is set so that 1 − r is kept), and
  * the design card's policy
  * (DESIGN.md: lazy layers windowed, retrieval heads whole, SnapKV elsewhere) with every budget
- * scaled to the ratio. `expected` is the paper's plain press; `expected-adakv` is kvpress's
- * registry entry "expected_attention", `AdaKVPress(ExpectedAttentionPress(epsilon=1e-2))`. The
- * threshold presses (`dms`; kvpress runs DMS at thresholds and plots each at the ratio it reached)
- * are not on the board.
+ * scaled to the ratio. `expected` is the paper's plain press; `expected-adakv` is
+ * `AdaKVPress(ExpectedAttentionPress(epsilon=1e-2))`, kvpress's registry entry
+ * "adakv_expected_attention_e2" (renamed "expected_attention" in later versions). `dms` is not on
+ * the board: kvpress ranks DMS only around KVzap's trained scorers (`DMSPress(KVzapPress(…))` at
+ * fixed thresholds, each plotted at the ratio it reached), whose weights come from a model hub.
  */
 export const LEADERBOARD_METHODS: Readonly<Record<string, (ratio: number) => string>> = {
   streaming: (r) => `else -> window(sink=4, recent=${keep(r)});`,
