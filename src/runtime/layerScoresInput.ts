@@ -124,6 +124,14 @@ export async function readLayerScoresInput(
   r: LayerRequest,
 ): Promise<LayerScoresInput> {
   const any = (test: (n: { name: string } & PressNeeds) => unknown) => r.needs.some(test);
+  // This layer's view of the work kept across the plans of a shared prefill (`state.memo`).
+  const shared = state.memo;
+  const memo = shared &&
+    (<T>(key: string, make: () => T): T => {
+      const k = `layer ${l}: ${key}`;
+      if (!shared.has(k)) shared.set(k, make());
+      return shared.get(k) as T;
+    });
   const n = state.promptLength;
   const promptObs = state.promptObservation;
   const obs = any((x) => x.observationWindow && !x.windowVotesOnly) && promptObs
@@ -172,10 +180,8 @@ export async function readLayerScoresInput(
     }
     // They depend on the prompt's values and the model only: plans sharing a prefill (every
     // ratio of `critical` on a leaderboard) compute them once.
-    const key = `critical value norms, layer ${l}`;
-    valueNorms = state.memo?.get(key) as Float64Array[] | undefined ??
-      await projectedValueNorms(ctx, c, [...values.values()], wo);
-    state.memo?.set(key, valueNorms);
+    const norms = () => projectedValueNorms(ctx, c, [...values.values()], wo);
+    valueNorms = await (memo ? memo("critical value norms", norms) : norms());
   }
   const input = layerScoresInput(c, {
     layer: l,
@@ -190,18 +196,9 @@ export async function readLayerScoresInput(
     queryStatistics,
   });
   const all = r.reconstruction;
-  const memo = state.memo;
   return {
     ...input,
     ...(all ? { reconstruction: () => all } : {}),
-    ...(memo
-      ? {
-        memo: <T>(key: string, make: () => T): T => {
-          const k = `layer ${l}: ${key}`;
-          if (!memo.has(k)) memo.set(k, make());
-          return memo.get(k) as T;
-        },
-      }
-      : {}),
+    ...(memo ? { memo } : {}),
   };
 }

@@ -119,13 +119,7 @@ export function startQueryStatistics(
   observe: ObserveRequest | undefined,
 ): QueryStatisticsRecorder | undefined {
   const want = observe?.queryStatistics;
-  if (!want) return undefined;
-  if (cache.stepHook) {
-    throw new RangeError("query statistics cannot be recorded beside another step hook (chunked)");
-  }
-  const recorder = new QueryStatisticsRecorder(ctx, gpu.config, gpu.invFreq, want.sink);
-  cache.stepHook = recorder.stepHook();
-  return recorder;
+  return startQueryStatisticsSinks(ctx, gpu, cache, want ? [want.sink] : [])[0];
 }
 
 /**
