@@ -29,7 +29,7 @@ import { reportToJson } from "../eval/report/json.ts";
 import { renderSummaryTable } from "../eval/report/table.ts";
 import { type EvalPolicy, runEval } from "../eval/runner.ts";
 import {
-  LEADERBOARD_METHODS,
+  LEADERBOARD_ALL_METHODS,
   LEADERBOARD_RATIOS,
   leaderboardPoints,
   leaderboardPolicies,
@@ -73,8 +73,9 @@ export const EVAL_USAGE =
                 computing them again: an interrupted run goes on where it stopped
   --leaderboard kvpress's leaderboard protocol: every method (--methods; default all) at each
                 compression ratio (--ratios, the fraction removed; default 0.25,0.5,0.75,0.875)
-                and the full cache, under both protocols unless --protocol says otherwise; the
-                table, JSON and HTML report add score against ratio per protocol
+                and the full cache (DMS thresholds and KIVI bits at their own settings, each
+                plotted at the ratio it reached), under both protocols unless --protocol says
+                otherwise; the table, JSON and HTML report add score against ratio per protocol
   --json        print the results as JSON instead of the table`;
 
 /** What `eval` needs from outside: the runtime, and where output goes. */
@@ -232,7 +233,7 @@ const CHECKPOINT_FILE = "outcomes.jsonl";
 function boardPolicies(values: Record<string, unknown>): LeaderboardPolicy[] {
   const methods = typeof values.methods === "string"
     ? values.methods.split(",").map((m) => m.trim())
-    : Object.keys(LEADERBOARD_METHODS);
+    : [...LEADERBOARD_ALL_METHODS];
   const ratios = typeof values.ratios === "string"
     ? values.ratios.split(",").map((r) => {
       const x = Number(r.trim());
@@ -246,6 +247,7 @@ function boardPolicies(values: Record<string, unknown>): LeaderboardPolicy[] {
     const full = {
       method: "full",
       ratio: 0,
+      setting: null,
       name: "full @0",
       text: 'policy "full @0";\nelse -> full;\n',
     };

@@ -28,9 +28,8 @@ function keep(ratio: number): string {
  * (DESIGN.md: lazy layers windowed, retrieval heads whole, SnapKV elsewhere) with every budget
  * scaled to the ratio. `expected` is the paper's plain press; `expected-adakv` is
  * `AdaKVPress(ExpectedAttentionPress(epsilon=1e-2))`, kvpress's registry entry
- * "adakv_expected_attention_e2" (renamed "expected_attention" in later versions). `dms` is not on
- * the board: kvpress ranks DMS only around KVzap's trained scorers (`DMSPress(KVzapPress(…))` at
- * fixed thresholds, each plotted at the ratio it reached), whose weights come from a model hub.
+ * "adakv_expected_attention_e2" (renamed "expected_attention" in later versions). DMS and KIVI
+ * have no budget: {@link LEADERBOARD_MEASURED_METHODS}.
  */
 export const LEADERBOARD_METHODS: Readonly<Record<string, (ratio: number) => string>> = {
   streaming: (r) => `else -> window(sink=4, recent=${keep(r)});`,
@@ -58,35 +57,94 @@ export const LEADERBOARD_METHODS: Readonly<Record<string, (ratio: number) => str
     `else -> snap(k=${keep(r)}, pool=7);`,
 };
 
-/** A generated policy: the method, the ratio, its name in the report and its text. */
+/** A method whose knob is not a budget: fixed settings, each plotted at the ratio it reached. */
+export interface MeasuredMethod {
+  /** The settings run, in order. */
+  settings: readonly number[];
+  /** A setting's name in the report, e.g. `t=-0.74` or `4-bit`. */
+  label: (setting: number) => string;
+  /** The policy rule of a setting. */
+  policy: (setting: number) => string;
+}
+
+/**
+ * Methods without a budget, each run at fixed settings and plotted at the compression ratio it
+ * reached (1 − the measured KV kept), as kvpress's board plots `DMSPress(KVzapPress(…))` at fixed
+ * thresholds. `dms` is kvpress's `DMSPress` (arXiv 2506.05345, its dense-prefill variant: the
+ * last 128 positions protected, older entries evicted below the threshold) on the query-free
+ * KeyDiff score, minus the cosine to the mean key: KVzap's trained scorer needs weights from a
+ * model hub. Its thresholds were chosen on a calibration haystack (another seed than the board's
+ * prompts) for SmolLM2-135M, whose KeyDiff scores gather in [−0.81, −0.64]: they keep about 75,
+ * 50, 25 and 12 % of its entries there, and differ by head. `kivi` is KIVI's quantized cache
+ * (arXiv 2402.02750; groups of 32, 32 recent tokens in full precision) at 8, 4 and 2 bits: it
+ * keeps every entry, and its ratio is the bytes it saves.
+ */
+export const LEADERBOARD_MEASURED_METHODS: Readonly<Record<string, MeasuredMethod>> = {
+  dms: {
+    settings: [-0.78, -0.74, -0.69, -0.64],
+    label: (t) => `t=${t}`,
+    policy: (t) => `else -> keydiff(k=100%) + dms(threshold=${t}, window=128);`,
+  },
+  kivi: {
+    settings: [8, 4, 2],
+    label: (bits) => `${bits}-bit`,
+    policy: (bits) => `else -> quant(bits=${bits});`,
+  },
+};
+
+/** Every method the board knows, budget methods first: the default of `--methods`. */
+export const LEADERBOARD_ALL_METHODS: readonly string[] = [
+  ...Object.keys(LEADERBOARD_METHODS),
+  ...Object.keys(LEADERBOARD_MEASURED_METHODS),
+];
+
+/** A generated policy: the method, its ratio or setting, its name in the report and its text. */
 export interface LeaderboardPolicy {
-  /** Method name (a key of {@link LEADERBOARD_METHODS}). */
+  /** Method name (a key of {@link LEADERBOARD_METHODS} or {@link LEADERBOARD_MEASURED_METHODS}). */
   method: string;
-  /** Fraction of the cache removed. */
-  ratio: number;
-  /** `method @ratio`, e.g. `snap @0.75`. */
+  /** Fraction of the cache removed; null for a measured method (its point takes the measured one). */
+  ratio: number | null;
+  /** A measured method's setting (`t=-0.74`, `4-bit`); null for a budget method. */
+  setting: string | null;
+  /** `method @ratio` or `method @setting`, e.g. `snap @0.75`, `kivi @4-bit`. */
   name: string;
   /** The policy text. */
   text: string;
 }
 
-/** The board's policies: every method × ratio, methods in the order given. */
+/**
+ * The board's policies: every method × ratio, methods in the order given; a measured method at
+ * each of its own settings instead of the ratios.
+ */
 export function leaderboardPolicies(
   methods: readonly string[],
   ratios: readonly number[],
 ): LeaderboardPolicy[] {
-  return methods.flatMap((method) => {
+  return methods.flatMap((method): LeaderboardPolicy[] => {
+    const measured = LEADERBOARD_MEASURED_METHODS[method];
+    if (measured) {
+      return measured.settings.map((value) => {
+        const setting = measured.label(value);
+        const name = `${method} @${setting}`;
+        return {
+          method,
+          ratio: null,
+          setting,
+          name,
+          text: `policy "${name}";\n${measured.policy(value)}\n`,
+        };
+      });
+    }
     const make = LEADERBOARD_METHODS[method];
     if (!make) {
       throw new RangeError(
-        `unknown leaderboard method '${method}' (one of ${
-          Object.keys(LEADERBOARD_METHODS).join(", ")
-        })`,
+        `unknown leaderboard method '${method}' (one of ${LEADERBOARD_ALL_METHODS.join(", ")})`,
       );
     }
     return ratios.map((ratio) => ({
       method,
       ratio,
+      setting: null,
       name: `${method} @${ratio}`,
       text: `policy "${method} @${ratio}";\n${make(ratio)}\n`,
     }));
@@ -97,8 +155,10 @@ export function leaderboardPolicies(
 export interface LeaderboardPoint {
   /** Method. */
   method: string;
-  /** Nominal ratio (fraction removed). */
+  /** Fraction removed: the nominal ratio, or for a measured method 1 − `kvKept`. */
   ratio: number;
+  /** A measured method's setting; null for a budget method (and the full cache). */
+  setting: string | null;
   /** `aware` or `agnostic`. */
   protocol: string;
   /** Mean score over the generation tasks' cells (0..1). */
@@ -111,7 +171,8 @@ export interface LeaderboardPoint {
 
 /**
  * The board from an evaluation's rows: for each generated policy and protocol, the mean accuracy
- * and KV kept over its generation-task rows (perplexity and hit rate are not on the board).
+ * and KV kept over its generation-task rows (perplexity and hit rate are not on the board); a
+ * measured method's point sits at the ratio it reached.
  */
 export function leaderboardPoints(
   rows: readonly ResultRow[],
@@ -126,12 +187,14 @@ export function leaderboardPoints(
         r.policy === name && r.protocol === protocol && typeof r.accuracy === "number"
       );
       if (!mine.length) continue;
+      const kvKept = mine.reduce((s, r) => s + r.kv_ratio, 0) / mine.length;
       points.push({
         method: p.method,
-        ratio: p.ratio,
+        ratio: p.ratio ?? 1 - kvKept,
+        setting: p.setting,
         protocol,
         score: mine.reduce((s, r) => s + (r.accuracy as number), 0) / mine.length,
-        kvKept: mine.reduce((s, r) => s + r.kv_ratio, 0) / mine.length,
+        kvKept,
         cells: mine.length,
       });
     }

@@ -6,6 +6,8 @@ import assert from "node:assert/strict";
 import { evalCommand, type EvalCommandDeps } from "../../src/cli/evalCommand.ts";
 import { UserError } from "../../src/cli/errors.ts";
 import {
+  LEADERBOARD_ALL_METHODS,
+  LEADERBOARD_MEASURED_METHODS,
   LEADERBOARD_METHODS,
   LEADERBOARD_RATIOS,
   leaderboardPoints,
@@ -19,8 +21,10 @@ import { RecencyFakeEngine, tinyNeedleTokenizer } from "./_fakeEngine.ts";
 const tokenizer = await tinyNeedleTokenizer();
 
 Deno.test("leaderboard policies: every method at every ratio compiles, runs, keeps 1 − r", () => {
-  const policies = leaderboardPolicies(Object.keys(LEADERBOARD_METHODS), LEADERBOARD_RATIOS);
-  assert.equal(policies.length, Object.keys(LEADERBOARD_METHODS).length * 4);
+  const policies = leaderboardPolicies(LEADERBOARD_ALL_METHODS, LEADERBOARD_RATIOS);
+  const settings = Object.values(LEADERBOARD_MEASURED_METHODS)
+    .reduce((n, m) => n + m.settings.length, 0);
+  assert.equal(policies.length, Object.keys(LEADERBOARD_METHODS).length * 4 + settings);
   for (const p of policies) {
     const plan = compileOrThrow(p.text, p.name);
     checkExecutable(plan);
@@ -38,6 +42,24 @@ Deno.test("leaderboard policies: every method at every ratio compiles, runs, kee
   assert.equal(ada.rules[0].pipeline[0].params.eps, 0.01);
   assert.deepEqual(ada.rules[0].pipeline[0].params.k, { fraction: 0.25 });
   assert.throws(() => leaderboardPolicies(["snapp"], [0.5]), /unknown leaderboard method 'snapp'/);
+  // DMS and KIVI have no budget: they run at their own settings whatever the ratios asked.
+  const measured = leaderboardPolicies(["dms", "kivi"], [0.5]);
+  assert.deepEqual(measured.map((p) => [p.name, p.ratio]), [
+    ["dms @t=-0.78", null],
+    ["dms @t=-0.74", null],
+    ["dms @t=-0.69", null],
+    ["dms @t=-0.64", null],
+    ["kivi @8-bit", null],
+    ["kivi @4-bit", null],
+    ["kivi @2-bit", null],
+  ]);
+  const dms = compileOrThrow(measured[1].text).rules[0].pipeline;
+  assert.deepEqual(dms.map((p) => p.name), ["keydiff", "dms"]);
+  assert.deepEqual(dms[0].params.k, { fraction: 1 });
+  assert.equal(dms[1].params.threshold, -0.74);
+  assert.equal(dms[1].params.window, 128);
+  const kivi = compileOrThrow(measured[6].text).rules[0].pipeline;
+  assert.deepEqual([kivi[0].name, kivi[0].params.bits], ["quant", 2]);
 });
 
 Deno.test("leaderboard points: mean score and KV over a policy's generation rows, per protocol", () => {
@@ -74,6 +96,13 @@ Deno.test("leaderboard points: mean score and KV over a policy's generation rows
     1,
   ]]);
   assert.ok(Math.abs(points[0].kvKept - 0.55) < 1e-12);
+  // A measured method's point sits at the ratio it reached: 1 − its mean KV kept.
+  const [kivi] = leaderboardPolicies(["kivi"], [0.5]);
+  const kiviRows = [row("kivi @8-bit", "aware", 1, 0.6), row("kivi @8-bit", "aware", 0, 0.5)];
+  const [point] = leaderboardPoints(kiviRows, [kivi], (q) => q.name);
+  assert.equal(point.setting, "8-bit");
+  assert.ok(Math.abs(point.ratio - 0.45) < 1e-12);
+  assert.equal(point.score, 0.5);
 });
 
 function deps(engine: () => RecencyFakeEngine): EvalCommandDeps & { printed: string[] } {
@@ -92,19 +121,40 @@ Deno.test("eval --leaderboard: full + methods × ratios, the board in the table,
   const dir = await Deno.makeTempDir({ prefix: "kvpolicy-board-" });
   try {
     const d = deps(() => new RecencyFakeEngine(tokenizer));
-    const args = ["--leaderboard", "--methods", "snap,streaming", "--ratios", "0.25,0.75", ...GRID];
+    const args = [
+      "--leaderboard",
+      "--methods",
+      "snap,streaming,kivi",
+      "--ratios",
+      "0.25,0.75",
+      ...GRID,
+    ];
     assert.equal(await evalCommand([...args, "--out", `${dir}/b`], d), 0);
     const json = JSON.parse(await Deno.readTextFile(`${dir}/b/results.json`));
-    // full, then 2 methods × 2 ratios, each under both protocols.
-    assert.equal(json.policies.length, 10);
+    // full, 2 methods × 2 ratios and KIVI's 3 bit widths, each under both protocols.
+    assert.equal(json.policies.length, 16);
     assert.deepEqual(json.protocols, ["aware", "agnostic"]);
     const points = json.leaderboard as {
       method: string;
       ratio: number;
+      setting: string | null;
       protocol: string;
       score: number;
+      kv_kept: number;
     }[];
-    assert.equal(points.length, 10);
+    assert.equal(points.length, 16);
+    // The fake keeps every entry of a quantized cache: KIVI's points sit at ratio 1 − 1 = 0.
+    const kivi = points.filter((p) => p.method === "kivi");
+    assert.deepEqual(kivi.map((p) => p.setting), [
+      "8-bit",
+      "8-bit",
+      "4-bit",
+      "4-bit",
+      "2-bit",
+      "2-bit",
+    ]);
+    for (const p of kivi) assert.equal(p.ratio, 1 - p.kv_kept);
+    assert.ok(points.filter((p) => p.method === "snap").every((p) => p.setting === null));
     const full = points.find((p) => p.method === "full" && p.protocol === "aware")!;
     assert.equal(full.score, 1);
     // The fake remembers only the kept tail: more compression never scores more.
@@ -115,6 +165,8 @@ Deno.test("eval --leaderboard: full + methods × ratios, the board in the table,
     }
     assert.match(d.printed[0], /leaderboard \(agnostic\): mean score by compression ratio/);
     assert.match(d.printed[0], /\nsnap\s+\d\.\d{3}\s+\d\.\d{3}\s+\d\.\d{3}/);
+    assert.match(d.printed[0], /methods without a budget, at the ratio each reached/);
+    assert.match(d.printed[0], /\nkivi\s+4-bit\s+0\.000\s+\d\.\d{3}/);
     const html = await Deno.readTextFile(`${dir}/b/report.html`);
     assert.match(html, /data-figure="leaderboard-agnostic"/);
     assert.match(html, /data-figure="leaderboard-aware"/);

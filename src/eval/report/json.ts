@@ -50,11 +50,13 @@ export interface EvalJson {
   elapsed_s: number;
   /**
    * With `--leaderboard`: one point per method × ratio × protocol (mean score over the generation
-   * cells, measured KV kept).
+   * cells, measured KV kept); a DMS or KIVI point has its `setting` and sits at the ratio it
+   * reached (1 − `kv_kept`).
    */
   leaderboard?: {
     method: string;
     ratio: number;
+    setting: string | null;
     protocol: string;
     score: number;
     kv_kept: number;
@@ -101,6 +103,7 @@ export function reportToJson(report: EvalReport): EvalJson {
       leaderboard: report.leaderboard.map((p) => ({
         method: p.method,
         ratio: p.ratio,
+        setting: p.setting,
         protocol: p.protocol,
         score: p.score,
         kv_kept: p.kvKept,

@@ -74,9 +74,9 @@ export function leaderboardChartSvg(points: readonly LeaderboardPoint[], protoco
       }"><polyline points="${path}" fill="none" stroke="${color}" stroke-width="1.5"${dash}/>` +
         line.map((p) =>
           `<circle cx="${num(px(p.ratio))}" cy="${num(py(p.score))}" r="3" fill="${color}">` +
-          `<title>${escapeHtml(method)} @${p.ratio}: ${num(p.score, 3)} (KV kept ${
-            num(p.kvKept * 100, 1)
-          }%)</title></circle>`
+          `<title>${escapeHtml(method)} @${escapeHtml(p.setting ?? String(p.ratio))}: ${
+            num(p.score, 3)
+          } (KV kept ${num(p.kvKept * 100, 1)}%)</title></circle>`
         ).join("") +
         `<text x="${left + plotW + 8}" y="${top + 14 + 14 * i}" fill="${color}">${
           escapeHtml(method)
@@ -87,18 +87,21 @@ export function leaderboardChartSvg(points: readonly LeaderboardPoint[], protoco
   return parts.join("\n");
 }
 
-/** The board as a plain-text table per protocol: methods × ratios, mean scores. */
+/**
+ * The board as a plain-text table per protocol: budget methods × ratios, mean scores; then the
+ * measured methods (DMS, KIVI), one line per setting with the ratio it reached.
+ */
 export function leaderboardTable(points: readonly LeaderboardPoint[]): string {
   const out: string[] = [];
   for (const protocol of ["agnostic", "aware"]) {
     const mine = points.filter((p) => p.protocol === protocol);
     if (!mine.length) continue;
-    const ratios = [...new Set(mine.filter((p) => p.method !== "full").map((p) => p.ratio))]
+    const budgeted = mine.filter((p) => p.setting === null);
+    const ratios = [...new Set(budgeted.filter((p) => p.method !== "full").map((p) => p.ratio))]
       .sort((a, b) => a - b);
-    const methods = [...new Set(mine.map((p) => p.method))];
-    const head = ["method", ...ratios.map((r) => `r=${r}`), "mean"];
+    const methods = [...new Set(budgeted.map((p) => p.method))];
     const rows = methods.map((m) => {
-      const of = mine.filter((p) => p.method === m);
+      const of = budgeted.filter((p) => p.method === m);
       const at = (r: number) => of.find((p) => p.ratio === r);
       const cells = m === "full"
         ? ratios.map(() => of[0].score.toFixed(3))
@@ -106,10 +109,23 @@ export function leaderboardTable(points: readonly LeaderboardPoint[]): string {
       const mean = of.reduce((s, p) => s + p.score, 0) / of.length;
       return [m, ...cells, mean.toFixed(3)];
     });
-    const widths = head.map((_, j) => Math.max(...[head, ...rows].map((r) => r[j].length)));
-    const fmt = (r: string[]) => r.map((c, j) => c.padEnd(widths[j])).join("  ").trimEnd();
     out.push(`leaderboard (${protocol}): mean score by compression ratio`);
-    out.push(fmt(head), widths.map((w) => "-".repeat(w)).join("  "), ...rows.map(fmt));
+    out.push(...textTable(["method", ...ratios.map((r) => `r=${r}`), "mean"], rows));
+    const measured = mine.filter((p) => p.setting !== null);
+    if (measured.length) {
+      out.push(`leaderboard (${protocol}): methods without a budget, at the ratio each reached`);
+      out.push(...textTable(
+        ["method", "setting", "r (measured)", "score"],
+        measured.map((p) => [p.method, p.setting!, p.ratio.toFixed(3), p.score.toFixed(3)]),
+      ));
+    }
   }
   return out.join("\n");
+}
+
+/** `head` and `rows` as aligned text lines, a rule under the head. */
+function textTable(head: string[], rows: string[][]): string[] {
+  const widths = head.map((_, j) => Math.max(...[head, ...rows].map((r) => r[j].length)));
+  const fmt = (r: string[]) => r.map((c, j) => c.padEnd(widths[j])).join("  ").trimEnd();
+  return [fmt(head), widths.map((w) => "-".repeat(w)).join("  "), ...rows.map(fmt)];
 }
