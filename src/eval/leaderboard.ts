@@ -74,8 +74,9 @@ export interface MeasuredMethod {
  * last 128 positions protected, older entries evicted below the threshold) on the query-free
  * KeyDiff score, minus the cosine to the mean key: KVzap's trained scorer needs weights from a
  * model hub. Its thresholds were chosen on a calibration haystack (another seed than the board's
- * prompts) for SmolLM2-135M, whose KeyDiff scores gather in [−0.81, −0.64]: they keep about 75,
- * 50, 25 and 12 % of its entries there, and differ by head. `kivi` is KIVI's quantized cache
+ * prompts; `tools/dms_thresholds.ts` calibrates any model) for SmolLM2-135M, half of whose
+ * KeyDiff scores lie between −0.77 and −0.68 at 4K: they keep about 75, 50, 25 and 12 % of its
+ * entries there, and differ by head. `kivi` is KIVI's quantized cache
  * (arXiv 2402.02750; groups of 32, 32 recent tokens in full precision) at 8, 4 and 2 bits: it
  * keeps every entry, and its ratio is the bytes it saves.
  */
