@@ -9,9 +9,9 @@
  * usage: deno run -A tools/compare_answers.ts --out DIR [--policy full] [--lengths 8k]
  *          [--limit N]
  *
- * Prints one line per prompt (cell, expected, ours, transformers, equal) and the count that
- * agree; exits 1 when an answer differs. Prompts the checkpoint has no answer for yet (a run
- * still going) are left out and counted. `KVPOLICY_PYTHON`
+ * Prints one line per prompt (cell, expected, ours, transformers, whether transformers' answer
+ * scores, equal) and the counts; exits 1 when an answer differs. A prompt the checkpoint has no
+ * answer for yet (a run still going) is answered by transformers alone and marked `pending`. `KVPOLICY_PYTHON`
  * names the Python with torch, transformers and gguf (default `python3`).
  *
  * @module
@@ -25,6 +25,7 @@ import { stopIdsOf } from "../src/eval/runner.ts";
 import type { GenerationSample } from "../src/eval/sample.ts";
 import type { SampleOutcome } from "../src/eval/results.ts";
 import { buildSuiteSamples } from "../src/eval/samples.ts";
+import { scoreAnswer } from "../src/eval/scoring.ts";
 import type { EvalSuite } from "../src/eval/suite.ts";
 import { chatSpecialTokens, endOfTurnIds } from "../src/model/chatTemplate.ts";
 import { readGgufHeader } from "../src/model/ggufFile.ts";
@@ -80,8 +81,6 @@ const answerOf = (s: GenerationSample) =>
     o.policy === values.policy && o.protocol === "aware" && o.cell.task === s.task &&
     o.cell.length === s.length && o.cell.depth === s.depth && o.cell.index === s.index
   )?.output;
-const pending = samples.filter((s) => answerOf(s) === undefined).length;
-samples = samples.filter((s) => answerOf(s) !== undefined);
 if (values.limit) samples = samples.slice(0, Number(values.limit));
 
 const dir = await Deno.makeTempDir({ prefix: "kvpolicy-answers-" });
@@ -102,12 +101,15 @@ try {
   if (!run.success) throw new Error("the transformers reference failed");
   const answers = (await Deno.readTextFile(`${dir}/answers.jsonl`)).trim().split("\n")
     .map((line) => JSON.parse(line) as { ids: number[] });
-  let agree = 0;
+  let agree = 0, pending = 0, correct = 0;
   for (const [i, s] of samples.entries()) {
     const theirs = tokenizer.decode(answers[i].ids, { skipSpecialTokens: true });
-    const ours = answerOf(s)!;
+    const score = scoreAnswer(s.scoring, theirs, s.references);
+    correct += score;
+    const ours = answerOf(s);
     const same = ours === theirs;
-    if (same) agree++;
+    if (ours === undefined) pending++;
+    else if (same) agree++;
     else failed = true;
     console.log(
       [
@@ -116,15 +118,17 @@ try {
         s.depth ?? "-",
         s.index,
         JSON.stringify(s.expected),
-        JSON.stringify(ours),
+        JSON.stringify(ours ?? null),
         JSON.stringify(theirs),
-        same ? "equal" : "DIFFERENT",
+        score.toFixed(2),
+        ours === undefined ? "pending" : same ? "equal" : "DIFFERENT",
       ].join("\t"),
     );
   }
   console.log(
-    `${agree} of ${samples.length} answers of '${values.policy}' equal transformers'` +
-      (pending ? ` (${pending} prompts not answered in the checkpoint yet, left out)` : ""),
+    `${agree} of ${samples.length - pending} answers of '${values.policy}' equal transformers'` +
+      (pending ? ` (${pending} prompts not answered in the checkpoint yet)` : "") +
+      `; transformers' answers score ${correct} of ${samples.length}`,
   );
 } finally {
   await Deno.remove(dir, { recursive: true });
