@@ -9,26 +9,16 @@ OUT.jsonl: one line per case as it finishes: {"ids": [...the generated ids...], 
 """
 
 import json
-import os
 import sys
 import time
 
 import torch
-from transformers import AutoModelForCausalLM
-from transformers.utils import logging
-
-logging.set_verbosity_error()
-logging.disable_progress_bar()
+from hf_model import load_model
 
 
 def main():
     model_path, cases_path, out_path = sys.argv[1:4]
-    if os.path.isdir(model_path):
-        model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
-    else:
-        folder, name = os.path.split(os.path.abspath(model_path))
-        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
-    model.eval()
+    model = load_model(model_path)
     with open(cases_path) as f:
         cases = json.load(f)
     with open(out_path, "w") as out:

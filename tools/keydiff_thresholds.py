@@ -11,25 +11,15 @@ closest is found by bisection. Prints one JSON line: the score quantiles and the
 """
 
 import json
-import os
 import sys
 
 import torch
-from transformers import AutoModelForCausalLM
-from transformers.utils import logging
-
-logging.set_verbosity_error()
-logging.disable_progress_bar()
+from hf_model import load_model
 
 
 def main():
     model_path, prompt_path = sys.argv[1:3]
-    if os.path.isdir(model_path):
-        model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
-    else:
-        folder, name = os.path.split(os.path.abspath(model_path))
-        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
-    model.eval()
+    model = load_model(model_path)
     with open(prompt_path) as f:
         prompt = json.load(f)
     ids = torch.tensor([prompt["ids"]])
