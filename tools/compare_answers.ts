@@ -11,8 +11,8 @@
  *
  * Prints one line per prompt (cell, expected, ours, transformers, whether transformers' answer
  * scores, equal) and the counts; exits 1 when an answer differs. A prompt the checkpoint has no
- * answer for yet (a run still going) is answered by transformers alone and marked `pending`. `KVPOLICY_PYTHON`
- * names the Python with torch, transformers and gguf (default `python3`).
+ * answer for yet (a run still going) is answered by transformers alone and marked `pending`.
+ * `KVPOLICY_PYTHON` names the Python with torch, transformers and gguf (default `python3`).
  *
  * @module
  */

@@ -1,8 +1,8 @@
 /**
  * DMS thresholds for a model: a DMS threshold is on its scorer's scale, and where KeyDiff's scores
  * lie depends on the model (half of SmolLM2-135M's lie between −0.77 and −0.68 at 4K, so round
- * thresholds such as −0.2 keep nothing beyond the window). This builds a RULER single-key prompt of the
- * given length with a calibration seed (not the evaluation's, 1234), has
+ * thresholds such as −0.2 keep nothing beyond the window). This builds a RULER single-key prompt
+ * of the given length with a calibration seed (not the evaluation's, 1234), has
  * `tools/keydiff_thresholds.py` score it with Hugging Face transformers, and prints the thresholds
  * of `keydiff(k=100%) + dms(threshold=t, window=W)` that keep each fraction of the cache on it.
  *

@@ -9,10 +9,10 @@ import type { Budget, PressSchema } from "./schema.ts";
  * `AdaKVPress`), after a scorer press, e.g. `expected(k=25%, eps=0.01) + adaptive` (kvpress's
  * registry entry "expected_attention"): with k the scorer's budget per KV head (kvpress's
  * `max(1, int(N·(1−r)))`), every head first pins its top `int(k·safeguard)` positions (at least
- * one, so that no head is left empty; kvpress pins none at safeguard 0); then the layer keeps its H_kv·k best entries over all heads
- * at once, pinned first, so the heads' budgets differ and sum to H_kv·k. The cache really shrinks
- * per head (kvpress masks the evicted keys instead). Ties go to the lower position, then the lower
- * KV head.
+ * one, so that no head is left empty; kvpress pins none at safeguard 0); then the layer keeps
+ * its H_kv·k best entries over all heads at once, pinned first, so the heads' budgets differ and
+ * sum to H_kv·k. The cache really shrinks per head (kvpress masks the evicted keys instead). Ties
+ * go to the lower position, then the lower KV head.
  */
 export const adaptivePress: PressSchema = {
   kind: "press",
